@@ -1,0 +1,209 @@
+"""Syslog headers, RFC 5424 and RFC 3164 (BSD), to ECS ``log.syslog.*``, ``host.hostname``, ``process.*``.
+
+What follows the header (the program's own message) is left in ``message`` for the program parsers. Year-less
+RFC 3164 timestamps are read in the configured zone and given the year that puts them nearest to the time of receipt
+(a December line received on 1 January belongs to last year).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone, tzinfo
+
+from collectors.message import ParseError
+
+_PRI = re.compile(r"<(\d{1,3})>")
+_RFC5424 = re.compile(
+    r"(?P<version>[1-9]\d{0,2}) (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+)"
+    r"(?: (?P<rest>.*))?$",
+    re.DOTALL,
+)
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
+# "Nov 22 16:10:01", "Nov  2 16:10:01", optionally with a year after the day or fractions of a second.
+_BSD_TS = re.compile(
+    r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(?P<day>\d{1,2})"
+    r"(?: (?P<year>\d{4}))? (?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<frac>\d{1,6}))?:? "
+)
+_ISO_TS = re.compile(r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?) ")
+_TAG = re.compile(r"(?P<tag>[^\s\[\]:]{1,64})(?:\[(?P<pid>[^\]\s]{1,20})\])?: ?")
+_HOST = re.compile(r"(?P<host>[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}) ")
+
+FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
+              "ntp", "security", "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4",
+              "local5", "local6", "local7")
+SEVERITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug")
+
+
+def _priority(line: str) -> tuple[int, int]:
+    match = _PRI.match(line)
+    if not match:
+        if line.startswith("<"):
+            raise ParseError("truncated_header", "syslog header is cut short inside <PRI>")
+        raise ParseError("bad_header", "missing syslog <PRI> at the start of the line")
+    pri = int(match.group(1))
+    if pri > 191:
+        raise ParseError("bad_header", f"syslog PRI {pri} is out of range (0-191)")
+    return pri, match.end()
+
+
+def _fraction_micro(frac: str | None) -> int:
+    return int((frac or "0")[:6].ljust(6, "0"))
+
+
+def parse_iso(text: str, zone: tzinfo) -> datetime:
+    value = text.replace("Z", "+00:00")
+    # Python 3.11 reads at most 6 fraction digits; RFC 5424 allows up to 6 too, some senders send 9.
+    value = re.sub(r"\.(\d{6})\d+", r".\1", value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ParseError("bad_timestamp", f"timestamp {text!r} is not ISO 8601") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment
+
+
+def _bsd_time(match: re.Match, zone: tzinfo, received: datetime) -> datetime:
+    month, day = _MONTHS[match.group("mon")], int(match.group("day"))
+    hour, minute, second = int(match.group("h")), int(match.group("m")), int(match.group("s"))
+    micro = _fraction_micro(match.group("frac"))
+    if match.group("year"):
+        years = [int(match.group("year"))]
+    else:
+        local_now = received.astimezone(zone)
+        years = [local_now.year, local_now.year - 1, local_now.year + 1]
+    candidates = []
+    for year in years:
+        try:
+            candidates.append(datetime(year, month, day, hour, minute, second, micro, tzinfo=zone))
+        except ValueError:
+            continue  # 29 Feb in a year that has none
+    if not candidates:
+        raise ParseError("bad_timestamp", f"no such date: {match.group(0).strip()}")
+    return min(candidates, key=lambda c: abs(c - received))
+
+
+def _structured_data(rest: str) -> tuple[dict[str, dict[str, str]], str]:
+    """RFC 5424 STRUCTURED-DATA: '-' or one or more [id k="v" ...] elements, then the message."""
+    if rest.startswith("-"):
+        return {}, rest[2:] if rest.startswith("- ") else rest[1:]
+    elements: dict[str, dict[str, str]] = {}
+    i, n = 0, len(rest)
+    while i < n and rest[i] == "[":
+        j = i + 1
+        while j < n and rest[j] not in " ]":
+            j += 1
+        sd_id = rest[i + 1:j]
+        params: dict[str, str] = {}
+        while j < n and rest[j] == " ":
+            j += 1
+            eq = rest.find("=", j)
+            if eq < 0 or eq + 1 >= n or rest[eq + 1] != '"':
+                raise ParseError("bad_structured_data", "structured data parameter without a quoted value")
+            name = rest[j:eq]
+            k, value = eq + 2, []
+            while k < n and rest[k] != '"':
+                if rest[k] == "\\" and k + 1 < n and rest[k + 1] in '"\\]':
+                    k += 1
+                value.append(rest[k])
+                k += 1
+            if k >= n:
+                raise ParseError("bad_structured_data", "structured data value is not closed")
+            params[name] = "".join(value)
+            j = k + 1
+        if j >= n or rest[j] != "]":
+            raise ParseError("bad_structured_data", "structured data element is not closed")
+        elements[sd_id] = params
+        i = j + 1
+    if not elements:
+        raise ParseError("bad_structured_data", "structured data must be '-' or start with '['")
+    message = rest[i + 1:] if rest[i:i + 1] == " " else rest[i:]
+    return elements, message
+
+
+def _base(pri: int) -> dict:
+    facility, severity = divmod(pri, 8)
+    return {
+        "log": {"syslog": {
+            "priority": pri,
+            "facility": {"code": facility, "name": FACILITIES[facility] if facility < len(FACILITIES) else ""},
+            "severity": {"code": severity, "name": SEVERITIES[severity]},
+        }},
+    }
+
+
+def parse_syslog(line: str, zone: tzinfo, received: datetime) -> dict:
+    """One syslog line (without its trailing newline) to a partial ECS document."""
+    pri, pos = _priority(line)
+    doc = _base(pri)
+    body = line[pos:]
+    if not body.strip():
+        raise ParseError("truncated_header", "syslog line ends after <PRI>")
+    match = _RFC5424.match(body)
+    if match and (match.group("ts") == "-" or match.group("ts")[:4].isdigit()):
+        ts = match.group("ts")
+        moment = received if ts == "-" else parse_iso(ts, timezone.utc)
+        syslog = doc["log"]["syslog"]
+        syslog["version"] = match.group("version")
+        host, app, procid, msgid = (None if v == "-" else v for v in match.group("host", "app", "procid", "msgid"))
+        if host:
+            doc["host"] = {"hostname": host, "name": host}
+        if app:
+            syslog["appname"] = app
+            doc["process"] = {"name": app}
+        if procid:
+            syslog["procid"] = procid
+            if procid.isdigit():
+                doc.setdefault("process", {})["pid"] = int(procid)
+        if msgid:
+            syslog["msgid"] = msgid
+        rest = match.group("rest") or ""
+        if rest:
+            sd, message = _structured_data(rest)
+            if sd:
+                syslog["structured_data"] = sd
+        else:
+            message = ""
+        if message.startswith("\ufeff"):  # RFC 5424 allows a BOM before a UTF-8 MSG
+            message = message[1:]
+        doc["@timestamp"] = moment
+        doc["message"] = message
+        return doc
+    if body[:1].isdigit() and " " in body[:4] and not _ISO_TS.match(body):
+        raise ParseError("truncated_header", "RFC 5424 header is incomplete (needs 6 fields after <PRI>)")
+    # RFC 3164: TIMESTAMP HOSTNAME TAG[PID]: MSG
+    ts_match = _BSD_TS.match(body)
+    if ts_match:
+        moment = _bsd_time(ts_match, zone, received)
+    else:
+        ts_match = _ISO_TS.match(body)
+        if not ts_match:
+            if re.match(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\b|\d{4}-", body):
+                raise ParseError("truncated_header", "syslog timestamp is cut short")
+            raise ParseError("bad_header", "no RFC 3164 or RFC 5424 timestamp after <PRI>")
+        moment = parse_iso(ts_match.group("ts"), zone)
+    rest = body[ts_match.end():]
+    host_match = _HOST.match(rest)
+    # Some devices (Cisco ASA) send no hostname: the next token is then the tag ("%ASA-4-106023:").
+    if host_match and not rest[:host_match.end()].rstrip().endswith(":"):
+        doc["host"] = {"hostname": host_match.group("host"), "name": host_match.group("host")}
+        rest = rest[host_match.end():]
+    elif not rest:
+        raise ParseError("truncated_header", "syslog line ends after the timestamp")
+    tag_match = _TAG.match(rest)
+    if tag_match:
+        doc["process"] = {"name": tag_match.group("tag")}
+        doc["log"]["syslog"]["appname"] = tag_match.group("tag")
+        pid = tag_match.group("pid")
+        if pid:
+            doc["log"]["syslog"]["procid"] = pid
+            if pid.isdigit():
+                doc["process"]["pid"] = int(pid)
+        rest = rest[tag_match.end():]
+    doc["@timestamp"] = moment
+    doc["message"] = rest
+    return doc
+
+
+__all__ = ["parse_syslog", "parse_iso", "FACILITIES", "SEVERITIES", "timedelta"]

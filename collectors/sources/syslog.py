@@ -1,0 +1,95 @@
+"""Syslog sources: UDP (one message per datagram) and TCP with newline framing.
+
+Sources only receive and frame; they hand each message as raw bytes to ``deliver``. A line longer than the limit is
+not allowed to grow memory without bound: its first ``keep_bytes`` are kept (for the dead letter), the rest is read
+and discarded up to the newline, and the message is marked truncated. A sender is never disconnected for bad data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from collectors.message import RawMessage
+from soc import metrics
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[RawMessage], Awaitable[None]]
+DeliverNowait = Callable[[RawMessage], bool]  # False when the queue is full (the message is counted as dropped)
+
+READ_CHUNK = 256 * 1024
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, deliver_nowait: DeliverNowait):
+        self.deliver_nowait = deliver_nowait
+
+    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
+        metrics.EVENTS_RECEIVED.labels(transport="udp").inc()
+        self.deliver_nowait(RawMessage(data=data, transport="udp", peer=addr[0], peer_port=addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("syslog UDP socket error: %s", exc)
+
+
+async def start_udp(host: str, port: int, deliver_nowait: DeliverNowait) -> asyncio.DatagramTransport:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(deliver_nowait), local_addr=(host, port))
+    return transport  # type: ignore[return-value]
+
+
+async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Deliver, max_line: int,
+                      keep_bytes: int) -> None:
+    buffer = bytearray()
+    oversized = False  # inside a line that already passed the limit: keep only keep_bytes of it
+    while True:
+        chunk = await reader.read(READ_CHUNK)
+        if not chunk:
+            break
+        start = 0
+        while True:
+            newline = chunk.find(b"\n", start)
+            piece = chunk[start:] if newline < 0 else chunk[start:newline]
+            if not oversized:
+                buffer += piece
+                if len(buffer) > max_line:
+                    oversized = True
+                    del buffer[keep_bytes:]
+            elif len(buffer) < keep_bytes:
+                buffer += piece[: keep_bytes - len(buffer)]
+            if newline < 0:
+                break
+            await _emit(buffer, oversized, peer, deliver)
+            buffer, oversized = bytearray(), False
+            start = newline + 1
+    if buffer:  # the sender closed without a final newline: still a message
+        await _emit(buffer, oversized, peer, deliver)
+
+
+async def _emit(buffer: bytearray, oversized: bool, peer: tuple, deliver: Deliver) -> None:
+    data = bytes(buffer)
+    if data.endswith(b"\r"):
+        data = data[:-1]
+    if not data and not oversized:
+        return  # blank keep-alive lines are not messages
+    metrics.EVENTS_RECEIVED.labels(transport="tcp").inc()
+    await deliver(RawMessage(data=data, transport="tcp", peer=peer[0], peer_port=peer[1], truncated=oversized))
+
+
+async def start_tcp(host: str, port: int, deliver: Deliver, *, max_line: int, keep_bytes: int) -> asyncio.Server:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("", 0)
+        try:
+            await _read_lines(reader, peer, deliver, max_line, keep_bytes)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            log.info("syslog TCP connection from %s ended: %s", peer[0], exc)
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    return await asyncio.start_server(handle, host, port, limit=READ_CHUNK)

@@ -1,0 +1,188 @@
+"""Streaming detection: every stored event is tested against the Sigma rules that apply to its log source, and rule
+matches feed the Sigma correlations (event_count, value_count, temporal, temporal_ordered) in event time.
+
+Correlations group by the agency first and then by the rule's ``group-by`` fields: the SOC serves many agencies,
+and an alert must belong to exactly one of them (tenancy), so a brute force is counted per agency.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from detections.sigma.loader import CompiledCorrelation, CompiledRule, RuleMeta, RuleSet
+from detections.sigma.logsource import applies, event_descriptors, routing_key
+from soc import ecs
+
+_OPS = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt, "eq": operator.eq,
+        "neq": operator.ne}
+MAX_EVIDENCE_KEPT = 1000  # per correlation group: events waiting in a window
+
+
+@dataclass
+class Detection:
+    meta: RuleMeta
+    kind: str  # "rule" for a single-event match, else the correlation type
+    agency: str | None
+    labels: dict[str, Any]  # the group-by values of a correlation
+    events: list[dict]  # the evidence this detection adds (nested ECS documents)
+    count: int  # how many events it adds to its alert
+    first_seen: str
+    last_seen: str
+
+
+@dataclass
+class _Hit:
+    rule_id: str
+    ts: float
+    events: list[dict]
+    value: Any = None  # value_count: the field's value
+
+
+@dataclass
+class _Group:
+    hits: deque = field(default_factory=deque)
+    reported: set = field(default_factory=set)
+
+
+def _epoch(doc: dict) -> float:
+    return ecs.parse_time(doc["@timestamp"]).timestamp()
+
+
+class CorrelationEngine:
+    def __init__(self, correlations: list[CompiledCorrelation]):
+        self.correlations = correlations
+        self.by_source: dict[str, list[CompiledCorrelation]] = defaultdict(list)
+        for corr in correlations:
+            for ref in corr.rules:
+                self.by_source[ref].append(corr)
+        self.state: dict[tuple, _Group] = {}
+
+    def _group_values(self, corr: CompiledCorrelation, rule_id: str, flat: dict[str, Any]) -> tuple | None:
+        values = []
+        for name in corr.group_by:
+            source_field = corr.aliases.get(name, {}).get(rule_id, name)
+            value = flat.get(source_field)
+            if isinstance(value, list):
+                value = value[0] if value else None
+            if value is None:
+                return None
+            values.append(value)
+        return tuple(values)
+
+    def feed(self, rule_id: str, agency: str | None, flat: dict[str, Any], ts: float,
+             events: list[dict]) -> list[Detection]:
+        out: list[Detection] = []
+        for corr in self.by_source.get(rule_id, ()):
+            group_values = self._group_values(corr, rule_id, flat)
+            if group_values is None:
+                continue
+            value = None
+            if corr.type == "value_count" and corr.fieldref:
+                value = flat.get(corr.aliases.get(corr.fieldref, {}).get(rule_id, corr.fieldref))
+                if isinstance(value, list):
+                    value = tuple(value)
+                if value is None:
+                    continue
+            key = (corr.meta.id, agency, group_values)
+            group = self.state.get(key)
+            if group is None:
+                group = self.state[key] = _Group()
+            group.hits.append(_Hit(rule_id, ts, events, value))
+            horizon = max(ts, group.hits[-1].ts) - corr.timespan
+            while group.hits and (group.hits[0].ts < horizon or len(group.hits) > MAX_EVIDENCE_KEPT):
+                old = group.hits.popleft()
+                for e in old.events:
+                    group.reported.discard(ecs.get(e, "event.id"))
+            detection = self._check(corr, group, agency, dict(zip(corr.group_by, group_values)))
+            if detection is None:
+                continue
+            out.append(detection)
+            # A firing correlation is itself a "match" for correlations that reference it (chaining).
+            chained_flat = dict(flat)
+            chained_flat.update(detection.labels)
+            out.extend(self.feed(corr.meta.id, agency, chained_flat, ts, detection.events))
+        return out
+
+    def _check(self, corr: CompiledCorrelation, group: _Group, agency: str | None,
+               labels: dict[str, Any]) -> Detection | None:
+        hits = list(group.hits)
+        if corr.type == "event_count":
+            fired = _OPS[corr.op](sum(len(h.events) or 1 for h in hits), corr.count)
+        elif corr.type == "value_count":
+            fired = _OPS[corr.op](len({h.value for h in hits}), corr.count)
+        elif corr.type == "temporal":
+            fired = _OPS[corr.op](len({h.rule_id for h in hits}), len(corr.rules)) if corr.op in ("gte", "eq") \
+                else set(corr.rules) <= {h.rule_id for h in hits}
+        else:  # temporal_ordered: the referenced rules hit in this order within the window
+            fired = False
+            position = 0
+            for hit in hits:
+                if hit.rule_id == corr.rules[position]:
+                    position += 1
+                    if position == len(corr.rules):
+                        fired = hits[-1].rule_id == corr.rules[-1]
+                        break
+        if not fired:
+            return None
+        new_events = []
+        for hit in hits:
+            for e in hit.events:
+                eid = ecs.get(e, "event.id")
+                if eid not in group.reported:
+                    group.reported.add(eid)
+                    new_events.append(e)
+        if not new_events:
+            return None
+        if corr.type in ("temporal", "temporal_ordered"):
+            group.hits.clear()  # a sequence fires once; the next one must be complete again
+            group.reported.clear()
+        times = [e["@timestamp"] for e in new_events]
+        return Detection(meta=corr.meta, kind=corr.type, agency=agency, labels=labels, events=new_events,
+                         count=len(new_events), first_seen=min(times), last_seen=max(times))
+
+
+class DetectionEngine:
+    def __init__(self, ruleset: RuleSet):
+        self.ruleset = ruleset
+        self._routes: dict[tuple[str, str], list[CompiledRule]] = {}
+        streaming = []
+        for corr in ruleset.correlations:
+            if corr.op in ("lt", "lte") and corr.type in ("event_count", "value_count"):
+                # "fewer than N in a window" is only known when the window closes: scheduled evaluation's job.
+                for h in ruleset.health:
+                    if h.id == corr.meta.id:
+                        h.warnings.append("lt/lte correlations run only in scheduled evaluation")
+                continue
+            streaming.append(corr)
+        self.correlations = CorrelationEngine(streaming)
+
+    def _candidates(self, flat: dict[str, Any]) -> list[CompiledRule]:
+        key = routing_key(flat)
+        rules = self._routes.get(key)
+        if rules is None:
+            descriptors = event_descriptors(flat)
+            rules = self._routes[key] = [r for r in self.ruleset.rules if applies(r.logsource, descriptors)]
+        return rules
+
+    def evaluate(self, events: list[dict]) -> list[Detection]:
+        detections: list[Detection] = []
+        for doc in events:
+            flat = ecs.flatten(doc)
+            agency = flat.get("organization.id")
+            ts = None
+            for rule in self._candidates(flat):
+                if not rule.predicate(flat):
+                    continue
+                if rule.generate:
+                    detections.append(Detection(meta=rule.meta, kind="rule", agency=agency, labels={},
+                                                events=[doc], count=1, first_seen=doc["@timestamp"],
+                                                last_seen=doc["@timestamp"]))
+                if rule.meta.id in self.correlations.by_source:
+                    ts = _epoch(doc) if ts is None else ts
+                    detections.extend(self.correlations.feed(rule.meta.id, agency, flat, ts, [doc]))
+        # Correlations referenced only by other correlations do not alert on their own unless "generate" says so.
+        generate = {c.meta.id: c.generate for c in self.ruleset.correlations}
+        return [d for d in detections if d.kind == "rule" or generate.get(d.meta.id, True)]

@@ -1,0 +1,157 @@
+"""The inventory model: agencies, their networks, assets and the devices the suite may manage.
+
+The inventory is data (YAML), validated here when it is loaded. Secrets never live in it: a managed device names
+where its credentials are (an environment variable or a key file), and the playbook runner resolves them at the
+moment of use.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import Enum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class AgencyKind(str, Enum):
+    province = "province"  # the provincial people's committee and its offices
+    department = "department"  # Sở / Ban ngành
+    district = "district"  # Huyện / Thị xã / Thành phố thuộc tỉnh
+    commune = "commune"  # Xã / Phường / Thị trấn
+    datacentre = "datacentre"  # the provincial data centre that hosts the SOC
+
+
+class AssetKind(str, Enum):
+    server = "server"
+    firewall = "firewall"
+    switch = "switch"
+    load_balancer = "load_balancer"
+    router = "router"
+    waf = "waf"
+    workstation = "workstation"
+    antivirus_console = "antivirus_console"
+
+
+class Criticality(str, Enum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+_Strict = ConfigDict(extra="forbid", frozen=True)
+
+
+class Network(BaseModel):
+    model_config = _Strict
+    cidr: str
+    description: str = ""
+    zone: str = "internal"  # internal | dmz | wan | management | internet-line (an agency's own Internet line)
+
+    @field_validator("cidr")
+    @classmethod
+    def _valid_cidr(cls, value: str) -> str:
+        return str(ipaddress.ip_network(value, strict=False))
+
+
+class Agency(BaseModel):
+    model_config = _Strict
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    name_vi: str
+    name_en: str
+    kind: AgencyKind
+    parent: str | None = None  # communes belong to a district
+    networks: list[Network] = []
+    contact: str = ""
+
+
+class Asset(BaseModel):
+    model_config = _Strict
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+    hostname: str
+    kind: AssetKind
+    agency: str
+    addresses: list[str] = []
+    criticality: Criticality = Criticality.medium
+    vendor: str = ""
+    model: str = ""
+    os: str = ""
+    role: str = ""  # e.g. core / access for switches, wan-edge / internal for firewalls
+    services: list[str] = []  # e.g. ssh, https, rdp, dns, ad
+    # Log sources this asset is expected to send (used by the source-health monitoring).
+    log_sources: list[str] = []
+
+    @field_validator("addresses")
+    @classmethod
+    def _valid_addresses(cls, values: list[str]) -> list[str]:
+        return [str(ipaddress.ip_address(v)) for v in values]
+
+
+class Credentials(BaseModel):
+    """Where to find a device's secret. Exactly one of the references is set; the secret itself never is."""
+
+    model_config = _Strict
+    username: str
+    password_env: str | None = None
+    key_file: str | None = None
+    secret_env: str | None = None  # enable secret for Cisco-like devices
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> "Credentials":
+        if not (self.password_env or self.key_file):
+            raise ValueError("credentials need password_env or key_file (a reference, never the secret)")
+        return self
+
+
+class ManagedDevice(BaseModel):
+    model_config = _Strict
+    id: str
+    asset: str
+    management_address: str
+    port: int = 22
+    device_type: str  # a netmiko device_type: linux, cisco_asa, cisco_ios, fortinet, sophos_sfos, ...
+    driver: str  # the suite's driver for it: nftables, iptables, cisco_asa, cisco_ios, fortigate, sophos_xg, ...
+    credentials: Credentials
+    core: bool = False  # a core device: any change on it needs approval
+
+    @field_validator("management_address")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        return str(ipaddress.ip_address(value))
+
+
+class InventoryDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    province: Agency
+    agencies: list[Agency]
+    assets: list[Asset] = []
+    devices: list[ManagedDevice] = []
+    # Address ranges that are the government network (WAN); anything else is "outside".
+    government_networks: list[str] = []
+    # Addresses and ranges no playbook may ever block.
+    never_block: list[str] = []
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "InventoryDocument":
+        agency_ids = {self.province.id} | {a.id for a in self.agencies}
+        seen: set[str] = set()
+        for agency in self.agencies:
+            if agency.id in seen:
+                raise ValueError(f"agency id {agency.id!r} is defined twice")
+            seen.add(agency.id)
+            if agency.parent and agency.parent not in agency_ids:
+                raise ValueError(f"agency {agency.id!r}: parent {agency.parent!r} is not an agency")
+        asset_ids: set[str] = set()
+        for asset in self.assets:
+            if asset.id in asset_ids:
+                raise ValueError(f"asset id {asset.id!r} is defined twice")
+            asset_ids.add(asset.id)
+            if asset.agency not in agency_ids:
+                raise ValueError(f"asset {asset.id!r}: agency {asset.agency!r} is not an agency")
+        for device in self.devices:
+            if device.asset not in asset_ids:
+                raise ValueError(f"device {device.id!r}: asset {device.asset!r} is not an asset")
+        for cidr in self.government_networks + self.never_block:
+            ipaddress.ip_network(cidr, strict=False)
+        return self

@@ -1,0 +1,243 @@
+"""The `soc` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from soc.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="SOC suite: collectors, detections, playbooks, API and reports.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+keys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
+rules_app = typer.Typer(help="Detection rules.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(rules_app, name="rules")
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML configuration file "
+                                                     "(default: $SOC_CONFIG, ./soc.yaml, ./config/soc.yaml)")]
+
+
+def _settings(config: str | None) -> Settings:
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        typer.echo(f"soc: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the suite's own log
+    logging.getLogger("opensearch").setLevel(logging.WARNING)
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    return settings
+
+
+def _open_store(settings: Settings):
+    from soc.storage import StoreError, open_store
+
+    try:
+        return open_store(settings)
+    except (StoreError, Exception) as exc:  # a store that cannot be reached is a clear error, not a traceback
+        typer.echo(f"soc: cannot open the store {settings.store.url}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def serve(config: ConfigOption = None) -> None:
+    """Run the suite: syslog listeners (UDP and TCP), the pipeline, detections and the API with /metrics."""
+    from soc.service import Suite
+
+    settings = _settings(config)
+    suite = Suite(settings, _open_store(settings))
+    loop = asyncio.new_event_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, suite.request_stop)
+    typer.echo(f"soc: configuration {settings.source}; store {settings.store.url}")
+    typer.echo(f"soc: {suite.ruleset.loaded} Sigma rules loaded, {suite.ruleset.failed} failed; inventory "
+               f"{len(suite.inventory.agencies)} agencies, {len(suite.inventory.assets)} assets")
+    try:
+        loop.run_until_complete(_serve_and_announce(suite, settings))
+    finally:
+        suite.close()
+        loop.close()
+    typer.echo("soc: stopped")
+
+
+async def _serve_and_announce(suite, settings: Settings) -> None:
+    task = asyncio.create_task(suite.serve())
+    while not suite.ready.is_set():
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    b = suite.bound
+    typer.echo(f"soc: syslog udp://{settings.syslog.host}:{b.get('syslog_udp')} tcp://{settings.syslog.host}:"
+               f"{b.get('syslog_tcp')}; API http://{settings.api.host}:{b.get('api')}/docs ; metrics /metrics")
+    await task
+
+
+@app.command()
+def demo(
+    config: ConfigOption = None,
+    store: Annotated[Optional[str], typer.Option(help="run the demo on its own suite with this store, "
+                                                      "e.g. opensearch://127.0.0.1:9250")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the alerts")] = 60.0,
+) -> None:
+    """Play an SSH brute force then a successful login through the real path, and show the alerts raised."""
+    from soc import demo as scenario
+    from soc.service import Suite, SuiteThread
+
+    settings = _settings(config)
+    api_url = f"http://{scenario._client_host(settings.api.host)}:{settings.api.port}"
+    runner = None
+    if store is None and scenario.suite_answers(api_url):
+        typer.echo(f"soc demo: using the running suite at {api_url}")
+        syslog_host, syslog_port = scenario._client_host(settings.syslog.host), settings.syslog.tcp_port
+    else:
+        if store is not None:
+            settings = settings.model_copy(update={"store": settings.store.model_copy(update={"url": store})})
+        settings = settings.model_copy(update={
+            "syslog": settings.syslog.model_copy(update={"host": "127.0.0.1", "udp_port": 0, "tcp_port": 0}),
+            "api": settings.api.model_copy(update={"host": "127.0.0.1", "port": 0}),
+        })
+        typer.echo(f"soc demo: starting a suite of its own on {settings.store.url}")
+        runner = SuiteThread(Suite(settings, _open_store(settings))).start()
+        api_url = f"http://127.0.0.1:{runner.suite.bound['api']}"
+        syslog_host, syslog_port = "127.0.0.1", runner.suite.bound["syslog_tcp"]
+    try:
+        result = scenario.play(settings, syslog_host=syslog_host, syslog_port=syslog_port, api_url=api_url,
+                               timeout=timeout, progress=typer.echo)
+    finally:
+        if runner is not None:
+            runner.stop()
+    typer.echo(scenario.describe(result))
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, analyst, network_admin, agency or national_centre")],
+    agency: Annotated[Optional[str], typer.Option(help="the agency an agency key is bound to")] = None,
+    name: Annotated[str, typer.Option(help="what the key is for")] = "",
+    expires_days: Annotated[Optional[float], typer.Option(help="days until the key expires")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create an API key and print it once."""
+    from inventory.lookup import Inventory
+    from soc_api.keys import KeyCreationError, create_key
+
+    settings = _settings(config)
+    store = _open_store(settings)
+    try:
+        agencies = set(Inventory.load(settings.inventory.path).agencies)
+        key, record = create_key(store, role, agency=agency, name=name, expires_in_days=expires_days,
+                                 known_agencies=agencies)
+    except KeyCreationError as exc:
+        typer.echo(f"soc: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        store.close()
+    typer.echo(key)
+    typer.echo(f"(key id {record['id']}, role {role}{', agency ' + agency if agency else ''}; it is not shown again)",
+               err=True)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None) -> None:
+    """List API keys (never their secrets)."""
+    settings = _settings(config)
+    store = _open_store(settings)
+    try:
+        for record in store.list_api_keys():
+            state = "revoked" if record.get("revoked") else "active"
+            typer.echo(f"{record['id']}  {record['role']:<15} {record.get('agency') or '-':<12} {state:<8} "
+                       f"expires={record.get('expires') or 'never'}  {record.get('name', '')}")
+    finally:
+        store.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
+    """Revoke an API key by its id."""
+    from soc_api.keys import revoke_key
+
+    settings = _settings(config)
+    store = _open_store(settings)
+    try:
+        if not revoke_key(store, key_id):
+            typer.echo(f"soc: no key {key_id}", err=True)
+            raise typer.Exit(1)
+    finally:
+        store.close()
+    typer.echo(f"revoked {key_id}")
+
+
+@rules_app.command("check")
+def rules_check(
+    rules: Annotated[Optional[list[str]], typer.Option("--rules", help="rule folders (default: configured)")] = None,
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per rule")] = False,
+) -> None:
+    """Load every rule and say, per rule, loaded or failed and why."""
+    from detections.sigma.loader import load_rules
+
+    settings = _settings(config)
+    ruleset = load_rules(rules or settings.detections.sigma_rule_dirs)
+    for h in ruleset.health:
+        if as_json:
+            typer.echo(json.dumps(h.__dict__, ensure_ascii=False))
+        else:
+            extra = f": {h.reason}" if h.reason else ""
+            warn = f" (warning: {'; '.join(h.warnings)})" if h.warnings else ""
+            typer.echo(f"{h.status:<7} {h.kind:<11} {h.title} [{h.path}]{extra}{warn}")
+    typer.echo(f"{ruleset.loaded} loaded, {ruleset.failed} failed", err=True)
+    raise typer.Exit(1 if ruleset.failed else 0)
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = None) -> None:
+    """Validate the configuration and the inventory it names."""
+    from inventory.lookup import Inventory, InventoryError
+
+    settings = _settings(config)
+    try:
+        inventory = Inventory.load(settings.inventory.path)
+    except InventoryError as exc:
+        typer.echo(f"soc: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"configuration {settings.source}: ok")
+    typer.echo(f"inventory {inventory.source}: {len(inventory.agencies)} agencies, {len(inventory.assets)} assets, "
+               f"{len(inventory.devices)} managed devices")
+
+
+@app.command("deadletters")
+def dead_letters(config: ConfigOption = None, limit: int = 20) -> None:
+    """Show the newest dead letters: what could not be parsed or stored, from whom, and why."""
+    settings = _settings(config)
+    store = _open_store(settings)
+    try:
+        typer.echo(f"{store.count_dead_letters()} dead letters")
+        for letter in store.list_dead_letters(limit):
+            preview = letter.raw[:80].decode("utf-8", "backslashreplace")
+            typer.echo(f"{letter.received} {letter.source} {letter.reason} ({len(letter.raw)} bytes"
+                       f"{', truncated' if letter.truncated else ''}) {preview!r}")
+    finally:
+        store.close()
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        print(f"soc: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Configuration: one YAML file plus environment overrides, validated at start.
+
+Environment overrides use ``SOC__SECTION__KEY=value`` (double underscores separate levels), e.g.
+``SOC__STORE__URL=opensearch://127.0.0.1:9250``. Values are parsed as YAML scalars, so ``SOC__SYSLOG__TCP_PORT=6514``
+becomes an integer. A bad file or override stops the suite with the file, the key and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "SOC__"
+DEFAULT_CONFIG_PATHS = ("soc.yaml", "config/soc.yaml")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A configuration problem, told as: file, key, reason."""
+
+    def __init__(self, source: str, key: str, reason: str):
+        self.source, self.key, self.reason = source, key, reason
+        super().__init__(f"configuration error in {source}: {key or '(top level)'}: {reason}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoreConfig(_Section):
+    # sqlite:///path/to/soc.db (embedded default), opensearch://host:port, elasticsearch://host:port;
+    # add "+https" to the scheme for TLS (opensearch+https://host:9200).
+    url: str = "sqlite:///data/soc.db"
+    index_prefix: str = Field(default="soc", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    username: str | None = None
+    password_env: str | None = None  # the name of the environment variable holding the password
+    ca_file: str | None = None
+    verify_certs: bool = True
+    timeout_seconds: float = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme.split("+")[0] not in {"sqlite", "opensearch", "elasticsearch"}:
+            raise ValueError("store.url must start with sqlite://, opensearch:// or elasticsearch://")
+        return value
+
+
+class SyslogConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    udp_port: int = Field(default=5514, ge=0, le=65535)
+    tcp_port: int = Field(default=5514, ge=0, le=65535)
+    max_line_bytes: int = Field(default=64 * 1024, ge=256)
+    # A dead letter keeps at most this much of an oversized line's raw bytes, and says it was cut.
+    dead_letter_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+
+
+class ApiConfig(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class InventoryConfig(_Section):
+    path: str = str(PROJECT_ROOT / "inventory" / "sample" / "province.yaml")
+
+
+class DetectionsConfig(_Section):
+    sigma_rule_dirs: list[str] = [str(PROJECT_ROOT / "detections" / "rules")]
+    # Repeats of an alert (same fingerprint) within this many seconds update it instead of raising a new one.
+    dedup_window_seconds: int = Field(default=3600, ge=1)
+    max_evidence_per_alert: int = Field(default=200, ge=1)
+
+
+class PipelineConfig(_Section):
+    batch_size: int = Field(default=500, ge=1)
+    flush_interval_seconds: float = Field(default=0.2, gt=0)
+    queue_size: int = Field(default=100_000, ge=1)
+
+
+class Settings(_Section):
+    timezone: str = "Asia/Ho_Chi_Minh"  # year-less syslog timestamps are read in this zone
+    data_dir: str = "data"
+    log_level: str = "INFO"
+    store: StoreConfig = StoreConfig()
+    syslog: SyslogConfig = SyslogConfig()
+    api: ApiConfig = ApiConfig()
+    inventory: InventoryConfig = InventoryConfig()
+    detections: DetectionsConfig = DetectionsConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    source: str = Field(default="(defaults)", exclude=True)
+
+
+def _apply_env(data: dict[str, Any], environ: dict[str, str]) -> list[str]:
+    applied = []
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__") if p]
+        if not path:
+            continue
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        try:
+            node[path[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            node[path[-1]] = raw
+        applied.append(".".join(path))
+    return applied
+
+
+def load_settings(path: str | os.PathLike | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the YAML file (or the first default that exists), apply environment overrides, validate."""
+    environ = dict(os.environ if environ is None else environ)
+    if path is None:
+        path = environ.get("SOC_CONFIG") or next((p for p in DEFAULT_CONFIG_PATHS if Path(p).is_file()), None)
+    data: dict[str, Any] = {}
+    source = "(defaults)"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(source, "", f"cannot read the file: {exc.strerror or exc}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            raise ConfigError(source, "", f"not valid YAML: {where}{getattr(exc, 'problem', exc)}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(source, "", "the file must hold a mapping of sections (store, syslog, api, ...)")
+        data = loaded
+    overridden = _apply_env(data, environ)
+    if overridden:
+        source += " + environment (" + ", ".join(sorted(overridden)) + ")"
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        reason = first["msg"]
+        if first["type"] == "extra_forbidden":
+            reason = "unknown key"
+        raise ConfigError(source, key, reason) from exc
+    settings.source = source
+    return settings

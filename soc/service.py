@@ -1,0 +1,251 @@
+"""The running suite: sources → pipeline → store → detections → alerts, and the API beside them.
+
+Sources run on an asyncio loop and put raw messages on a bounded queue. One worker thread takes them in batches,
+parses and enriches them, writes events and dead letters to the store, then runs detection and writes alerts. When
+the store fails the worker retries the same batch with backoff and does not take more: the queue fills, TCP senders
+are slowed (their reads pause), and UDP overflow is counted as dropped — memory stays bounded, nothing accepted is
+thrown away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from collectors.message import RawMessage
+from collectors.pipeline import Pipeline, build_context
+from collectors.sources import syslog as syslog_source
+from detections.alerts import AlertManager
+from detections.engine import DetectionEngine
+from detections.sigma.loader import RuleSet, load_rules
+from inventory.lookup import Inventory
+from soc import metrics
+from soc.config import Settings
+from soc.storage import Store, StoreError, open_store
+
+log = logging.getLogger(__name__)
+
+UDP_DROPPED = metrics.Counter("soc_udp_dropped", "UDP syslog messages dropped because the pipeline queue was full")
+
+
+@dataclass
+class BatchOutcome:
+    events: list[dict] = field(default_factory=list)
+    dead_letters: int = 0
+    alerts: list[dict] = field(default_factory=list)
+
+
+class Suite:
+    def __init__(self, settings: Settings, store: Store | None = None):
+        self.settings = settings
+        self.store = store or open_store(settings)
+        self.inventory = Inventory.load(settings.inventory.path)
+        self.pipeline = Pipeline(build_context(settings, self.inventory))
+        self.ruleset: RuleSet = load_rules(settings.detections.sigma_rule_dirs)
+        metrics.RULES_LOADED.labels(kind="sigma").set(self.ruleset.loaded)
+        metrics.RULES_FAILED.labels(kind="sigma").set(self.ruleset.failed)
+        for health in self.ruleset.health:
+            if health.status == "failed":
+                log.warning("Sigma rule %s (%s) failed to load: %s", health.title, health.path, health.reason)
+        self.engine = DetectionEngine(self.ruleset)
+        self.alerts = AlertManager(self.store, dedup_window_seconds=settings.detections.dedup_window_seconds,
+                                   max_evidence=settings.detections.max_evidence_per_alert)
+        self.queue: queue.Queue[RawMessage | None] = queue.Queue(maxsize=settings.pipeline.queue_size)
+        self._worker: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._stop_async: asyncio.Event | None = None
+        self.bound: dict[str, int] = {}  # actual ports: syslog_udp, syslog_tcp, api
+        self.ready = threading.Event()
+        self.processed = 0
+        self.accepted = 0  # messages put on the queue by sources
+        self.completed = 0  # of those, processed by the worker
+
+    # --- the processing path (also used directly by tests and file ingest) -----------------------------------
+    def process(self, messages: list[RawMessage]) -> BatchOutcome:
+        started = time.perf_counter()
+        result = self.pipeline.process_batch(messages)
+        outcome = BatchOutcome(events=result.events, dead_letters=len(result.dead_letters))
+        if result.dead_letters:
+            self._with_retry("dead letters", self.store.write_dead_letters, result.dead_letters)
+        if result.events:
+            write_started = time.perf_counter()
+            self._with_retry("events", self.store.write_events, result.events)
+            metrics.STORE_WRITE_SECONDS.observe(time.perf_counter() - write_started)
+            metrics.EVENTS_STORED.labels(store=self.store.name).inc(len(result.events))
+            detections = self.engine.evaluate(result.events)
+            if detections:
+                outcome.alerts = self._with_retry("alerts", self.alerts.handle, detections)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        self.processed += len(messages)
+        return outcome
+
+    def _with_retry(self, what: str, fn, *args):
+        delay = 0.2
+        while True:
+            try:
+                return fn(*args)
+            except StoreError as exc:
+                metrics.STORE_ERRORS.labels(store=self.store.name).inc()
+                if self._stopping.is_set() and delay > 5:
+                    raise
+                log.warning("store write of %s failed, retrying in %.1fs: %s", what, delay, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    # --- the worker thread -----------------------------------------------------------------------------------
+    def _run_worker(self) -> None:
+        batch_size = self.settings.pipeline.batch_size
+        flush = self.settings.pipeline.flush_interval_seconds
+        while True:
+            try:
+                first = self.queue.get(timeout=0.5)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return
+                continue
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + flush
+            done = False
+            while len(batch) < batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = self.queue.get(timeout=max(remaining, 0)) if remaining > 0 else self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    done = True
+                    break
+                batch.append(item)
+            metrics.QUEUE_DEPTH.set(self.queue.qsize())
+            try:
+                self.process(batch)
+            except Exception:  # a bug must not kill the worker: the batch is logged, the collector goes on
+                log.exception("processing a batch of %d messages failed", len(batch))
+            self.completed += len(batch)
+            if done:
+                return
+
+    def start_worker(self) -> None:
+        self._worker = threading.Thread(target=self._run_worker, name="soc-pipeline", daemon=True)
+        self._worker.start()
+
+    def submit_nowait(self, msg: RawMessage) -> bool:
+        try:
+            self.queue.put_nowait(msg)
+            self.accepted += 1
+            return True
+        except queue.Full:
+            UDP_DROPPED.inc()
+            return False
+
+    async def submit(self, msg: RawMessage) -> None:
+        """Backpressure for stream sources: wait (and so stop reading the socket) while the queue is full."""
+        while True:
+            try:
+                self.queue.put_nowait(msg)
+                self.accepted += 1
+                return
+            except queue.Full:
+                await asyncio.sleep(0.01)
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        """Wait until every message accepted so far has been processed (tests, demo, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.completed >= self.accepted:
+                return True
+            time.sleep(0.02)
+        return False
+
+    # --- serving ---------------------------------------------------------------------------------------------
+    async def serve(self) -> None:
+        import uvicorn
+
+        from soc_api.app import create_app
+
+        self._stop_async = asyncio.Event()
+        self.start_worker()
+        cfg = self.settings
+        closers = []
+        if cfg.syslog.enabled:
+            udp = await syslog_source.start_udp(cfg.syslog.host, cfg.syslog.udp_port, self.submit_nowait)
+            self.bound["syslog_udp"] = udp.get_extra_info("sockname")[1]
+            closers.append(udp.close)
+            tcp = await syslog_source.start_tcp(cfg.syslog.host, cfg.syslog.tcp_port, self.submit,
+                                                max_line=cfg.syslog.max_line_bytes,
+                                                keep_bytes=cfg.syslog.dead_letter_max_bytes)
+            self.bound["syslog_tcp"] = tcp.sockets[0].getsockname()[1]
+            closers.append(tcp.close)
+        server = None
+        api_task = None
+        if cfg.api.enabled:
+            app = create_app(self)
+            server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port, log_level="warning",
+                                                   access_log=False, lifespan="off"))
+            server.install_signal_handlers = lambda: None  # the CLI owns signals
+            api_task = asyncio.create_task(server.serve())
+            while not server.started:
+                if api_task.done():
+                    api_task.result()  # raises the bind error
+                await asyncio.sleep(0.02)
+            self.bound["api"] = server.servers[0].sockets[0].getsockname()[1]
+        log.info("suite running: store=%s syslog udp/tcp=%s/%s api=%s", self.store.name,
+                 self.bound.get("syslog_udp"), self.bound.get("syslog_tcp"), self.bound.get("api"))
+        self.ready.set()
+        await self._stop_async.wait()
+        for close in closers:
+            close()
+        if server is not None:
+            server.should_exit = True
+            await api_task
+        self.queue.put(None)  # the worker finishes what is queued, then stops
+        await asyncio.get_running_loop().run_in_executor(None, self._worker.join)
+        self._stopping.set()
+
+    def request_stop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if self._stop_async is None:
+            return
+        if loop is None:
+            self._stop_async.set()
+        else:
+            loop.call_soon_threadsafe(self._stop_async.set)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class SuiteThread:
+    """Run a suite on its own event loop in a background thread (tests and `soc demo` use this)."""
+
+    def __init__(self, suite: Suite):
+        self.suite = suite
+        self.loop = asyncio.new_event_loop()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="soc-suite", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.suite.serve())
+        except BaseException as exc:  # surfaced by start()
+            self.error = exc
+            self.suite.ready.set()
+
+    def start(self, timeout: float = 30.0) -> "SuiteThread":
+        self.thread.start()
+        if not self.suite.ready.wait(timeout):
+            raise RuntimeError("the suite did not start in time")
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def stop(self) -> None:
+        self.suite.request_stop(self.loop)
+        self.thread.join(timeout=60)
+        self.suite.close()

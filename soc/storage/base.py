@@ -1,0 +1,125 @@
+"""The one storage interface. Every backend passes the same contract tests (tests/test_store_contract.py).
+
+Documents are ECS dicts. Events are written in bulk with idempotent ids (``event.id``); alerts are upserted by
+``id``; dead letters keep the raw bytes and the reason; API keys keep only a hash.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+
+@dataclass
+class EventQuery:
+    start: str | None = None  # ISO 8601, inclusive
+    end: str | None = None  # ISO 8601, exclusive
+    agency: str | None = None  # organization.id; None means every agency (callers enforce tenancy)
+    terms: dict[str, Any] = field(default_factory=dict)  # exact ECS field matches, e.g. {"source.ip": "..."}
+    text: str | None = None  # free text, matched against event.original
+    limit: int = 100
+    after: tuple[str, str] | None = None  # cursor: (@timestamp, id) of the last event of the previous page
+
+
+@dataclass
+class AlertQuery:
+    agency: str | None = None
+    status: str | None = None
+    severity: str | None = None
+    rule_id: str | None = None
+    fingerprint: str | None = None
+    since: str | None = None  # last_seen >= since
+    limit: int = 100
+    after: tuple[str, str] | None = None  # cursor: (last_seen, id), newest first
+
+
+@dataclass
+class DeadLetter:
+    received: str  # ISO 8601
+    source: str  # who sent it: "udp://10.20.10.10:514"
+    reason: str
+    raw: bytes
+    truncated: bool = False
+    id: str | None = None
+
+
+class StoreError(Exception):
+    """The store could not do what was asked; the message says why."""
+
+
+class Store(ABC):
+    """What the suite needs from a store. Reads of tenant data take an agency filter; routers must pass it."""
+
+    name: str = "store"
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    @abstractmethod
+    def open(self) -> None:
+        """Create tables / index templates if needed. Safe to call on an existing store."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def refresh(self) -> None:
+        """Make everything written so far visible to searches (a no-op where writes are visible at once)."""
+
+    @abstractmethod
+    def health(self) -> dict[str, Any]:
+        """{"status": "green"|"yellow"|"red", "backend": ..., ...}"""
+
+    # --- events ----------------------------------------------------------------------------------------------
+    @abstractmethod
+    def write_events(self, events: Sequence[dict]) -> int:
+        """Write events (each with event.id); rewriting an id replaces it. Returns how many were written."""
+
+    @abstractmethod
+    def get_events(self, ids: Sequence[str]) -> list[dict]: ...
+
+    @abstractmethod
+    def search_events(self, query: EventQuery) -> list[dict]:
+        """Events in (@timestamp, id) ascending order, at most query.limit."""
+
+    @abstractmethod
+    def count_events(self, agency: str | None = None) -> int: ...
+
+    # --- alerts ----------------------------------------------------------------------------------------------
+    @abstractmethod
+    def upsert_alerts(self, alerts: Sequence[dict]) -> None: ...
+
+    @abstractmethod
+    def get_alert(self, alert_id: str) -> dict | None: ...
+
+    @abstractmethod
+    def list_alerts(self, query: AlertQuery) -> list[dict]:
+        """Alerts newest first by (last_seen, id), at most query.limit."""
+
+    # --- dead letters ----------------------------------------------------------------------------------------
+    @abstractmethod
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    @abstractmethod
+    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """Newest first."""
+
+    @abstractmethod
+    def count_dead_letters(self) -> int: ...
+
+    # --- API keys --------------------------------------------------------------------------------------------
+    @abstractmethod
+    def put_api_key(self, record: dict) -> None:
+        """record: id, hash, role, agency, name, created, expires, revoked."""
+
+    @abstractmethod
+    def get_api_key(self, key_id: str) -> dict | None: ...
+
+    @abstractmethod
+    def list_api_keys(self) -> list[dict]: ...
+
+    def __enter__(self) -> "Store":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,117 @@
+"""Index templates with ECS mappings, shared by Elasticsearch and OpenSearch (only features both have).
+
+Strings default to ``keyword`` (exact match, aggregations), the free-text fields are ``text``. ``ignore_malformed``
+keeps one odd value (a hostname in an IP field) from rejecting a whole event: the event is stored, that field is
+just not indexed.
+"""
+
+from __future__ import annotations
+
+_KEYWORD_STRINGS = {
+    "strings_as_keyword": {
+        "match_mapping_type": "string",
+        "mapping": {"type": "keyword", "ignore_above": 1024},
+    }
+}
+
+_IP_FIELDS = [
+    "source.ip", "destination.ip", "client.ip", "server.ip", "host.ip", "observer.ip", "related.ip",
+    "source.nat.ip", "destination.nat.ip",
+]
+_PORT_FIELDS = ["source.port", "destination.port", "client.port", "server.port", "source.nat.port",
+                "destination.nat.port"]
+_LONG_FIELDS = ["source.bytes", "destination.bytes", "network.bytes", "source.packets", "destination.packets",
+                "network.packets", "http.response.status_code", "http.response.bytes", "process.pid",
+                "event.severity", "log.syslog.priority", "log.syslog.facility.code", "log.syslog.severity.code",
+                "event.duration"]
+_DATE_FIELDS = ["@timestamp", "event.created", "event.ingested", "event.start", "event.end"]
+_TEXT_FIELDS = ["message", "event.original", "error.message"]
+
+
+def _nested(flat: dict[str, dict]) -> dict:
+    """{"source.ip": {...}} -> {"source": {"properties": {"ip": {...}}}}"""
+    root: dict = {}
+    for dotted, mapping in flat.items():
+        node = root
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {"properties": {}})["properties"]
+        node[parts[-1]] = mapping
+    return root
+
+
+def _settings(shards: int = 1) -> dict:
+    return {
+        "number_of_shards": shards,
+        "number_of_replicas": 0,
+        "index.mapping.ignore_malformed": True,
+        "index.mapping.total_fields.limit": 5000,
+        "refresh_interval": "1s",
+    }
+
+
+def event_template(pattern: str) -> dict:
+    flat: dict[str, dict] = {}
+    flat.update({f: {"type": "ip"} for f in _IP_FIELDS})
+    flat.update({f: {"type": "long"} for f in _PORT_FIELDS + _LONG_FIELDS})
+    flat.update({f: {"type": "date"} for f in _DATE_FIELDS})
+    flat.update({f: {"type": "text"} for f in _TEXT_FIELDS})
+    return {
+        "index_patterns": [pattern],
+        "priority": 200,
+        "template": {
+            "settings": _settings(),
+            "mappings": {"dynamic_templates": [_KEYWORD_STRINGS], "properties": _nested(flat)},
+        },
+    }
+
+
+def alert_template(index: str) -> dict:
+    flat = {
+        "@timestamp": {"type": "date"},
+        "first_seen": {"type": "date"},
+        "last_seen": {"type": "date"},
+        "count": {"type": "long"},
+        "summary": {"type": "text"},
+        "entities.ip": {"type": "ip"},
+    }
+    return {
+        "index_patterns": [index],
+        "priority": 200,
+        "template": {
+            "settings": _settings(),
+            "mappings": {"dynamic_templates": [_KEYWORD_STRINGS], "properties": _nested(flat)},
+        },
+    }
+
+
+def dead_letter_template(index: str) -> dict:
+    return {
+        "index_patterns": [index],
+        "priority": 200,
+        "template": {
+            "settings": _settings(),
+            "mappings": {
+                "properties": {
+                    "id": {"type": "keyword"},
+                    "received": {"type": "date"},
+                    "source": {"type": "keyword"},
+                    "reason": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}}},
+                    "raw": {"type": "binary"},
+                    "raw_size": {"type": "long"},
+                    "truncated": {"type": "boolean"},
+                }
+            },
+        },
+    }
+
+
+def key_template(index: str) -> dict:
+    return {
+        "index_patterns": [index],
+        "priority": 200,
+        "template": {
+            "settings": _settings(),
+            "mappings": {"dynamic_templates": [_KEYWORD_STRINGS], "properties": {"id": {"type": "keyword"}}},
+        },
+    }

@@ -1,0 +1,258 @@
+"""Elasticsearch 8/9 and OpenSearch 2/3 through one adapter.
+
+The official clients (``elasticsearch`` and ``opensearch-py``) differ in their constructor and their bulk helper but
+agree on ``search(index=, body=)``, ``indices.put_index_template(name=, body=)`` and friends, so the store is written
+once against that common surface and :func:`connect` picks the client by the URL scheme.
+
+Layout: events go to daily indices ``<prefix>-events-YYYY.MM.DD`` (by the event's @timestamp, so a replay lands in the
+same index and the same ``_id`` overwrites instead of duplicating); alerts, dead letters and API keys each have one
+index. Index templates carry the ECS mappings (soc/storage/mappings.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+from soc import ecs
+from soc.storage.base import AlertQuery, DeadLetter, EventQuery, Store, StoreError
+from soc.storage.mappings import alert_template, dead_letter_template, event_template, key_template
+
+
+class _Engine:
+    """The two clients' differences, and nothing else."""
+
+    def __init__(self, flavour: str, client: Any, helpers: Any, errors: tuple[type[BaseException], ...]):
+        self.flavour, self.client, self.helpers, self.errors = flavour, client, helpers, errors
+
+    def bulk(self, actions: list[dict]) -> tuple[int, list]:
+        return self.helpers.bulk(self.client, actions, raise_on_error=False, stats_only=False, refresh=False)
+
+
+def connect(url: str, *, username: str | None = None, password: str | None = None, ca_file: str | None = None,
+            verify_certs: bool = True, timeout: float = 30.0) -> _Engine:
+    parts = urlsplit(url)
+    scheme, _, transport = parts.scheme.partition("+")
+    http_scheme = "https" if transport == "https" else "http"
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or 9200
+    username = username or parts.username
+    password = password if password is not None else parts.password
+    node = f"{http_scheme}://{host}:{port}"
+    if scheme == "opensearch":
+        import opensearchpy
+        from opensearchpy import helpers
+
+        client = opensearchpy.OpenSearch(
+            hosts=[node], http_auth=(username, password) if username else None, use_ssl=http_scheme == "https",
+            verify_certs=verify_certs, ca_certs=ca_file, timeout=timeout, http_compress=True,
+            max_retries=3, retry_on_timeout=True,
+        )
+        errors = (opensearchpy.exceptions.OpenSearchException,)
+        return _Engine("opensearch", client, helpers, errors)
+    if scheme == "elasticsearch":
+        import elastic_transport
+        import elasticsearch
+        from elasticsearch import helpers
+
+        client = elasticsearch.Elasticsearch(
+            node, basic_auth=(username, password) if username else None, verify_certs=verify_certs,
+            ca_certs=ca_file, request_timeout=timeout, http_compress=True, max_retries=3, retry_on_timeout=True,
+        )
+        errors = (elasticsearch.ApiError, elastic_transport.TransportError)
+        return _Engine("elasticsearch", client, helpers, errors)
+    raise StoreError(f"unknown search engine scheme {parts.scheme!r}")
+
+
+class SearchStore(Store):
+    def __init__(self, url: str, *, index_prefix: str = "soc", username: str | None = None,
+                 password_env: str | None = None, ca_file: str | None = None, verify_certs: bool = True,
+                 timeout: float = 30.0):
+        password = os.environ.get(password_env) if password_env else None
+        self.url = url
+        self.prefix = index_prefix
+        self.engine = connect(url, username=username, password=password, ca_file=ca_file,
+                              verify_certs=verify_certs, timeout=timeout)
+        self.name = self.engine.flavour
+        self.client = self.engine.client
+        self.events_pattern = f"{self.prefix}-events-*"
+        self.alerts_index = f"{self.prefix}-alerts"
+        self.dead_letter_index = f"{self.prefix}-deadletters"
+        self.keys_index = f"{self.prefix}-apikeys"
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except self.engine.errors as exc:
+            raise StoreError(f"{self.name} {what} failed: {exc}") from exc
+
+    def open(self) -> None:
+        templates = {
+            f"{self.prefix}-events": event_template(self.events_pattern),
+            f"{self.prefix}-alerts": alert_template(self.alerts_index),
+            f"{self.prefix}-deadletters": dead_letter_template(self.dead_letter_index),
+            f"{self.prefix}-apikeys": key_template(self.keys_index),
+        }
+        for name, body in templates.items():
+            self._call("index template", self.client.indices.put_index_template, name=name, body=body)
+        for index in (self.alerts_index, self.dead_letter_index, self.keys_index):
+            if not self._call("index check", self.client.indices.exists, index=index):
+                try:
+                    self.client.indices.create(index=index)
+                except self.engine.errors as exc:  # created meanwhile by another process: fine
+                    if "resource_already_exists" not in str(exc):
+                        raise StoreError(f"{self.name} cannot create {index}: {exc}") from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+    def refresh(self) -> None:
+        self._call("refresh", self.client.indices.refresh, index=f"{self.prefix}-*")
+
+    def health(self) -> dict[str, Any]:
+        try:
+            health = self.client.cluster.health()
+        except self.engine.errors as exc:
+            return {"status": "red", "backend": self.name, "error": str(exc)}
+        return {"status": health["status"], "backend": self.name, "cluster": health.get("cluster_name"),
+                "nodes": health.get("number_of_nodes")}
+
+    def _bulk(self, actions: list[dict]) -> int:
+        if not actions:
+            return 0
+        try:
+            ok, errors = self.engine.bulk(actions)
+        except self.engine.errors as exc:
+            raise StoreError(f"{self.name} bulk write failed: {exc}") from exc
+        if errors:
+            first = errors[0]
+            raise StoreError(f"{self.name} rejected {len(errors)} of {len(actions)} documents; first: {first}")
+        return ok
+
+    def _search(self, index: str, body: dict) -> list[dict]:
+        result = self._call("search", self.client.search, index=index, body=body,
+                            params={"ignore_unavailable": "true", "allow_no_indices": "true"})
+        return [hit["_source"] for hit in result["hits"]["hits"]]
+
+    # --- events ----------------------------------------------------------------------------------------------
+    def event_index(self, timestamp: str) -> str:
+        # "2026-11-22T09:10:11.000Z" -> soc-events-2026.11.22 (UTC day)
+        return f"{self.prefix}-events-{timestamp[0:4]}.{timestamp[5:7]}.{timestamp[8:10]}"
+
+    def write_events(self, events: Sequence[dict]) -> int:
+        actions = []
+        for doc in events:
+            eid = ecs.get(doc, "event.id")
+            if not eid:
+                raise StoreError("an event without event.id cannot be stored idempotently")
+            actions.append({"_op_type": "index", "_index": self.event_index(doc["@timestamp"]), "_id": eid,
+                            "_source": doc})
+        return self._bulk(actions)
+
+    def get_events(self, ids: Sequence[str]) -> list[dict]:
+        if not ids:
+            return []
+        found = self._search(self.events_pattern, {"query": {"ids": {"values": list(ids)}}, "size": len(ids)})
+        by_id = {d["event"]["id"]: d for d in found}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def _event_filters(self, agency: str | None) -> list[dict]:
+        return [{"term": {"organization.id": agency}}] if agency else []
+
+    def search_events(self, query: EventQuery) -> list[dict]:
+        filters = self._event_filters(query.agency)
+        time_range: dict[str, str] = {}
+        if query.start:
+            time_range["gte"] = query.start
+        if query.end:
+            time_range["lt"] = query.end
+        if time_range:
+            filters.append({"range": {"@timestamp": time_range}})
+        for field, value in query.terms.items():
+            filters.append({"term": {field: value}})
+        must = []
+        if query.text:
+            must.append({"match_phrase": {"event.original": query.text}})
+        body: dict[str, Any] = {
+            "query": {"bool": {"filter": filters, "must": must}},
+            "sort": [{"@timestamp": "asc"}, {"event.id": "asc"}],
+            "size": query.limit,
+        }
+        if query.after:
+            body["search_after"] = list(query.after)
+        return self._search(self.events_pattern, body)
+
+    def count_events(self, agency: str | None = None) -> int:
+        body = {"query": {"bool": {"filter": self._event_filters(agency)}}}
+        result = self._call("count", self.client.count, index=self.events_pattern, body=body,
+                            params={"ignore_unavailable": "true", "allow_no_indices": "true"})
+        return int(result["count"])
+
+    # --- alerts ----------------------------------------------------------------------------------------------
+    def upsert_alerts(self, alerts: Sequence[dict]) -> None:
+        self._bulk([{"_op_type": "index", "_index": self.alerts_index, "_id": a["id"], "_source": a} for a in alerts])
+
+    def get_alert(self, alert_id: str) -> dict | None:
+        found = self._search(self.alerts_index, {"query": {"ids": {"values": [alert_id]}}, "size": 1})
+        return found[0] if found else None
+
+    def list_alerts(self, query: AlertQuery) -> list[dict]:
+        filters: list[dict] = []
+        for field, value in (
+            ("organization.id", query.agency),
+            ("status", query.status),
+            ("severity", query.severity),
+            ("rule.id", query.rule_id),
+            ("fingerprint", query.fingerprint),
+        ):
+            if value is not None:
+                filters.append({"term": {field: value}})
+        if query.since:
+            filters.append({"range": {"last_seen": {"gte": query.since}}})
+        body: dict[str, Any] = {
+            "query": {"bool": {"filter": filters}},
+            "sort": [{"last_seen": "desc"}, {"id": "desc"}],
+            "size": query.limit,
+        }
+        if query.after:
+            body["search_after"] = list(query.after)
+        return self._search(self.alerts_index, body)
+
+    # --- dead letters ----------------------------------------------------------------------------------------
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        actions = []
+        for letter in letters:
+            letter_id = letter.id or uuid.uuid4().hex
+            actions.append({"_op_type": "index", "_index": self.dead_letter_index, "_id": letter_id, "_source": {
+                "id": letter_id, "received": letter.received, "source": letter.source, "reason": letter.reason,
+                "raw": base64.b64encode(bytes(letter.raw)).decode("ascii"), "raw_size": len(letter.raw),
+                "truncated": letter.truncated,
+            }})
+        self._bulk(actions)
+
+    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        found = self._search(self.dead_letter_index, {"sort": [{"received": "desc"}, {"id": "desc"}], "size": limit})
+        return [DeadLetter(id=d["id"], received=d["received"], source=d["source"], reason=d["reason"],
+                           raw=base64.b64decode(d["raw"]), truncated=d.get("truncated", False)) for d in found]
+
+    def count_dead_letters(self) -> int:
+        result = self._call("count", self.client.count, index=self.dead_letter_index,
+                            params={"ignore_unavailable": "true", "allow_no_indices": "true"})
+        return int(result["count"])
+
+    # --- API keys --------------------------------------------------------------------------------------------
+    def put_api_key(self, record: dict) -> None:
+        self._bulk([{"_op_type": "index", "_index": self.keys_index, "_id": record["id"], "_source": record}])
+        # A key must work the moment it is printed, so make it searchable now.
+        self._call("refresh", self.client.indices.refresh, index=self.keys_index)
+
+    def get_api_key(self, key_id: str) -> dict | None:
+        found = self._search(self.keys_index, {"query": {"ids": {"values": [key_id]}}, "size": 1})
+        return found[0] if found else None
+
+    def list_api_keys(self) -> list[dict]:
+        return self._search(self.keys_index, {"sort": [{"id": "asc"}], "size": 10_000})

@@ -1,0 +1,272 @@
+"""The embedded store: one SQLite file in WAL mode, so a fresh machine runs the whole suite with no server.
+
+Each thread gets its own connection (SQLite connections are not shared across threads); WAL lets the API read while
+the pipeline writes. Documents are kept as JSON text; the columns beside them are what queries filter and sort on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+from soc import ecs
+from soc.storage.base import AlertQuery, DeadLetter, EventQuery, Store, StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    ts TEXT NOT NULL,
+    agency TEXT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts, id);
+CREATE INDEX IF NOT EXISTS events_agency_ts ON events (agency, ts, id);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    severity TEXT,
+    agency TEXT,
+    rule_id TEXT,
+    first_seen TEXT,
+    last_seen TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_last_seen ON alerts (last_seen, id);
+CREATE INDEX IF NOT EXISTS alerts_fingerprint ON alerts (fingerprint, status);
+CREATE INDEX IF NOT EXISTS alerts_agency ON alerts (agency, last_seen);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received TEXT NOT NULL,
+    source TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    truncated INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+);
+"""
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+class SqliteStore(Store):
+    name = "sqlite"
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn().executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    def refresh(self) -> None:
+        return None
+
+    def health(self) -> dict[str, Any]:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            return {"status": "red", "backend": self.name, "error": str(exc)}
+        return {"status": "green", "backend": self.name, "path": self.path}
+
+    # --- events ----------------------------------------------------------------------------------------------
+    def write_events(self, events: Sequence[dict]) -> int:
+        rows = []
+        for doc in events:
+            eid = ecs.get(doc, "event.id")
+            if not eid:
+                raise StoreError("an event without event.id cannot be stored idempotently")
+            rows.append((eid, doc["@timestamp"], ecs.get(doc, "organization.id"), _dumps(doc)))
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(
+                "INSERT INTO events (id, ts, agency, doc) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET ts=excluded.ts, agency=excluded.agency, doc=excluded.doc",
+                rows,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(rows)
+
+    def get_events(self, ids: Sequence[str]) -> list[dict]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self._conn().execute(f"SELECT doc FROM events WHERE id IN ({marks})", list(ids)).fetchall()
+        by_id = {d["event"]["id"]: d for d in (json.loads(r[0]) for r in rows)}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def search_events(self, query: EventQuery) -> list[dict]:
+        where, args = [], []
+        if query.start:
+            where.append("ts >= ?")
+            args.append(query.start)
+        if query.end:
+            where.append("ts < ?")
+            args.append(query.end)
+        if query.agency:
+            where.append("agency = ?")
+            args.append(query.agency)
+        for field, value in query.terms.items():
+            # json_extract takes a JSON path; ECS names are nested objects in the stored document.
+            where.append("json_extract(doc, ?) = ?")
+            args.extend(["$." + ".".join(f'"{p}"' for p in field.split(".")), value])
+        if query.text:
+            where.append("instr(lower(json_extract(doc, '$.event.original')), lower(?)) > 0")
+            args.append(query.text)
+        if query.after:
+            where.append("(ts > ? OR (ts = ? AND id > ?))")
+            args.extend([query.after[0], query.after[0], query.after[1]])
+        sql = "SELECT doc FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts, id LIMIT ?"
+        args.append(query.limit)
+        return [json.loads(r[0]) for r in self._conn().execute(sql, args).fetchall()]
+
+    def count_events(self, agency: str | None = None) -> int:
+        if agency:
+            return self._conn().execute("SELECT count(*) FROM events WHERE agency = ?", [agency]).fetchone()[0]
+        return self._conn().execute("SELECT count(*) FROM events").fetchone()[0]
+
+    # --- alerts ----------------------------------------------------------------------------------------------
+    def upsert_alerts(self, alerts: Sequence[dict]) -> None:
+        rows = [
+            (
+                a["id"],
+                a["fingerprint"],
+                a["status"],
+                a.get("severity"),
+                ecs.get(a, "organization.id"),
+                ecs.get(a, "rule.id"),
+                a.get("first_seen"),
+                a["last_seen"],
+                _dumps(a),
+            )
+            for a in alerts
+        ]
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(
+                "INSERT INTO alerts (id, fingerprint, status, severity, agency, rule_id, first_seen, last_seen, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET fingerprint=excluded.fingerprint, "
+                "status=excluded.status, severity=excluded.severity, agency=excluded.agency, "
+                "rule_id=excluded.rule_id, first_seen=excluded.first_seen, last_seen=excluded.last_seen, "
+                "doc=excluded.doc",
+                rows,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def get_alert(self, alert_id: str) -> dict | None:
+        row = self._conn().execute("SELECT doc FROM alerts WHERE id = ?", [alert_id]).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list_alerts(self, query: AlertQuery) -> list[dict]:
+        where, args = [], []
+        for column, value in (
+            ("agency", query.agency),
+            ("status", query.status),
+            ("severity", query.severity),
+            ("rule_id", query.rule_id),
+            ("fingerprint", query.fingerprint),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.since:
+            where.append("last_seen >= ?")
+            args.append(query.since)
+        if query.after:
+            where.append("(last_seen < ? OR (last_seen = ? AND id < ?))")
+            args.extend([query.after[0], query.after[0], query.after[1]])
+        sql = "SELECT doc FROM alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY last_seen DESC, id DESC LIMIT ?"
+        args.append(query.limit)
+        return [json.loads(r[0]) for r in self._conn().execute(sql, args).fetchall()]
+
+    # --- dead letters ----------------------------------------------------------------------------------------
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(
+                "INSERT INTO dead_letters (received, source, reason, raw, truncated) VALUES (?, ?, ?, ?, ?)",
+                [(d.received, d.source, d.reason, bytes(d.raw), int(d.truncated)) for d in letters],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._conn().execute(
+            "SELECT id, received, source, reason, raw, truncated FROM dead_letters ORDER BY id DESC LIMIT ?", [limit]
+        ).fetchall()
+        return [
+            DeadLetter(id=str(r[0]), received=r[1], source=r[2], reason=r[3], raw=bytes(r[4]), truncated=bool(r[5]))
+            for r in rows
+        ]
+
+    def count_dead_letters(self) -> int:
+        return self._conn().execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+
+    # --- API keys --------------------------------------------------------------------------------------------
+    def put_api_key(self, record: dict) -> None:
+        self._conn().execute(
+            "INSERT INTO api_keys (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc=excluded.doc",
+            [record["id"], _dumps(record)],
+        )
+
+    def get_api_key(self, key_id: str) -> dict | None:
+        row = self._conn().execute("SELECT doc FROM api_keys WHERE id = ?", [key_id]).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def list_api_keys(self) -> list[dict]:
+        return [json.loads(r[0]) for r in self._conn().execute("SELECT doc FROM api_keys ORDER BY id").fetchall()]
