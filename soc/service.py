@@ -10,6 +10,7 @@ thrown away.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import threading
@@ -23,9 +24,9 @@ from detections.alerts import AlertManager
 from detections.engine import DetectionEngine
 from detections.sigma.loader import RuleSet, load_rules
 from inventory.lookup import Inventory
-from soc import metrics
+from soc import ecs, metrics
 from soc.config import Settings
-from soc.storage import Store, StoreError, open_store
+from soc.storage import DeadLetter, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +70,55 @@ class Suite:
         started = time.perf_counter()
         result = self.pipeline.process_batch(messages)
         outcome = BatchOutcome(events=result.events, dead_letters=len(result.dead_letters))
-        if result.dead_letters:
-            self._with_retry("dead letters", self.store.write_dead_letters, result.dead_letters)
         if result.events:
             write_started = time.perf_counter()
-            self._with_retry("events", self.store.write_events, result.events)
+            try:
+                self._with_retry("events", self.store.write_events, result.events)
+            except StoreError as exc:
+                # The store refused them for good (a mapping conflict, say): keep every one as a dead letter.
+                rejected = exc.rejected or [(doc, str(exc)) for doc in result.events]
+                refused_ids = {ecs.get(doc, "event.id") for doc, _ in rejected if doc}
+                result.dead_letters.extend(self._event_dead_letter(doc, reason) for doc, reason in rejected if doc)
+                outcome.events = [e for e in result.events if ecs.get(e, "event.id") not in refused_ids]
+                outcome.dead_letters = len(result.dead_letters)
             metrics.STORE_WRITE_SECONDS.observe(time.perf_counter() - write_started)
-            metrics.EVENTS_STORED.labels(store=self.store.name).inc(len(result.events))
-            detections = self.engine.evaluate(result.events)
+            metrics.EVENTS_STORED.labels(store=self.store.name).inc(len(outcome.events))
+        if result.dead_letters:
+            self._with_retry("dead letters", self.store.write_dead_letters, result.dead_letters)
+        if outcome.events:
+            detections = self.engine.evaluate(outcome.events)
             if detections:
-                outcome.alerts = self._with_retry("alerts", self.alerts.handle, detections)
+                try:
+                    outcome.alerts = self._with_retry("alerts", self.alerts.handle, detections)
+                except StoreError as exc:
+                    log.error("alerts could not be stored: %s", exc)
+                    letters = [DeadLetter(received=ecs.now_iso(), source="detections",
+                                          reason=f"alert_rejected: {exc}",
+                                          raw=json.dumps(d.meta.__dict__, default=str).encode())
+                               for d in detections]
+                    self._with_retry("dead letters", self.store.write_dead_letters, letters)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         self.processed += len(messages)
         return outcome
 
+    @staticmethod
+    def _event_dead_letter(doc: dict, reason: str) -> DeadLetter:
+        metrics.EVENTS_FAILED.labels(reason="store_rejected").inc()
+        metrics.DEAD_LETTERS.labels(reason="store_rejected").inc()
+        raw = (ecs.get(doc, "event.original") or json.dumps(doc, default=str)).encode("utf-8", "surrogateescape")
+        return DeadLetter(received=ecs.get(doc, "event.created") or ecs.now_iso(),
+                          source=ecs.get(doc, "log.source.address") or "pipeline",
+                          reason=f"store_rejected: {reason}", raw=raw)
+
     def _with_retry(self, what: str, fn, *args):
+        """Retry transient store failures with backoff for as long as it takes; raise permanent ones."""
         delay = 0.2
         while True:
             try:
                 return fn(*args)
             except StoreError as exc:
                 metrics.STORE_ERRORS.labels(store=self.store.name).inc()
-                if self._stopping.is_set() and delay > 5:
+                if not exc.transient:
                     raise
                 log.warning("store write of %s failed, retrying in %.1fs: %s", what, delay, exc)
                 time.sleep(delay)

@@ -22,6 +22,7 @@ _SSH_DISCONNECT = re.compile(
     r"(?:Disconnected from|Connection closed by|Received disconnect from) (?:(?:invalid |authenticating )?user "
     r"(?P<user>\S+) )?(?P<ip>[0-9a-fA-F.:]+) port (?P<port>\d+)"
 )
+_SSH_NO_IDENT = re.compile(r"Did not receive identification string from (?P<ip>[0-9a-fA-F.:]+)(?: port (?P<port>\d+))?")
 _SUDO = re.compile(
     r"\s*(?P<user>\S+) : (?:(?P<error>.+?) ; )?TTY=(?P<tty>\S+) ; PWD=(?P<pwd>.+?) ; USER=(?P<target>\S+) ; "
     r"(?:GROUP=\S+ ; )?COMMAND=(?P<command>.*)$"
@@ -55,8 +56,8 @@ def parse_sshd(doc: dict, message: str) -> bool:
         result = match.group("result")
         outcome = "success" if result == "Accepted" else "failure"
         ecs.put(doc, "event.action", "ssh_login")
-        ecs.put(doc, "event.category", ["authentication", "session"])
-        ecs.put(doc, "event.type", ["start"] if outcome == "success" else ["info"])
+        ecs.put(doc, "event.category", ["authentication", "session"] if outcome == "success" else ["authentication"])
+        ecs.put(doc, "event.type", ["info"])
         ecs.put(doc, "event.outcome", outcome)
         ecs.put(doc, "system.auth.ssh.event", result)
         ecs.put(doc, "system.auth.ssh.method", match.group("method"))
@@ -75,6 +76,15 @@ def parse_sshd(doc: dict, message: str) -> bool:
         _user(doc, match.group("user"))
         _source(doc, match.group("ip"), match.group("port"))
         return True
+    match = _SSH_PAM_ERROR.match(message)
+    if match:
+        _user(doc, match.group("user"))
+        _source(doc, match.group("host"), None)
+        return True
+    match = _SSH_NO_IDENT.match(message)
+    if match:  # a scanner or a client that gave up before the SSH handshake
+        _source(doc, match.group("ip"), match.group("port"))
+        return True
     match = _SSH_DISCONNECT.match(message)
     if match:
         ecs.put(doc, "event.action", "ssh_disconnect")
@@ -91,10 +101,7 @@ def parse_sudo(doc: dict, message: str) -> bool:
     match = _SUDO.match(message)
     if not match:
         return False
-    ecs.put(doc, "event.action", "sudo")
     ecs.put(doc, "event.category", ["process"])
-    ecs.put(doc, "event.type", ["start"])
-    ecs.put(doc, "event.outcome", "failure" if match.group("error") else "success")
     _user(doc, match.group("user"))
     ecs.put(doc, "user.effective.name", match.group("target"))
     ecs.put(doc, "process.command_line", match.group("command"))
@@ -105,6 +112,32 @@ def parse_sudo(doc: dict, message: str) -> bool:
     return True
 
 
+_SSH_PAM_ERROR = re.compile(r"error: PAM: (?P<reason>.+?) for (?:illegal user |invalid user )?(?P<user>\S+) from "
+                            r"(?P<host>\S+)$")
+_PAM_FAILURE = re.compile(r"pam_unix\((?P<service>[^:)]+):auth\): authentication failure;(?P<kv>.*)$")
+
+
+def parse_pam(doc: dict, message: str) -> bool:
+    match = _PAM_FAILURE.match(message)
+    if not match:
+        return False
+    fields = dict(kv.split("=", 1) for kv in match.group("kv").split() if "=" in kv)
+    ecs.put(doc, "event.category", ["authentication"])
+    ecs.put(doc, "event.outcome", "failure")
+    # ruser asked to become user: the person is ruser, the account they tried is the effective user.
+    person, account = fields.get("ruser") or fields.get("user"), fields.get("user")
+    if person:
+        _user(doc, person)
+    if account and account != person:
+        ecs.put(doc, "user.effective.name", account)
+        doc["related"]["user"].append(account)
+    if fields.get("uid"):
+        ecs.put(doc, "user.id", fields["uid"])
+    if fields.get("rhost"):
+        _source(doc, fields["rhost"], None)
+    return True
+
+
 def parse_linux_auth(doc: dict) -> dict:
     """Add authentication fields to a syslog document whose program is one of PROGRAMS. Unknown lines stay as
     plain syslog events (they are valid data, just not an authentication event we recognise)."""
@@ -112,7 +145,9 @@ def parse_linux_auth(doc: dict) -> dict:
     message = doc.get("message", "")
     ecs.put(doc, "event.module", "system")
     ecs.put(doc, "event.dataset", "system.auth")
-    if program.startswith("sshd"):
+    if message.startswith("pam_unix("):
+        parse_pam(doc, message)
+    elif program.startswith("sshd"):
         parse_sshd(doc, message)
     elif program == "sudo":
         parse_sudo(doc, message)

@@ -1,7 +1,7 @@
 """Syslog headers, RFC 5424 and RFC 3164 (BSD), to ECS ``log.syslog.*``, ``host.hostname``, ``process.*``.
 
 What follows the header (the program's own message) is left in ``message`` for the program parsers. Year-less
-RFC 3164 timestamps are read in the configured zone and given the year that puts them nearest to the time of receipt
+RFC 3164 timestamps are read in the configured zone and given the latest year that does not put them in the future
 (a December line received on 1 January belongs to last year).
 """
 
@@ -81,7 +81,10 @@ def _bsd_time(match: re.Match, zone: tzinfo, received: datetime) -> datetime:
             continue  # 29 Feb in a year that has none
     if not candidates:
         raise ParseError("bad_timestamp", f"no such date: {match.group(0).strip()}")
-    return min(candidates, key=lambda c: abs(c - received))
+    # The latest date that is not in the future (a day of clock skew allowed): a "Dec 31" line received on
+    # 1 January is last year's, a "Feb 21" line received in November is this year's.
+    not_future = [c for c in candidates if c <= received + timedelta(days=1)]
+    return max(not_future) if not_future else min(candidates)
 
 
 def _structured_data(rest: str) -> tuple[dict[str, dict[str, str]], str]:
@@ -133,10 +136,18 @@ def _base(pri: int) -> dict:
     }
 
 
-def parse_syslog(line: str, zone: tzinfo, received: datetime) -> dict:
-    """One syslog line (without its trailing newline) to a partial ECS document."""
-    pri, pos = _priority(line)
-    doc = _base(pri)
+def parse_syslog(line: str, zone: tzinfo, received: datetime, require_pri: bool = True) -> dict:
+    """One syslog line (without its trailing newline) to a partial ECS document.
+
+    Network syslog always starts with <PRI>; lines read from files (/var/log/auth.log) do not, so file input passes
+    ``require_pri=False``.
+    """
+    if not require_pri and not line.startswith("<"):
+        doc: dict = {"log": {"syslog": {}}}
+        pos = 0
+    else:
+        pri, pos = _priority(line)
+        doc = _base(pri)
     body = line[pos:]
     if not body.strip():
         raise ParseError("truncated_header", "syslog line ends after <PRI>")
@@ -206,4 +217,4 @@ def parse_syslog(line: str, zone: tzinfo, received: datetime) -> dict:
     return doc
 
 
-__all__ = ["parse_syslog", "parse_iso", "FACILITIES", "SEVERITIES", "timedelta"]
+__all__ = ["parse_syslog", "parse_iso", "FACILITIES", "SEVERITIES"]

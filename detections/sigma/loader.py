@@ -143,7 +143,11 @@ def load_rules(dirs: Iterable[str | Path], pipeline: Any = None) -> RuleSet:
                     status="failed", reason="; ".join(str(e) for e in rule.errors)))
                 continue
             parsed.append((rule, str(path)))
+        # The collection repeats its rules' errors; report only the ones that belong to no rule (a YAML error).
+        rule_errors = {str(e) for rule in collection.rules for e in rule.errors}
         for error in collection.errors:
+            if str(error) in rule_errors:
+                continue
             ruleset.health.append(RuleHealth(id=str(path), title=path.name, path=str(path), kind="detection",
                                              status="failed", reason=str(error)))
 

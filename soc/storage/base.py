@@ -45,7 +45,16 @@ class DeadLetter:
 
 
 class StoreError(Exception):
-    """The store could not do what was asked; the message says why."""
+    """The store could not do what was asked; the message says why.
+
+    ``transient`` errors (store down, timeout, overloaded) are worth retrying; others (a rejected document, a bad
+    query) will fail the same way again. ``rejected`` lists (document, reason) pairs the store refused for good.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, rejected: list[tuple[dict, str]] | None = None):
+        super().__init__(message)
+        self.transient = transient
+        self.rejected = rejected or []
 
 
 class Store(ABC):

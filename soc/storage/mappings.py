@@ -56,6 +56,7 @@ def event_template(pattern: str) -> dict:
     flat.update({f: {"type": "long"} for f in _PORT_FIELDS + _LONG_FIELDS})
     flat.update({f: {"type": "date"} for f in _DATE_FIELDS})
     flat.update({f: {"type": "text"} for f in _TEXT_FIELDS})
+    flat.update({"event.id": {"type": "keyword"}, "organization.id": {"type": "keyword"}})
     return {
         "index_patterns": [pattern],
         "priority": 200,
@@ -74,6 +75,12 @@ def alert_template(index: str) -> dict:
         "count": {"type": "long"},
         "summary": {"type": "text"},
         "entities.ip": {"type": "ip"},
+        "id": {"type": "keyword"},
+        "fingerprint": {"type": "keyword"},
+        "status": {"type": "keyword"},
+        "severity": {"type": "keyword"},
+        "organization.id": {"type": "keyword"},
+        "rule.id": {"type": "keyword"},
     }
     return {
         "index_patterns": [index],

@@ -12,6 +12,7 @@ index. Index templates carry the ECS mappings (soc/storage/mappings.py).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import uuid
 from typing import Any, Sequence
@@ -67,6 +68,17 @@ def connect(url: str, *, username: str | None = None, password: str | None = Non
     raise StoreError(f"unknown search engine scheme {parts.scheme!r}")
 
 
+def _transient(exc: BaseException) -> bool:
+    """Connection trouble, timeouts, 429 and 5xx are worth retrying; a 4xx answer will not change."""
+    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+    if isinstance(status, int):
+        return status == 429 or status >= 500
+    meta = getattr(exc, "meta", None)
+    if meta is not None and isinstance(getattr(meta, "status", None), int):
+        return meta.status == 429 or meta.status >= 500
+    return True  # no HTTP status: the request never got an answer (connection refused, timeout)
+
+
 class SearchStore(Store):
     def __init__(self, url: str, *, index_prefix: str = "soc", username: str | None = None,
                  password_env: str | None = None, ca_file: str | None = None, verify_certs: bool = True,
@@ -88,7 +100,7 @@ class SearchStore(Store):
         try:
             return fn(*args, **kwargs)
         except self.engine.errors as exc:
-            raise StoreError(f"{self.name} {what} failed: {exc}") from exc
+            raise StoreError(f"{self.name} {what} failed: {exc}", transient=_transient(exc)) from exc
 
     def open(self) -> None:
         templates = {
@@ -127,10 +139,18 @@ class SearchStore(Store):
         try:
             ok, errors = self.engine.bulk(actions)
         except self.engine.errors as exc:
-            raise StoreError(f"{self.name} bulk write failed: {exc}") from exc
+            raise StoreError(f"{self.name} bulk write failed: {exc}", transient=_transient(exc)) from exc
         if errors:
-            first = errors[0]
-            raise StoreError(f"{self.name} rejected {len(errors)} of {len(actions)} documents; first: {first}")
+            by_id = {a["_id"]: a["_source"] for a in actions}
+            transient, rejected = False, []
+            for item in errors:
+                detail = next(iter(item.values()))
+                status = detail.get("status", 0)
+                if status == 429 or status >= 500:
+                    transient = True
+                rejected.append((by_id.get(detail.get("_id")), json.dumps(detail.get("error"), default=str)[:2000]))
+            raise StoreError(f"{self.name} rejected {len(errors)} of {len(actions)} documents; first: "
+                             f"{rejected[0][1]}", transient=transient, rejected=[] if transient else rejected)
         return ok
 
     def _search(self, index: str, body: dict) -> list[dict]:
@@ -179,7 +199,8 @@ class SearchStore(Store):
             must.append({"match_phrase": {"event.original": query.text}})
         body: dict[str, Any] = {
             "query": {"bool": {"filter": filters, "must": must}},
-            "sort": [{"@timestamp": "asc"}, {"event.id": "asc"}],
+            "sort": [{"@timestamp": {"order": "asc", "unmapped_type": "date"}},
+                     {"event.id": {"order": "asc", "unmapped_type": "keyword"}}],
             "size": query.limit,
         }
         if query.after:
@@ -215,7 +236,8 @@ class SearchStore(Store):
             filters.append({"range": {"last_seen": {"gte": query.since}}})
         body: dict[str, Any] = {
             "query": {"bool": {"filter": filters}},
-            "sort": [{"last_seen": "desc"}, {"id": "desc"}],
+            "sort": [{"last_seen": {"order": "desc", "unmapped_type": "date"}},
+                     {"id": {"order": "desc", "unmapped_type": "keyword"}}],
             "size": query.limit,
         }
         if query.after:
@@ -235,7 +257,9 @@ class SearchStore(Store):
         self._bulk(actions)
 
     def list_dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        found = self._search(self.dead_letter_index, {"sort": [{"received": "desc"}, {"id": "desc"}], "size": limit})
+        found = self._search(self.dead_letter_index, {"sort": [{"received": {"order": "desc", "unmapped_type": "date"}},
+                                                          {"id": {"order": "desc", "unmapped_type": "keyword"}}],
+                                                 "size": limit})
         return [DeadLetter(id=d["id"], received=d["received"], source=d["source"], reason=d["reason"],
                            raw=base64.b64decode(d["raw"]), truncated=d.get("truncated", False)) for d in found]
 
@@ -255,4 +279,5 @@ class SearchStore(Store):
         return found[0] if found else None
 
     def list_api_keys(self) -> list[dict]:
-        return self._search(self.keys_index, {"sort": [{"id": "asc"}], "size": 10_000})
+        return self._search(self.keys_index, {"sort": [{"id": {"order": "asc", "unmapped_type": "keyword"}}],
+                                              "size": 10_000})

@@ -1,0 +1,98 @@
+"""Shared fixtures: settings in a temporary folder, stores on both backends, a running suite.
+
+OpenSearch tests use the real node that scripts/run-tests.sh starts (SOC_TEST_OPENSEARCH). Without one they are
+skipped with a loud message locally, and fail in CI (CI=true), where they must run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from soc.config import Settings, load_settings
+from soc.storage import store_from_url
+
+PROJECT = Path(__file__).resolve().parent.parent
+CORPUS = PROJECT.parent / "shared" / "corpus"
+OPENSEARCH_URL = os.environ.get("SOC_TEST_OPENSEARCH")
+
+
+def pytest_report_header(config):
+    if OPENSEARCH_URL:
+        return f"OpenSearch store tests: on {OPENSEARCH_URL}"
+    return "!!! OpenSearch store tests: NO NODE (SOC_TEST_OPENSEARCH unset) - they will be SKIPPED !!!"
+
+
+def need_opensearch() -> str:
+    if OPENSEARCH_URL:
+        return OPENSEARCH_URL
+    if os.environ.get("CI") == "true":
+        pytest.fail("SOC_TEST_OPENSEARCH is not set: in CI the OpenSearch tests must run (scripts/run-tests.sh)")
+    pytest.skip("no OpenSearch node (run `make test`, which starts one; needs Java 17 and Maven)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_settings(tmp_path: Path, store_url: str | None = None, index_prefix: str | None = None, **env) -> Settings:
+    environ = {
+        "SOC__DATA_DIR": str(tmp_path),
+        "SOC__STORE__URL": store_url or f"sqlite:///{tmp_path / 'soc.db'}",
+        "SOC__SYSLOG__HOST": "127.0.0.1",
+        "SOC__SYSLOG__UDP_PORT": "0",
+        "SOC__SYSLOG__TCP_PORT": "0",
+        "SOC__API__PORT": "0",
+        "SOC__PIPELINE__FLUSH_INTERVAL_SECONDS": "0.05",
+    }
+    if index_prefix:
+        environ["SOC__STORE__INDEX_PREFIX"] = index_prefix
+    environ.update({k: str(v) for k, v in env.items()})
+    return load_settings(path=None, environ=environ)
+
+
+def _drop_indices(url: str, prefix: str) -> None:
+    store = store_from_url(url, index_prefix=prefix)
+    try:
+        store.client.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
+        for name in ("events", "alerts", "deadletters", "apikeys"):
+            try:
+                store.client.indices.delete_index_template(name=f"{prefix}-{name}")
+            except Exception:
+                pass
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def opensearch_prefix():
+    """A fresh index prefix on the real node, removed afterwards: (url, prefix)."""
+    url = need_opensearch()
+    prefix = f"soctest-{uuid.uuid4().hex[:10]}"
+    yield url, prefix
+    _drop_indices(url, prefix)
+
+
+@pytest.fixture(params=["sqlite", "opensearch"])
+def backend_settings(request, tmp_path):
+    """Settings for each backend in turn (the contract every backend must pass)."""
+    if request.param == "sqlite":
+        yield make_settings(tmp_path)
+        return
+    url = need_opensearch()
+    prefix = f"soctest-{uuid.uuid4().hex[:10]}"
+    try:
+        yield make_settings(tmp_path, store_url=url, index_prefix=prefix)
+    finally:
+        _drop_indices(url, prefix)
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path):
+    return make_settings(tmp_path)

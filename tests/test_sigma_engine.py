@@ -1,0 +1,207 @@
+"""Sigma rules evaluated on the stream: modifiers, conditions, correlations, rule health and alert dedup."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from detections.alerts import AlertManager
+from detections.engine import DetectionEngine
+from detections.sigma.loader import load_rules
+from soc.storage import AlertQuery, store_from_url
+
+
+def _rule(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / f"{name}.yml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def _event(i: int, ts: str = "2026-11-22T10:00:00.000Z", **fields) -> dict:
+    doc = {"@timestamp": ts, "event": {"id": f"e{i}", "dataset": "system.auth"}, "process": {"name": "sshd"},
+           "organization": {"id": "so-a", "name": "A"}}
+    for dotted, value in fields.items():
+        node = doc
+        parts = dotted.split("__")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return doc
+
+
+HEADER = """
+title: {title}
+id: {id}
+name: {name}
+logsource:
+    product: linux
+    service: sshd
+level: high
+"""
+
+
+def _single(tmp_path, detection: str, name="t") -> DetectionEngine:
+    body = HEADER.format(title="T", id="11111111-1111-4111-8111-111111111111", name=name) + detection
+    ruleset = load_rules([_rule(tmp_path, name, body)])
+    assert ruleset.failed == 0, [h.reason for h in ruleset.health]
+    return DetectionEngine(ruleset)
+
+
+def _fires(engine: DetectionEngine, doc: dict) -> bool:
+    return bool(engine.evaluate([doc]))
+
+
+@pytest.mark.parametrize("detection, hit, miss", [
+    ("detection:\n  sel:\n    message|contains: 'Failed Password'\n  condition: sel",
+     {"message": "xx failed password yy"}, {"message": "accepted"}),
+    ("detection:\n  sel:\n    message|startswith: 'Acc'\n  condition: sel",
+     {"message": "accepted publickey"}, {"message": "not Accepted"}),
+    ("detection:\n  sel:\n    message|endswith: 'ssh2'\n  condition: sel",
+     {"message": "port 22 ssh2"}, {"message": "ssh2 port"}),
+    ("detection:\n  sel:\n    message: 'Fail*for ?oot'\n  condition: sel",
+     {"message": "Failed password for root"}, {"message": "Failed password for admin"}),
+    ("detection:\n  sel:\n    message|contains|all: ['alpha', 'beta']\n  condition: sel",
+     {"message": "beta then alpha"}, {"message": "alpha only"}),
+    ("detection:\n  sel:\n    message|re: '^Failed \\w+ for r[o]+t$'\n  condition: sel",
+     {"message": "Failed password for root"}, {"message": "failed password for root"}),
+    ("detection:\n  sel:\n    message|re|i: '^failed'\n  condition: sel",
+     {"message": "FAILED x"}, {"message": "x failed"}),
+    ("detection:\n  sel:\n    source.ip|cidr: '203.0.113.0/24'\n  condition: sel",
+     {"source__ip": "203.0.113.9"}, {"source__ip": "198.51.100.9"}),
+    ("detection:\n  sel:\n    source.port|gte: 1024\n  condition: sel",
+     {"source__port": 50000}, {"source__port": 22}),
+    ("detection:\n  sel:\n    user.name|exists: true\n  condition: sel",
+     {"user__name": "root"}, {}),
+    ("detection:\n  sel:\n    user.name: null\n  condition: sel",
+     {}, {"user__name": "root"}),
+    ("detection:\n  sel:\n    event.category: authentication\n  condition: sel",
+     {"event__category": ["session", "authentication"]}, {"event__category": ["network"]}),
+    ("detection:\n  sel:\n    message|base64offset|contains: 'whoami'\n  condition: sel",
+     {"message": "powershell -enc d2hvYW1p"}, {"message": "whoami"}),
+    ("detection:\n  sel:\n    message|cased: 'Root'\n  condition: sel",
+     {"message": "Root"}, {"message": "root"}),
+    ("detection:\n  sel:\n    user.name|fieldref: user.effective.name\n  condition: sel",
+     {"user__name": "root", "user__effective__name": "ROOT"}, {"user__name": "a", "user__effective__name": "b"}),
+    ("detection:\n  a:\n    message|contains: x\n  b:\n    message|contains: y\n  f:\n    user.name: admin\n"
+     "  condition: (a or b) and not f",
+     {"message": "y", "user__name": "root"}, {"message": "x", "user__name": "admin"}),
+    ("detection:\n  sel_a:\n    message|contains: x\n  sel_b:\n    message|contains: y\n  condition: all of sel_*",
+     {"message": "xy"}, {"message": "x"}),
+    ("detection:\n  sel_a:\n    message|contains: x\n  sel_b:\n    message|contains: y\n  condition: 1 of sel_*",
+     {"message": "y"}, {"message": "z"}),
+    ("detection:\n  keywords:\n    - 'POSSIBLE BREAK-IN'\n  condition: keywords",
+     {"message": "reverse mapping - possible break-in attempt!"}, {"message": "hello"}),
+])
+def test_modifiers_and_conditions(tmp_path, detection, hit, miss):
+    engine = _single(tmp_path, detection)
+    assert _fires(engine, _event(1, **hit))
+    assert not _fires(engine, _event(2, **miss))
+
+
+def test_logsource_routing_keeps_rules_to_their_events(tmp_path):
+    engine = _single(tmp_path, "detection:\n  sel:\n    message|contains: x\n  condition: sel")
+    other = _event(3, message="x")
+    other["event"]["dataset"] = "nginx.access"
+    other["process"]["name"] = "nginx"
+    assert not _fires(engine, other)
+
+
+def test_rule_health_says_why_a_rule_cannot_run(tmp_path):
+    _rule(tmp_path, "ok", HEADER.format(title="OK", id="22222222-2222-4222-8222-222222222222", name="ok")
+          + "detection:\n  sel:\n    message: x\n  condition: sel\n")
+    _rule(tmp_path, "placeholder", HEADER.format(title="PH", id="33333333-3333-4333-8333-333333333333",
+                                                 name="ph") + "detection:\n  sel:\n    user.name|expand: '%admins%'\n"
+                                                              "  condition: sel\n")
+    _rule(tmp_path, "broken", "title: broken\nlogsource: {product: linux}\ndetection:\n  condition: nope\n")
+    _rule(tmp_path, "dangling", textwrap.dedent("""
+        title: Dangling
+        id: 44444444-4444-4444-8444-444444444444
+        correlation:
+            type: event_count
+            rules: [no_such_rule]
+            group-by: [source.ip]
+            timespan: 5m
+            condition: {gte: 2}
+        """))
+    ruleset = load_rules([tmp_path])
+    status = {h.title: (h.status, h.reason) for h in ruleset.health}
+    assert status["OK"] == ("loaded", "")
+    assert status["PH"][0] == "failed" and "admins" in status["PH"][1]
+    assert status["broken"][0] == "failed" and "No detections" in status["broken"][1]
+    assert status["Dangling"][0] == "failed" and "no_such_rule" in status["Dangling"][1]
+    assert ruleset.loaded == 1 and ruleset.failed == 3
+
+
+def _ts(second: int) -> str:
+    return f"2026-11-22T10:{second // 60:02d}:{second % 60:02d}.000Z"
+
+
+@pytest.fixture
+def demo_engine() -> DetectionEngine:
+    from soc.config import DetectionsConfig
+
+    ruleset = load_rules(DetectionsConfig().sigma_rule_dirs)
+    assert ruleset.failed == 0
+    return DetectionEngine(ruleset)
+
+
+def _failure(i: int, second: int, ip: str = "203.0.113.50", agency: str = "so-a") -> dict:
+    doc = _event(i, _ts(second), source__ip=ip, user__name="root", event__action="ssh_login",
+                 event__outcome="failure")
+    doc["organization"]["id"] = agency
+    return doc
+
+
+def _success(i: int, second: int, ip: str = "203.0.113.50") -> dict:
+    return _event(i, _ts(second), source__ip=ip, user__name="root", event__action="ssh_login",
+                  event__outcome="success")
+
+
+def test_event_count_needs_the_threshold_within_the_window(demo_engine):
+    # 4 failures in 5 minutes: nothing; failures spread over 20 minutes never reach 5 in a window.
+    assert not [d for d in demo_engine.evaluate([_failure(i, i) for i in range(4)])
+                if d.meta.name == "soc_ssh_brute_force"]
+    spread = [_failure(100 + i, 200 + i * 240, ip="203.0.113.51") for i in range(6)]
+    assert not [d for d in demo_engine.evaluate(spread) if d.meta.name == "soc_ssh_brute_force"]
+    fired = [d for d in demo_engine.evaluate([_failure(4, 10)]) if d.meta.name == "soc_ssh_brute_force"]
+    assert len(fired) == 1 and fired[0].count == 5 and fired[0].labels == {"source.ip": "203.0.113.50"}
+
+
+def test_correlations_are_per_agency(demo_engine):
+    mixed = [_failure(i, i, agency="so-a" if i % 2 else "so-b") for i in range(8)]
+    assert not [d for d in demo_engine.evaluate(mixed) if d.meta.name == "soc_ssh_brute_force"]
+
+
+def test_login_after_brute_force_needs_the_order(demo_engine):
+    ip = "203.0.113.60"
+    assert not [d for d in demo_engine.evaluate([_success(1, 0, ip)] + [_failure(10 + i, 1 + i, ip) for i in range(6)])
+                if d.meta.name == "soc_ssh_login_after_brute_force"]
+    fired = [d for d in demo_engine.evaluate([_success(2, 30, ip)]) if d.meta.name == "soc_ssh_login_after_brute_force"]
+    assert len(fired) == 1
+    assert "e2" in {e["event"]["id"] for e in fired[0].events}
+
+
+def test_repeats_update_one_alert_with_the_count(demo_engine, tmp_path):
+    store = store_from_url(f"sqlite:///{tmp_path / 'a.db'}")
+    store.open()
+    manager = AlertManager(store, dedup_window_seconds=3600)
+    for i in range(12):
+        manager.handle(demo_engine.evaluate([_failure(i, i * 3)]))
+    brute = store.list_alerts(AlertQuery(rule_id="3c1a9f0e-8e2d-4b6a-a7c5-9d0e1f2a3b03"))
+    assert len(brute) == 1
+    assert brute[0]["count"] == 12 and len(brute[0]["evidence"]) == 12
+    assert brute[0]["threat"]["technique"] == ["T1110.001"] and brute[0]["threat"]["tactic"] == ["credential-access"]
+    # A new manager (a restart) finds the open alert in the store and keeps counting on it.
+    again = AlertManager(store, dedup_window_seconds=3600)
+    again.handle(demo_engine.evaluate([_failure(50, 40)]))
+    brute = store.list_alerts(AlertQuery(rule_id="3c1a9f0e-8e2d-4b6a-a7c5-9d0e1f2a3b03"))
+    assert len(brute) == 1 and brute[0]["count"] == 13
+    # Closed alerts are not reopened: the next detection raises a new one.
+    brute[0]["status"] = "closed"
+    store.upsert_alerts([brute[0]])
+    third = AlertManager(store, dedup_window_seconds=3600)
+    third.handle(demo_engine.evaluate([_failure(51, 41)]))
+    assert len(store.list_alerts(AlertQuery(rule_id="3c1a9f0e-8e2d-4b6a-a7c5-9d0e1f2a3b03"))) == 2
+    store.close()
