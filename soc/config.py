@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "SOC__"
 DEFAULT_CONFIG_PATHS = ("soc.yaml", "config/soc.yaml")
@@ -60,6 +60,12 @@ class SyslogConfig(_Section):
     max_line_bytes: int = Field(default=64 * 1024, ge=256)
     # A dead letter keeps at most this much of an oversized line's raw bytes, and says it was cut.
     dead_letter_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _keep_whole_lines(self) -> "SyslogConfig":
+        if self.dead_letter_max_bytes < self.max_line_bytes:
+            raise ValueError("dead_letter_max_bytes must be at least max_line_bytes")
+        return self
 
 
 class ApiConfig(_Section):

@@ -206,7 +206,6 @@ class Suite:
             self.bound["syslog_udp"] = udp.get_extra_info("sockname")[1]
             closers.append(udp.close)
             tcp = await syslog_source.start_tcp(cfg.syslog.host, cfg.syslog.tcp_port, self.submit,
-                                                max_line=cfg.syslog.max_line_bytes,
                                                 keep_bytes=cfg.syslog.dead_letter_max_bytes)
             self.bound["syslog_tcp"] = tcp.sockets[0].getsockname()[1]
             closers.append(tcp.close)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from prometheus_client import make_asgi_app
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from soc_api.routers import alerts, health
 
@@ -19,5 +19,10 @@ def create_app(suite) -> FastAPI:
     app.state.suite = suite
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(alerts.router, prefix=API_PREFIX)
-    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        # Served at exactly /metrics (a mounted app would answer with a redirect first).
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return app

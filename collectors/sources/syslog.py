@@ -2,7 +2,8 @@
 
 Sources only receive and frame; they hand each message as raw bytes to ``deliver``. A line longer than the limit is
 not allowed to grow memory without bound: its first ``keep_bytes`` are kept (for the dead letter), the rest is read
-and discarded up to the newline, and the message is marked truncated. A sender is never disconnected for bad data.
+and discarded up to the newline, and the message is marked truncated. ``keep_bytes`` is at least ``max_line``, so
+an oversized line shows by its length. A sender is never disconnected for bad data.
 """
 
 from __future__ import annotations
@@ -40,10 +41,9 @@ async def start_udp(host: str, port: int, deliver_nowait: DeliverNowait) -> asyn
     return transport  # type: ignore[return-value]
 
 
-async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Deliver, max_line: int,
-                      keep_bytes: int) -> None:
+async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Deliver, keep_bytes: int) -> None:
     buffer = bytearray()
-    oversized = False  # inside a line that already passed the limit: keep only keep_bytes of it
+    cut = False  # bytes of it beyond keep_bytes were dropped
     while True:
         chunk = await reader.read(READ_CHUNK)
         if not chunk:
@@ -52,37 +52,35 @@ async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Delive
         while True:
             newline = chunk.find(b"\n", start)
             piece = chunk[start:] if newline < 0 else chunk[start:newline]
-            if not oversized:
-                buffer += piece
-                if len(buffer) > max_line:
-                    oversized = True
-                    del buffer[keep_bytes:]
-            elif len(buffer) < keep_bytes:
-                buffer += piece[: keep_bytes - len(buffer)]
+            if len(buffer) + len(piece) > keep_bytes:
+                piece = piece[: max(keep_bytes - len(buffer), 0)]
+                cut = True
+            buffer += piece
             if newline < 0:
                 break
-            await _emit(buffer, oversized, peer, deliver)
-            buffer, oversized = bytearray(), False
+            await _emit(buffer, cut, peer, deliver)
+            buffer, cut = bytearray(), False
             start = newline + 1
     if buffer:  # the sender closed without a final newline: still a message
-        await _emit(buffer, oversized, peer, deliver)
+        await _emit(buffer, cut, peer, deliver)
 
 
-async def _emit(buffer: bytearray, oversized: bool, peer: tuple, deliver: Deliver) -> None:
+async def _emit(buffer: bytearray, cut: bool, peer: tuple, deliver: Deliver) -> None:
     data = bytes(buffer)
     if data.endswith(b"\r"):
         data = data[:-1]
-    if not data and not oversized:
+    if not data:
         return  # blank keep-alive lines are not messages
     metrics.EVENTS_RECEIVED.labels(transport="tcp").inc()
-    await deliver(RawMessage(data=data, transport="tcp", peer=peer[0], peer_port=peer[1], truncated=oversized))
+    # An oversized line shows by its length (> max_line); the pipeline dead-letters it with the reason.
+    await deliver(RawMessage(data=data, transport="tcp", peer=peer[0], peer_port=peer[1], truncated=cut))
 
 
-async def start_tcp(host: str, port: int, deliver: Deliver, *, max_line: int, keep_bytes: int) -> asyncio.Server:
+async def start_tcp(host: str, port: int, deliver: Deliver, *, keep_bytes: int) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("", 0)
         try:
-            await _read_lines(reader, peer, deliver, max_line, keep_bytes)
+            await _read_lines(reader, peer, deliver, keep_bytes)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             log.info("syslog TCP connection from %s ended: %s", peer[0], exc)
         finally:

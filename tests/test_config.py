@@ -1,0 +1,61 @@
+"""Configuration: YAML plus environment overrides; a bad file stops with the file, the key and the reason."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from soc.config import ConfigError, load_settings
+
+
+def test_defaults_are_valid_and_env_overrides_them(tmp_path):
+    settings = load_settings(path=None, environ={"SOC__SYSLOG__TCP_PORT": "6514",
+                                                 "SOC__STORE__URL": "opensearch://127.0.0.1:9250"})
+    assert settings.syslog.tcp_port == 6514 and settings.syslog.udp_port == 5514
+    assert settings.store.url == "opensearch://127.0.0.1:9250"
+    assert settings.api.host == "127.0.0.1" and settings.api.port == 8000
+
+
+def test_file_then_environment(tmp_path):
+    path = tmp_path / "soc.yaml"
+    path.write_text("syslog:\n  tcp_port: 7000\n  udp_port: 7001\napi:\n  port: 9000\n")
+    settings = load_settings(path, environ={"SOC__API__PORT": "9100"})
+    assert (settings.syslog.tcp_port, settings.syslog.udp_port, settings.api.port) == (7000, 7001, 9100)
+    assert str(path) in settings.source and "api.port" in settings.source
+
+
+@pytest.mark.parametrize("text, key, reason", [
+    ("syslog:\n  tcp_port: 99999\n", "syslog.tcp_port", "less than or equal to 65535"),
+    ("syslog:\n  tcp_prot: 5514\n", "syslog.tcp_prot", "unknown key"),
+    ("store:\n  url: mysql://x\n", "store.url", "must start with sqlite://"),
+    ("timezone: Mars/Olympus\n", "timezone", "unknown time zone"),
+    ("api: [1, 2]\n", "api", "valid dictionary"),
+    ("syslog:\n  tcp_port: 1\n bad_indent: 2\n", "", "not valid YAML: line 3"),
+    ("- just\n- a list\n", "", "mapping of sections"),
+])
+def test_bad_files_name_file_key_and_reason(tmp_path, text, key, reason):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert info.value.source == str(path)
+    assert info.value.key == key
+    assert reason in info.value.reason
+
+
+def test_bad_environment_override_is_named():
+    with pytest.raises(ConfigError) as info:
+        load_settings(path=None, environ={"SOC__API__PORT": "eighty"})
+    assert info.value.key == "api.port" and "environment (api.port)" in info.value.source
+
+
+def test_the_suite_refuses_to_start_on_a_bad_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("syslog:\n  tcp_port: -1\n")
+    result = subprocess.run([sys.executable, "-m", "soc.cli", "serve", "--config", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert str(path) in result.stderr and "syslog.tcp_port" in result.stderr and "greater than or equal" in \
+        result.stderr
