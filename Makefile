@@ -24,6 +24,10 @@ run: install
 test: install system-deps
 	bash scripts/run-tests.sh
 
+# Every benchmark under bench/ (bench_*.py); each writes its section of docs/benchmarks.md.
+bench: install system-deps
+	bash scripts/run-benchmarks.sh
+
 opensearch-start: system-deps
 	scripts/opensearch.sh start
 

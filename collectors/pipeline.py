@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from collectors.message import ParseError, RawMessage
-from collectors.parsers.linux_auth import PROGRAMS as LINUX_AUTH_PROGRAMS, parse_linux_auth
+from collectors.parsers.registry import ParseContext, parser_for_syslog
 from collectors.parsers.syslog import parse_syslog
 from inventory.enrich import enrich
 from inventory.lookup import Inventory
@@ -34,10 +34,6 @@ class Context:
 
 
 Step = Callable[[dict, RawMessage, Context], dict]
-
-# Program name (syslog APP-NAME / TAG) -> parser of its message. One entry per format file in parsers/.
-PROGRAM_PARSERS: dict[str, Callable[[dict], dict]] = {name: parse_linux_auth for name in LINUX_AUTH_PROGRAMS}
-
 
 def _printable(text: str) -> bool:
     # Tabs are common in real logs; other C0 controls (and NUL) mean binary data, not a log line.
@@ -69,15 +65,16 @@ def step_syslog(doc: dict, msg: RawMessage, ctx: Context) -> dict:
 
 
 def step_program(doc: dict, msg: RawMessage, ctx: Context) -> dict:
-    program = (ecs.get(doc, "process.name") or "").lower()
-    parser = PROGRAM_PARSERS.get(program)
-    if parser is None:
+    """Hand the message to its format's parser (collectors/parsers/registry.py); plain syslog otherwise."""
+    spec = parser_for_syslog(doc)
+    if spec is None:
         ecs.put(doc, "event.module", "syslog")
         ecs.put(doc, "event.dataset", "syslog.generic")
         metrics.EVENTS_PARSED.labels(parser="syslog").inc()
         return doc
-    doc = parser(doc)
-    metrics.EVENTS_PARSED.labels(parser=ecs.get(doc, "event.dataset") or program).inc()
+    doc = spec.parse(doc, ParseContext(zone=ctx.zone, received=msg.received))  # type: ignore[arg-type]
+    ecs.put(doc, "event.dataset", ecs.get(doc, "event.dataset") or spec.dataset)
+    metrics.EVENTS_PARSED.labels(parser=spec.name).inc()
     return doc
 
 

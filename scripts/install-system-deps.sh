@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: a JDK and Maven (the real OpenSearch node), logger (real syslog sender).
-# Installs only what is missing; runs apt-get update once, and only when something is missing.
+# Debian packages the tests need. Installs only what is missing; runs apt-get update once, and only when needed.
+#   openjdk-17-jdk-headless maven   the real OpenSearch node (scripts/opensearch.sh)
+#   bsdutils rsyslog rsyslog-gnutls real syslog senders (logger; rsyslog forwarding over TCP and TLS)
+#   openssh-server nftables iproute2 the namespace firewall the playbook tests drive through netmiko
+#   poppler-utils                   pdftoppm, to prove report PDFs render
+#   prometheus                      promtool, to check /metrics and the shipped alerting rules
+#   yara                            the yara command-line tool, the reference the YARA scanner is compared with
+#   openssl                         test certificates for syslog over TLS
 set -euo pipefail
-packages=(openjdk-17-jdk-headless maven bsdutils curl)
+packages=(openjdk-17-jdk-headless maven bsdutils curl rsyslog rsyslog-gnutls openssh-server nftables iproute2
+          poppler-utils prometheus yara openssl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -25,5 +32,14 @@ else
   SUDO=
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Packages such as openssh-server and prometheus would start their daemons on install: the tests start their own.
+policy=/usr/sbin/policy-rc.d
+made_policy=0
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee $policy >/dev/null && $SUDO chmod +x $policy && made_policy=1
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [[ $made_policy -eq 1 ]]; then
+  $SUDO rm -f $policy
+fi

@@ -231,6 +231,28 @@ def dead_letters(config: ConfigOption = None, limit: int = 20) -> None:
         store.close()
 
 
+# Packages add their own commands: a module here with `register(app)` is asked to add them. A newcomer finds a
+# package's commands in that package's cli.py.
+CLI_PLUGINS = ("collectors.cli", "collectors.packets.cli", "detections.cli", "detections.yara.cli", "playbooks.cli",
+               "reports.cli", "soc_api.cli")
+
+
+def _register_plugins() -> None:
+    import importlib
+
+    for name in CLI_PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # that package has no commands (yet)
+            raise
+        module.register(app)
+
+
+_register_plugins()
+
+
 def main() -> None:
     try:
         app()

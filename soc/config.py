@@ -101,6 +101,8 @@ class Settings(_Section):
     inventory: InventoryConfig = InventoryConfig()
     detections: DetectionsConfig = DetectionsConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    # Modules with attach(suite) that run inside the suite (playbook triggers and expiries, probes, schedules).
+    extensions: list[str] = []
 
     @field_validator("timezone")
     @classmethod

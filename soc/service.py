@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 from collectors.message import RawMessage
 from collectors.pipeline import Pipeline, build_context
@@ -64,6 +65,10 @@ class Suite:
         self.processed = 0
         self.accepted = 0  # messages put on the queue by sources
         self.completed = 0  # of those, processed by the worker
+        # Extensions (playbooks, probes, report schedules) hook in here; see attach_extensions().
+        self.alert_hooks: list[Callable[[list[dict]], None]] = []
+        self.background: list[Callable[[], Awaitable[None]]] = []
+        attach_extensions(self, settings.extensions)
 
     # --- the processing path (also used directly by tests and file ingest) -----------------------------------
     def process(self, messages: list[RawMessage]) -> BatchOutcome:
@@ -90,6 +95,7 @@ class Suite:
             if detections:
                 try:
                     outcome.alerts = self._with_retry("alerts", self.alerts.handle, detections)
+                    self._run_alert_hooks(outcome.alerts)
                 except StoreError as exc:
                     log.error("alerts could not be stored: %s", exc)
                     letters = [DeadLetter(received=ecs.now_iso(), source="detections",
@@ -100,6 +106,13 @@ class Suite:
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         self.processed += len(messages)
         return outcome
+
+    def _run_alert_hooks(self, alerts: list[dict]) -> None:
+        for hook in self.alert_hooks:
+            try:
+                hook(alerts)
+            except Exception:  # an extension's bug must not stop the pipeline
+                log.exception("alert hook %s failed", getattr(hook, "__qualname__", hook))
 
     @staticmethod
     def _event_dead_letter(doc: dict, reason: str) -> DeadLetter:
@@ -222,10 +235,13 @@ class Suite:
                     api_task.result()  # raises the bind error
                 await asyncio.sleep(0.02)
             self.bound["api"] = server.servers[0].sockets[0].getsockname()[1]
+        tasks = [asyncio.create_task(factory()) for factory in self.background]
         log.info("suite running: store=%s syslog udp/tcp=%s/%s api=%s", self.store.name,
                  self.bound.get("syslog_udp"), self.bound.get("syslog_tcp"), self.bound.get("api"))
         self.ready.set()
         await self._stop_async.wait()
+        for task in tasks:
+            task.cancel()
         for close in closers:
             close()
         if server is not None:
@@ -245,6 +261,18 @@ class Suite:
 
     def close(self) -> None:
         self.store.close()
+
+
+def attach_extensions(suite: "Suite", names: list[str]) -> None:
+    """Each configured extension module has ``attach(suite)``, which may add alert hooks and background tasks."""
+    import importlib
+
+    for name in names:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            raise RuntimeError(f"extension {name!r} in the configuration cannot be imported: {exc}") from exc
+        module.attach(suite)
 
 
 class SuiteThread:

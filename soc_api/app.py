@@ -1,13 +1,26 @@
-"""The FastAPI application: thin routers under /api/v1, Prometheus metrics at /metrics, OpenAPI at /docs."""
+"""The FastAPI application: thin routers under /api/v1, Prometheus metrics at /metrics, OpenAPI at /docs.
+
+Every module in soc_api/routers/ that defines ``router`` is included, so adding an endpoint group is adding a file.
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from soc_api.routers import alerts, health
+from soc_api import routers
 
 API_PREFIX = "/api/v1"
+
+
+def _router_modules():
+    for info in sorted(pkgutil.iter_modules(routers.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{routers.__name__}.{info.name}")
+        if hasattr(module, "router"):
+            yield module
 
 
 def create_app(suite) -> FastAPI:
@@ -17,8 +30,9 @@ def create_app(suite) -> FastAPI:
         description="Alerts, events and posture for SOC analysts, network admins, agencies and the national centre.",
     )
     app.state.suite = suite
-    app.include_router(health.router, prefix=API_PREFIX)
-    app.include_router(alerts.router, prefix=API_PREFIX)
+    for module in _router_modules():
+        # A router may live outside /api/v1 (TAXII has its own root): it says so with PREFIX.
+        app.include_router(module.router, prefix=getattr(module, "PREFIX", API_PREFIX))
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -149,3 +149,35 @@ def test_everything_survives_reopening(backend_settings):
         assert again.health()["status"] in ("green", "yellow")
     finally:
         again.close()
+
+
+def test_documents_collections(store):
+    from soc.storage import DocumentQuery
+
+    runs = [{"id": f"run-{i}", "state": "succeeded" if i % 3 else "failed", "agency": "so-a" if i < 5 else "so-b",
+             "started": _ts(i), "devices": ["fw-1", "fw-2"] if i % 2 else ["fw-3"]} for i in range(8)]
+    store.put_documents("playbook_runs", runs)
+    store.put_documents("playbook_runs", [dict(runs[0], state="rolled_back")])
+    assert store.get_document("playbook_runs", "run-0")["state"] == "rolled_back"
+    assert store.get_document("playbook_runs", "run-99") is None
+    assert store.get_document("silences", "run-0") is None  # collections are apart
+    failed = store.find_documents("playbook_runs", DocumentQuery(terms={"state": "failed"}))
+    assert [d["id"] for d in failed] == ["run-3", "run-6"]
+    on_fw3 = store.find_documents("playbook_runs", DocumentQuery(terms={"devices": "fw-3", "agency": ["so-a"]}))
+    assert [d["id"] for d in on_fw3] == ["run-0", "run-2", "run-4"]
+    window = store.find_documents("playbook_runs", DocumentQuery(ranges={"started": (_ts(2), _ts(5))},
+                                                                sort="started", descending=True))
+    assert [d["id"] for d in window] == ["run-4", "run-3", "run-2"]
+    seen, after = [], None
+    while True:
+        page = store.find_documents("playbook_runs", DocumentQuery(sort="started", limit=3, after=after))
+        if not page:
+            break
+        seen += [d["id"] for d in page]
+        after = (page[-1]["started"], page[-1]["id"])
+    assert seen == [f"run-{i}" for i in range(8)]
+    assert store.delete_document("playbook_runs", "run-1") is True
+    assert store.delete_document("playbook_runs", "run-1") is False
+    assert store.get_document("playbook_runs", "run-1") is None
+    with pytest.raises(Exception):
+        store.put_documents("Bad Name", [{"id": "x"}])

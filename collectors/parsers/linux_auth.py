@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
 
 PROGRAMS = frozenset({"sshd", "sudo", "su", "login", "sshd-session", "systemd-logind"})
@@ -138,7 +139,7 @@ def parse_pam(doc: dict, message: str) -> bool:
     return True
 
 
-def parse_linux_auth(doc: dict) -> dict:
+def parse_linux_auth(doc: dict, ctx: ParseContext | None = None) -> dict:
     """Add authentication fields to a syslog document whose program is one of PROGRAMS. Unknown lines stay as
     plain syslog events (they are valid data, just not an authentication event we recognise)."""
     program = ecs.get(doc, "process.name") or ""
@@ -152,3 +153,13 @@ def parse_linux_auth(doc: dict) -> dict:
     elif program == "sudo":
         parse_sudo(doc, message)
     return doc
+
+
+SPEC = ParserSpec(
+    name="linux_auth",
+    dataset="system.auth",
+    carrier="syslog",
+    parse=parse_linux_auth,
+    programs=tuple(sorted(PROGRAMS)),
+    description="Linux authentication: sshd, sudo, su, PAM (auth.log / secure)",
+)

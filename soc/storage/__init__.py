@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from soc.storage.base import AlertQuery, DeadLetter, EventQuery, Store, StoreError
+from soc.storage.base import AlertQuery, DeadLetter, DocumentQuery, EventQuery, Store, StoreError
 
-__all__ = ["AlertQuery", "DeadLetter", "EventQuery", "Store", "StoreError", "open_store", "store_from_url"]
+__all__ = ["AlertQuery", "DeadLetter", "DocumentQuery", "EventQuery", "Store", "StoreError", "open_store", "store_from_url"]
 
 
 def store_from_url(url: str, *, index_prefix: str = "soc", username: str | None = None,

@@ -35,6 +35,21 @@ class AlertQuery:
 
 
 @dataclass
+class DocumentQuery:
+    """Exact matches on dotted fields (a list value means any of them), ranges, a sort field, cursor paging."""
+
+    terms: dict[str, Any] = field(default_factory=dict)
+    ranges: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (gte or None, lt or None)
+    sort: str = "id"
+    descending: bool = False
+    limit: int = 100
+    after: tuple[Any, str] | None = None  # (sort value, id) of the last document of the previous page
+
+
+COLLECTION_NAME = r"^[a-z][a-z0-9_]{0,40}$"
+
+
+@dataclass
 class DeadLetter:
     received: str  # ISO 8601
     source: str  # who sent it: "udp://10.20.10.10:514"
@@ -125,6 +140,20 @@ class Store(ABC):
 
     @abstractmethod
     def list_api_keys(self) -> list[dict]: ...
+
+    # --- documents: what else the suite keeps (playbook runs, audit records, silences, indicators, reports) ---
+    @abstractmethod
+    def put_documents(self, collection: str, docs: Sequence[dict]) -> None:
+        """Insert or replace documents (each with an "id") in a named collection; visible to reads at once."""
+
+    @abstractmethod
+    def get_document(self, collection: str, doc_id: str) -> dict | None: ...
+
+    @abstractmethod
+    def find_documents(self, collection: str, query: "DocumentQuery") -> list[dict]: ...
+
+    @abstractmethod
+    def delete_document(self, collection: str, doc_id: str) -> bool: ...
 
     def __enter__(self) -> "Store":
         self.open()

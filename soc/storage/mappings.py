@@ -122,3 +122,14 @@ def key_template(index: str) -> dict:
             "mappings": {"dynamic_templates": [_KEYWORD_STRINGS], "properties": {"id": {"type": "keyword"}}},
         },
     }
+
+
+def document_template(pattern: str) -> dict:
+    return {
+        "index_patterns": [pattern],
+        "priority": 200,
+        "template": {
+            "settings": _settings(),
+            "mappings": {"dynamic_templates": [_KEYWORD_STRINGS], "properties": {"id": {"type": "keyword"}}},
+        },
+    }

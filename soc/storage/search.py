@@ -19,8 +19,18 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 from soc import ecs
-from soc.storage.base import AlertQuery, DeadLetter, EventQuery, Store, StoreError
-from soc.storage.mappings import alert_template, dead_letter_template, event_template, key_template
+import re
+
+from soc.storage.base import (
+    COLLECTION_NAME,
+    AlertQuery,
+    DeadLetter,
+    DocumentQuery,
+    EventQuery,
+    Store,
+    StoreError,
+)
+from soc.storage.mappings import alert_template, dead_letter_template, document_template, event_template, key_template
 
 
 class _Engine:
@@ -108,6 +118,7 @@ class SearchStore(Store):
             f"{self.prefix}-alerts": alert_template(self.alerts_index),
             f"{self.prefix}-deadletters": dead_letter_template(self.dead_letter_index),
             f"{self.prefix}-apikeys": key_template(self.keys_index),
+            f"{self.prefix}-documents": document_template(f"{self.prefix}-doc-*"),
         }
         for name, body in templates.items():
             self._call("index template", self.client.indices.put_index_template, name=name, body=body)
@@ -281,3 +292,56 @@ class SearchStore(Store):
     def list_api_keys(self) -> list[dict]:
         return self._search(self.keys_index, {"sort": [{"id": {"order": "asc", "unmapped_type": "keyword"}}],
                                               "size": 10_000})
+
+    # --- documents ------------------------------------------------------------------------------------------
+    def _collection_index(self, collection: str) -> str:
+        if not re.match(COLLECTION_NAME, collection):
+            raise StoreError(f"invalid collection name {collection!r}")
+        return f"{self.prefix}-doc-{collection}"
+
+    def put_documents(self, collection: str, docs: Sequence[dict]) -> None:
+        index = self._collection_index(collection)
+        actions = [{"_op_type": "index", "_index": index, "_id": str(d["id"]), "_source": d} for d in docs]
+        self._bulk(actions)
+        # Documents are state (a playbook run, a silence): the next read must see the write.
+        self._call("refresh", self.client.indices.refresh, index=index)
+
+    def get_document(self, collection: str, doc_id: str) -> dict | None:
+        found = self._search(self._collection_index(collection),
+                             {"query": {"ids": {"values": [doc_id]}}, "size": 1})
+        return found[0] if found else None
+
+    def find_documents(self, collection: str, query: DocumentQuery) -> list[dict]:
+        filters: list[dict] = []
+        for field, value in query.terms.items():
+            if isinstance(value, (list, tuple, set)):
+                filters.append({"terms": {field: list(value)}})
+            else:
+                filters.append({"term": {field: value}})
+        for field, (low, high) in query.ranges.items():
+            bounds = {}
+            if low is not None:
+                bounds["gte"] = low
+            if high is not None:
+                bounds["lt"] = high
+            filters.append({"range": {field: bounds}})
+        order = "desc" if query.descending else "asc"
+        body: dict[str, Any] = {
+            "query": {"bool": {"filter": filters}},
+            "sort": [{query.sort: {"order": order, "unmapped_type": "keyword"}},
+                     {"id": {"order": order, "unmapped_type": "keyword"}}],
+            "size": query.limit,
+        }
+        if query.after is not None:
+            body["search_after"] = list(query.after)
+        return self._search(self._collection_index(collection), body)
+
+    def delete_document(self, collection: str, doc_id: str) -> bool:
+        index = self._collection_index(collection)
+        try:
+            self.client.delete(index=index, id=doc_id, params={"refresh": "true"})
+            return True
+        except self.engine.errors as exc:
+            if getattr(exc, "status_code", None) == 404 or "not_found" in str(exc) or "404" in str(exc):
+                return False
+            raise StoreError(f"{self.name} delete failed: {exc}", transient=_transient(exc)) from exc

@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from soc import ecs
-from soc.storage.base import AlertQuery, DeadLetter, EventQuery, Store, StoreError
+import re
+
+from soc.storage.base import (
+    COLLECTION_NAME,
+    AlertQuery,
+    DeadLetter,
+    DocumentQuery,
+    EventQuery,
+    Store,
+    StoreError,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -46,11 +56,26 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     raw BLOB NOT NULL,
     truncated INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS documents (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (collection, id)
+);
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     doc TEXT NOT NULL
 );
 """
+
+
+def _json_path(field: str) -> str:
+    return "$." + ".".join(f'"{p}"' for p in field.split("."))
+
+
+def _check_collection(name: str) -> None:
+    if not re.match(COLLECTION_NAME, name):
+        raise StoreError(f"invalid collection name {name!r}")
 
 
 def _dumps(doc: Any) -> str:
@@ -270,3 +295,60 @@ class SqliteStore(Store):
 
     def list_api_keys(self) -> list[dict]:
         return [json.loads(r[0]) for r in self._conn().execute("SELECT doc FROM api_keys ORDER BY id").fetchall()]
+
+    # --- documents ------------------------------------------------------------------------------------------
+    def put_documents(self, collection: str, docs: Sequence[dict]) -> None:
+        _check_collection(collection)
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(
+                "INSERT INTO documents (collection, id, doc) VALUES (?, ?, ?) "
+                "ON CONFLICT(collection, id) DO UPDATE SET doc=excluded.doc",
+                [(collection, str(d["id"]), _dumps(d)) for d in docs],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def get_document(self, collection: str, doc_id: str) -> dict | None:
+        _check_collection(collection)
+        row = self._conn().execute("SELECT doc FROM documents WHERE collection = ? AND id = ?",
+                                   [collection, doc_id]).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def find_documents(self, collection: str, query: DocumentQuery) -> list[dict]:
+        _check_collection(collection)
+        where, args = ["collection = ?"], [collection]
+        for field, value in query.terms.items():
+            values = value if isinstance(value, (list, tuple, set)) else [value]
+            # A field holding a list matches if any element equals any wanted value.
+            where.append(
+                f"(json_extract(doc, ?) IN ({','.join('?' * len(values))}) OR EXISTS (SELECT 1 FROM "
+                f"json_each(doc, ?) WHERE json_each.value IN ({','.join('?' * len(values))})))"
+            )
+            args.extend([_json_path(field), *values, _json_path(field), *values])
+        for field, (low, high) in query.ranges.items():
+            if low is not None:
+                where.append("json_extract(doc, ?) >= ?")
+                args.extend([_json_path(field), low])
+            if high is not None:
+                where.append("json_extract(doc, ?) < ?")
+                args.extend([_json_path(field), high])
+        sort_expr = "id" if query.sort == "id" else "json_extract(doc, ?)"
+        sort_args = [] if query.sort == "id" else [_json_path(query.sort)]
+        if query.after is not None:
+            op = "<" if query.descending else ">"
+            where.append(f"({sort_expr} {op} ? OR ({sort_expr} = ? AND id {op} ?))")
+            args.extend(sort_args + [query.after[0]] + sort_args + [query.after[0], query.after[1]])
+        direction = "DESC" if query.descending else "ASC"
+        sql = (f"SELECT doc FROM documents WHERE {' AND '.join(where)} "
+               f"ORDER BY {sort_expr} {direction}, id {direction} LIMIT ?")
+        rows = self._conn().execute(sql, args + sort_args + [query.limit]).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def delete_document(self, collection: str, doc_id: str) -> bool:
+        _check_collection(collection)
+        cursor = self._conn().execute("DELETE FROM documents WHERE collection = ? AND id = ?", [collection, doc_id])
+        return cursor.rowcount > 0
