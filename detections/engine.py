@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from detections.sigma.loader import CompiledCorrelation, CompiledRule, RuleMeta, RuleSet
 from detections.sigma.logsource import applies, event_descriptors, routing_key
@@ -144,9 +144,16 @@ class CorrelationEngine:
                          count=len(new_events), first_seen=min(times), last_seen=max(times))
 
 
+class Matcher(Protocol):
+    """Anything else that finds detections in stored events (indicator matching, YARA on payloads...)."""
+
+    def evaluate(self, events: list[dict]) -> list[Detection]: ...
+
+
 class DetectionEngine:
-    def __init__(self, ruleset: RuleSet):
+    def __init__(self, ruleset: RuleSet, matchers: list[Matcher] | None = None):
         self.ruleset = ruleset
+        self.matchers: list[Matcher] = list(matchers or [])
         self._routes: dict[tuple[str, str], list[CompiledRule]] = {}
         streaming = []
         for corr in ruleset.correlations:
@@ -185,4 +192,7 @@ class DetectionEngine:
                     detections.extend(self.correlations.feed(rule.meta.id, agency, flat, ts, [doc]))
         # Correlations referenced only by other correlations do not alert on their own unless "generate" says so.
         generate = {c.meta.id: c.generate for c in self.ruleset.correlations}
-        return [d for d in detections if d.kind == "rule" or generate.get(d.meta.id, True)]
+        detections = [d for d in detections if d.kind == "rule" or generate.get(d.meta.id, True)]
+        for matcher in self.matchers:
+            detections.extend(matcher.evaluate(events))
+        return detections
