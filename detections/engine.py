@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from detections.sigma.loader import CompiledCorrelation, CompiledRule, RuleMeta, RuleSet
-from detections.sigma.logsource import applies, event_descriptors, routing_key
+from detections.sigma.compiler import event_text
+from detections.sigma.logsource import applies, descriptors_for, view_of
 from soc import ecs
 
 _OPS = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt, "eq": operator.eq,
@@ -150,11 +151,46 @@ class Matcher(Protocol):
     def evaluate(self, events: list[dict]) -> list[Detection]: ...
 
 
+@dataclass
+class _Route:
+    """The rules that apply to one routing key, with the prefilter over their literals."""
+
+    rules: list[CompiledRule]
+    always: list[int]  # rules with no literal requirement: evaluated for every event of this route
+    automaton: Any = None  # Aho-Corasick over the literals; each literal maps to the rules needing it
+
+
+def _build_route(rules: list[CompiledRule]) -> _Route:
+    import ahocorasick
+
+    always, by_literal = [], defaultdict(list)
+    for index, rule in enumerate(rules):
+        if rule.requirement is None:
+            always.append(index)
+        else:
+            for literal in rule.requirement:
+                by_literal[literal].append(index)
+    automaton = None
+    if by_literal:
+        automaton = ahocorasick.Automaton()
+        for literal, indices in by_literal.items():
+            automaton.add_word(literal, tuple(indices))
+        automaton.make_automaton()
+    return _Route(rules=rules, always=always, automaton=automaton)
+
+
 class DetectionEngine:
-    def __init__(self, ruleset: RuleSet, matchers: list[Matcher] | None = None):
+    def __init__(self, ruleset: RuleSet, matchers: list[Matcher] | None = None, prefilter: bool = True):
         self.ruleset = ruleset
         self.matchers: list[Matcher] = list(matchers or [])
-        self._routes: dict[tuple[str, str], list[CompiledRule]] = {}
+        self.prefilter = prefilter
+        self._routes: dict[tuple, _Route] = {}
+        # Rules grouped by their logsource: a route checks each distinct logsource once, not each rule.
+        self._by_logsource: dict[tuple, list[CompiledRule]] = defaultdict(list)
+        for rule in ruleset.rules:
+            ls = rule.logsource
+            self._by_logsource[(ls.get("category"), ls.get("product"), ls.get("service"))].append(rule)
+        self.evaluated = 0  # predicate evaluations, to see what the prefilter saves
         streaming = []
         for corr in ruleset.correlations:
             if corr.op in ("lt", "lte") and corr.type in ("event_count", "value_count"):
@@ -166,30 +202,49 @@ class DetectionEngine:
             streaming.append(corr)
         self.correlations = CorrelationEngine(streaming)
 
-    def _candidates(self, flat: dict[str, Any]) -> list[CompiledRule]:
-        key = routing_key(flat)
-        rules = self._routes.get(key)
-        if rules is None:
-            descriptors = event_descriptors(flat)
-            rules = self._routes[key] = [r for r in self.ruleset.rules if applies(r.logsource, descriptors)]
-        return rules
+    def _route(self, key: tuple) -> _Route:
+        route = self._routes.get(key)
+        if route is None:
+            descriptors = descriptors_for(key)
+            rules = [rule for (category, product, service), group in self._by_logsource.items()
+                     if applies({"category": category, "product": product, "service": service}, descriptors)
+                     for rule in group]
+            if self.prefilter:
+                route = _build_route(rules)
+            else:
+                route = _Route(rules=rules, always=list(range(len(rules))))
+            self._routes[key] = route
+        return route
+
+    def match(self, view: dict[str, Any], key: tuple) -> list[CompiledRule]:
+        """The rules matching one event, given the fields the rules see and its routing key."""
+        route = self._route(key)
+        if not route.rules:
+            return []
+        candidates = route.always
+        if route.automaton is not None:
+            found: set[int] = set(route.always)
+            for _, indices in route.automaton.iter(event_text(view)):
+                found.update(indices)
+            candidates = sorted(found)
+        self.evaluated += len(candidates)
+        rules = route.rules
+        return [rules[i] for i in candidates if rules[i].predicate(view)]
 
     def evaluate(self, events: list[dict]) -> list[Detection]:
         detections: list[Detection] = []
         for doc in events:
-            flat = ecs.flatten(doc)
-            agency = flat.get("organization.id")
+            view, key = view_of(doc)
+            agency = ecs.get(doc, "organization.id")
             ts = None
-            for rule in self._candidates(flat):
-                if not rule.predicate(flat):
-                    continue
+            for rule in self.match(view, key):
                 if rule.generate:
                     detections.append(Detection(meta=rule.meta, kind="rule", agency=agency, labels={},
                                                 events=[doc], count=1, first_seen=doc["@timestamp"],
                                                 last_seen=doc["@timestamp"]))
                 if rule.meta.id in self.correlations.by_source:
                     ts = _epoch(doc) if ts is None else ts
-                    detections.extend(self.correlations.feed(rule.meta.id, agency, flat, ts, [doc]))
+                    detections.extend(self.correlations.feed(rule.meta.id, agency, view, ts, [doc]))
         # Correlations referenced only by other correlations do not alert on their own unless "generate" says so.
         generate = {c.meta.id: c.generate for c in self.ruleset.correlations}
         detections = [d for d in detections if d.kind == "rule" or generate.get(d.meta.id, True)]

@@ -244,8 +244,8 @@ def _register_plugins() -> None:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # that package has no commands (yet)
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                continue  # that package (or its cli module) does not exist (yet)
             raise
         module.register(app)
 

@@ -1,13 +1,18 @@
-"""Compile a pySigma rule's condition tree into a Python predicate over a flattened ECS event.
+"""Sigma conditions → a small intermediate form (plain tuples) → Python closures over a flattened event.
 
-pySigma parses the rule, applies its modifiers (contains, base64, windash, cidr, re, ...) and, after the processing
-pipeline mapped field names, yields a tree of AND / OR / NOT nodes whose leaves are "field equals typed value" or
-"keyword". This module turns each leaf into a small closure once, at load time, so evaluating an event is a walk of
-closures with no parsing. Anything it cannot evaluate raises UnsupportedRule with the reason, so rule health can say
-exactly why a rule does not run — it is never silently skipped.
+pySigma parses the rule, applies its modifiers (contains, base64offset, windash, cidr, re, ...) and, after the
+processing pipeline mapped field names, yields a tree of AND / OR / NOT nodes whose leaves are "field equals typed
+value" or "keyword". ``to_ir`` turns that tree into tuples of strings and numbers: cheap to pickle (the compiled-rule
+cache) and to send between processes (parallel cold start). ``compile_ir`` turns the tuples into closures, once per
+rule, so evaluating an event is a walk of closures with no parsing. ``requirement`` derives, from the same tuples, the
+literal strings an event must contain for the rule to have any chance — the prefilter that lets the engine skip most
+rules for most events.
 
-Sigma semantics kept here: strings match case-insensitively (unless ``cased``), ``*`` and ``?`` are wildcards, a
-field holding a list matches if any element matches, a missing field never equals anything but ``null``.
+Anything that cannot be evaluated raises UnsupportedRule with the reason, so rule health can say exactly why a rule
+does not run — it is never silently skipped.
+
+Semantics kept: strings match case-insensitively (unless ``cased``), ``*`` and ``?`` are wildcards, a field holding a
+list matches if any element matches, a missing field never equals anything but ``null``.
 """
 
 from __future__ import annotations
@@ -35,31 +40,102 @@ from sigma.types import (
     SigmaNull,
     SigmaNumber,
     SigmaRegularExpression,
-    SigmaRegularExpressionFlag,
     SigmaString,
     SpecialChars,
 )
 
+IR_VERSION = 1  # bump when the tuples below change: it is part of the cache key
 Event = dict[str, Any]  # flattened: {"source.ip": "...", "event.category": ["authentication"], ...}
 Predicate = Callable[[Event], bool]
 ValueTest = Callable[[Any], bool]
 
 # Keyword (field-less) values are searched in these fields, in this order.
 KEYWORD_FIELDS = ("message", "event.original")
+# Literals shorter than this are not worth prefiltering on (they occur in nearly every event).
+MIN_LITERAL = 3
 
 
 class UnsupportedRule(Exception):
     """The rule uses something this evaluator cannot run; the message is the reason shown in rule health."""
 
 
-def _values(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [v for v in value if v is not None]
-    return [value]
+# --- pySigma tree -> IR -------------------------------------------------------------------------------------------
+def _string_ir(value: SigmaString, keyword: bool = False) -> tuple:
+    if value.contains_placeholder():
+        names = ", ".join(sorted({p.name for p in value.s if not isinstance(p, (str, SpecialChars))}))
+        raise UnsupportedRule(f"placeholder %{names}% has no value (no pipeline expands it)")
+    cased = isinstance(value, SigmaCasedString)
+    parts = list(value.s)
+    multi, single = SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE
+    if keyword:  # a keyword matches anywhere in the text, as Sigma backends search free text
+        if not parts or parts[0] is not multi:
+            parts.insert(0, multi)
+        if parts[-1] is not multi:
+            parts.append(multi)
+    if not any(isinstance(p, SpecialChars) for p in parts):
+        return ("eq", "".join(parts), cased)
+    if len(parts) == 3 and parts[0] is multi and parts[2] is multi and isinstance(parts[1], str):
+        return ("contains", parts[1], cased)
+    if len(parts) == 2 and parts[1] is multi and isinstance(parts[0], str):
+        return ("startswith", parts[0], cased)
+    if len(parts) == 2 and parts[0] is multi and isinstance(parts[1], str):
+        return ("endswith", parts[1], cased)
+    pattern = "".join(".*" if p is multi else "." if p is single else re.escape(p) for p in parts)
+    literals = tuple(p for p in parts if isinstance(p, str) and p)
+    return ("wild", pattern, cased, literals)
 
 
+def _value_ir(value: Any, keyword: bool = False) -> tuple:
+    if isinstance(value, SigmaString):
+        return _string_ir(value, keyword)
+    if isinstance(value, SigmaBool):
+        return ("bool", value.boolean)
+    if isinstance(value, SigmaNumber):
+        return ("num", value.number)
+    if isinstance(value, SigmaCompareExpression):
+        return ("cmp", value.op.name.lower(), value.number.number)
+    if isinstance(value, SigmaCIDRExpression):
+        return ("cidr", value.cidr)
+    if isinstance(value, SigmaRegularExpression):
+        flags = 0
+        for flag in value.flags:
+            flags |= SigmaRegularExpression.sigma_to_python_flags[flag]
+        return ("re", str(value.regexp), flags)
+    if isinstance(value, SigmaExpansion):
+        return ("any", tuple(_value_ir(v, keyword) for v in value.values))
+    raise UnsupportedRule(f"value type {type(value).__name__} is not supported by the streaming evaluator")
+
+
+def to_ir(node: Any) -> tuple:
+    if isinstance(node, ConditionAND):
+        return ("and", tuple(to_ir(a) for a in node.args))
+    if isinstance(node, ConditionOR):
+        return ("or", tuple(to_ir(a) for a in node.args))
+    if isinstance(node, ConditionNOT):
+        return ("not", to_ir(node.args[0]))
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        value = node.value
+        if isinstance(value, SigmaNull):
+            return ("field", node.field, ("null",))
+        if isinstance(value, SigmaExists):
+            return ("field", node.field, ("exists", value.exists))
+        if isinstance(value, SigmaFieldReference):
+            return ("field", node.field, ("fieldref", value.field, value.starts_with, value.ends_with))
+        return ("field", node.field, _value_ir(value))
+    if isinstance(node, ConditionValueExpression):
+        return ("keyword", _value_ir(node.value, keyword=True))
+    if node is None:
+        raise UnsupportedRule("the detection is empty after processing")
+    raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
+
+
+def rule_ir(rule) -> tuple:
+    """The IR of a pySigma SigmaRule: an OR of its conditions (Sigma allows a list of conditions)."""
+    conditions = tuple(to_ir(condition.parsed) for condition in rule.detection.parsed_condition)
+    return conditions[0] if len(conditions) == 1 else ("or", conditions)
+
+
+# --- IR -> closures -----------------------------------------------------------------------------------------------
 def _as_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value
@@ -70,178 +146,126 @@ def _as_text(value: Any) -> str | None:
     return None
 
 
-def _string_test(value: SigmaString) -> tuple[ValueTest, list[str]]:
-    """A test for one Sigma string, and the literal parts an event must contain for it to match (for prefilters)."""
-    if value.contains_placeholder():
-        names = ", ".join(sorted({p.name for p in value.s if not isinstance(p, (str, SpecialChars))}))
-        raise UnsupportedRule(f"placeholder %{names}% has no value (no pipeline expands it)")
-    cased = isinstance(value, SigmaCasedString)
-    parts = value.s
-    literals = [p for p in parts if isinstance(p, str) and p]
-    multi, single = SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE
-    fold: Callable[[str], str] = (lambda s: s) if cased else str.casefold
-    if not value.contains_special():
-        target = fold("".join(literals))
-
-        def equals(v: Any) -> bool:
-            text = _as_text(v)
-            return text is not None and fold(text) == target
-
-        return equals, literals
-    plain_inner = all(isinstance(p, str) for p in parts[1:-1])
-    if len(parts) == 3 and parts[0] is multi and parts[2] is multi and isinstance(parts[1], str):
-        needle = fold(parts[1])
-
-        def contains(v: Any) -> bool:
-            text = _as_text(v)
-            return text is not None and needle in fold(text)
-
-        return contains, literals
-    if len(parts) == 2 and parts[1] is multi and isinstance(parts[0], str):
-        prefix = fold(parts[0])
-
-        def startswith(v: Any) -> bool:
-            text = _as_text(v)
-            return text is not None and fold(text).startswith(prefix)
-
-        return startswith, literals
-    if len(parts) == 2 and parts[0] is multi and isinstance(parts[1], str):
-        suffix = fold(parts[1])
-
-        def endswith(v: Any) -> bool:
-            text = _as_text(v)
-            return text is not None and fold(text).endswith(suffix)
-
-        return endswith, literals
-    del plain_inner
-    pattern = "".join(
-        ".*" if p is multi else "." if p is single else re.escape(p) for p in parts  # type: ignore[arg-type]
-    )
-    regex = re.compile(pattern, re.DOTALL | (0 if cased else re.IGNORECASE))
-
-    def wildcard(v: Any) -> bool:
-        text = _as_text(v)
-        return text is not None and regex.fullmatch(text) is not None
-
-    return wildcard, literals
+def _values(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [v for v in value if v is not None]
+    return [value]
 
 
-def _number_test(value: SigmaNumber) -> ValueTest:
-    target = value.number
+_COMPARE = {"lt": lambda a, b: a < b, "lte": lambda a, b: a <= b, "gt": lambda a, b: a > b,
+            "gte": lambda a, b: a >= b}
 
-    def equals(v: Any) -> bool:
-        if isinstance(v, bool):
+
+def _value_test(spec: tuple) -> ValueTest:
+    kind = spec[0]
+    if kind in ("eq", "contains", "startswith", "endswith"):
+        text, cased = spec[1], spec[2]
+        fold: Callable[[str], str] = (lambda s: s) if cased else str.casefold
+        target = fold(text)
+        if kind == "eq":
+            def test(v: Any) -> bool:
+                t = _as_text(v)
+                return t is not None and fold(t) == target
+        elif kind == "contains":
+            def test(v: Any) -> bool:
+                t = _as_text(v)
+                return t is not None and target in fold(t)
+        elif kind == "startswith":
+            def test(v: Any) -> bool:
+                t = _as_text(v)
+                return t is not None and fold(t).startswith(target)
+        else:
+            def test(v: Any) -> bool:
+                t = _as_text(v)
+                return t is not None and fold(t).endswith(target)
+        return test
+    if kind == "wild":
+        regex = re.compile(spec[1], re.DOTALL | (0 if spec[2] else re.IGNORECASE))
+        return lambda v: (t := _as_text(v)) is not None and regex.fullmatch(t) is not None
+    if kind == "re":
+        regex = re.compile(spec[1], spec[2])
+        return lambda v: (t := _as_text(v)) is not None and regex.search(t) is not None
+    if kind == "bool":
+        target_bool = spec[1]
+        return lambda v: v is target_bool or (isinstance(v, str) and v.lower() == str(target_bool).lower())
+    if kind == "num":
+        target_num = spec[1]
+
+        def number(v: Any) -> bool:
+            if isinstance(v, bool):
+                return False
+            if isinstance(v, (int, float)):
+                return v == target_num
+            if isinstance(v, str):
+                try:
+                    return float(v) == target_num
+                except ValueError:
+                    return False
             return False
-        if isinstance(v, (int, float)):
-            return v == target
-        if isinstance(v, str):
+
+        return number
+    if kind == "cmp":
+        op, bound = _COMPARE[spec[1]], spec[2]
+
+        def compare(v: Any) -> bool:
+            if isinstance(v, bool):
+                return False
+            if isinstance(v, str):
+                try:
+                    v = float(v)
+                except ValueError:
+                    return False
+            return isinstance(v, (int, float)) and op(v, bound)
+
+        return compare
+    if kind == "cidr":
+        network = ipaddress.ip_network(spec[1], strict=False)
+
+        def in_network(v: Any) -> bool:
+            if not isinstance(v, str):
+                return False
             try:
-                return float(v) == target
+                return ipaddress.ip_address(v) in network
             except ValueError:
                 return False
-        return False
 
-    return equals
-
-
-def _compare_test(value: SigmaCompareExpression) -> ValueTest:
-    target = value.number.number
-    op = {
-        CompareOperators.LT: lambda a: a < target,
-        CompareOperators.LTE: lambda a: a <= target,
-        CompareOperators.GT: lambda a: a > target,
-        CompareOperators.GTE: lambda a: a >= target,
-    }[value.op]
-
-    def compare(v: Any) -> bool:
-        if isinstance(v, bool):
-            return False
-        if isinstance(v, str):
-            try:
-                v = float(v)
-            except ValueError:
-                return False
-        return isinstance(v, (int, float)) and op(v)
-
-    return compare
-
-
-def _cidr_test(value: SigmaCIDRExpression) -> ValueTest:
-    network = ipaddress.ip_network(value.cidr, strict=False)
-
-    def in_network(v: Any) -> bool:
-        if not isinstance(v, str):
-            return False
-        try:
-            return ipaddress.ip_address(v) in network
-        except ValueError:
-            return False
-
-    return in_network
-
-
-def _regex_test(value: SigmaRegularExpression) -> ValueTest:
-    flags = 0
-    for flag in value.flags:
-        flags |= SigmaRegularExpression.sigma_to_python_flags[flag]
-    regex = re.compile(str(value.regexp), flags)
-
-    def search(v: Any) -> bool:
-        text = _as_text(v)
-        return text is not None and regex.search(text) is not None
-
-    return search
-
-
-def _value_test(value: Any) -> ValueTest:
-    if isinstance(value, SigmaString):
-        return _string_test(value)[0]
-    if isinstance(value, SigmaBool):
-        target = value.boolean
-        return lambda v: v is target or (isinstance(v, str) and v.lower() == str(target).lower())
-    if isinstance(value, SigmaNumber):
-        return _number_test(value)
-    if isinstance(value, SigmaCompareExpression):
-        return _compare_test(value)
-    if isinstance(value, SigmaCIDRExpression):
-        return _cidr_test(value)
-    if isinstance(value, SigmaRegularExpression):
-        return _regex_test(value)
-    if isinstance(value, SigmaExpansion):
-        tests = [_value_test(v) for v in value.values]
+        return in_network
+    if kind == "any":
+        tests = [_value_test(s) for s in spec[1]]
         return lambda v: any(t(v) for t in tests)
-    raise UnsupportedRule(f"value type {type(value).__name__} is not supported by the streaming evaluator")
+    raise UnsupportedRule(f"unknown value test {kind!r}")
 
 
-def _field_leaf(node: ConditionFieldEqualsValueExpression) -> Predicate:
-    field, value = node.field, node.value
-    if isinstance(value, SigmaNull):
+def _field_predicate(field: str, spec: tuple) -> Predicate:
+    kind = spec[0]
+    if kind == "null":
         return lambda e: not _values(e.get(field))
-    if isinstance(value, SigmaExists):
-        wanted = value.exists
+    if kind == "exists":
+        wanted = spec[1]
         return lambda e: bool(_values(e.get(field))) is wanted
-    if isinstance(value, SigmaFieldReference):
-        other = value.field
-        starts, ends = value.starts_with, value.ends_with
+    if kind == "fieldref":
+        other, starts, ends = spec[1], spec[2], spec[3]
 
         def fieldref(e: Event) -> bool:
-            mine, theirs = _values(e.get(field)), _values(e.get(other))
-            for a in mine:
+            for a in _values(e.get(field)):
                 ta = _as_text(a)
-                for b in theirs:
+                if ta is None:
+                    continue
+                ta = ta.casefold()
+                for b in _values(e.get(other)):
                     tb = _as_text(b)
-                    if ta is None or tb is None:
+                    if tb is None:
                         continue
-                    if starts and ta.casefold().startswith(tb.casefold()):
-                        return True
-                    if ends and ta.casefold().endswith(tb.casefold()):
-                        return True
-                    if not starts and not ends and ta.casefold() == tb.casefold():
+                    tb = tb.casefold()
+                    if (starts and ta.startswith(tb)) or (ends and ta.endswith(tb)) or \
+                            (not starts and not ends and ta == tb):
                         return True
             return False
 
         return fieldref
-    test = _value_test(value)
+    test = _value_test(spec)
 
     def leaf(e: Event) -> bool:
         v = e.get(field)
@@ -254,57 +278,153 @@ def _field_leaf(node: ConditionFieldEqualsValueExpression) -> Predicate:
     return leaf
 
 
-def _keyword_leaf(node: ConditionValueExpression) -> Predicate:
-    value = node.value
-    if isinstance(value, SigmaString):
-        # A keyword matches anywhere in the text, as Sigma backends search free text.
-        inner = value if value.startswith(SpecialChars.WILDCARD_MULTI) else SigmaString("*") + value
-        inner = inner if inner.endswith(SpecialChars.WILDCARD_MULTI) else inner + SigmaString("*")
-        test = _string_test(inner)[0]
-    else:
-        test = _value_test(value)
-
-    def keyword(e: Event) -> bool:
-        for name in KEYWORD_FIELDS:
-            v = e.get(name)
-            if v is not None and test(v):
-                return True
-        return False
-
-    return keyword
-
-
-def compile_condition(node: Any) -> Predicate:
-    if isinstance(node, ConditionAND):
-        parts = [compile_condition(a) for a in node.args]
+def compile_ir(node: tuple) -> Predicate:
+    kind = node[0]
+    if kind == "and":
+        parts = [compile_ir(a) for a in node[1]]
         if len(parts) == 2:
             a, b = parts
             return lambda e: a(e) and b(e)
         return lambda e: all(p(e) for p in parts)
-    if isinstance(node, ConditionOR):
-        parts = [compile_condition(a) for a in node.args]
+    if kind == "or":
+        parts = _merged_or(node[1])
+        if len(parts) == 1:
+            return parts[0]
         if len(parts) == 2:
             a, b = parts
             return lambda e: a(e) or b(e)
         return lambda e: any(p(e) for p in parts)
-    if isinstance(node, ConditionNOT):
-        inner = compile_condition(node.args[0])
+    if kind == "not":
+        inner = compile_ir(node[1])
         return lambda e: not inner(e)
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        return _field_leaf(node)
-    if isinstance(node, ConditionValueExpression):
-        return _keyword_leaf(node)
-    if node is None:
-        raise UnsupportedRule("the detection is empty after processing")
-    raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
+    if kind == "field":
+        return _field_predicate(node[1], node[2])
+    if kind == "keyword":
+        test = _value_test(node[1])
+
+        def keyword(e: Event) -> bool:
+            for name in KEYWORD_FIELDS:
+                v = e.get(name)
+                if v is not None and test(v):
+                    return True
+            return False
+
+        return keyword
+    raise UnsupportedRule(f"unknown condition node {kind!r}")
+
+
+_MERGEABLE = ("eq", "contains", "startswith", "endswith")
+
+
+def _merged_or(children: tuple) -> list[Predicate]:
+    """OR of many values on one field (``Image|endswith: [500 names]``) is one test, not 500 closures:
+    a set for equality, a tuple for str.startswith/endswith, an Aho-Corasick automaton for many "contains"."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    rest: list[Predicate] = []
+    for child in children:
+        if child[0] == "field" and child[2][0] in _MERGEABLE and not child[2][2]:
+            groups.setdefault((child[1], child[2][0]), []).append(child[2][1].casefold())
+        else:
+            rest.append(compile_ir(child))
+    merged = [_group_predicate(field, kind, values) for (field, kind), values in groups.items()]
+    return merged + rest
+
+
+def _group_predicate(field: str, kind: str, values: list[str]) -> Predicate:
+    if kind == "eq":
+        wanted = frozenset(values)
+        test: ValueTest = lambda t: t in wanted  # noqa: E731
+    elif kind == "startswith":
+        prefixes = tuple(values)
+        test = lambda t: t.startswith(prefixes)  # noqa: E731
+    elif kind == "endswith":
+        suffixes = tuple(values)
+        test = lambda t: t.endswith(suffixes)  # noqa: E731
+    elif len(values) < 6:
+        needles = tuple(values)
+        test = lambda t: any(n in t for n in needles)  # noqa: E731
+    else:
+        import ahocorasick
+
+        automaton = ahocorasick.Automaton()
+        for needle in values:
+            automaton.add_word(needle, needle)
+        automaton.make_automaton()
+        test = lambda t: next(automaton.iter(t), None) is not None  # noqa: E731
+
+    def group(e: Event) -> bool:
+        v = e.get(field)
+        if v is None:
+            return False
+        for x in v if isinstance(v, list) else (v,):
+            t = _as_text(x)
+            if t is not None and test(t.casefold()):
+                return True
+        return False
+
+    return group
+
+
+# --- prefilter: literals an event must contain ----------------------------------------------------------------------
+def _value_requirement(spec: tuple) -> frozenset[str] | None:
+    kind = spec[0]
+    if kind in ("eq", "contains", "startswith", "endswith"):
+        return frozenset([spec[1].casefold()]) if len(spec[1]) >= MIN_LITERAL else None
+    if kind == "wild":
+        longest = max(spec[3], key=len, default="")
+        return frozenset([longest.casefold()]) if len(longest) >= MIN_LITERAL else None
+    if kind == "num" and not isinstance(spec[1], bool):
+        text = str(spec[1])
+        return frozenset([text]) if len(text) >= MIN_LITERAL else None
+    if kind == "any":
+        parts = [_value_requirement(s) for s in spec[1]]
+        if any(p is None for p in parts):
+            return None
+        return frozenset().union(*parts)  # type: ignore[arg-type]
+    return None  # regex, cidr, comparisons, booleans: no literal is guaranteed
+
+
+def requirement(node: tuple) -> frozenset[str] | None:
+    """Literals (casefolded) of which at least one occurs in any event the node matches; None if none is known.
+
+    AND: any child's requirement is necessary, so take the most selective (longest shortest literal).
+    OR: every branch could match, so all branches need one and their literals are pooled. NOT: nothing is known.
+    """
+    kind = node[0]
+    if kind == "field":
+        return _value_requirement(node[2])
+    if kind == "keyword":
+        return _value_requirement(node[1])
+    if kind == "not":
+        return None
+    children = [requirement(c) for c in node[1]]
+    if kind == "or":
+        if any(c is None for c in children):
+            return None
+        return frozenset().union(*children)  # type: ignore[arg-type]
+    known = [c for c in children if c]
+    if not known:
+        return None
+    return max(known, key=lambda lits: (min(len(x) for x in lits), -len(lits)))
+
+
+def event_text(flat: Event) -> str:
+    """The text the prefilter searches: every value of the event, casefolded, NUL-separated."""
+    parts = []
+    for value in flat.values():
+        if isinstance(value, list):
+            parts.extend(t for v in value if (t := _as_text(v)) is not None)
+        else:
+            t = _as_text(value)
+            if t is not None:
+                parts.append(t)
+    return "\x00".join(parts).casefold()
 
 
 def compile_rule(rule) -> Predicate:
-    """A predicate for a pySigma SigmaRule: true when any of its conditions holds."""
-    predicates = [compile_condition(condition.parsed) for condition in rule.detection.parsed_condition]
-    if len(predicates) == 1:
-        return predicates[0]
-    return lambda e: any(p(e) for p in predicates)
+    """A predicate for a pySigma SigmaRule (convenience for tests and tools)."""
+    return compile_ir(rule_ir(rule))
 
 
-__all__ = ["compile_rule", "compile_condition", "UnsupportedRule", "SigmaRegularExpressionFlag"]
+__all__ = ["compile_rule", "compile_ir", "rule_ir", "requirement", "event_text", "UnsupportedRule", "IR_VERSION",
+           "CompareOperators"]

@@ -1,27 +1,32 @@
 """Load Sigma rules from folders with pySigma, compile them, and account for every one of them (rule health).
 
-Each file is parsed on its own so one broken file costs only its own rules. Correlation rules are resolved against
-every rule loaded from every folder. The result says, per rule, loaded or failed and why.
+Each file is parsed on its own, so one broken file costs only its own rules. Parsing (YAML + pySigma + processing
+pipeline) is the slow part, so its result — the rule's metadata and condition IR (detections/sigma/compiler.py) — is
+cached per file, keyed by the file's content, the pipeline and the IR version: a changed file is parsed again, the
+rest come from the cache. A cold start parses in parallel worker processes. Correlation rules are resolved (by rule
+id or name) against every rule loaded from every folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import pickle
 import re
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError, SigmaRuleLocation
-from sigma.rule import SigmaRule
-
-from detections.sigma.compiler import UnsupportedRule, compile_rule
+from detections.sigma.compiler import IR_VERSION, UnsupportedRule, compile_ir, requirement, rule_ir
 from detections.sigma.logsource import known_logsource
 
 log = logging.getLogger(__name__)
 _ATTACK_ID = re.compile(r"^[tgs]\d{4}", re.IGNORECASE)
+PARALLEL_FROM = 300  # files; below this a single process is faster than starting workers
 
 
 @dataclass
@@ -57,12 +62,32 @@ class RuleMeta:
         return [t[7:].upper() for t in self.tags if t.lower().startswith("attack.t") and _ATTACK_ID.match(t[7:])]
 
 
-@dataclass
 class CompiledRule:
-    meta: RuleMeta
-    logsource: dict[str, str | None]
-    predicate: Callable[[dict[str, Any]], bool]
-    generate: bool = True  # False when only correlations use it (Sigma's "generate")
+    """A loaded rule. Its predicate and prefilter literals are built on first use: a hunt over Sysmon logs never
+    pays for compiling the thousands of rules of other log sources."""
+
+    __slots__ = ("meta", "logsource", "ir", "generate", "_predicate", "_requirement")
+
+    def __init__(self, meta: RuleMeta, logsource: dict[str, str | None], ir: tuple, generate: bool = True):
+        self.meta, self.logsource, self.ir, self.generate = meta, logsource, ir, generate
+        self._predicate: Callable[[dict[str, Any]], bool] | None = None
+        self._requirement: Any = _UNSET
+
+    @property
+    def predicate(self) -> Callable[[dict[str, Any]], bool]:
+        if self._predicate is None:
+            self._predicate = compile_ir(self.ir)
+        return self._predicate
+
+    @property
+    def requirement(self) -> frozenset[str] | None:
+        """Prefilter literals; None = always evaluate."""
+        if self._requirement is _UNSET:
+            self._requirement = requirement(self.ir)
+        return self._requirement
+
+
+_UNSET = object()
 
 
 @dataclass
@@ -84,6 +109,8 @@ class RuleSet:
     rules: list[CompiledRule] = field(default_factory=list)
     correlations: list[CompiledCorrelation] = field(default_factory=list)
     health: list[RuleHealth] = field(default_factory=list)
+    from_cache: int = 0  # files whose parse came from the cache
+    parsed: int = 0  # files parsed in this load
 
     @property
     def loaded(self) -> int:
@@ -94,135 +121,235 @@ class RuleSet:
         return sum(1 for h in self.health if h.status == "failed")
 
 
-def _meta(rule: SigmaRule | SigmaCorrelationRule, path: str) -> RuleMeta:
+# --- parsing one file (runs in worker processes) -----------------------------------------------------------------
+def _meta(rule, path: str) -> RuleMeta:
     level = rule.level.name.lower() if rule.level else "medium"
-    return RuleMeta(
-        id=str(rule.id) if rule.id else (rule.name or f"{path}:{rule.title}"),
-        name=rule.name,
-        title=rule.title or "",
-        level=level,
-        tags=[str(t) for t in rule.tags],
-        description=rule.description or "",
-        path=path,
-    )
+    return RuleMeta(id=str(rule.id) if rule.id else (rule.name or f"{path}:{rule.title}"), name=rule.name,
+                    title=rule.title or "", level=level, tags=[str(t) for t in rule.tags],
+                    description=rule.description or "", path=path)
 
 
-def _logsource(rule: SigmaRule) -> dict[str, str | None]:
-    ls = rule.logsource
-    return {"category": ls.category, "product": ls.product, "service": ls.service}
+def _ref(rule) -> str:
+    return str(rule.id) if getattr(rule, "id", None) else rule.name
 
 
+def parse_file(path: str, text: str, pipeline_name: str | None) -> list[tuple]:
+    """One rule file → entries: ("rule", meta, logsource, ir), ("correlation", meta, spec) or ("failed", health)."""
+    from sigma.collection import SigmaCollection
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.exceptions import SigmaError, SigmaRuleLocation
+
+    from detections.sigma.pipelines import build_pipeline
+
+    entries: list[tuple] = []
+
+    def failed(rule_id: str, title: str, kind: str, reason: str) -> None:
+        entries.append(("failed", RuleHealth(id=rule_id, title=title, path=path, kind=kind, status="failed",
+                                             reason=reason)))
+
+    try:
+        collection = SigmaCollection.from_yaml(text, collect_errors=True, source=SigmaRuleLocation(path),
+                                               resolve_references=False)
+    except (SigmaError, ValueError) as exc:
+        failed(path, Path(path).name, "detection", f"cannot parse: {exc}")
+        return entries
+    rule_errors = {str(e) for rule in collection.rules for e in rule.errors}
+    for error in collection.errors:  # the collection repeats its rules' errors: keep the ones of no rule
+        if str(error) not in rule_errors:
+            failed(path, Path(path).name, "detection", str(error))
+    pipeline = build_pipeline(pipeline_name)
+    for rule in collection.rules:
+        is_correlation = isinstance(rule, SigmaCorrelationRule)
+        kind = "correlation" if is_correlation else "detection"
+        if rule.errors:
+            failed(str(rule.id or path), rule.title or Path(path).name, kind,
+                   "; ".join(str(e) for e in rule.errors))
+            continue
+        meta = _meta(rule, path)
+        if is_correlation:
+            cond = rule.condition
+            if not hasattr(cond, "op"):
+                failed(meta.id, meta.title, kind, "extended correlation conditions are not supported yet")
+                continue
+            ctype = rule.type.name.lower()
+            if ctype not in {"event_count", "value_count", "temporal", "temporal_ordered"}:
+                failed(meta.id, meta.title, kind, f"correlation type {ctype} is not supported yet")
+                continue
+            fieldref = cond.fieldref if isinstance(cond.fieldref, str) or cond.fieldref is None \
+                else cond.fieldref[0]
+            aliases = {alias.alias: {ref.reference: fld for ref, fld in alias.mapping.items()}
+                       for alias in rule.aliases}
+            entries.append(("correlation", meta, {
+                "type": ctype, "rules": [r.reference for r in rule.rules or []],
+                "group_by": list(rule.group_by or []), "timespan": rule.timespan.seconds,
+                "op": cond.op.name.lower(), "count": cond.count, "fieldref": fieldref, "aliases": aliases,
+                "generate": rule.generate,
+            }))
+            continue
+        logsource = {"category": rule.logsource.category, "product": rule.logsource.product,
+                     "service": rule.logsource.service}
+        try:
+            if pipeline is not None:
+                pipeline.apply(rule)
+            ir = rule_ir(rule)
+            compile_ir(ir)  # fail here, with the reason, rather than at evaluation time
+        except (UnsupportedRule, SigmaError, ValueError, TypeError, KeyError, re.error) as exc:
+            failed(meta.id, meta.title, kind, str(exc) or type(exc).__name__)
+            continue
+        entries.append(("rule", meta, logsource, ir))
+    return entries
+
+
+def _parse_batch(batch: list[tuple[str, str]], pipeline_name: str | None) -> list[list[tuple]]:
+    return [parse_file(path, text, pipeline_name) for path, text in batch]
+
+
+# --- loading -------------------------------------------------------------------------------------------------------
 def rule_files(dirs: Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for d in dirs:
         path = Path(d)
         if path.is_file():
             files.append(path)
+        elif path.is_dir():
+            files.extend(sorted(set(path.rglob("*.yml")) | set(path.rglob("*.yaml"))))
         else:
-            files.extend(sorted(p for p in path.rglob("*.yml")) + sorted(p for p in path.rglob("*.yaml")))
+            log.warning("Sigma rule folder %s does not exist", path)
     return files
 
 
-def load_rules(dirs: Iterable[str | Path], pipeline: Any = None) -> RuleSet:
-    """Load and compile every rule under ``dirs``; ``pipeline`` is an optional pySigma ProcessingPipeline."""
+def _cache_key(text: bytes, pipeline_name: str | None) -> str:
+    return hashlib.sha256(b"%d\x00%s\x00%s\x00" % (IR_VERSION, (pipeline_name or "").encode(),
+                                                   _pysigma_version().encode()) + text).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _pysigma_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pysigma")
+    except PackageNotFoundError:
+        return "?"
+
+
+def load_rules(dirs: Iterable[str | Path], pipeline: str | None = "soc", cache_dir: str | Path | None = None,
+               workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> RuleSet:
+    """Load and compile every rule under ``dirs`` with the named processing pipeline (detections/sigma/pipelines.py).
+
+    ``cache_dir``: where parsed rules are kept between runs (None: no cache). ``progress(done, total)`` is called as
+    files are parsed.
+    """
+    files = rule_files(dirs)
+    texts: list[tuple[str, bytes]] = []
+    for path in files:
+        try:
+            texts.append((str(path), path.read_bytes()))
+        except OSError as exc:
+            texts.append((str(path), b""))
+            log.warning("cannot read %s: %s", path, exc)
+    keys = [_cache_key(data, pipeline) for _, data in texts]
+    cache: dict[str, list[tuple]] = {}
+    cache_file = Path(cache_dir) / "sigma-rules.pickle" if cache_dir else None
+    if cache_file is not None and cache_file.exists():
+        try:
+            with cache_file.open("rb") as fh:
+                cache = pickle.load(fh)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            log.warning("ignoring the unreadable Sigma cache %s: %s", cache_file, exc)
+            cache = {}
+    missing = [i for i, key in enumerate(keys) if key not in cache]
+    results: dict[int, list[tuple]] = {}
+    todo = [(texts[i][0], texts[i][1].decode("utf-8", "replace")) for i in missing]
+    if progress:
+        progress(len(files) - len(missing), len(files))
+    if len(todo) >= PARALLEL_FROM and (workers or os.cpu_count() or 1) > 1:
+        n = workers or os.cpu_count() or 2
+        chunks = [todo[i::n * 4] for i in range(n * 4)]
+        index_chunks = [missing[i::n * 4] for i in range(n * 4)]
+        done = len(files) - len(missing)
+        with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_parse_batch, chunk, pipeline) for chunk in chunks]
+            for indices, future in zip(index_chunks, futures):
+                for i, entries in zip(indices, future.result()):
+                    results[i] = entries
+                done += len(indices)
+                if progress:
+                    progress(done, len(files))
+    else:
+        for n_done, (i, (path, text)) in enumerate(zip(missing, todo), start=1):
+            results[i] = parse_file(path, text, pipeline)
+            if progress and (n_done % 50 == 0 or n_done == len(todo)):
+                progress(len(files) - len(missing) + n_done, len(files))
+    for i, entries in results.items():
+        cache[keys[i]] = entries
+    if cache_file is not None and results:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        live = {key: cache[key] for key in keys}  # drop entries of files that changed or went away
+        tmp = cache_file.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump(live, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(cache_file)
+    ruleset = _assemble([cache[key] for key in keys])
+    ruleset.parsed, ruleset.from_cache = len(results), len(files) - len(results)
+    return ruleset
+
+
+def _assemble(per_file: list[list[tuple]]) -> RuleSet:
     ruleset = RuleSet()
-    parsed: list[tuple[SigmaRule | SigmaCorrelationRule, str]] = []
-    for path in rule_files(dirs):
-        try:
-            collection = SigmaCollection.from_yaml(path.read_text(encoding="utf-8"), collect_errors=True,
-                                                   source=SigmaRuleLocation(path), resolve_references=False)
-        except (SigmaError, ValueError, OSError) as exc:
-            ruleset.health.append(RuleHealth(id=str(path), title=path.name, path=str(path), kind="detection",
-                                             status="failed", reason=f"cannot parse: {exc}"))
+    rules: list[tuple[RuleMeta, dict, tuple]] = []
+    correlations: list[tuple[RuleMeta, dict]] = []
+    for entries in per_file:
+        for entry in entries:
+            if entry[0] == "failed":
+                ruleset.health.append(RuleHealth(**asdict(entry[1])))
+            elif entry[0] == "rule":
+                rules.append((entry[1], entry[2], entry[3]))
+            else:
+                correlations.append((entry[1], entry[2]))
+    # References are by id or by name; both resolve to the rule's id.
+    by_ref: dict[str, str] = {}
+    for meta, *_ in rules + correlations:  # type: ignore[operator]
+        by_ref[meta.id] = meta.id
+        if meta.name:
+            by_ref[meta.name] = meta.id
+    referenced: dict[str, bool] = {}  # rule id -> does some correlation want it to alert on its own too
+    resolved: list[tuple[RuleMeta, dict, list[str]]] = []
+    for meta, spec in correlations:
+        missing = [r for r in spec["rules"] if r not in by_ref]
+        if missing:
+            ruleset.health.append(RuleHealth(id=meta.id, title=meta.title, path=meta.path, kind="correlation",
+                                             status="failed", level=meta.level,
+                                             reason=f"Rule '{missing[0]}' not found in the loaded rules"))
             continue
-        for rule in collection.rules:
-            if rule.errors:
-                ruleset.health.append(RuleHealth(
-                    id=str(rule.id or path), title=rule.title or path.name, path=str(path),
-                    kind="correlation" if isinstance(rule, SigmaCorrelationRule) else "detection",
-                    status="failed", reason="; ".join(str(e) for e in rule.errors)))
-                continue
-            parsed.append((rule, str(path)))
-        # The collection repeats its rules' errors; report only the ones that belong to no rule (a YAML error).
-        rule_errors = {str(e) for rule in collection.rules for e in rule.errors}
-        for error in collection.errors:
-            if str(error) in rule_errors:
-                continue
-            ruleset.health.append(RuleHealth(id=str(path), title=path.name, path=str(path), kind="detection",
-                                             status="failed", reason=str(error)))
-
-    everything = SigmaCollection([r for r, _ in parsed], resolve_references=False)
-    referenced: dict[str, bool] = {}  # rule id -> does any correlation want it to generate alerts too
-    correlations: list[tuple[SigmaCorrelationRule, str]] = []
-    for rule, path in parsed:
-        if isinstance(rule, SigmaCorrelationRule):
-            try:
-                rule.resolve_rule_references(everything)
-            except SigmaError as exc:
-                ruleset.health.append(RuleHealth(id=_meta(rule, path).id, title=rule.title, path=path,
-                                                 kind="correlation", status="failed", reason=str(exc)))
-                continue
-            correlations.append((rule, path))
-            for ref in rule.rules or []:
-                target_id = str(ref.rule.id) if ref.rule.id else ref.rule.name
-                referenced[target_id] = referenced.get(target_id, False) or rule.generate
-
+        refs = [by_ref[r] for r in spec["rules"]]
+        resolved.append((meta, spec, refs))
+        for ref in refs:
+            referenced[ref] = referenced.get(ref, False) or spec["generate"]
     compiled_ids: set[str] = set()
-    for rule, path in parsed:
-        if isinstance(rule, SigmaCorrelationRule):
-            continue
-        meta = _meta(rule, path)
-        logsource = _logsource(rule)
-        health = RuleHealth(id=meta.id, title=meta.title, path=path, kind="detection", status="loaded",
+    for meta, logsource, ir in rules:
+        health = RuleHealth(id=meta.id, title=meta.title, path=meta.path, kind="detection", status="loaded",
                             level=meta.level, logsource=logsource)
-        try:
-            if pipeline is not None:
-                pipeline.apply(rule)
-            predicate = compile_rule(rule)
-        except (UnsupportedRule, SigmaError, ValueError, TypeError, KeyError) as exc:
-            health.status, health.reason = "failed", str(exc) or type(exc).__name__
-            ruleset.health.append(health)
-            continue
         if not known_logsource(logsource):
             health.warnings.append("no collector produces events for this logsource yet")
-        generate = referenced.get(meta.id, True) if meta.id in referenced else True
-        ruleset.rules.append(CompiledRule(meta=meta, logsource=logsource, predicate=predicate, generate=generate))
+        ruleset.rules.append(CompiledRule(meta=meta, logsource=logsource, ir=ir,
+                                          generate=referenced.get(meta.id, True)))
         compiled_ids.add(meta.id)
         ruleset.health.append(health)
-
-    for rule, path in correlations:
-        meta = _meta(rule, path)
-        refs = [str(ref.rule.id) if ref.rule.id else ref.rule.name for ref in rule.rules or []]
-        health = RuleHealth(id=meta.id, title=meta.title, path=path, kind="correlation", status="loaded",
+    known = compiled_ids | {meta.id for meta, _, _ in resolved}
+    for meta, spec, refs in resolved:
+        health = RuleHealth(id=meta.id, title=meta.title, path=meta.path, kind="correlation", status="loaded",
                             level=meta.level)
-        cond = rule.condition
-        if not hasattr(cond, "op"):
-            health.status, health.reason = "failed", "extended correlation conditions are not supported yet"
+        dead = [r for r in refs if r not in known]
+        if dead:  # a correlation over a rule that failed can never fire: say so instead of pretending it runs
+            health.status, health.reason = "failed", f"referenced rules did not load: {', '.join(dead)}"
             ruleset.health.append(health)
             continue
-        ctype = rule.type.name.lower()
-        if ctype not in {"event_count", "value_count", "temporal", "temporal_ordered"}:
-            health.status, health.reason = "failed", f"correlation type {ctype} is not supported yet"
-            ruleset.health.append(health)
-            continue
-        aliases = {
-            alias.alias: {(str(ref.rule.id) if ref.rule.id else ref.rule.name): fld for ref, fld in alias.mapping.items()}
-            for alias in rule.aliases
-        }
-        fieldref = cond.fieldref if isinstance(cond.fieldref, str) or cond.fieldref is None else cond.fieldref[0]
+        aliases = {alias: {by_ref.get(ref, ref): fld for ref, fld in mapping.items()}
+                   for alias, mapping in spec["aliases"].items()}
         ruleset.correlations.append(CompiledCorrelation(
-            meta=meta, type=ctype, rules=refs, group_by=list(rule.group_by or []),
-            timespan=rule.timespan.seconds, op=cond.op.name.lower(), count=cond.count, fieldref=fieldref,
-            aliases=aliases, generate=referenced.get(meta.id, True) if meta.id in referenced else True,
-        ))
+            meta=meta, type=spec["type"], rules=refs, group_by=spec["group_by"], timespan=spec["timespan"],
+            op=spec["op"], count=spec["count"], fieldref=spec["fieldref"], aliases=aliases,
+            generate=referenced.get(meta.id, True)))
         ruleset.health.append(health)
-    # A correlation over a rule that failed to compile can never fire: say so instead of pretending it runs.
-    known = compiled_ids | {c.meta.id for c in ruleset.correlations}
-    for corr in list(ruleset.correlations):
-        missing = [r for r in corr.rules if r not in known]
-        if missing:
-            ruleset.correlations.remove(corr)
-            for h in ruleset.health:
-                if h.id == corr.meta.id:
-                    h.status, h.reason = "failed", f"referenced rules did not load: {', '.join(missing)}"
     return ruleset

@@ -1,40 +1,221 @@
-"""Which Sigma log sources an ECS event belongs to: data, not code paths.
+"""Which Sigma log sources an event belongs to, and the field view the rules see: data, not code paths.
 
 A rule's logsource (category / product / service) applies to an event when one of the event's descriptors has every
-attribute the rule sets. Descriptors come from the event's ``event.dataset`` (set by the parser) and, for syslog
-programs, the program name. Rules are routed once per (dataset, program) pair, so an event is only tested against
-rules that could apply to it.
+attribute the rule sets. Rules are routed once per routing key — (dataset, program) for ECS events, (channel, event
+id) for Windows events — so an event is only tested against rules that could apply to it.
+
+Windows events are shown to the rules with Windows' own field names (EventID, Channel, Image, CommandLine, ...), the
+names SigmaHQ's Windows rules are written against, whether they come from an EVTX file or from a Winlogbeat document
+stored as ECS (``winlog.event_data.*``). Other events are shown as flattened ECS; their rules were mapped to ECS by the
+processing pipeline (detections/sigma/pipelines.py).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-# event.dataset -> the log source descriptors of events of that dataset.
+from sigma.pipelines.common import windows_logsource_mapping
+
+from soc import ecs
+
+# --- ECS events -----------------------------------------------------------------------------------------------------
+# event.dataset -> the log source descriptors of its events.
+_LINUX_AUTH = [{"product": "linux", "service": "auth"}, {"product": "linux", "category": "authentication"}]
+_FIREWALL = [{"category": "firewall"}]
+_WEB = [{"category": "webserver"}]
 DATASET_LOGSOURCES: dict[str, list[dict[str, str]]] = {
-    "system.auth": [{"product": "linux", "service": "auth"}, {"product": "linux", "category": "authentication"}],
+    "system.auth": _LINUX_AUTH,
     "syslog.generic": [{"product": "linux", "service": "syslog"}],
+    "auditd.log": [{"product": "linux", "service": "auditd"}],
+    "iptables.log": _FIREWALL + [{"product": "linux", "service": "iptables"}],
+    "cisco_asa.log": _FIREWALL + [{"product": "cisco", "service": "asa"}],
+    "fortinet_fortigate.log": _FIREWALL + [{"product": "fortinet", "service": "fortigate"}],
+    "sophos.xg": _FIREWALL + [{"product": "sophos", "service": "xg"}],
+    "sonicwall_firewall.log": _FIREWALL + [{"product": "sonicwall"}],
+    "pfsense.log": _FIREWALL + [{"product": "pfsense"}],
+    "nginx.access": _WEB + [{"product": "nginx"}],
+    "nginx.error": [{"product": "nginx", "service": "error"}],
+    "apache.access": _WEB + [{"product": "apache"}],
+    "apache.error": [{"product": "apache", "service": "error"}],
+    "modsecurity.auditlog": _WEB + [{"product": "modsecurity"}],
+    "network.dns": [{"category": "dns"}],
+    "network.http": [{"category": "proxy"}],
+    "network.tls": [{"category": "network", "service": "tls"}],
+    "network.flow": [{"category": "network_connection"}],
+    "cef.log": [{"product": "cef"}],
+    "antivirus.log": [{"category": "antivirus"}],
 }
 # program name -> an extra descriptor (linux sshd rules use service: sshd).
 PROGRAM_SERVICES: dict[str, dict[str, str]] = {
     "sshd": {"product": "linux", "service": "sshd"},
     "sudo": {"product": "linux", "service": "sudo"},
     "su": {"product": "linux", "service": "su"},
+    "vsftpd": {"product": "linux", "service": "vsftpd"},
+    "clamd": {"product": "linux", "service": "clamav"},
+    "cron": {"product": "linux", "service": "cron"},
+    "guacd": {"product": "linux", "service": "guacamole"},
+}
+
+# --- Windows events -------------------------------------------------------------------------------------------------
+WINDOWS_CHANNEL_SERVICES: dict[str, list[str]] = {}
+for _service, _channels in windows_logsource_mapping.items():
+    for _channel in [_channels] if isinstance(_channels, str) else _channels:
+        WINDOWS_CHANNEL_SERVICES.setdefault(_channel.lower(), []).append(_service)
+
+SYSMON_CHANNEL = "microsoft-windows-sysmon/operational"
+# Sysmon event id -> Sigma categories (as in Sigma's Sysmon mapping).
+SYSMON_CATEGORIES: dict[int, tuple[str, ...]] = {
+    1: ("process_creation",), 2: ("file_change",), 3: ("network_connection",), 4: ("sysmon_status",),
+    5: ("process_termination",), 6: ("driver_load",), 7: ("image_load",), 8: ("create_remote_thread",),
+    9: ("raw_access_thread",), 10: ("process_access",), 11: ("file_event",),
+    12: ("registry_add", "registry_delete", "registry_event"), 13: ("registry_set", "registry_event"),
+    14: ("registry_rename", "registry_event"), 15: ("create_stream_hash",), 16: ("sysmon_status",),
+    17: ("pipe_created",), 18: ("pipe_created",), 19: ("wmi_event",), 20: ("wmi_event",), 21: ("wmi_event",),
+    22: ("dns_query",), 23: ("file_delete",), 24: ("clipboard_change",), 25: ("process_tampering",),
+    26: ("file_delete_detected", "file_delete"), 27: ("file_block_executable",), 28: ("file_block_shredding",),
+    29: ("file_executable_detected",), 255: ("sysmon_error",),
+}
+# (channel, event id) -> categories, for sources other than Sysmon.
+OTHER_WINDOWS_CATEGORIES: dict[tuple[str, int], tuple[str, ...]] = {
+    ("security", 4688): ("process_creation",),
+    ("microsoft-windows-powershell/operational", 4103): ("ps_module",),
+    ("microsoft-windows-powershell/operational", 4104): ("ps_script",),
+    ("powershellcore/operational", 4103): ("ps_module",),
+    ("powershellcore/operational", 4104): ("ps_script",),
+    ("windows powershell", 400): ("ps_classic_start",),
+    ("windows powershell", 600): ("ps_classic_provider_start",),
+    ("windows powershell", 800): ("ps_classic_script",),
+}
+# Security 4688 describes a process creation with other field names than Sysmon's: add Sysmon's names beside them.
+FIELD_ALIASES: dict[tuple[str, int], dict[str, str]] = {
+    ("security", 4688): {"NewProcessName": "Image", "ParentProcessName": "ParentImage"},
 }
 
 
-def event_descriptors(flat: dict[str, Any]) -> tuple[dict[str, str], ...]:
-    dataset = flat.get("event.dataset") or ""
-    descriptors = list(DATASET_LOGSOURCES.get(dataset, ()))
+def _scalar(value: Any) -> Any:
+    """EVTX JSON keeps attributes beside text: {"#attributes": {...}, "#text": "..."} -> the text."""
+    if isinstance(value, dict):
+        if "#text" in value:
+            return _scalar(value["#text"])
+        return None
+    return value
+
+
+def _walk_data(node: Any, out: dict[str, Any]) -> None:
+    """EventData / UserData -> flat Windows field names (the innermost name wins, as Sigma backends do)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "#attributes":
+                continue
+            if key == "Data" and isinstance(value, list):  # unnamed <Data> elements
+                texts = [str(_scalar(v)) for v in value if _scalar(v) is not None]
+                if texts:
+                    out["Data"] = texts
+                continue
+            if isinstance(value, dict) and "#text" not in value:
+                _walk_data(value, out)
+            elif isinstance(value, list):
+                out[key] = [_scalar(v) for v in value if not isinstance(v, dict) or "#text" in v]
+            else:
+                scalar = _scalar(value)
+                if scalar is not None:
+                    out[key] = scalar
+
+
+def windows_view_from_evtx(record: dict) -> dict[str, Any]:
+    """An EVTX record as the evtx package gives it ({"Event": {"System": ..., "EventData": ...}})."""
+    event = record.get("Event", record)
+    system = event.get("System") or {}
+    view: dict[str, Any] = {}
+    _walk_data(event.get("EventData"), view)
+    _walk_data(event.get("UserData"), view)
+    event_id = _scalar(system.get("EventID"))
+    try:
+        view["EventID"] = int(event_id)
+    except (TypeError, ValueError):
+        view["EventID"] = event_id
+    provider = (system.get("Provider") or {}).get("#attributes", {})
+    view["Provider_Name"] = provider.get("Name")
+    view["Channel"] = _scalar(system.get("Channel"))
+    view["Computer"] = _scalar(system.get("Computer"))
+    created = (system.get("TimeCreated") or {}).get("#attributes", {}).get("SystemTime")
+    if created:
+        view["TimeCreated"] = created
+    view["EventRecordID"] = _scalar(system.get("EventRecordID"))
+    return _with_aliases(view)
+
+
+def windows_view_from_ecs(doc: dict) -> dict[str, Any]:
+    """A Winlogbeat-style ECS document (winlog.event_data.*, winlog.channel, event.code)."""
+    winlog = doc.get("winlog") or {}
+    view: dict[str, Any] = {}
+    _walk_data(winlog.get("event_data"), view)
+    _walk_data(winlog.get("user_data"), view)
+    code = ecs.get(doc, "event.code") or winlog.get("event_id")
+    try:
+        view["EventID"] = int(code)
+    except (TypeError, ValueError):
+        view["EventID"] = code
+    view["Channel"] = winlog.get("channel")
+    view["Provider_Name"] = winlog.get("provider_name")
+    view["Computer"] = winlog.get("computer_name") or ecs.get(doc, "host.name")
+    for name in ("message", "event.original"):
+        value = ecs.get(doc, name)
+        if value is not None:
+            view[name] = value
+    return _with_aliases(view)
+
+
+def _with_aliases(view: dict[str, Any]) -> dict[str, Any]:
+    key = (str(view.get("Channel") or "").lower(), view.get("EventID"))
+    for source, alias in FIELD_ALIASES.get(key, {}).items():  # type: ignore[arg-type]
+        if source in view and alias not in view:
+            view[alias] = view[source]
+    return view
+
+
+def view_of(doc: dict) -> tuple[dict[str, Any], tuple]:
+    """(the fields rules are evaluated on, the routing key) for a stored ECS document."""
+    if "winlog" in doc:
+        view = windows_view_from_ecs(doc)
+        return view, windows_routing_key(view)
+    flat = ecs.flatten(doc)
+    return flat, routing_key(flat)
+
+
+def windows_routing_key(view: dict[str, Any]) -> tuple:
+    return ("windows", str(view.get("Channel") or "").lower(), view.get("EventID"))
+
+
+def routing_key(flat: dict[str, Any]) -> tuple:
     program = flat.get("process.name")
-    if isinstance(program, str) and program in PROGRAM_SERVICES:
+    return ("ecs", flat.get("event.dataset") or "", program if isinstance(program, str) else "")
+
+
+@lru_cache(maxsize=4096)
+def descriptors_for(key: tuple) -> tuple[dict[str, str], ...]:
+    if key[0] == "windows":
+        channel, event_id = key[1], key[2]
+        descriptors = [{"product": "windows", "service": s} for s in WINDOWS_CHANNEL_SERVICES.get(channel, ())]
+        categories: tuple[str, ...] = ()
+        if channel == SYSMON_CHANNEL and isinstance(event_id, int):
+            categories = SYSMON_CATEGORIES.get(event_id, ())
+        else:
+            categories = OTHER_WINDOWS_CATEGORIES.get((channel, event_id), ())  # type: ignore[arg-type]
+        descriptors += [{"product": "windows", "category": c} for c in categories]
+        if not descriptors:
+            descriptors = [{"product": "windows"}]
+        return tuple(descriptors)
+    _, dataset, program = key
+    descriptors = list(DATASET_LOGSOURCES.get(dataset, ()))
+    if program in PROGRAM_SERVICES:
         descriptors.append(PROGRAM_SERVICES[program])
     return tuple(descriptors)
 
 
-def routing_key(flat: dict[str, Any]) -> tuple[str, str]:
-    program = flat.get("process.name")
-    return (flat.get("event.dataset") or "", program if isinstance(program, str) else "")
+def event_descriptors(flat: dict[str, Any]) -> tuple[dict[str, str], ...]:
+    return descriptors_for(routing_key(flat))
 
 
 def applies(rule_logsource: dict[str, str | None], descriptors: tuple[dict[str, str], ...]) -> bool:
@@ -44,7 +225,15 @@ def applies(rule_logsource: dict[str, str | None], descriptors: tuple[dict[str, 
     return any(all(d.get(k) == v for k, v in wanted.items()) for d in descriptors)
 
 
+@lru_cache(maxsize=1)
+def _all_descriptors() -> tuple[dict[str, str], ...]:
+    found = [d for ds in DATASET_LOGSOURCES.values() for d in ds] + list(PROGRAM_SERVICES.values())
+    found += [{"product": "windows", "service": s} for s in windows_logsource_mapping]
+    found += [{"product": "windows", "category": c} for cs in SYSMON_CATEGORIES.values() for c in cs]
+    found += [{"product": "windows", "category": c} for cs in OTHER_WINDOWS_CATEGORIES.values() for c in cs]
+    return tuple(found)
+
+
 def known_logsource(rule_logsource: dict[str, str | None]) -> bool:
     """Whether any collector produces events this logsource applies to (rule health reports it when not)."""
-    all_descriptors = [d for ds in DATASET_LOGSOURCES.values() for d in ds] + list(PROGRAM_SERVICES.values())
-    return applies(rule_logsource, tuple(all_descriptors))
+    return applies(rule_logsource, _all_descriptors())

@@ -1,0 +1,82 @@
+"""pySigma processing pipelines that map Sigma's taxonomy onto the suite's event fields.
+
+A pipeline is a list of small transformations, each limited to the log sources it is for. Windows rules need no field
+mapping: Windows events (EVTX files, Winlogbeat documents) are presented to the rules with their own field names
+(Image, CommandLine, TargetUserName, ...) by detections/sigma/logsource.py, which is what Sigma's Windows rules are
+written against. Other sources are stored as ECS, so their Sigma field names are mapped to ECS names here.
+Pipelines are built by name inside each loader process (they are code, not data to pickle).
+"""
+
+from __future__ import annotations
+
+from sigma.processing.conditions import LogsourceCondition
+from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+from sigma.processing.transformations import FieldMappingTransformation
+
+# Sigma taxonomy field -> ECS field, per log source category (Sigma's field names for these categories).
+WEB_FIELDS = {
+    "c-ip": "source.ip", "cs-method": "http.request.method", "cs-uri-query": "url.query",
+    "cs-uri-stem": "url.path", "cs-uri": "url.original", "cs-user-agent": "user_agent.original",
+    "sc-status": "http.response.status_code", "cs-referer": "http.request.referrer", "cs-host": "url.domain",
+    "cs-username": "user.name", "sc-bytes": "http.response.body.bytes", "cs-bytes": "http.request.body.bytes",
+    "cs-version": "http.version", "s-ip": "destination.ip", "s-port": "destination.port",
+}
+PROXY_FIELDS = {
+    "c-ip": "source.ip", "c-uri": "url.original", "c-uri-extension": "url.extension", "c-uri-query": "url.query",
+    "c-uri-stem": "url.path", "c-useragent": "user_agent.original", "cs-host": "url.domain",
+    "cs-method": "http.request.method", "r-dns": "url.domain", "sc-status": "http.response.status_code",
+    "cs-referrer": "http.request.referrer", "cs-cookie": "http.request.cookie", "dst_ip": "destination.ip",
+    "cs-bytes": "http.request.body.bytes", "sc-bytes": "http.response.body.bytes",
+}
+FIREWALL_FIELDS = {
+    "src_ip": "source.ip", "dst_ip": "destination.ip", "src_port": "source.port", "dst_port": "destination.port",
+    "action": "event.action", "protocol": "network.transport", "username": "user.name",
+}
+DNS_FIELDS = {
+    "query": "dns.question.name", "answer": "dns.answers.data", "record_type": "dns.question.type",
+    "QueryName": "dns.question.name", "src_ip": "source.ip", "dst_ip": "destination.ip",
+}
+LINUX_PROCESS_FIELDS = {
+    "Image": "process.executable", "CommandLine": "process.command_line", "ParentImage": "process.parent.executable",
+    "ParentCommandLine": "process.parent.command_line", "User": "user.name", "LogonId": "process.user.id",
+    "CurrentDirectory": "process.working_directory", "ProcessId": "process.pid", "ParentProcessId": "process.parent.pid",
+}
+LINUX_NETWORK_FIELDS = {
+    "Image": "process.executable", "DestinationIp": "destination.ip", "DestinationPort": "destination.port",
+    "DestinationHostname": "destination.domain", "SourceIp": "source.ip", "SourcePort": "source.port",
+    "User": "user.name", "Initiated": "network.initiated",
+}
+LINUX_FILE_FIELDS = {"Image": "process.executable", "TargetFilename": "file.path", "User": "user.name"}
+
+
+def _mapping(identifier: str, fields: dict[str, str], **logsource: str) -> ProcessingItem:
+    return ProcessingItem(identifier=identifier, transformation=FieldMappingTransformation(fields),
+                          rule_conditions=[LogsourceCondition(**logsource)])
+
+
+def soc_pipeline() -> ProcessingPipeline:
+    return ProcessingPipeline(
+        name="SOC suite: Sigma taxonomy to ECS",
+        priority=20,
+        items=[
+            _mapping("soc_webserver", WEB_FIELDS, category="webserver"),
+            _mapping("soc_proxy", PROXY_FIELDS, category="proxy"),
+            _mapping("soc_firewall", FIREWALL_FIELDS, category="firewall"),
+            _mapping("soc_dns", DNS_FIELDS, category="dns"),
+            _mapping("soc_linux_process", LINUX_PROCESS_FIELDS, product="linux", category="process_creation"),
+            _mapping("soc_linux_network", LINUX_NETWORK_FIELDS, product="linux", category="network_connection"),
+            _mapping("soc_linux_file", LINUX_FILE_FIELDS, product="linux", category="file_event"),
+        ],
+    )
+
+
+PIPELINES = {"soc": soc_pipeline}
+
+
+def build_pipeline(name: str | None) -> ProcessingPipeline | None:
+    if not name or name == "none":
+        return None
+    try:
+        return PIPELINES[name]()
+    except KeyError:
+        raise ValueError(f"unknown Sigma processing pipeline {name!r}; known: {', '.join(PIPELINES)}") from None
