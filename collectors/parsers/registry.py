@@ -19,13 +19,29 @@ import importlib
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Iterable
 
 from soc import ecs
 
 # Modules that define a SPEC. Adding a format = adding a module here.
+# Order matters for detection: a message goes to the first format whose detect() accepts it, so formats with
+# unmistakable markers (CEF:, LEEF:, %ASA-) come before looser ones (kernel IN=/OUT=, web access lines).
 PARSER_MODULES: tuple[str, ...] = (
+    "collectors.parsers.cef",
+    "collectors.parsers.leef",
+    "collectors.parsers.cisco_asa",
+    "collectors.parsers.fortigate",
+    "collectors.parsers.sophos_xg",
+    "collectors.parsers.sonicwall",
+    "collectors.parsers.pfsense",
+    "collectors.parsers.iptables",
+    "collectors.parsers.modsecurity",
+    "collectors.parsers.auditd",
     "collectors.parsers.linux_auth",
+    "collectors.parsers.systemd",
+    "collectors.parsers.nginx",
+    "collectors.parsers.apache",
+    "collectors.parsers.windows",
 )
 
 
@@ -44,6 +60,8 @@ class ParserSpec:
     detect: Callable[[dict], bool] = field(default=lambda doc: False)
     programs: tuple[str, ...] = ()  # syslog program names (APP-NAME / TAG) that are always this format
     description: str = ""
+    # How a file of this format splits into records (default: one per line); native ModSecurity spans lines.
+    records: Callable[[Iterable[str]], Iterable[str]] | None = None
 
 
 @lru_cache(maxsize=1)
@@ -59,17 +77,109 @@ def all_parsers() -> dict[str, ParserSpec]:
 
 
 @lru_cache(maxsize=1)
-def _by_program() -> dict[str, ParserSpec]:
-    return {program: spec for spec in all_parsers().values() if spec.carrier == "syslog" for program in spec.programs}
+def _by_program() -> dict[str, tuple[ParserSpec, ...]]:
+    found: dict[str, list[ParserSpec]] = {}
+    for spec in all_parsers().values():
+        if spec.carrier == "syslog":
+            for program in spec.programs:
+                found.setdefault(program.lower(), []).append(spec)
+    return {program: tuple(specs) for program, specs in found.items()}
+
+
+@lru_cache(maxsize=1)
+def _syslog_specs() -> tuple[ParserSpec, ...]:
+    return tuple(spec for spec in all_parsers().values() if spec.carrier == "syslog")
 
 
 def parser_for_syslog(doc: dict) -> ParserSpec | None:
-    """The format of a syslog message: by its program name first, then by what its text looks like."""
+    """The format of a syslog message: by its program name first, then by what its text looks like.
+
+    A program shared by several formats (nginx writes access and error logs) is settled by their detect()."""
     program = (ecs.get(doc, "process.name") or "").lower()
-    spec = _by_program().get(program)
-    if spec is not None:
-        return spec
-    for spec in all_parsers().values():
-        if spec.carrier == "syslog" and spec.detect(doc):
+    candidates = _by_program().get(program)
+    if candidates:
+        if len(candidates) == 1:
+            return candidates[0]
+        for spec in candidates:
+            if spec.detect(doc):
+                return spec
+        return candidates[0]
+    for spec in _syslog_specs():
+        if spec.detect(doc):
             return spec
     return None
+
+
+def parser_for_json(doc: dict) -> ParserSpec | None:
+    for spec in all_parsers().values():
+        if spec.carrier == "json" and spec.detect(doc):
+            return spec
+    return None
+
+
+def parse_record(text: str, fmt: str, ctx: ParseContext) -> dict:
+    """One record as read from a file (``soc parse``, tests, benchmarks) to an ECS document.
+
+    ``fmt`` is a format name or ``auto``. Syslog-carried formats accept the line with or without a syslog header
+    (devices that log to a file write none); JSON formats take one JSON object. Raises ParseError with the reason.
+    """
+    from collectors.message import ParseError
+    from collectors.parsers.syslog import parse_syslog
+
+    if fmt == "auto":
+        spec, doc = _detect_record(text, ctx)
+    else:
+        spec = all_parsers().get(fmt)
+        if spec is None:
+            raise ParseError("unknown_format", f"no parser named {fmt!r}")
+        doc = _carrier_doc(spec.carrier, text, ctx)
+    doc.setdefault("event", {})["original"] = text
+    doc = spec.parse(doc, ctx)
+    ecs.put(doc, "event.dataset", ecs.get(doc, "event.dataset") or spec.dataset)
+    ecs.put(doc, "event.kind", ecs.get(doc, "event.kind") or "event")
+    if doc.get("@timestamp") is None:
+        doc["@timestamp"] = ctx.received
+    doc.pop("_json", None)
+    return doc
+
+
+def _carrier_doc(carrier: str, text: str, ctx: ParseContext) -> dict:
+    import json
+
+    from collectors.message import ParseError
+    from collectors.parsers.syslog import parse_syslog
+
+    if carrier == "json":
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ParseError("bad_json", f"not a JSON document: {exc}") from exc
+        if not isinstance(value, dict):
+            raise ParseError("bad_json", "a JSON object was expected")
+        return {"_json": value}
+    if carrier == "syslog":
+        try:
+            return parse_syslog(text, ctx.zone, ctx.received, require_pri=False)
+        except ParseError:
+            return {"message": text}  # no syslog header: the device wrote the line to a file itself
+    return {"message": text}
+
+
+def _detect_record(text: str, ctx: ParseContext) -> tuple[ParserSpec, dict]:
+    from collectors.message import ParseError
+
+    if text.lstrip().startswith("{"):
+        doc = _carrier_doc("json", text, ctx)
+        spec = parser_for_json(doc)
+        if spec is not None:
+            return spec, doc
+    doc = _carrier_doc("syslog", text, ctx)
+    spec = parser_for_syslog(doc)
+    if spec is None:
+        # A line with an unrecognised syslog header may still be a known format without one.
+        bare = {"message": text}
+        spec = parser_for_syslog(bare)
+        doc = bare if spec is not None else doc
+    if spec is None:
+        raise ParseError("unknown_format", "no parser recognises this line")
+    return spec, doc

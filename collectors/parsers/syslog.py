@@ -28,6 +28,11 @@ _BSD_TS = re.compile(
 _ISO_TS = re.compile(r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?) ")
 _TAG = re.compile(r"(?P<tag>[^\s\[\]:]{1,64})(?:\[(?P<pid>[^\]\s]{1,20})\])?: ?")
 _HOST = re.compile(r"(?P<host>[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}) ")
+# Devices that send no timestamp or hostname after <PRI> (FortiGate "date=... time=...", SonicWall "id=firewall",
+# Sophos 'device="SFW"', CEF/LEEF, Cisco "%ASA-6-302013:"): the message starts right away with its own payload.
+_HEADERLESS_PAYLOAD = re.compile(r"(?:CEF:\d|LEEF:\d|%[A-Z][A-Z0-9_]*-|[A-Za-z_][\w.-]{0,40}=)")
+# Tags that are really the start of the payload: CEF:0|..., LEEF:1.0|..., %ASA-4-106023: ...
+_NOT_A_TAG = frozenset({"CEF", "LEEF"})
 
 FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
               "ntp", "security", "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4",
@@ -190,6 +195,11 @@ def parse_syslog(line: str, zone: tzinfo, received: datetime, require_pri: bool 
     else:
         ts_match = _ISO_TS.match(body)
         if not ts_match:
+            payload = body.lstrip(" ")
+            if _HEADERLESS_PAYLOAD.match(payload):
+                doc["@timestamp"] = received
+                doc["message"] = payload
+                return doc
             if re.match(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\b|\d{4}-", body):
                 raise ParseError("truncated_header", "syslog timestamp is cut short")
             raise ParseError("bad_header", "no RFC 3164 or RFC 5424 timestamp after <PRI>")
@@ -203,6 +213,10 @@ def parse_syslog(line: str, zone: tzinfo, received: datetime, require_pri: bool 
     elif not rest:
         raise ParseError("truncated_header", "syslog line ends after the timestamp")
     tag_match = _TAG.match(rest)
+    if tag_match and (tag_match.group("tag") in _NOT_A_TAG or tag_match.group("tag").startswith("%")):
+        tag_match = None
+    if tag_match is None and rest.startswith(": "):
+        rest = rest[2:]  # "host : %ASA-..." (Cisco puts a lone colon where the tag would be)
     if tag_match:
         doc["process"] = {"name": tag_match.group("tag")}
         doc["log"]["syslog"]["appname"] = tag_match.group("tag")

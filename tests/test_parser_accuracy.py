@@ -1,0 +1,352 @@
+"""Every format parser scored field by field against the Elastic integrations' pipeline fixtures.
+
+../shared/corpus/vendor-logs/<pkg>/<ds>/ pairs raw events with the ECS documents Elastic's reference ingest pipeline
+produced from them. Each raw event goes through our parser the way `soc parse --format <name>` reads a file (syslog
+header when there is one; agent JSON documents keep their pre-decoded fields and give the parser their `message`).
+
+Scored: the CORE fields (below) that the expected document has. A field the expected document lacks is not scored;
+a field we set to another value than expected is a disagreement. Normalisation: a scalar equals a one-element list,
+category/type lists compare as sets, timestamps compare as instants to the millisecond, and the year is masked
+when the raw event carried no year (syslog "Jan 23 15:10:55": upstream's year is the fixture generation date).
+Fields the fixture configs mark `dynamic_fields` are not scored. Time zones follow each `-config.yml`.
+
+SUPERSEDED lists the few expected values that an older Elastic pipeline produced and the current one (which we
+follow) changed; each entry names the evidence. They are reported, and left out of the agreement figure.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from collectors.message import ParseError
+from collectors.parsers import common
+from collectors.parsers.registry import ParseContext, _carrier_doc, all_parsers, parser_for_syslog
+from soc import ecs
+from tests.conftest import CORPUS
+
+FIXTURES = CORPUS / "vendor-logs"
+
+# fixture data stream → our format name
+DATASETS = {
+    "cisco_asa/log": "cisco_asa",
+    "fortinet_fortigate/log": "fortigate",
+    "sophos/xg": "sophos_xg",
+    "sonicwall_firewall/log": "sonicwall",
+    "pfsense/log": "pfsense",
+    "iptables/log": "iptables",
+    "modsecurity/auditlog": "modsecurity",
+    "system/auth": "linux_auth",
+    "system/syslog": "systemd",
+    "auditd/log": "auditd",
+    "nginx/access": "nginx_access",
+    "nginx/error": "nginx_error",
+    "apache/access": "apache_access",
+    "apache/error": "apache_error",
+    "cef/log": "cef",
+    "system/security": "windows_security",
+    "windows/sysmon_operational": "windows_sysmon",
+}
+
+CORE_FIELDS = ("@timestamp", "event.action", "event.category", "event.type", "event.outcome", "source.ip",
+               "source.port", "destination.ip", "destination.port", "network.transport", "user.name", "rule.id")
+CORE_PREFIXES = ("url.", "http.", "observer.")
+SET_FIELDS = ("event.category", "event.type", "event.action")
+
+# (fixture file, event index, field): why the expected value is not the current reference behaviour.
+_ASA_OLD_OUTCOME = "older cisco_asa pipeline set event.outcome=failure on denies; the current one (and test-106023-" \
+                   "iface-with-prefix, test-non-canonical) has success: the firewall carried the deny out"
+_ASA_OLD_302 = "ECS 8.4 cisco_asa pipeline (test-non-canonical) labelled 302013/302015/305011 firewall-rule/info and " \
+               "did not swap outbound addresses; current pipeline: flow-creation/start (test-asa-fix 302015) and " \
+               "outbound = initiated from inside"
+SUPERSEDED: dict[tuple[str, int, str], str] = {}
+for _i in (1, 2, 3, 4, 5, 6, 15):
+    SUPERSEDED[("cisco_asa/log/test-asa-fix.log", _i, "event.outcome")] = _ASA_OLD_OUTCOME
+SUPERSEDED[("cisco_asa/log/test-asa-tz-mapping.log", 2, "event.outcome")] = _ASA_OLD_OUTCOME
+SUPERSEDED[("cisco_asa/log/test-repeat-deny.log", 0, "event.outcome")] = _ASA_OLD_OUTCOME
+SUPERSEDED[("cisco_asa/log/test-asa-fix.log", 10, "event.outcome")] = _ASA_OLD_OUTCOME
+for _i in (0, 1, 2, 3, 8, 9):
+    for _f in ("event.action", "event.type", "event.category"):
+        SUPERSEDED[("cisco_asa/log/test-non-canonical.log", _i, _f)] = _ASA_OLD_302
+for _i in (2, 3):
+    for _f in ("destination.ip", "destination.port", "source.port", "observer.ingress.interface.name",
+               "observer.egress.interface.name"):
+        SUPERSEDED[("cisco_asa/log/test-non-canonical.log", _i, _f)] = _ASA_OLD_302
+for _i in (12, 13):
+    for _f in ("event.action", "event.type"):
+        SUPERSEDED[("cisco_asa/log/test-non-canonical.log", _i, _f)] = \
+            "ECS 8.4 pipeline labelled 302020 (Built) as flow-expiration/end; current: flow-creation/start " \
+            "(test-302020-direction)"
+
+
+@dataclass
+class Case:
+    fixture: str  # pkg/ds/file
+    index: int
+    fmt: str
+    raw: str | dict  # the text, or the agent JSON document
+    expected: dict
+    dynamic: frozenset
+    zone: object
+
+
+@dataclass
+class Score:
+    events: int = 0
+    agreeing: int = 0
+    fields: int = 0
+    fields_agreeing: int = 0
+    superseded: int = 0
+    disagreements: list = field(default_factory=list)
+
+
+def _config(folder: Path, name: str) -> dict:
+    merged: dict = {}
+    for path in (folder / "test-common-config.yml", folder / f"{name}-config.yml"):
+        if path.exists():
+            data = yaml.safe_load(path.read_text()) or {}
+            for key, value in data.items():
+                if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                    merged[key] = {**merged[key], **value}
+                else:
+                    merged[key] = value
+    return merged
+
+
+def _zone(config: dict):
+    flat = ecs.flatten(config.get("fields") or {})
+    for key in ("_tmp.tz_offset", "_conf.tz_offset", "tz_offset", "event.timezone"):
+        zone = common.fixed_zone(str(flat[key])) if key in flat else None
+        if zone is not None:
+            return zone
+    return timezone.utc
+
+
+def _raw_events(path: Path, config: dict) -> list:
+    if path.suffix == ".json":
+        return json.loads(path.read_text())["events"]
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    first = (config.get("multiline") or {}).get("first_line_pattern")
+    if not first:
+        return lines
+    pattern, events = re.compile(first), []
+    for line in lines:
+        if pattern.search(line) or not events:
+            events.append(line)
+        else:
+            events[-1] += "\n" + line
+    return events
+
+
+def load_cases(datasets=DATASETS) -> list[Case]:
+    cases = []
+    for dataset, fmt in datasets.items():
+        folder = FIXTURES / dataset
+        for expected_path in sorted(folder.glob("*-expected.json")):
+            name = expected_path.name[: -len("-expected.json")]
+            config = _config(folder, name)
+            expected = json.loads(expected_path.read_text())["expected"]
+            raws = _raw_events(folder / name, config)
+            assert len(raws) == len(expected), f"{dataset}/{name}: {len(raws)} raw vs {len(expected)} expected"
+            dynamic = frozenset((config.get("dynamic_fields") or {}).keys())
+            for index, (raw, exp) in enumerate(zip(raws, expected)):
+                cases.append(Case(f"{dataset}/{name}", index, fmt, raw, exp, dynamic, _zone(config)))
+    return cases
+
+
+def fixture_text(raw) -> str:
+    if isinstance(raw, str):
+        return raw
+    text = raw.get("message")
+    if text is None:
+        text = (raw.get("event") or {}).get("original")
+    if text is None and isinstance((raw.get("auditd") or {}).get("messages"), list):
+        text = "\n".join(raw["auditd"]["messages"])
+    return text or ""
+
+
+def run_case(case: Case, received: datetime) -> dict:
+    spec = all_parsers()[case.fmt]
+    ctx = ParseContext(zone=case.zone, received=received)
+    if spec.carrier == "json":
+        assert isinstance(case.raw, dict)
+        doc = {"_json": copy.deepcopy(case.raw)}
+    else:
+        text = fixture_text(case.raw)
+        doc = _carrier_doc(spec.carrier, text, ctx)
+        if isinstance(case.raw, dict):  # agent document: its decoded fields are there before our parser runs
+            agent = copy.deepcopy(case.raw)
+            agent.pop("message", None)
+            for key, value in agent.items():
+                if key == "@timestamp":
+                    doc[key] = ecs.parse_time(value)
+                elif key not in doc:
+                    doc[key] = value
+                elif isinstance(value, dict) and isinstance(doc[key], dict):
+                    doc[key] = {**value, **doc[key]}
+        doc.setdefault("event", {}).setdefault("original", text)
+    doc = spec.parse(doc, ctx)
+    doc.pop("_json", None)
+    return doc
+
+
+def _flat(doc: dict) -> dict:
+    out = {}
+    for key, value in ecs.flatten(doc).items():
+        out[key] = value
+    return out
+
+
+def _scored(name: str) -> bool:
+    return name in CORE_FIELDS or name.startswith(CORE_PREFIXES)
+
+
+def _instant(value) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _same(name: str, ours, want, raw_text: str) -> bool:
+    if name == "@timestamp":
+        a, b = _instant(ours), _instant(want)
+        if a is None or b is None:
+            return False
+        if str(b.year) not in raw_text and str(_instant(want).astimezone().year) not in raw_text:
+            a, b = a.replace(year=2000), b.replace(year=2000)  # year-less source: upstream's year is arbitrary
+        return a == b
+    if isinstance(want, list) or isinstance(ours, list):
+        want_list = want if isinstance(want, list) else [want]
+        ours_list = ours if isinstance(ours, list) else [ours]
+        if name in SET_FIELDS:
+            return sorted(map(str, want_list)) == sorted(map(str, ours_list))
+        return want_list == ours_list
+    return ours == want
+
+
+def score(cases: list[Case], received: datetime) -> dict[str, Score]:
+    scores: dict[str, Score] = defaultdict(Score)
+    for case in cases:
+        result = scores[case.fmt]
+        result.events += 1
+        try:
+            ours = _flat(run_case(case, received))
+        except ParseError as exc:
+            ours = {}
+            error = f"ParseError {exc.kind}: {exc}"
+        else:
+            error = None
+        want = _flat(case.expected)
+        raw_text = fixture_text(case.raw) if not isinstance(case.raw, str) else case.raw
+        agree = True
+        for name, value in want.items():
+            if not _scored(name) or name in case.dynamic:
+                continue
+            if (case.fixture, case.index, name) in SUPERSEDED:
+                result.superseded += 1
+                continue
+            result.fields += 1
+            if _same(name, ours.get(name), value, raw_text):
+                result.fields_agreeing += 1
+            else:
+                agree = False
+                result.disagreements.append((case.fixture, case.index, name, ours.get(name), value, error))
+        result.agreeing += agree
+    return dict(scores)
+
+
+def table(scores: dict[str, Score]) -> str:
+    lines = [f"{'format':<18}{'events':>7}{'agree':>7}{'event %':>9}{'fields':>8}{'field %':>9}{'superseded':>11}"]
+    total = Score()
+    for fmt in sorted(scores):
+        s = scores[fmt]
+        lines.append(f"{fmt:<18}{s.events:>7}{s.agreeing:>7}{100 * s.agreeing / s.events:>8.1f}%{s.fields:>8}"
+                     f"{100 * s.fields_agreeing / max(s.fields, 1):>8.1f}%{s.superseded:>11}")
+        total.events += s.events
+        total.agreeing += s.agreeing
+        total.fields += s.fields
+        total.fields_agreeing += s.fields_agreeing
+        total.superseded += s.superseded
+    lines.append(f"{'ALL':<18}{total.events:>7}{total.agreeing:>7}{100 * total.agreeing / total.events:>8.1f}%"
+                 f"{total.fields:>8}{100 * total.fields_agreeing / max(total.fields, 1):>8.1f}%{total.superseded:>11}")
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def scores():
+    if not FIXTURES.exists():
+        pytest.fail(f"the fixture corpus is missing: {FIXTURES}")
+    return score(load_cases(), datetime.now(timezone.utc))
+
+
+def test_core_fields_agree_with_the_reference_pipeline(scores, capsys):
+    report = table(scores)
+    with capsys.disabled():
+        print("\n" + report)
+        for fmt in sorted(scores):
+            for fixture, index, name, ours, want, error in scores[fmt].disagreements:
+                print(f"  {fmt}: {fixture}#{index} {name}: ours={ours!r} expected={want!r}"
+                      + (f" ({error})" if error else ""))
+    events = sum(s.events for s in scores.values())
+    agreeing = sum(s.agreeing for s in scores.values())
+    assert set(scores) == set(DATASETS.values()), "every format has fixture events"
+    assert agreeing / events >= 0.99, report
+
+
+def test_superseded_expectations_really_differ_from_what_we_produce():
+    """An entry in SUPERSEDED that we now agree with is stale and would hide nothing: it must be removed."""
+    cases = {(c.fixture, c.index): c for c in load_cases({"cisco_asa/log": "cisco_asa"})}
+    received = datetime.now(timezone.utc)
+    for (fixture, index, name), reason in SUPERSEDED.items():
+        case = cases[(fixture, index)]
+        ours = _flat(run_case(case, received)).get(name)
+        want = _flat(case.expected).get(name)
+        assert want is not None, (fixture, index, name)
+        assert not _same(name, ours, want, fixture_text(case.raw)), f"stale SUPERSEDED entry {fixture}#{index} {name}"
+
+
+def test_detection_never_sends_a_fixture_line_to_the_wrong_parser():
+    """parser_for_syslog on every syslog-carried fixture line: the right parser or none, never another one."""
+    wrong, detected, total = [], 0, 0
+    received = datetime.now(timezone.utc)
+    for case in load_cases():
+        spec = all_parsers()[case.fmt]
+        if spec.carrier != "syslog" or not isinstance(case.raw, str) or not case.raw.strip():
+            continue
+        doc = _carrier_doc("syslog", case.raw, ParseContext(zone=timezone.utc, received=received))
+        found = parser_for_syslog(doc)
+        total += 1
+        if found is None:
+            continue
+        if found.name == case.fmt or _acceptable_alternative(case.fmt, found.name):
+            detected += 1
+        else:
+            wrong.append((case.fixture, case.index, found.name, case.raw[:100]))
+    print(f"\ndetection: {detected}/{total} fixture lines routed to their own parser, {len(wrong)} wrong")
+    assert not wrong, wrong
+    assert detected / total >= 0.9
+
+
+def _acceptable_alternative(fmt: str, found: str) -> bool:
+    # Elastic's system.syslog fixtures include auth lines (sudo pam_unix): our auth parser taking them is right.
+    return fmt == "systemd" and found == "linux_auth"
