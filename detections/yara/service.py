@@ -1,0 +1,100 @@
+"""The suite's YARA engine: settings, the rule pack (from the cache when it can), and one scanner for everyone.
+
+Settings come from the ``yara:`` section of the configuration when it has one (see ``YaraSettings``), else the
+defaults below. ``engine_for(settings)`` builds the engine once per process, on first use. As an extension
+(``detections.yara.service`` in ``extensions``) it is built at start, so the first upload does not wait for a
+compile, and is reachable as ``suite.yara``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from detections.yara.cache import load_pack
+from detections.yara.compiler import RulePack
+from detections.yara.scanner import ScanOptions, Scanner
+from soc import metrics
+from soc.config import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RULE_DIRS = [str(PROJECT_ROOT.parent / "shared" / "corpus" / "yara-signature-base" / "yara")]
+
+
+class YaraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rule_dirs: list[str] = Field(default_factory=lambda: list(DEFAULT_RULE_DIRS))
+    cache_dir: str | None = None  # default <data_dir>/cache/yara
+    timeout_seconds: int = Field(default=60, ge=1)
+    max_file_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    max_upload_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    threads: int = Field(default=2, ge=1, le=64)
+
+
+def yara_settings(settings: Any) -> YaraSettings:
+    section = getattr(settings, "yara", None)
+    if section is None:
+        found = YaraSettings()
+    elif isinstance(section, YaraSettings):
+        found = section
+    else:
+        found = YaraSettings.model_validate(section.model_dump() if hasattr(section, "model_dump") else section)
+    if found.cache_dir is None:
+        data_dir = Path(getattr(settings, "data_dir", "data"))
+        found = found.model_copy(update={"cache_dir": str(data_dir / "cache" / "yara")})
+    return found
+
+
+class YaraEngine:
+    def __init__(self, config: YaraSettings, pack: RulePack):
+        self.config = config
+        self.pack = pack
+        self.scanner = Scanner(pack, ScanOptions(timeout_seconds=config.timeout_seconds,
+                                                 max_file_bytes=config.max_file_bytes, threads=config.threads))
+
+    @classmethod
+    def build(cls, config: YaraSettings) -> "YaraEngine":
+        pack = load_pack(config.rule_dirs, cache_dir=config.cache_dir)
+        metrics.RULES_LOADED.labels(kind="yara").set(pack.rule_count)
+        metrics.RULES_FAILED.labels(kind="yara").set(pack.failed)
+        for health in pack.health:
+            if health.status == "failed":
+                log.warning("YARA rule file %s failed to load: %s", health.path, health.reason)
+        log.info("YARA: %d rules from %d files (%d files failed), %s in %.2fs", pack.rule_count, pack.loaded,
+                 pack.failed, "from the cache" if pack.origin == "cache" else "compiled", pack.seconds)
+        return cls(config, pack)
+
+
+_engines: dict[str, YaraEngine] = {}
+_lock = threading.Lock()
+
+
+def engine_for(settings: Any) -> YaraEngine:
+    """The engine for these settings, built once per process (concurrent first callers wait for one build)."""
+    config = yara_settings(settings)
+    key = config.model_dump_json()
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = YaraEngine.build(config)
+        return engine
+
+
+def attach(suite) -> None:
+    """Suite extension: build the engine in the background at start and expose it as ``suite.yara``."""
+    suite.yara = None
+
+    async def warm_up() -> None:
+        try:
+            suite.yara = await asyncio.get_running_loop().run_in_executor(None, engine_for, suite.settings)
+        except Exception:  # no rules must not stop the suite; the API answers 503 with the reason
+            log.exception("the YARA engine could not be built")
+
+    suite.background.append(warm_up)
