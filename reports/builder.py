@@ -62,9 +62,9 @@ def build_report(store: Store, inventory: Inventory, ruleset: RuleSet, *, scope:
     if progress:
         progress(f"gathered {data.events_total} events and {data.alerts_total} alerts")
     built = []
+    docs = {lang: build(data, lang, zone) for lang in langs}  # the layout adds the summary's evidence
     evidence = json.dumps(data.evidence_json(), ensure_ascii=False, indent=1).encode()
-    for lang in langs:
-        doc = build(data, lang, zone)
+    for lang, doc in docs.items():
         rid = report_id(data.scope, period.label, lang)
         folder = Path(out_dir) / period.label
         files: dict[str, dict] = {"evidence": _write(folder / f"{rid}.evidence.json", evidence)}
