@@ -1,0 +1,86 @@
+"""Cisco IOS / IOS-XE routers and switches.
+
+Blocks are members of the network object group SOC-BLOCKLIST, which the admin references once from an ACL on the
+outside interface (``deny ip object-group SOC-BLOCKLIST any`` first, then the usual rules). Null routes are static
+routes to Null0 tagged 666. Quarantine shuts a switch port or moves it to a quarantine VLAN. The running
+configuration is not saved: a containment is temporary and the suite removes it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from playbooks.drivers.base import Driver, Observed, Operation
+
+GROUP = "SOC-BLOCKLIST"
+NULL_TAG = 666
+
+
+def _member(net) -> str:
+    if net.prefixlen == net.max_prefixlen:
+        return f"host {net.network_address}"
+    return f"{net.network_address} {net.netmask}"
+
+
+def _members(answer: str) -> list:
+    found = []
+    for line in answer.splitlines():
+        words = line.split()
+        try:
+            if len(words) == 2 and words[0] == "host":
+                found.append(ipaddress.ip_network(words[1]))
+            elif len(words) == 2:
+                found.append(ipaddress.ip_network(f"{words[0]}/{words[1]}"))
+        except ValueError:
+            continue
+    return found
+
+
+class CiscoIosDriver(Driver):
+    name = "cisco_ios"
+    operations = frozenset({"block", "unblock", "null_route", "remove_null_route", "shutdown_port", "enable_port",
+                            "set_vlan"})
+    error_patterns = (re.compile(r"^% (Invalid|Incomplete|Ambiguous|Unknown|Bad|Error)", re.M),)
+
+    def commands_for(self, op: Operation, observed: Observed | None) -> list[str]:
+        if op.kind in ("block", "unblock"):
+            no = "" if op.kind == "block" else "no "
+            return [f"object-group network {GROUP}", f" {no}{_member(op.network)}"]
+        if op.kind in ("null_route", "remove_null_route"):
+            net = op.network
+            no = "" if op.kind == "null_route" else "no "
+            return [f"{no}ip route {net.network_address} {net.netmask} Null0 tag {NULL_TAG}"]
+        if op.kind in ("shutdown_port", "enable_port"):
+            return [f"interface {op.target}", " shutdown" if op.kind == "shutdown_port" else " no shutdown"]
+        return [f"interface {op.target}", f" switchport access vlan {op.vlan}"]
+
+    def show_commands(self, op: Operation) -> list[str]:
+        if op.kind in ("block", "unblock"):
+            return [f"show object-group name {GROUP}"]
+        if op.kind in ("null_route", "remove_null_route"):
+            return [f"show running-config | include ^ip route {op.network.network_address} "]
+        return [f"show running-config interface {op.target}"]
+
+    def parse(self, op: Operation, answers: list[str]) -> Observed:
+        answer = answers[0]
+        if op.kind in ("block", "unblock"):
+            members = _members(answer)
+            exact = op.network in members
+            covering = next((str(m) for m in members if m != op.network and op.network.subnet_of(m)), None)
+            blocked = exact or covering is not None
+            return Observed(blocked if op.kind == "block" else not exact,
+                            {"exact": exact, "covered_by": covering})
+        if op.kind in ("null_route", "remove_null_route"):
+            net = op.network
+            present = re.search(rf"^ip route {re.escape(str(net.network_address))} {re.escape(str(net.netmask))} "
+                                rf"Null0\b", answer, re.M) is not None
+            return Observed(present if op.kind == "null_route" else not present)
+        shut = re.search(r"^\s+shutdown\s*$", answer, re.M) is not None
+        vlan_match = re.search(r"^\s+switchport access vlan (\d+)", answer, re.M)
+        vlan = int(vlan_match.group(1)) if vlan_match else 1
+        if op.kind == "shutdown_port":
+            return Observed(shut, {"vlan": vlan})
+        if op.kind == "enable_port":
+            return Observed(not shut, {"vlan": vlan})
+        return Observed(vlan == op.vlan, {"vlan": vlan})

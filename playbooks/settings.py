@@ -1,0 +1,116 @@
+"""Playbook settings: SMTP and webhook defaults, safety limits, locks, timings.
+
+Read from the main configuration's ``playbooks`` section when the suite has one, else from the YAML file named by
+``$SOC_PLAYBOOKS_CONFIG``, else the defaults below. A bad file stops with the file, the key and the reason, like
+the main configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE = "SOC_PLAYBOOKS_CONFIG"
+
+
+class PlaybookConfigError(Exception):
+    def __init__(self, source: str, key: str, reason: str):
+        self.source, self.key, self.reason = source, key, reason
+        super().__init__(f"playbook configuration error in {source}: {key or '(top level)'}: {reason}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SmtpSettings(_Section):
+    host: str | None = None  # no host: e-mail steps are skipped and say why
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    ssl: bool = False
+    username: str | None = None
+    password_env: str | None = None  # the name of the variable holding the password
+    sender: str = "soc@localhost"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class WebhookSettings(_Section):
+    url: str | None = None  # the default for notify steps that name none
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    token_env: str | None = None  # sent as "Authorization: Bearer <token>" when set
+
+
+class PlaybookSettings(_Section):
+    library_dirs: list[str] = [str(PROJECT_ROOT / "playbooks" / "library")]
+    auto_trigger: bool = True  # alerts start the playbooks whose triggers match them
+    # Added to the inventory's never_block; no playbook can override either.
+    never_block: list[str] = []
+    # The suite's own addresses (the SOC itself) are never blocked; loopback always is on this list.
+    soc_addresses: list[str] = []
+    # The widest block allowed: /24 for IPv4 (256 addresses), /64 for IPv6.
+    max_block_prefix_v4: int = Field(default=24, ge=8, le=32)
+    max_block_prefix_v6: int = Field(default=64, ge=16, le=128)
+    default_ttl_seconds: int = Field(default=3600, ge=1)
+    max_ttl_seconds: int = Field(default=30 * 86400, ge=1)
+    lock_timeout_seconds: float = Field(default=30.0, gt=0)
+    lock_dir: str | None = None  # default: <data_dir>/locks
+    command_timeout_seconds: float = Field(default=20.0, gt=0)
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    connection_idle_seconds: float = Field(default=300.0, gt=0)  # pooled sessions idle longer are closed
+    known_hosts_file: str | None = None  # set to check device host keys (strict); unset accepts new keys
+    expiry_interval_seconds: float = Field(default=5.0, gt=0)
+    workers: int = Field(default=4, ge=1, le=64)
+    smtp: SmtpSettings = SmtpSettings()
+    webhook: WebhookSettings = WebhookSettings()
+
+    @field_validator("never_block", "soc_addresses")
+    @classmethod
+    def _networks(cls, values: list[str]) -> list[str]:
+        import ipaddress
+
+        return [str(ipaddress.ip_network(v, strict=False)) for v in values]
+
+    source: str = Field(default="(defaults)", exclude=True)
+
+
+def _validate(data: Any, source: str) -> PlaybookSettings:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PlaybookConfigError(source, "", "the playbook settings must be a mapping")
+    try:
+        settings = PlaybookSettings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        reason = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise PlaybookConfigError(source, ".".join(str(p) for p in first["loc"]), reason) from exc
+    settings.source = source
+    return settings
+
+
+def load_playbook_settings(main_settings: Any = None, environ: dict[str, str] | None = None) -> PlaybookSettings:
+    """The main configuration's ``playbooks`` section if it has one, else $SOC_PLAYBOOKS_CONFIG, else defaults."""
+    section = getattr(main_settings, "playbooks", None) if main_settings is not None else None
+    if section is not None:
+        data = section.model_dump() if hasattr(section, "model_dump") else section
+        return _validate(data, getattr(main_settings, "source", "configuration") + " (playbooks)")
+    environ = os.environ if environ is None else environ
+    path = environ.get(ENV_FILE)
+    if not path:
+        return PlaybookSettings()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PlaybookConfigError(path, "", f"cannot read the file: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise PlaybookConfigError(path, "", f"not valid YAML: {where}{getattr(exc, 'problem', exc)}") from exc
+    return _validate(data, path)
