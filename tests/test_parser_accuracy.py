@@ -73,10 +73,10 @@ for _i in (1, 2, 3, 4, 5, 6, 15):
 SUPERSEDED[("cisco_asa/log/test-asa-tz-mapping.log", 2, "event.outcome")] = _ASA_OLD_OUTCOME
 SUPERSEDED[("cisco_asa/log/test-repeat-deny.log", 0, "event.outcome")] = _ASA_OLD_OUTCOME
 SUPERSEDED[("cisco_asa/log/test-asa-fix.log", 10, "event.outcome")] = _ASA_OLD_OUTCOME
-for _i in (0, 1, 2, 3, 8, 9):
-    for _f in ("event.action", "event.type", "event.category"):
+for _i in (0, 1, 2, 3, 6, 7, 8, 9):
+    for _f in ("event.action", "event.type") + (("event.category",) if _i >= 6 else ()):
         SUPERSEDED[("cisco_asa/log/test-non-canonical.log", _i, _f)] = _ASA_OLD_302
-for _i in (2, 3):
+for _i in (1, 2, 3):
     for _f in ("destination.ip", "destination.port", "source.port", "observer.ingress.interface.name",
                "observer.egress.interface.name"):
         SUPERSEDED[("cisco_asa/log/test-non-canonical.log", _i, _f)] = _ASA_OLD_302
@@ -85,6 +85,22 @@ for _i in (12, 13):
         SUPERSEDED[("cisco_asa/log/test-non-canonical.log", _i, _f)] = \
             "ECS 8.4 pipeline labelled 302020 (Built) as flow-expiration/end; current: flow-creation/start " \
             "(test-302020-direction)"
+    SUPERSEDED[("cisco_asa/log/test-non-canonical.log", _i, "source.ip")] = \
+        "ECS 8.4 pipeline took laddr as the source of an inbound 302020; current: faddr (test-302020-direction)"
+for _f in ("event.action", "event.type"):
+    SUPERSEDED[("cisco_asa/log/test-non-canonical.log", 18, _f)] = \
+        "ECS 8.4 pipeline labelled 304001 firewall-rule/[connection, allowed]; current: url-access/[access, allowed]"
+# Values the reference itself gets inconsistent or wrong; we produce the consistent value instead.
+SUPERSEDED[("system/auth/test-pam-extraction.log", 5, "event.action")] = \
+    "pam_faillock lockout is 'account_locked' here but 'account-locked' in test-pam-faillock (newer); we follow the latter"
+SUPERSEDED[("iptables/log/test-journald.json", 0, "event.type")] = \
+    "Elastic's journald path skips the log-prefix parsing: the same 'iptables DROP_INPUT:' prefix gives " \
+    "[denied, connection] on its syslog path (test-iptables-raw); we treat both alike"
+SUPERSEDED[("sophos/xg/test-sophos-18-5-atp-firewall.log", 0, "network.transport")] = \
+    "Elastic keeps the leading space of protocol=\" ICMP\" (' icmp'); we trim it"
+for _i, _host in ((1, "v10"), (2, "eu-mobile")):
+    SUPERSEDED[("pfsense/log/test-opnsense-squid.log", _i, "url.scheme")] = \
+        "Elastic's uri_parts reads a CONNECT target 'host:443' as scheme 'host'; a host:port has no scheme"
 
 
 @dataclass
@@ -164,15 +180,20 @@ def load_cases(datasets=DATASETS) -> list[Case]:
     return cases
 
 
-def fixture_text(raw) -> str:
+def fixture_text(raw, fmt: str | None = None) -> str:
+    """The text an agent document hands the parser: its message, or event.original when only that one is in the
+    format (CEF documents carry the decoded event name in message)."""
     if isinstance(raw, str):
         return raw
-    text = raw.get("message")
-    if text is None:
-        text = (raw.get("event") or {}).get("original")
-    if text is None and isinstance((raw.get("auditd") or {}).get("messages"), list):
-        text = "\n".join(raw["auditd"]["messages"])
-    return text or ""
+    candidates = [t for t in (raw.get("message"), (raw.get("event") or {}).get("original")) if isinstance(t, str)]
+    if isinstance((raw.get("auditd") or {}).get("messages"), list):
+        candidates.append("\n".join(raw["auditd"]["messages"]))
+    if fmt is not None:
+        spec = all_parsers()[fmt]
+        for text in candidates:
+            if spec.detect({"message": text}):
+                return text
+    return candidates[0] if candidates else ""
 
 
 def run_case(case: Case, received: datetime) -> dict:
@@ -182,7 +203,7 @@ def run_case(case: Case, received: datetime) -> dict:
         assert isinstance(case.raw, dict)
         doc = {"_json": copy.deepcopy(case.raw)}
     else:
-        text = fixture_text(case.raw)
+        text = fixture_text(case.raw, case.fmt)
         doc = _carrier_doc(spec.carrier, text, ctx)
         if isinstance(case.raw, dict):  # agent document: its decoded fields are there before our parser runs
             agent = copy.deepcopy(case.raw)
@@ -257,7 +278,7 @@ def score(cases: list[Case], received: datetime) -> dict[str, Score]:
         else:
             error = None
         want = _flat(case.expected)
-        raw_text = fixture_text(case.raw) if not isinstance(case.raw, str) else case.raw
+        raw_text = fixture_text(case.raw, case.fmt)
         agree = True
         for name, value in want.items():
             if not _scored(name) or name in case.dynamic:
@@ -315,19 +336,19 @@ def test_core_fields_agree_with_the_reference_pipeline(scores, capsys):
 
 def test_superseded_expectations_really_differ_from_what_we_produce():
     """An entry in SUPERSEDED that we now agree with is stale and would hide nothing: it must be removed."""
-    cases = {(c.fixture, c.index): c for c in load_cases({"cisco_asa/log": "cisco_asa"})}
+    cases = {(c.fixture, c.index): c for c in load_cases()}
     received = datetime.now(timezone.utc)
     for (fixture, index, name), reason in SUPERSEDED.items():
         case = cases[(fixture, index)]
         ours = _flat(run_case(case, received)).get(name)
         want = _flat(case.expected).get(name)
         assert want is not None, (fixture, index, name)
-        assert not _same(name, ours, want, fixture_text(case.raw)), f"stale SUPERSEDED entry {fixture}#{index} {name}"
+        assert not _same(name, ours, want, fixture_text(case.raw, case.fmt)), f"stale SUPERSEDED entry {fixture}#{index} {name}"
 
 
 def test_detection_never_sends_a_fixture_line_to_the_wrong_parser():
     """parser_for_syslog on every syslog-carried fixture line: the right parser or none, never another one."""
-    wrong, detected, total = [], 0, 0
+    wrong, detected, total, marked = [], 0, 0, []
     received = datetime.now(timezone.utc)
     for case in load_cases():
         spec = all_parsers()[case.fmt]
@@ -342,9 +363,28 @@ def test_detection_never_sends_a_fixture_line_to_the_wrong_parser():
             detected += 1
         else:
             wrong.append((case.fixture, case.index, found.name, case.raw[:100]))
+        marker = MARKERS.get(case.fmt)
+        if marker and marker.search(case.raw):
+            marked.append((case.fixture, case.index, found.name if found else None))
     print(f"\ndetection: {detected}/{total} fixture lines routed to their own parser, {len(wrong)} wrong")
     assert not wrong, wrong
-    assert detected / total >= 0.9
+    # Lines that carry their vendor's marker must all be found; the others (Elastic's junk-line tests, pfSense's
+    # non-filterlog daemons, nginx/Apache access lines that only the program name can tell apart) may stay generic.
+    missed = [m for m in marked if m[2] is None]
+    assert len(marked) > 150 and not missed, missed
+
+
+MARKERS = {
+    "cisco_asa": re.compile(r"%(?:ASA|FTD)-\d-\d+"),
+    "fortigate": re.compile(r"devname=.*logid="),
+    "sophos_xg": re.compile(r'device(?:_name)?="SFW".*log_id='),
+    "sonicwall": re.compile(r"id=firewall sn="),
+    "pfsense": re.compile(r"filterlog(?:\[\d+\])?:"),
+    "iptables": re.compile(r"IN=\S* OUT=\S* .*SRC="),
+    "auditd": re.compile(r"^(?:node=\S+ )?type=\w+ msg=audit\("),
+    "modsecurity": re.compile(r'^\{"transaction":'),
+    "cef": re.compile(r"CEF:\d\|"),
+}
 
 
 def _acceptable_alternative(fmt: str, found: str) -> bool:

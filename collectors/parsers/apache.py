@@ -97,7 +97,7 @@ def detect_error(doc: dict) -> bool:
 
 
 SPECS = [
-    ParserSpec(name="apache_access", dataset="apache.access", carrier="syslog", parse=parse_apache_access,
+    ParserSpec(name="apache_access", detect_by_content=False, dataset="apache.access", carrier="syslog", parse=parse_apache_access,
                detect=detect_access, programs=("httpd", "apache2", "apache"),
                description="Apache httpd access log (common, combined, vhost, SSL request log)"),
     ParserSpec(name="apache_error", dataset="apache.error", carrier="syslog", parse=parse_apache_error,

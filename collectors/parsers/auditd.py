@@ -116,6 +116,10 @@ def parse_record(doc: dict, text: str) -> None:
     addr = fields.get("addr")
     if addr and c.is_ip(addr):
         c.endpoint(doc, "source", addr)
+    if fields.get("rport"):
+        c.endpoint(doc, "source", None, fields["rport"])
+    if fields.get("laddr") or fields.get("lport"):
+        c.endpoint(doc, "destination", fields.get("laddr"), fields.get("lport"))
     if ecs.get(doc, "user.name") is None:
         c.user(doc, _value(fields.get("AUID")) or _value(fields.get("acct")))
     if record_type == "SYSCALL":
@@ -130,8 +134,6 @@ def parse_record(doc: dict, text: str) -> None:
     if known is None:
         return
     action, category, types = known
-    if record_type == "USER_CHAUTHTOK":
-        pass
     c.categorize(doc, (category,), types)
     ecs.put(doc, "event.action", [action])
 

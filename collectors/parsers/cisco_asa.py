@@ -324,7 +324,11 @@ def parse_cisco_asa(doc: dict, ctx: ParseContext) -> dict:
     text = c.message_text(doc)
     ecs.put(doc, "event.category", ["network"])
     c.observer(doc, "Cisco", "asa")
-    c.put(doc, "observer.hostname", ecs.get(doc, "host.hostname"))
+    hostname = ecs.get(doc, "host.hostname")
+    program = ecs.get(doc, "process.name")
+    if not hostname and program and text.startswith("%"):
+        hostname = program  # "dev01: %ASA-..." : the word before the colon is the firewall, not a program
+    c.put(doc, "observer.hostname", hostname)
     header = _HEADER.search(text)
     if header is None:
         return doc  # a message from the firewall without an ASA id (e.g. "AAA user authentication Rejected ...")

@@ -29,6 +29,9 @@ def parse_iptables(doc: dict, ctx: ParseContext) -> dict:
     if not prefix and start == 0 and (ecs.get(doc, "process.name") or "kernel") not in ("kernel",):
         prefix = ecs.get(doc, "process.name")  # "DENY: IN=..." read as a syslog tag
     body = text[start:] if start >= 0 else text
+    embedded = body.find(" [SRC=")  # ICMP errors quote the offending packet's header: keep the outer one
+    if embedded > 0:
+        body = body[:embedded]
     fields = c.kv(body)
     if not fields.get("SRC") and not fields.get("PROTO") and not fields.get("DPT"):
         raise ParseError("not_netfilter", "no SRC=, PROTO= or DPT= in a netfilter log line")

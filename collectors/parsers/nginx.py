@@ -12,7 +12,7 @@ from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
 
 # [host[:port] ] remote_addr_list - user [time] "request" status bytes "referer" "agent"
-_ACCESS = re.compile(r'^(?:(?P<host>\S+) )??"?(?P<remote>[^\[\]"]*?) - (?P<user>\S+) \[(?P<time>[^\]]+)\] '
+_ACCESS = re.compile(r'^"?(?P<remote>[^\[\]"]*?) - (?P<user>\S+) \[(?P<time>[^\]]+)\] '
                      r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+|-)'
                      r'(?: "(?P<referrer>[^"]*)")?(?: "(?P<agent>[^"]*)")?')
 _ERROR = re.compile(r"^(?P<time>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?P<level>\w+)\] (?P<pid>\d+)#(?P<tid>\d+): "
@@ -27,7 +27,10 @@ def parse_nginx_access(doc: dict, ctx: ParseContext) -> dict:
         raise ParseError("not_nginx_access", "line does not match the nginx combined access format")
     c.categorize(doc, ("web",), ("access",))
     doc["@timestamp"] = c.clf_time(match.group("time"), ctx.zone)
-    host = match.group("host")
+    tokens = match.group("remote").split()
+    # "$host $remote_addr" logs put the virtual host first; a list of forwarded-for addresses follows with commas.
+    host = tokens[0] if len(tokens) >= 2 and not tokens[0].endswith(",") else None
+    remote_text = match.group("remote").strip()[len(host):] if host else match.group("remote")
     if host:
         address, port = web.host_port(host)
         if c.is_ip(address):
@@ -35,7 +38,7 @@ def parse_nginx_access(doc: dict, ctx: ParseContext) -> dict:
         else:
             c.put(doc, "url.domain", address)
             c.endpoint(doc, "destination", None, port)
-    remotes = [r for r in re.split(r"[,\s]+", match.group("remote").strip()) if r]
+    remotes = [r for r in re.split(r"[,\s]+", remote_text.strip()) if r]
     if remotes:
         ecs.put(doc, "nginx.access.remote_ip_list", remotes)
         c.endpoint(doc, "source", remotes[0])
@@ -75,7 +78,7 @@ def detect_error(doc: dict) -> bool:
 
 
 SPECS = [
-    ParserSpec(name="nginx_access", dataset="nginx.access", carrier="syslog", parse=parse_nginx_access,
+    ParserSpec(name="nginx_access", detect_by_content=False, dataset="nginx.access", carrier="syslog", parse=parse_nginx_access,
                detect=detect_access, programs=("nginx",), description="nginx access log (combined format)"),
     ParserSpec(name="nginx_error", dataset="nginx.error", carrier="syslog", parse=parse_nginx_error,
                detect=detect_error, programs=("nginx",), description="nginx error log"),

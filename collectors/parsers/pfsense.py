@@ -130,8 +130,10 @@ def _haproxy(doc: dict, text: str, ctx: ParseContext) -> None:
     if not tcp:
         return
     c.endpoint(doc, "source", tcp.group("ip"), tcp.group("port"))
+    header_time = doc.get("@timestamp")
+    zone = header_time.tzinfo if hasattr(header_time, "tzinfo") and header_time.tzinfo else ctx.zone
     try:
-        doc["@timestamp"] = c.clf_time(tcp.group("ts"), ctx.zone)
+        doc["@timestamp"] = c.clf_time(tcp.group("ts"), zone)
     except ParseError:
         pass
     if http:

@@ -62,6 +62,9 @@ class ParserSpec:
     description: str = ""
     # How a file of this format splits into records (default: one per line); native ModSecurity spans lines.
     records: Callable[[Iterable[str]], Iterable[str]] | None = None
+    # False when the text alone cannot tell this format from another (nginx and Apache write the same combined
+    # access line): such a format is chosen by its program name, and by `--format auto` only as a last resort.
+    detect_by_content: bool = True
 
 
 @lru_cache(maxsize=1)
@@ -88,7 +91,7 @@ def _by_program() -> dict[str, tuple[ParserSpec, ...]]:
 
 @lru_cache(maxsize=1)
 def _syslog_specs() -> tuple[ParserSpec, ...]:
-    return tuple(spec for spec in all_parsers().values() if spec.carrier == "syslog")
+    return tuple(spec for spec in all_parsers().values() if spec.carrier == "syslog" and spec.detect_by_content)
 
 
 def parser_for_syslog(doc: dict) -> ParserSpec | None:
@@ -181,5 +184,10 @@ def _detect_record(text: str, ctx: ParseContext) -> tuple[ParserSpec, dict]:
         spec = parser_for_syslog(bare)
         doc = bare if spec is not None else doc
     if spec is None:
+        for candidate in all_parsers().values():
+            if candidate.carrier == "syslog" and not candidate.detect_by_content:
+                for attempt in (doc, {"message": text}):
+                    if candidate.detect(attempt):
+                        return candidate, attempt
         raise ParseError("unknown_format", "no parser recognises this line")
     return spec, doc
