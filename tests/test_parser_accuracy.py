@@ -390,3 +390,67 @@ MARKERS = {
 def _acceptable_alternative(fmt: str, found: str) -> bool:
     # Elastic's system.syslog fixtures include auth lines (sudo pam_unix): our auth parser taking them is right.
     return fmt == "systemd" and found == "linux_auth"
+
+
+# One line per syslog-carried format as a device sends it: through the real pipeline (decode → syslog header →
+# program parser → inventory enrichment → finalize) it must come out as an event of that format's dataset.
+PIPELINE_LINES = {
+    "cisco_asa.log": b"<166>Aug 18 2026 18:24:29 asa-fw-01 : %ASA-4-106023: Deny tcp src outside:203.0.113.9/4444 "
+                     b"dst inside:10.10.1.5/22 by access-group \"outside_in\" [0x0, 0x0]",
+    "fortinet_fortigate.log": b'<189>date=2026-03-31 time=07:48:26 devname="FGT-HCM" devid="FG100F" logid="0000000013" '
+                              b'type="traffic" subtype="forward" srcip=10.10.1.5 srcport=50000 dstip=8.8.8.8 '
+                              b'dstport=53 proto=17 action="accept" policyid=7',
+    "sophos.xg": b'<30>device="SFW" date=2026-06-21 time=19:50:23 timezone="ICT" device_name="XG" device_id=C01 '
+                 b'log_id=010101600001 log_type="Firewall" log_component="Firewall Rule" log_subtype="Denied" '
+                 b'fw_rule_id=5 src_ip=203.0.113.9 dst_ip=10.10.1.5 protocol="TCP" src_port=4444 dst_port=22',
+    "sonicwall_firewall.log": b'<134>  id=firewall sn=0040103CE114 time="2026-05-16 08:19:21" fw=10.0.0.96 pri=6 '
+                              b'c=0 m=36 src=203.0.113.9:4444:X1 dst=10.10.1.5:22:X0 proto=tcp/ssh fw_action="drop"',
+    "pfsense.log": b"<134>Jan 1 02:21:39 fw filterlog[1]: 5,,,1000,em0,match,block,in,4,0x0,,64,0,0,DF,6,tcp,60,"
+                   b"203.0.113.5,10.10.1.2,4444,22,0,S,1,,64240,,mss",
+    "iptables.log": b"<4>Jan  8 03:37:09 gw kernel: [12.5] DROP_INPUT: IN=eth0 OUT= MAC=00:00:00:00:00:00:00:00:00:00"
+                    b":00:00:08:00 SRC=203.0.113.9 DST=10.10.1.5 LEN=52 TTL=50 PROTO=TCP SPT=4444 DPT=445 SYN URGP=0",
+    "modsecurity.auditlog": b'<132>May 10 04:52:04 waf modsecurity: {"transaction":{"client_ip":"203.0.113.9",'
+                            b'"time_stamp":"Tue May 10 04:52:04 2026","client_port":41836,"host_ip":"10.10.1.5",'
+                            b'"host_port":443,"request":{"method":"GET","http_version":1.1,"uri":"/admin"},'
+                            b'"response":{"http_code":403},"messages":[{"message":"SQLi","details":{"ruleId":"942100"}}]}}',
+    "auditd.log": b"<29>Jan 17 17:12:33 srv audispd: type=USER_AUTH msg=audit(1610903558.178:595): pid=2954 uid=0 "
+                  b"auid=1000 ses=14 msg='op=PAM:authentication acct=\"root\" exe=\"/usr/bin/su\" hostname=? "
+                  b"addr=203.0.113.9 terminal=pts/2 res=failed'",
+    "system.auth": b"<38>Nov 22 16:10:01 so-tttt-web-01 sshd[4321]: Failed password for root from 203.0.113.9 port "
+                   b"4242 ssh2",
+    "nginx.access": b'<190>Nov 22 16:10:01 web nginx: 203.0.113.9 - - [22/Nov/2026:16:10:01 +0700] "GET /wp-login.php '
+                    b'HTTP/1.1" 404 153 "-" "curl/8"',
+    "nginx.error": b"<187>Nov 22 16:10:01 web nginx: 2026/11/22 16:10:01 [error] 54053#0: *1 open() failed, client: "
+                   b"203.0.113.9, server: localhost",
+    "apache.access": b'<190>Nov 22 16:10:01 web httpd: 203.0.113.9 - - [22/Nov/2026:16:10:01 +0700] "GET / HTTP/1.1" '
+                     b'200 512 "-" "curl/8"',
+    "apache.error": b"<187>Nov 22 16:10:01 web httpd: [Sun Nov 22 16:10:01.1 2026] [core:error] [pid 1] [client "
+                    b"203.0.113.9:1234] File does not exist",
+    "cef.log": b"<134>Nov 22 16:10:01 av CEF:0|Kaspersky|Security Center|14|GNRL_EV_VIRUS_FOUND|Virus found|High|"
+               b"src=10.10.1.5 dhost=pc-01 suser=alice act=blocked",
+    "leef.log": b"<134>Nov 22 16:10:01 qr LEEF:1.0|Vendor|WAF|1.0|4001|src=203.0.113.9\tdst=10.10.1.5\tsrcPort=4444"
+                b"\tdstPort=443\tproto=TCP\taction=blocked\tusrName=bob",
+    "system.syslog": b"<30>May 27 11:19:35 srv systemd[1]: Started OpenBSD Secure Shell server.",
+}
+
+
+def test_each_syslog_format_goes_through_the_real_pipeline_to_its_dataset(tmp_path):
+    from collectors.message import RawMessage
+    from collectors.pipeline import Pipeline, build_context
+    from inventory.lookup import Inventory
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    pipeline = Pipeline(build_context(settings, Inventory.load(settings.inventory.path)))
+    datasets = {spec.dataset for spec in all_parsers().values() if spec.carrier == "syslog"}
+    assert datasets <= set(PIPELINE_LINES), datasets - set(PIPELINE_LINES)
+    messages = [RawMessage(data=line, transport="udp", peer="10.10.1.1", peer_port=514)
+                for line in PIPELINE_LINES.values()]
+    result = pipeline.process_batch(messages)
+    assert not result.dead_letters, [(d.reason, d.raw[:80]) for d in result.dead_letters]
+    got = [ecs.get(event, "event.dataset") for event in result.events]
+    assert got == list(PIPELINE_LINES), list(zip(PIPELINE_LINES, got))
+    for event in result.events:
+        assert event["event"]["id"] and event["@timestamp"].endswith("Z")
+    firewall = result.events[0]
+    assert firewall["source"]["ip"] == "203.0.113.9" and firewall["event"]["type"] == ["connection", "denied"]

@@ -80,8 +80,8 @@ def parse_fortigate(doc: dict, ctx: ParseContext) -> dict:
         if action in DENIED:
             c.categorize(doc, types=("connection", "denied"), outcome="success")
         elif action:
-            c.categorize(doc, types=("connection", "end" if action in ("close", "timeout") else "start"),
-                         outcome="success")
+            ended = action in ("close", "timeout", "client-rst", "server-rst") or "-end-" in (ecs.get(doc, "event.action") or "")
+            c.categorize(doc, types=("connection", "end" if ended else "start"), outcome="success")
     elif kind == "utm":
         ecs.put(doc, "event.category", ["network"])
         c.put(doc, "event.action", fields.get("eventtype") or action)

@@ -129,6 +129,8 @@ def parse_record(text: str, fmt: str, ctx: ParseContext) -> dict:
     from collectors.message import ParseError
     from collectors.parsers.syslog import parse_syslog
 
+    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text):
+        raise ParseError("binary", "binary content (control or NUL bytes) in a text log record")
     if fmt == "auto":
         spec, doc = _detect_record(text, ctx)
     else:

@@ -1,0 +1,130 @@
+"""`soc parse`: run a format parser over a log file and print one ECS document per line (JSON Lines).
+
+Bad records go to stderr with their line number and reason; the run never stops on them, and the exit code says
+whether any record failed (0 all parsed, 1 some failed, 2 usage or file errors).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Iterable, Optional
+
+import typer
+
+from collectors.message import ParseError
+
+
+def _lines(handle) -> Iterable[str]:
+    for raw in handle:
+        yield raw.rstrip("\r\n")
+
+
+def _records(fmt: str, lines: Iterable[str]) -> Iterable[str]:
+    from collectors.parsers.registry import all_parsers
+
+    spec = all_parsers().get(fmt)
+    if spec is not None and spec.records is not None:
+        return spec.records(lines)
+    return (line for line in lines if line.strip())
+
+
+def _default(value):
+    if isinstance(value, datetime):
+        from soc import ecs
+
+        return ecs.utc_iso(value)
+    return str(value)
+
+
+def list_formats() -> str:
+    from collectors.parsers.registry import all_parsers
+
+    rows = [f"{'format':<18} {'carrier':<7} {'dataset':<28} description"]
+    for spec in sorted(all_parsers().values(), key=lambda s: s.name):
+        programs = f" (programs: {', '.join(spec.programs)})" if spec.programs else ""
+        rows.append(f"{spec.name:<18} {spec.carrier:<7} {spec.dataset:<28} {spec.description}{programs}")
+    rows.append(f"{'auto':<18} {'-':<7} {'-':<28} detect the format of each line")
+    return "\n".join(rows)
+
+
+def parse_file(fmt: str, source, out, err, zone, progress: bool = False) -> tuple[int, int]:
+    """Parse every record of ``source``; returns (parsed, failed)."""
+    from collectors.parsers.registry import ParseContext, parse_record
+
+    parsed = failed = 0
+    received = datetime.now(timezone.utc)
+    ctx = ParseContext(zone=zone, received=received)
+    for number, record in enumerate(_records(fmt, _lines(source)), start=1):
+        try:
+            try:
+                record.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ParseError("invalid_utf8", f"not valid UTF-8 at character {exc.start}") from exc
+            doc = parse_record(record, fmt, ctx)
+        except ParseError as exc:
+            failed += 1
+            err.write(f"record {number}: {exc.kind}: {exc}\n")
+            continue
+        except Exception as exc:  # a parser bug: report the record and go on with the next one
+            failed += 1
+            err.write(f"record {number}: internal_error: {type(exc).__name__}: {exc}\n")
+            continue
+        parsed += 1
+        out.write(json.dumps(doc, default=_default, ensure_ascii=False) + "\n")
+    return parsed, failed
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("parse")
+    def parse(
+        file: Annotated[Optional[Path], typer.Argument(help="log file to parse ('-' for standard input)")] = None,
+        fmt: Annotated[str, typer.Option("--format", "-f", help="format name, 'auto', or 'list'")] = "auto",
+        list_: Annotated[bool, typer.Option("--list", help="list the formats and exit")] = False,
+        timezone_name: Annotated[Optional[str], typer.Option(
+            "--timezone", help="zone for timestamps without one (default: the configured zone, else UTC)")] = None,
+    ) -> None:
+        """Parse a log file with one of the format parsers and print one ECS document per line as JSON."""
+        from collectors.parsers.registry import all_parsers
+
+        if list_ or fmt == "list":
+            typer.echo(list_formats())
+            raise typer.Exit(0)
+        if fmt != "auto" and fmt not in all_parsers():
+            typer.echo(f"soc parse: unknown format {fmt!r}; `soc parse --list` shows the formats", err=True)
+            raise typer.Exit(2)
+        if file is None:
+            typer.echo("soc parse: give a FILE (or '-' for standard input)", err=True)
+            raise typer.Exit(2)
+        zone = _zone(timezone_name)
+        try:
+            handle = sys.stdin if str(file) == "-" else open(file, encoding="utf-8", errors="surrogateescape")
+        except OSError as exc:
+            typer.echo(f"soc parse: cannot read {file}: {exc.strerror}", err=True)
+            raise typer.Exit(2) from exc
+        try:
+            parsed, failed = parse_file(fmt, handle, sys.stdout, sys.stderr, zone)
+        finally:
+            if handle is not sys.stdin:
+                handle.close()
+        typer.echo(f"soc parse: {parsed} parsed, {failed} failed", err=True)
+        raise typer.Exit(1 if failed else 0)
+
+
+def _zone(name: str | None):
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            typer.echo(f"soc parse: unknown time zone {name!r}", err=True)
+            raise typer.Exit(2) from exc
+    try:
+        from soc.config import load_settings
+
+        return load_settings().tz
+    except Exception:  # no configuration here: timestamps without a zone are read as UTC
+        return timezone.utc
