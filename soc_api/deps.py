@@ -1,37 +1,143 @@
-"""Dependencies: who is calling (API key), what role they need, and which agency they may see."""
+"""Dependencies: who is calling (API key), what role they need, which agency they may see, the per-key rate limit,
+and the audit record of every write.
+
+Every authenticated route depends on :func:`get_principal`, so what it does holds for every router, present or
+future: the key is verified, the key's rate limit applied, the declared body size checked, and — for a write
+(POST, PUT, PATCH, DELETE) — an audit record written after the handler ran: who (key, user, role, agency), what
+(method, route, path parameters, outcome), when, and from where (client address).
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+import uuid
 from typing import Annotated, Callable
 
 from fastapi import Depends, HTTPException, Request, Security, status
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
-from soc.storage.base import Store
+from soc import ecs
+from soc.storage.base import Store, StoreError
 from soc_api.keys import Principal, verify_key
+from soc_api.settings import api_settings
 
+log = logging.getLogger(__name__)
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)
+# TAXII clients authenticate with HTTP Basic: the password is the API key (the user name is not checked).
+_basic = HTTPBasic(auto_error=False)
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+AUDIT = "audit"
 
 
 def get_store(request: Request) -> Store:
     return request.app.state.suite.store
 
 
+class RateLimiter:
+    """A token bucket per key: ``rate`` requests a second sustained, ``burst`` at once."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, rate: float, burst: int) -> float:
+        """0 if the request may go on, else the seconds to wait before the next one."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(burst), now))
+            tokens = min(float(burst), tokens + (now - last) * rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / rate
+
+
+def _limiter(request: Request) -> RateLimiter:
+    state = request.app.state
+    limiter = getattr(state, "rate_limiter", None)
+    if limiter is None:
+        limiter = state.rate_limiter = RateLimiter()
+    return limiter
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _audit(request: Request, principal: Principal, outcome: str, detail: str | None = None) -> None:
+    route = request.scope.get("route")
+    record = {
+        "id": uuid.uuid4().hex,
+        "@timestamp": ecs.now_iso(),
+        "actor": {"key_id": principal.key_id, "user": principal.user, "name": principal.name,
+                  "role": principal.role, "agency": principal.agency},
+        "organization": {"id": principal.agency},
+        "method": request.method,
+        "path": request.url.path,
+        "route": getattr(route, "path", None),
+        "action": getattr(route, "name", None),
+        "target": {k: str(v) for k, v in (request.path_params or {}).items()},
+        "query": str(request.url.query)[:1000] or None,
+        "outcome": outcome,
+        "detail": detail[:1000] if detail else None,
+        "client": {"ip": client_address(request), "user_agent": request.headers.get("user-agent", "")[:300]},
+    }
+    try:
+        request.app.state.suite.store.put_documents(AUDIT, [record])
+    except StoreError:  # the write happened; losing its audit record must at least be loud
+        log.exception("AUDIT RECORD NOT STORED: %s", record)
+
+
 def get_principal(
     request: Request,
     api_key: Annotated[str | None, Security(_api_key_header)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
-) -> Principal:
-    presented = api_key or (bearer.credentials if bearer else None)
+    basic: Annotated[HTTPBasicCredentials | None, Security(_basic)] = None,
+):
+    presented = api_key or (bearer.credentials if bearer else None) or (basic.password if basic else None)
     if not presented:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required (X-API-Key header)",
                             headers={"WWW-Authenticate": "Bearer"})
-    principal = verify_key(get_store(request), presented)
+    settings = api_settings(request.app.state.suite)
+    principal = verify_key(get_store(request), presented, cache_seconds=settings.key_cache_seconds)
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the API key is unknown, expired or revoked",
                             headers={"WWW-Authenticate": "Bearer"})
-    return principal
+    wait = _limiter(request).take(principal.key_id, settings.rate_limit.requests_per_second,
+                                  settings.rate_limit.burst)
+    if wait > 0:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"rate limit of {settings.rate_limit.requests_per_second:g} requests a second for this "
+                            f"key exceeded; retry after {wait:.2f} s", headers={"Retry-After": str(max(1, round(wait)))})
+    declared = request.headers.get("content-length")
+    # Structured bodies (JSON, TAXII, forms) have one limit; raw uploads (application/octet-stream, e.g. a file to
+    # scan) are checked by their own route against its own limit.
+    structured = not request.headers.get("content-type", "").startswith("application/octet-stream")
+    if structured and declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                            f"the request body may be at most {settings.max_body_bytes} bytes")
+    request.state.principal = principal
+    if request.method not in WRITE_METHODS:
+        yield principal
+        return
+    try:
+        yield principal
+    except HTTPException as exc:
+        _audit(request, principal, f"refused {exc.status_code}", str(exc.detail))
+        raise
+    except RequestValidationError as exc:
+        _audit(request, principal, "refused 422", str(exc.errors())[:500])
+        raise
+    except Exception as exc:
+        _audit(request, principal, "failed", type(exc).__name__)
+        raise
+    else:
+        _audit(request, principal, "ok")
 
 
 def require_roles(*roles: str) -> Callable[..., Principal]:

@@ -1,58 +1,138 @@
-"""Alerts: list (filtered, newest first, cursor-paginated) and one alert with its evidence events."""
+"""Alerts: list (filtered, sorted, cursor-paginated), groups, one alert with its evidence; acknowledge, assign, change
+status, notes, bulk actions. All through the tenancy-enforcing data layer (soc_api/data.py)."""
 
 from __future__ import annotations
 
-import base64
-import json
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from soc.storage.base import AlertQuery, Store
-from soc_api.deps import get_store, require_roles, tenant_scope
-from soc_api.keys import Principal
-from soc_api.models import Alert, AlertPage, AlertWithEvidence
+from detections import lifecycle
+from detections.alerts import SEVERITY_ORDER
+from soc_api.data import SORTS, AlertFilter, Data, data_for, valid_time
+from soc_api.models import (
+    Alert, AlertGroup, AlertGroups, AlertPage, AlertWithEvidence, Assignment, BulkAction, BulkResult, NoteIn,
+    Severity, Status, StatusChange,
+)
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
-Reader = Annotated[Principal, Depends(require_roles("analyst", "network_admin", "agency", "national_centre"))]
+Reader = Annotated[Data, Depends(data_for("analyst", "network_admin", "agency", "national_centre"))]
+Triage = Annotated[Data, Depends(data_for("analyst", "network_admin"))]
+Sort = Literal[tuple(SORTS)]  # type: ignore[valid-type]
 
 
-def _encode_cursor(alert: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps([alert["last_seen"], alert["id"]]).encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        last_seen, alert_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return str(last_seen), str(alert_id)
-    except (ValueError, TypeError) as exc:
-        raise HTTPException(400, "the cursor is not one this API issued") from exc
+def _filter(status, severity, agency, rule_id, since, until, entity, incident, sort) -> AlertFilter:
+    return AlertFilter(status=status, severity=severity, agency=agency, rule_id=rule_id,
+                       since=valid_time(since, "since"), until=valid_time(until, "until"), entity=entity,
+                       incident=incident, sort=sort)
 
 
 @router.get("", response_model=AlertPage)
 def list_alerts(
-    principal: Reader,
-    store: Annotated[Store, Depends(get_store)],
-    status: Annotated[str | None, Query(pattern="^(new|acknowledged|in_progress|closed)$")] = None,
-    severity: Annotated[str | None, Query(pattern="^(informational|low|medium|high|critical)$")] = None,
+    data: Reader,
+    status: Status | None = None,
+    severity: Severity | None = None,
     agency: Annotated[str | None, Query(max_length=64)] = None,
     rule_id: Annotated[str | None, Query(max_length=200)] = None,
     since: Annotated[str | None, Query(max_length=40, description="last seen at or after (ISO 8601)")] = None,
+    until: Annotated[str | None, Query(max_length=40, description="last seen before (ISO 8601)")] = None,
+    entity: Annotated[str | None, Query(max_length=256, description="an address, user, host or hash")] = None,
+    incident: Annotated[str | None, Query(max_length=64)] = None,
+    sort: Annotated[Sort, Query(description="field, '-' for descending")] = "-last_seen",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> AlertPage:
-    query = AlertQuery(agency=tenant_scope(principal, agency), status=status, severity=severity, rule_id=rule_id,
-                       since=since, limit=limit, after=_decode_cursor(cursor) if cursor else None)
-    alerts = store.list_alerts(query)
-    next_cursor = _encode_cursor(alerts[-1]) if len(alerts) == limit else None
-    return AlertPage(alerts=[Alert.model_validate(a) for a in alerts], next_cursor=next_cursor)
+    page = data.list_alerts(_filter(status, severity, agency, rule_id, since, until, entity, incident, sort),
+                            limit, cursor)
+    return AlertPage(alerts=[Alert.model_validate(a) for a in page.items], next_cursor=page.next_cursor,
+                     complete=page.scanned_all)
+
+
+@router.get("/groups", response_model=AlertGroups)
+def alert_groups(
+    data: Reader,
+    status: Status | None = None,
+    agency: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AlertGroups:
+    """Alerts grouped by their group labels (agency and rule by default), worst and newest first."""
+    groups: dict[str, dict] = {}
+    looked = 0
+    cap = 20_000
+    for alert in data.iter_alerts(AlertFilter(status=status, agency=agency, since=valid_time(since, "since")),
+                                  cap=cap):
+        looked += 1
+        group = alert.get("group") or {"key": alert["fingerprint"][:16], "labels": alert.get("labels", {})}
+        entry = groups.setdefault(group["key"], {"key": group["key"], "labels": group["labels"], "count": 0,
+                                                 "open": 0, "worst_severity": "informational",
+                                                 "last_seen": alert["last_seen"], "alerts": []})
+        entry["count"] += 1
+        entry["open"] += alert["status"] in lifecycle.OPEN_STATUSES
+        if SEVERITY_ORDER.index(alert.get("severity", "medium")) > SEVERITY_ORDER.index(entry["worst_severity"]):
+            entry["worst_severity"] = alert["severity"]
+        entry["last_seen"] = max(entry["last_seen"], alert["last_seen"])
+        if len(entry["alerts"]) < 50:
+            entry["alerts"].append(alert["id"])
+    ordered = sorted(groups.values(), key=lambda g: (SEVERITY_ORDER.index(g["worst_severity"]), g["last_seen"]),
+                     reverse=True)
+    return AlertGroups(groups=[AlertGroup(**g) for g in ordered[:limit]], complete=looked < cap)
 
 
 @router.get("/{alert_id}", response_model=AlertWithEvidence)
-def get_alert(alert_id: str, principal: Reader, store: Annotated[Store, Depends(get_store)]) -> AlertWithEvidence:
-    alert = store.get_alert(alert_id)
-    # An agency key asking for another agency's alert gets the same answer as for a missing one.
-    if alert is None or (principal.is_tenant and (alert.get("organization") or {}).get("id") != principal.agency):
-        raise HTTPException(404, "no such alert")
-    events = store.get_events(alert.get("evidence", []))
-    return AlertWithEvidence(alert=Alert.model_validate(alert), events=events)
+def get_alert(alert_id: str, data: Reader) -> AlertWithEvidence:
+    alert = data.get_alert(alert_id)
+    return AlertWithEvidence(alert=Alert.model_validate(alert), events=data.evidence(alert))
+
+
+@router.post("/{alert_id}/acknowledge", response_model=Alert)
+def acknowledge(alert_id: str, data: Triage) -> Alert:
+    return Alert.model_validate(data.edit_alert(
+        alert_id, lambda a: lifecycle.acknowledge(a, by=data.actor, source=data.source)))
+
+
+@router.post("/{alert_id}/assign", response_model=Alert)
+def assign(alert_id: str, body: Assignment, data: Triage) -> Alert:
+    return Alert.model_validate(data.edit_alert(
+        alert_id, lambda a: lifecycle.assign(a, body.assignee, by=data.actor, source=data.source)))
+
+
+@router.post("/{alert_id}/status", response_model=Alert)
+def change_status(alert_id: str, body: StatusChange, data: Triage) -> Alert:
+    return Alert.model_validate(data.edit_alert(alert_id, lambda a: lifecycle.set_status(
+        a, body.status, by=data.actor, reason=body.reason, comment=body.comment, source=data.source)))
+
+
+@router.post("/{alert_id}/notes", response_model=Alert)
+def add_note(alert_id: str, body: NoteIn, data: Triage) -> Alert:
+    return Alert.model_validate(data.edit_alert(
+        alert_id, lambda a: lifecycle.add_note(a, body.text, by=data.actor, source=data.source)))
+
+
+@router.post("/bulk", response_model=BulkResult)
+def bulk(body: BulkAction, data: Triage) -> BulkResult:
+    """One action on many alerts; each alert succeeds or fails on its own (the reasons are returned)."""
+    if body.action == "status" and body.status is None:
+        raise HTTPException(422, "the status action needs status")
+    if body.action == "note" and not (body.text or "").strip():
+        raise HTTPException(422, "the note action needs text")
+
+    def change(alert: dict) -> dict:
+        if body.action == "acknowledge":
+            return lifecycle.acknowledge(alert, by=data.actor, source=data.source)
+        if body.action == "assign":
+            return lifecycle.assign(alert, body.assignee, by=data.actor, source=data.source)
+        if body.action == "status":
+            return lifecycle.set_status(alert, body.status, by=data.actor, reason=body.reason, comment=body.comment,
+                                        source=data.source)
+        return lifecycle.add_note(alert, body.text or "", by=data.actor, source=data.source)
+
+    done, failed = [], {}
+    for alert_id in dict.fromkeys(body.ids):
+        try:
+            data.edit_alert(alert_id, change, refresh=False)
+            done.append(alert_id)
+        except HTTPException as exc:
+            failed[alert_id] = str(exc.detail)
+    data.store.refresh()
+    return BulkResult(done=done, failed=failed)

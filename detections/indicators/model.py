@@ -1,0 +1,165 @@
+"""Indicators as the suite keeps them: one or more observables (an address or range, a domain, a URL, a file hash)
+with a source, a TLP 2.0 marking, a confidence and a validity window. Values are normalised here, once, so matching
+is a plain dictionary probe.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from soc import ecs
+
+TYPES = ("ipv4", "ipv6", "domain", "url", "md5", "sha1", "sha256", "sha512")
+HASH_LENGTHS = {"md5": 32, "sha1": 40, "sha256": 64, "sha512": 128}
+TLP_LEVELS = ("clear", "green", "amber", "amber+strict", "red")
+COLLECTION = "indicators"
+SIGHTINGS = "sightings"
+_DOMAIN = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_HEX = re.compile(r"^[0-9a-f]+$")
+_NAMESPACE = uuid.UUID("6f1c3b9e-2d41-4c55-9a1e-0b7d5e3c2a10")  # indicator ids made here: uuid5 in this namespace
+
+
+class IndicatorError(ValueError):
+    pass
+
+
+def normalise(kind: str, value: str) -> str:
+    """The one spelling of a value that matching uses; raises IndicatorError with the reason when it is not valid."""
+    if kind not in TYPES:
+        raise IndicatorError(f"unknown indicator type {kind!r}; types are {', '.join(TYPES)}")
+    if not isinstance(value, str) or not value.strip():
+        raise IndicatorError("an indicator needs a value")
+    value = value.strip()
+    if len(value) > 4096:
+        raise IndicatorError("an indicator value may be at most 4096 characters")
+    if kind in ("ipv4", "ipv6"):
+        try:
+            net = ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise IndicatorError(f"{value!r} is not an IP address or CIDR range") from exc
+        if (net.version == 4) != (kind == "ipv4"):
+            raise IndicatorError(f"{value!r} is not an {kind} address")
+        full = 32 if net.version == 4 else 128
+        return str(net.network_address) if net.prefixlen == full else str(net)
+    if kind == "domain":
+        domain = value.lower().rstrip(".")
+        try:
+            domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
+        except UnicodeError as exc:
+            raise IndicatorError(f"{value!r} is not a domain name") from exc
+        if not _DOMAIN.match(domain):
+            raise IndicatorError(f"{value!r} is not a domain name")
+        return domain
+    if kind == "url":
+        return normalise_url(value)
+    digest = value.lower()
+    if len(digest) != HASH_LENGTHS[kind] or not _HEX.match(digest):
+        raise IndicatorError(f"{value!r} is not a {kind.upper()} hash ({HASH_LENGTHS[kind]} hex digits)")
+    return digest
+
+
+def normalise_url(value: str) -> str:
+    """Scheme and host lower-case, default port and a bare trailing slash dropped; path and query kept as sent."""
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError as exc:
+        raise IndicatorError(f"{value!r} is not a URL") from exc
+    if not parts.scheme or not parts.netloc:
+        raise IndicatorError(f"{value!r} is not an absolute URL (scheme://host/...)")
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port if parts.port and (scheme, parts.port) not in (("http", 80), ("https", 443)) else None
+    netloc = f"[{host}]" if ":" in host else host
+    if port:
+        netloc += f":{port}"
+    path = parts.path if parts.path not in ("", "/") else ""
+    return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def url_or_none(value: Any) -> str | None:
+    try:
+        return normalise_url(value) if isinstance(value, str) else None
+    except (IndicatorError, ValueError):
+        return None
+
+
+def indicator_id(source: str, observables: list[dict]) -> str:
+    key = source + "|" + "|".join(sorted(f"{o['type']}={o['value']}" for o in observables))
+    return f"indicator--{uuid.uuid5(_NAMESPACE, key)}"
+
+
+def build(observables: list[dict], *, source: str, tlp: str = "amber", confidence: int = 50,
+          valid_from: str | None = None, valid_until: str | None = None, name: str | None = None,
+          description: str = "", labels: list[str] | None = None, stix_id: str | None = None,
+          created_by: str | None = None, modified: str | None = None) -> dict:
+    """A validated indicator document, ready for the store."""
+    if not observables:
+        raise IndicatorError("an indicator needs at least one observable")
+    clean = []
+    for o in observables:
+        try:
+            kind, value = o["type"], o["value"]
+        except (KeyError, TypeError) as exc:
+            raise IndicatorError("each observable needs type and value") from exc
+        entry = {"type": kind, "value": normalise(kind, value)}
+        if entry not in clean:
+            clean.append(entry)
+    tlp = (tlp or "amber").lower()
+    if tlp == "white":
+        tlp = "clear"  # TLP 1.0 spelling
+    if tlp not in TLP_LEVELS:
+        raise IndicatorError(f"unknown TLP level {tlp!r}; levels are {', '.join(TLP_LEVELS)}")
+    if not isinstance(confidence, int) or isinstance(confidence, bool) or not 0 <= confidence <= 100:
+        raise IndicatorError("confidence must be an integer from 0 to 100")
+    if not source or len(source) > 200:
+        raise IndicatorError("an indicator needs a source (at most 200 characters)")
+    now = ecs.now_iso()
+    start = _time(valid_from, "valid_from") or now
+    end = _time(valid_until, "valid_until")
+    if end is not None and end <= start:
+        raise IndicatorError("valid_until must be after valid_from")
+    return {
+        "id": stix_id or indicator_id(source, clean),
+        "name": name or ", ".join(f"{o['type']} {o['value']}" for o in clean[:3]),
+        "observables": clean,
+        "values": [o["value"] for o in clean],  # for exact lookups in the store
+        "types": sorted({o["type"] for o in clean}),
+        "source": source,
+        "tlp": tlp,
+        "confidence": confidence,
+        "valid_from": start,
+        "valid_until": end,
+        "description": description,
+        "labels": list(labels or []),
+        "created_by": created_by,
+        "revoked": False,
+        "created": now,
+        "modified": modified or now,  # the indicator's own version (STIX modified)
+        "added": now,  # when this version reached this suite (TAXII date_added, incremental reloads)
+    }
+
+
+def _time(value: str | None, what: str) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        return ecs.utc_iso(ecs.parse_time(str(value)))
+    except ValueError as exc:
+        raise IndicatorError(f"{what} must be an ISO 8601 time: {exc}") from exc
+
+
+def is_live(doc: dict, now: str) -> bool:
+    """Matching only while valid: not revoked, started, not expired."""
+    if doc.get("revoked"):
+        return False
+    if doc.get("valid_from") and doc["valid_from"] > now:
+        return False
+    return not (doc.get("valid_until") and doc["valid_until"] <= now)
+
+
+def severity(confidence: int) -> str:
+    return "high" if confidence >= 80 else "medium" if confidence >= 50 else "low"

@@ -1,0 +1,120 @@
+"""The indicator store: indicator documents and their sightings in the Store's document collections, and the
+in-memory index kept in step with them.
+
+Indicators are never deleted, only revoked, so a process that syncs incrementally (by ``added``) sees removals too.
+Several processes may write (the API, ``soc taxii pull``): each keeps its index current by reading what was added
+since its last sync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from datetime import timedelta
+from typing import Iterable, Iterator
+
+from detections.indicators.index import IndicatorIndex
+from detections.indicators.model import COLLECTION, SIGHTINGS
+from soc import ecs
+from soc.storage.base import DocumentQuery, Store
+
+log = logging.getLogger(__name__)
+PAGE = 1000
+MAX_SIGHTING_EVENTS = 20
+SYNC_OVERLAP_SECONDS = 5
+
+
+def iterate(store: Store, collection: str, query: DocumentQuery) -> Iterator[dict]:
+    """Every document a query finds, page by page (the store's cursor)."""
+    query = DocumentQuery(terms=query.terms, ranges=query.ranges, sort=query.sort, descending=query.descending,
+                          limit=query.limit or PAGE, after=query.after)
+    while True:
+        page = store.find_documents(collection, query)
+        yield from page
+        if len(page) < query.limit:
+            return
+        last = page[-1]
+        query.after = (ecs.get(last, query.sort) if query.sort != "id" else last["id"], last["id"])
+
+
+class IndicatorService:
+    def __init__(self, store: Store):
+        self.store = store
+        self.index = IndicatorIndex()
+        self._synced_to: str | None = None  # the newest ``added`` read so far
+        self._lock = threading.Lock()
+
+    # --- writing -------------------------------------------------------------------------------------------------
+    def upsert(self, docs: Iterable[dict]) -> list[dict]:
+        """Store indicators; a document older (by ``modified``) than the stored version of the same id is skipped."""
+        kept = []
+        for doc in docs:
+            current = self.store.get_document(COLLECTION, doc["id"])
+            if current is not None and current.get("modified", "") > doc.get("modified", ""):
+                continue
+            if current is not None:
+                doc["created"] = current.get("created", doc["created"])
+            doc["added"] = ecs.now_iso()
+            kept.append(doc)
+        if kept:
+            self.store.put_documents(COLLECTION, kept)
+            for doc in kept:
+                self.index.put(doc)
+        return kept
+
+    def revoke(self, indicator_id: str, by: str) -> dict | None:
+        doc = self.store.get_document(COLLECTION, indicator_id)
+        if doc is None:
+            return None
+        doc.update(revoked=True, revoked_by=by, modified=ecs.now_iso(), added=ecs.now_iso())
+        self.store.put_documents(COLLECTION, [doc])
+        self.index.put(doc)
+        return doc
+
+    # --- reading -------------------------------------------------------------------------------------------------
+    def get(self, indicator_id: str) -> dict | None:
+        return self.store.get_document(COLLECTION, indicator_id)
+
+    def sync(self) -> int:
+        """Bring the index up to date with the store (everything at first, then only what was added since)."""
+        with self._lock:
+            ranges = {}
+            if self._synced_to:
+                # Re-read a few seconds back: another process's write may carry an "added" a little older than the
+                # newest one seen here (clocks, commit order). Putting a document twice is harmless.
+                since = ecs.parse_time(self._synced_to) - timedelta(seconds=SYNC_OVERLAP_SECONDS)
+                ranges["added"] = (ecs.utc_iso(since), None)
+            count = 0
+            for doc in iterate(self.store, COLLECTION, DocumentQuery(ranges=ranges, sort="added", limit=PAGE)):
+                self.index.put(doc)
+                self._synced_to = max(self._synced_to or "", doc["added"])
+                count += 1
+            return count
+
+    # --- sightings -----------------------------------------------------------------------------------------------
+    def record_sightings(self, hits: list[tuple[str, str | None, dict, str, str]]) -> None:
+        """hits: (indicator id, agency, event, field, value). One sighting per indicator and agency, counted."""
+        by_key: dict[str, dict] = {}
+        for indicator_id, agency, event, field, value in hits:
+            key = hashlib.sha256(f"{indicator_id}|{agency}".encode()).hexdigest()[:32]
+            sighting = by_key.get(key)
+            if sighting is None:
+                sighting = self.store.get_document(SIGHTINGS, key) or {
+                    "id": key, "indicator_id": indicator_id, "organization": {"id": agency}, "count": 0,
+                    "first_seen": event["@timestamp"], "last_seen": event["@timestamp"], "events": [],
+                    "observed": [],
+                }
+                by_key[key] = sighting
+            sighting["count"] += 1
+            sighting["first_seen"] = min(sighting["first_seen"], event["@timestamp"])
+            sighting["last_seen"] = max(sighting["last_seen"], event["@timestamp"])
+            event_id = ecs.get(event, "event.id")
+            if event_id not in sighting["events"]:
+                sighting["events"] = (sighting["events"] + [event_id])[-MAX_SIGHTING_EVENTS:]
+            observed = {"field": field, "value": value}
+            if observed not in sighting["observed"] and len(sighting["observed"]) < MAX_SIGHTING_EVENTS:
+                sighting["observed"].append(observed)
+            sighting["modified"] = ecs.now_iso()
+        if by_key:
+            self.store.put_documents(SIGHTINGS, list(by_key.values()))

@@ -1,0 +1,24 @@
+"""Suite extension (``settings.extensions: [soc_api.extension]``): what the API needs running inside the suite.
+
+* the source tracker (when each asset last sent an event, events per second) that posture reads;
+* the scheduled, signed posture push to the national centre, when ``soc_api.posture.push_url`` is set;
+* the scheduled TAXII pulls of the national centre's collections into the indicator store (``soc_api.taxii.pull``).
+"""
+
+from __future__ import annotations
+
+from soc_api.posture import SourceTracker
+from soc_api.posture_push import push_task
+from soc_api.settings import api_settings
+from soc_api.taxii.client import pull_task
+
+
+def attach(suite) -> None:
+    settings = api_settings(suite)
+    tracker = SourceTracker(suite.store)
+    suite.source_tracker = tracker
+    suite.engine.matchers.append(tracker)
+    if settings.posture.push_url:
+        suite.background.append(push_task(suite))
+    for source in settings.taxii.pull:
+        suite.background.append(pull_task(suite, source))

@@ -1,0 +1,236 @@
+"""Posture: per agency and rolled up for the province — log sources expected by the inventory versus reporting, the
+silent ones, events per second, open alerts by severity, mean time to acknowledge and to resolve, ATT&CK techniques
+covered by loaded rules versus seen, playbook runs, rule health.
+
+Computed through the tenancy-enforcing data layer, so an agency key gets its own agency and nothing else (no
+province roll-up). Where a source last reported comes from the source tracker (an engine matcher that sees every
+stored event, see :class:`SourceTracker`) when the suite runs it, else from a store query per expected source.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from detections.alerts import SEVERITY_ORDER
+from detections.lifecycle import OPEN_STATUSES
+from soc import ecs
+from soc.storage.base import DocumentQuery, EventQuery, StoreError
+from soc_api.data import AlertFilter, Data
+from soc_api.settings import api_settings
+
+SOURCE_STATUS = "source_status"
+ALERT_CAP = 200_000
+
+
+class SourceTracker:
+    """A detection-engine matcher that finds nothing: it notes, per asset, when it last sent an event, and counts
+    events per agency per second for the last minute. Written to the store every few seconds."""
+
+    def __init__(self, store, write_every: float = 10.0):
+        self.store = store
+        self.write_every = write_every
+        self.last_seen: dict[str, dict] = {}  # asset id -> {"id", "organization": {"id"}, "last_seen", "datasets"}
+        self._dirty: set[str] = set()
+        self._written = 0.0
+        self._seconds: dict[str | None, deque] = defaultdict(deque)  # agency -> (second, count)
+        self._lock = threading.Lock()
+
+    def evaluate(self, events: list[dict]) -> list:
+        now = int(time.time())
+        with self._lock:
+            for doc in events:
+                agency = ecs.get(doc, "organization.id")
+                buckets = self._seconds[agency]
+                if buckets and buckets[-1][0] == now:
+                    buckets[-1][1] += 1
+                else:
+                    buckets.append([now, 1])
+                while buckets and buckets[0][0] < now - 60:
+                    buckets.popleft()
+                asset = ecs.get(doc, "soc.asset.id")
+                if not asset:
+                    continue
+                ts = doc.get("@timestamp", "")
+                entry = self.last_seen.setdefault(asset, {"id": asset, "organization": {"id": agency},
+                                                          "last_seen": ts, "datasets": {}})
+                if ts > entry["last_seen"]:
+                    entry["last_seen"] = ts
+                dataset = ecs.get(doc, "event.dataset") or "unknown"
+                if ts > entry["datasets"].get(dataset, ""):
+                    entry["datasets"][dataset] = ts
+                self._dirty.add(asset)
+            if self._dirty and time.monotonic() - self._written > self.write_every:
+                docs = [dict(self.last_seen[a]) for a in self._dirty]
+                try:
+                    self.store.put_documents(SOURCE_STATUS, docs)
+                    self._dirty.clear()
+                    self._written = time.monotonic()
+                except StoreError:
+                    pass  # kept dirty: written with the next batch
+        return []
+
+    def events_per_second(self, agency: str | None) -> float:
+        now = int(time.time())
+        with self._lock:
+            agencies = [agency] if agency is not None else list(self._seconds)
+            total = sum(c for a in agencies for s, c in self._seconds.get(a, ()) if s >= now - 60)
+        return round(total / 60.0, 3)
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return (ecs.parse_time(end) - ecs.parse_time(start)).total_seconds()
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 1) if values else None
+
+
+def covered_techniques(suite) -> set[str]:
+    ruleset = suite.ruleset
+    covered = set()
+    for rule in list(ruleset.rules) + list(ruleset.correlations):
+        covered.update(t.upper() for t in rule.meta.techniques)
+    return covered
+
+
+def build_posture(data: Data, agency: str | None = None) -> dict[str, Any]:
+    suite = data.suite
+    cfg = api_settings(suite).posture
+    scope = data.scope(agency)
+    inventory = suite.inventory
+    agencies = [a for a in inventory.agencies.values() if scope is None or a.id == scope]
+    now = datetime.now(timezone.utc)
+    now_iso = ecs.utc_iso(now)
+    window_start = ecs.utc_iso(now - timedelta(days=cfg.window_days))
+    per: dict[str, dict] = {a.id: _empty(a) for a in agencies}
+
+    # Log sources: every (asset, log source) the inventory expects, and whether it reported within its interval.
+    tracker: SourceTracker | None = getattr(suite, "source_tracker", None)
+    known: dict[str, dict] = {}
+    terms = {"organization.id": scope} if scope else {}
+    for doc in data.store.find_documents(SOURCE_STATUS, DocumentQuery(terms=terms, limit=10_000)):
+        known[doc["id"]] = doc
+    if tracker is not None:
+        known.update({k: v for k, v in tracker.last_seen.items() if scope is None or v["organization"]["id"] == scope})
+    for asset in inventory.assets.values():
+        if asset.agency not in per or not asset.log_sources:
+            continue
+        entry = per[asset.agency]["log_sources"]
+        interval = min(cfg.source_intervals.get(s, cfg.default_source_interval_seconds) for s in asset.log_sources)
+        since = ecs.utc_iso(now - timedelta(seconds=interval))
+        last = (known.get(asset.id) or {}).get("last_seen")
+        if not last or last < since:
+            # Not seen by the tracker (another process, a restart): ask the store for one event in the interval.
+            found = data.store.search_events(EventQuery(start=since, agency=asset.agency,
+                                                        terms={"soc.asset.id": asset.id}, limit=1))
+            if found:
+                last = found[0]["@timestamp"]
+        entry["expected"] += len(asset.log_sources)
+        if last and last >= since:
+            entry["reporting"] += len(asset.log_sources)
+        else:
+            entry["silent"].append({"asset": asset.id, "hostname": asset.hostname, "sources": asset.log_sources,
+                                    "interval_seconds": interval, "last_seen": last})
+
+    # Alerts: open ones by severity (however old), and over the window the times to acknowledge and resolve and the
+    # ATT&CK techniques seen.
+    for status in OPEN_STATUSES:
+        for alert in data.iter_alerts(AlertFilter(status=status), cap=ALERT_CAP):
+            a = per.get(ecs.get(alert, "organization.id"))
+            if a is not None and status != "suppressed":
+                a["open_alerts"][alert.get("severity", "medium")] = a["open_alerts"].get(alert.get("severity"), 0) + 1
+    tta: dict[str, list[float]] = defaultdict(list)
+    ttr: dict[str, list[float]] = defaultdict(list)
+    for alert in data.iter_alerts(AlertFilter(since=window_start), cap=ALERT_CAP):
+        agency_id = ecs.get(alert, "organization.id")
+        a = per.get(agency_id)
+        if a is None:
+            continue
+        a["alerts_in_window"] += 1
+        a["_seen"].update(t.upper() for t in (alert.get("threat") or {}).get("technique", []))
+        raised = alert.get("created") or alert.get("first_seen")
+        if raised and alert.get("acknowledged_at"):
+            tta[agency_id].append(max(0.0, _seconds_between(raised, alert["acknowledged_at"])))
+        if raised and alert.get("closed_at"):
+            ttr[agency_id].append(max(0.0, _seconds_between(raised, alert["closed_at"])))
+
+    # Playbook runs (the playbook runner's collection), by state.
+    runs_cfg = (cfg.playbook_runs_collection, cfg.playbook_agency_field, cfg.playbook_state_field)
+    cursor = None
+    while True:
+        page = data.find(runs_cfg[0], DocumentQuery(ranges={"created": (window_start, None)}, limit=1000),
+                         agency=scope, agency_field=runs_cfg[1], cursor=cursor)
+        for run in page.items:
+            a = per.get(ecs.get(run, runs_cfg[1]))
+            if a is not None:
+                state = str(ecs.get(run, runs_cfg[2]) or "unknown")
+                a["playbook_runs"][state] = a["playbook_runs"].get(state, 0) + 1
+        if not page.next_cursor:
+            break
+        cursor = page.next_cursor
+
+    covered = covered_techniques(suite)
+    health = suite.ruleset
+    rule_health = {"sigma_loaded": health.loaded, "sigma_failed": health.failed}
+    engine = getattr(suite, "yara", None)
+    if engine is not None:
+        rule_health.update(yara_files_loaded=engine.pack.loaded, yara_files_failed=engine.pack.failed)
+    out_agencies = []
+    for agency_id, a in per.items():
+        seen = a.pop("_seen")
+        a["events_per_second"] = tracker.events_per_second(agency_id) if tracker is not None else None
+        a["events_total"] = data.store.count_events(agency_id)
+        a["mean_time_to_acknowledge_seconds"] = _mean(tta[agency_id])
+        a["mean_time_to_resolve_seconds"] = _mean(ttr[agency_id])
+        a["attack"] = {"seen": sorted(seen), "seen_not_covered": sorted(seen - covered)}
+        a["_tta"], a["_ttr"] = tta[agency_id], ttr[agency_id]
+        out_agencies.append(a)
+    document: dict[str, Any] = {
+        "generated": now_iso,
+        "window": {"start": window_start, "end": now_iso, "days": cfg.window_days},
+        "scope": scope or "province",
+        "attack_covered": sorted(covered),
+        "rule_health": rule_health,
+        "agencies": out_agencies,
+    }
+    if scope is None:
+        document["province"] = _rollup(inventory.document.province.id, out_agencies, tracker)
+    for a in out_agencies:
+        a.pop("_tta")
+        a.pop("_ttr")
+    return document
+
+
+def _empty(agency) -> dict:
+    return {"id": agency.id, "name": agency.name_en, "name_vi": agency.name_vi, "kind": agency.kind.value,
+            "log_sources": {"expected": 0, "reporting": 0, "silent": []},
+            "open_alerts": {s: 0 for s in SEVERITY_ORDER}, "alerts_in_window": 0, "playbook_runs": {},
+            "_seen": set()}
+
+
+def _rollup(province_id: str, agencies: list[dict], tracker) -> dict:
+    open_alerts = {s: sum(a["open_alerts"].get(s, 0) for a in agencies) for s in SEVERITY_ORDER}
+    runs: dict[str, int] = defaultdict(int)
+    for a in agencies:
+        for state, n in a["playbook_runs"].items():
+            runs[state] += n
+    seen = sorted({t for a in agencies for t in a["attack"]["seen"]})
+    return {
+        "id": province_id,
+        "agencies": len(agencies),
+        "log_sources": {"expected": sum(a["log_sources"]["expected"] for a in agencies),
+                        "reporting": sum(a["log_sources"]["reporting"] for a in agencies),
+                        "silent": sum(len(a["log_sources"]["silent"]) for a in agencies)},
+        "events_per_second": tracker.events_per_second(None) if tracker is not None else None,
+        "events_total": sum(a["events_total"] for a in agencies),
+        "open_alerts": open_alerts,
+        "alerts_in_window": sum(a["alerts_in_window"] for a in agencies),
+        "mean_time_to_acknowledge_seconds": _mean([x for a in agencies for x in a["_tta"]]),
+        "mean_time_to_resolve_seconds": _mean([x for a in agencies for x in a["_ttr"]]),
+        "attack_seen": seen,
+        "playbook_runs": dict(runs),
+    }

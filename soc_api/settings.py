@@ -1,0 +1,140 @@
+"""Settings of the API package: limits, the national-centre posture push, TAXII collections and pull sources.
+
+Read from the main configuration's ``soc_api`` section when the suite has one, else from the YAML file named by
+``SOC_API_CONFIG``, else the defaults below. Secrets are references (names of environment variables), never values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ROLE = Literal["admin", "analyst", "network_admin", "agency", "national_centre"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RateLimitConfig(_Section):
+    # A token bucket per API key: a sustained rate and a burst.
+    requests_per_second: float = Field(default=50.0, gt=0)
+    burst: int = Field(default=200, ge=1)
+
+
+class PostureConfig(_Section):
+    # Where the posture document is pushed (the national centre); None: no push.
+    push_url: str | None = None
+    # Name of the environment variable holding the HMAC-SHA256 signing key shared with the national centre.
+    signing_key_env: str | None = None
+    push_interval_seconds: float = Field(default=3600.0, gt=0)
+    retry_initial_seconds: float = Field(default=5.0, gt=0)
+    retry_max_seconds: float = Field(default=600.0, gt=0)
+    timeout_seconds: float = Field(default=15.0, gt=0)
+    # A log source that sent nothing for longer than its interval is "silent".
+    default_source_interval_seconds: int = Field(default=3600, ge=60)
+    source_intervals: dict[str, int] = {}  # per log source kind (sophos-xg, linux-auth, ...)
+    # Rates and means are computed over this window.
+    window_days: int = Field(default=30, ge=1, le=365)
+    # Where the playbook runner keeps its runs, and which field names the agency.
+    playbook_runs_collection: str = "playbook_runs"
+    playbook_agency_field: str = "agency"
+    playbook_state_field: str = "state"
+
+
+class TaxiiCollectionConfig(_Section):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    title: str
+    description: str = ""
+    source: Literal["indicators", "sightings", "malware"]
+    read_roles: list[ROLE] = []
+    write_roles: list[ROLE] = []
+
+
+class TaxiiPullSource(_Section):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    # The collection's URL on the remote TAXII 2.1 server (…/{api-root}/collections/{id}/).
+    collection_url: str
+    username: str | None = None
+    password_env: str | None = None  # HTTP Basic password (or API key) from this environment variable
+    interval_seconds: float = Field(default=3600.0, gt=0)
+    page_size: int = Field(default=500, ge=1, le=10_000)
+    default_tlp: str = "amber"
+    verify_tls: bool = True
+
+
+def _default_collections() -> list[TaxiiCollectionConfig]:
+    return [
+        TaxiiCollectionConfig(id="indicators", title="Indicators", source="indicators",
+                              description="Indicators the provincial SOC matches on ingest",
+                              read_roles=["analyst", "network_admin", "national_centre", "agency"],
+                              write_roles=["analyst", "national_centre"]),
+        TaxiiCollectionConfig(id="sightings", title="Sightings", source="sightings",
+                              description="Where and how often the province saw indicators",
+                              read_roles=["analyst", "national_centre"]),
+        TaxiiCollectionConfig(id="malware", title="Malware findings", source="malware",
+                              description="Malware found in the province (file samples by hash)",
+                              read_roles=["analyst", "national_centre"]),
+    ]
+
+
+class TaxiiConfig(_Section):
+    title: str = "Provincial SOC TAXII server"
+    contact: str = ""
+    api_root: str = Field(default="soc", pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    max_page: int = Field(default=1000, ge=1, le=10_000)
+    collections: list[TaxiiCollectionConfig] = Field(default_factory=_default_collections)
+    # TLP levels an agency key may read from the indicator collection (others go to the SOC and national centre).
+    agency_tlp: list[str] = ["clear", "green"]
+    pull: list[TaxiiPullSource] = []
+    state_collection: str = "taxii_state"
+
+
+class ApiSettings(_Section):
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    posture: PostureConfig = PostureConfig()
+    taxii: TaxiiConfig = TaxiiConfig()
+    # Name of the environment variable with the key that signs pagination cursors (random per process if unset).
+    cursor_key_env: str | None = None
+    # How long a verified key is trusted before the store is asked again (revocation in this process is immediate).
+    key_cache_seconds: float = Field(default=5.0, ge=0)
+
+
+class ApiConfigError(ValueError):
+    pass
+
+
+def load_api_settings(suite=None, environ: dict | None = None) -> ApiSettings:
+    section = getattr(getattr(suite, "settings", None), "soc_api", None)
+    if section is not None:
+        return section if isinstance(section, ApiSettings) else ApiSettings.model_validate(section)
+    environ = os.environ if environ is None else environ
+    path = environ.get("SOC_API_CONFIG")
+    if not path:
+        return ApiSettings()
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        return ApiSettings.model_validate(data)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ApiConfigError(f"SOC_API_CONFIG {path}: cannot read: {exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ApiConfigError(f"SOC_API_CONFIG {path}: {'.'.join(str(p) for p in first['loc'])}: "
+                             f"{first['msg']}") from exc
+
+
+def api_settings(suite) -> ApiSettings:
+    """The settings, loaded once per suite."""
+    cached = getattr(suite, "_api_settings", None)
+    if cached is None:
+        cached = load_api_settings(suite)
+        try:
+            suite._api_settings = cached
+        except AttributeError:
+            pass
+    return cached

@@ -1,0 +1,175 @@
+"""TAXII 2.1 collections over the suite's own records: what each collection holds, who may read and write it, and
+paging by ``added_after`` / ``next`` / ``limit`` with the ``match[...]`` filters.
+
+Every collection is a view of one document collection, read through the tenancy-enforcing data layer:
+``indicators`` (the indicator store, STIX Indicators; agency keys see only the TLP levels configured for them),
+``sightings`` (STIX Sightings, per agency) and ``malware`` (malware findings as STIX Malware with File samples, per
+agency). A collection keeps the latest version of each object; its ``date_added`` is when that version reached the
+suite.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import HTTPException
+
+from detections.indicators.extension import MALWARE_FINDINGS
+from detections.indicators.model import COLLECTION as INDICATORS, SIGHTINGS, IndicatorError
+from detections.indicators.stix import indicator_to_stix, indicators_from_stix, malware_to_stix, sighting_to_stix
+from soc import ecs
+from soc.storage.base import DocumentQuery
+from soc_api.data import Data
+from soc_api.settings import TaxiiCollectionConfig, api_settings
+
+TAXII_MEDIA = "application/taxii+json;version=2.1"
+STIX_MEDIA = "application/stix+json;version=2.1"
+STATUS = "taxii_status"
+_UUID_NS = uuid.UUID("9a7f1d2e-3b4c-4d5e-8f60-718293a4b5c6")
+
+# source -> (document collection, sort field = date_added, object type, agency field or None for shared)
+SOURCES = {
+    "indicators": (INDICATORS, "added", "indicator", None),
+    "sightings": (SIGHTINGS, "modified", "sighting", "organization.id"),
+    "malware": (MALWARE_FINDINGS, "modified", "malware", "organization.id"),
+}
+
+
+def collection_uuid(collection_id: str) -> str:
+    """TAXII collection ids are UUIDs; the configured short name maps to a stable one (both are accepted)."""
+    return str(uuid.uuid5(_UUID_NS, collection_id))
+
+
+@dataclass
+class ObjectsPage:
+    objects: list[dict]
+    manifest: list[dict]
+    more: bool
+    next: str | None
+    first_added: str | None = None
+    last_added: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class TaxiiError(HTTPException):
+    pass
+
+
+def find_collection(data: Data, collection_id: str) -> TaxiiCollectionConfig:
+    for c in api_settings(data.suite).taxii.collections:
+        if collection_id in (c.id, collection_uuid(c.id)):
+            return c
+    raise HTTPException(404, "no such collection")
+
+
+def can_read(data: Data, c: TaxiiCollectionConfig) -> bool:
+    return data.principal.role == "admin" or data.principal.role in c.read_roles
+
+
+def can_write(data: Data, c: TaxiiCollectionConfig) -> bool:
+    return data.principal.role == "admin" or data.principal.role in c.write_roles
+
+
+def describe(data: Data, c: TaxiiCollectionConfig) -> dict:
+    return {"id": collection_uuid(c.id), "title": c.title, "description": c.description or c.title,
+            "alias": c.id, "can_read": can_read(data, c), "can_write": can_write(data, c),
+            "media_types": [STIX_MEDIA]}
+
+
+def _tlp_terms(data: Data) -> dict:
+    return {"tlp": list(api_settings(data.suite).taxii.agency_tlp)} if data.principal.is_tenant else {}
+
+
+def _to_stix(source: str, doc: dict) -> list[dict]:
+    import json
+
+    if source == "indicators":
+        objs = [indicator_to_stix(doc)]
+    elif source == "sightings":
+        objs = [sighting_to_stix(doc)]
+    else:
+        objs = malware_to_stix(doc)
+    return [json.loads(o.serialize()) for o in objs]
+
+
+def objects_page(data: Data, c: TaxiiCollectionConfig, *, added_after: str | None, limit: int, next_token: str | None,
+                 match_id: list[str] | None, match_type: list[str] | None, match_version: str | None) -> ObjectsPage:
+    if not can_read(data, c):
+        raise HTTPException(403, "this key may not read this collection")
+    collection, sort, stix_type, agency_field = SOURCES[c.source]
+    if match_type and stix_type not in match_type:
+        return ObjectsPage([], [], False, None)
+    terms: dict[str, Any] = _tlp_terms(data) if c.source == "indicators" else {}
+    if match_id:
+        ids = list(match_id)
+        if c.source != "indicators":
+            # Sighting and malware ids are derived from the document ids (a UUID of their first 32 hex digits).
+            ids = [i.split("--", 1)[1].replace("-", "") for i in ids if "--" in i]
+        terms["id"] = ids
+    ranges = {sort: (added_after, None)} if added_after else {}
+    page = data.find(collection, DocumentQuery(terms=terms, ranges=ranges, sort=sort, limit=limit),
+                     agency_field=agency_field, cursor=next_token)
+    objects, manifest = [], []
+    for doc in page.items:
+        added = doc[sort]
+        if added_after and added <= added_after:
+            continue  # added_after is strict
+        stix = _to_stix(c.source, doc)
+        if match_type:
+            stix = [o for o in stix if o["type"] in match_type]
+        if match_version and match_version not in ("last", "first", "all"):
+            stix = [o for o in stix if o.get("modified") == match_version]
+        for o in stix:
+            objects.append(o)
+            manifest.append({"id": o["id"], "date_added": added, "version": o.get("modified", o.get("created", added)),
+                             "media_type": STIX_MEDIA})
+    added_values = [m["date_added"] for m in manifest]
+    return ObjectsPage(objects, manifest, more=page.next_cursor is not None, next=page.next_cursor,
+                       first_added=min(added_values) if added_values else None,
+                       last_added=max(added_values) if added_values else None)
+
+
+def add_objects(data: Data, c: TaxiiCollectionConfig, envelope: dict, service) -> dict:
+    """Take the objects of an envelope into the collection; a status resource says what succeeded and what not."""
+    if not can_write(data, c):
+        raise HTTPException(403, "this key may not write to this collection")
+    if c.source != "indicators":
+        raise HTTPException(403, "this collection is read-only")
+    objects = envelope.get("objects")
+    if not isinstance(objects, list):
+        raise HTTPException(422, "the body must be a TAXII envelope with an \"objects\" list")
+    successes, failures, docs = [], [], []
+    source = f"taxii:{data.principal.user or data.principal.name}"
+    for obj in objects:
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+            failures.append({"id": str(obj.get("id") if isinstance(obj, dict) else "?")[:200],
+                             "message": "not a STIX object (no id)"})
+            continue
+        if obj.get("type") == "marking-definition":
+            successes.append({"id": obj["id"], "version": obj.get("created", ""),
+                              "message": "marking definitions are known by id; not stored"})
+            continue
+        try:
+            doc = indicators_from_stix(obj, source=source, created_by=data.actor)
+        except IndicatorError as exc:
+            failures.append({"id": obj["id"][:200], "message": str(exc)})
+            continue
+        docs.append(doc)
+        successes.append({"id": obj["id"], "version": doc["modified"]})
+    if docs:
+        service.upsert(docs)
+    now = ecs.now_iso()
+    status = {
+        "id": str(uuid.uuid4()), "status": "complete", "request_timestamp": now, "total_count": len(objects),
+        "success_count": len(successes), "successes": successes, "failure_count": len(failures),
+        "failures": failures, "pending_count": 0, "pendings": [],
+        "owner": data.principal.key_id,
+    }
+    data.store.put_documents(STATUS, [status])
+    return status
+
+
+def public_status(status: dict) -> dict:
+    return {k: v for k, v in status.items() if k != "owner"}
