@@ -119,7 +119,7 @@ def get_principal(
     # scan) are checked by their own route against its own limit.
     structured = not request.headers.get("content-type", "").startswith("application/octet-stream")
     if structured and declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        raise HTTPException(413,
                             f"the request body may be at most {settings.max_body_bytes} bytes")
     request.state.principal = principal
     if request.method not in WRITE_METHODS:

@@ -81,7 +81,7 @@ def indicator_to_stix(doc: dict) -> stix2.v21.Indicator:
         pattern=pattern_of(doc["observables"]), pattern_type="stix", valid_from=doc["valid_from"],
         confidence=doc.get("confidence", 50), object_marking_refs=[TLP2_IDS[doc.get("tlp", "amber")]],
         created_by_ref=SUITE_IDENTITY.id, revoked=bool(doc.get("revoked")),
-        external_references=[{"source_name": doc.get("source", "soc")}],
+        external_references=[{"source_name": doc.get("source", "soc"), "description": "indicator source"}],
     )
     if doc.get("modified", "") < doc.get("created", ""):
         kwargs["modified"] = doc["created"]
