@@ -27,12 +27,12 @@ ERROR_LEVELS = frozenset({"emerg", "alert", "crit", "error", "warn"})
 
 def parse_apache_access(doc: dict, ctx: ParseContext) -> dict:
     text = c.message_text(doc)
-    ecs.put(doc, "event.category", ["web"])
+    c.set(doc, "event.category", ["web"])
     ssl = _SSL.match(text)
     if ssl:
         doc["@timestamp"] = c.clf_time(ssl.group("time"), ctx.zone)
         c.endpoint(doc, "source", ssl.group("client"))
-        ecs.put(doc, "tls.cipher", ssl.group("cipher"))
+        c.set(doc, "tls.cipher", ssl.group("cipher"))
         web.request(doc, ssl.group("request"), decode_query=True)
         web.body_bytes(doc, ssl.group("bytes"))
         return doc
@@ -62,7 +62,7 @@ def parse_apache_access(doc: dict, ctx: ParseContext) -> dict:
 
 def parse_apache_error(doc: dict, ctx: ParseContext) -> dict:
     text = c.message_text(doc)
-    ecs.put(doc, "event.category", ["web"])
+    c.set(doc, "event.category", ["web"])
     match = _ERROR.match(text)
     if not match:
         return doc  # httpd writes some lines without the bracketed header (start-up warnings): kept as they are
@@ -75,11 +75,11 @@ def parse_apache_error(doc: dict, ctx: ParseContext) -> dict:
         raise ParseError("bad_timestamp", f"unknown month in {match.group('time')!r}")
     doc["@timestamp"] = c.local_time(int(parts[4]), month, int(parts[2]), h, m, s, micro, ctx.zone)
     level = match.group("level")
-    ecs.put(doc, "log.level", level)
-    ecs.put(doc, "event.type", ["error" if level in ERROR_LEVELS else "info"])
+    c.set(doc, "log.level", level)
+    c.set(doc, "event.type", ["error" if level in ERROR_LEVELS else "info"])
     c.put(doc, "apache.error.module", match.group("module"))
     if match.group("pid"):
-        ecs.put(doc, "process.pid", int(match.group("pid")))
+        c.set(doc, "process.pid", int(match.group("pid")))
     if match.group("client"):
         address, port = web.host_port(match.group("client"))
         c.endpoint(doc, "source", address, port)

@@ -87,8 +87,8 @@ def parse_record(doc: dict, text: str) -> None:
     moment = datetime.fromtimestamp(int(match.group("sec")), tz=timezone.utc)
     frac = match.group("frac") or "0"
     doc["@timestamp"] = moment.replace(microsecond=int(frac[:6].ljust(6, "0")))
-    ecs.put(doc, "auditd.log.record_type", record_type)
-    ecs.put(doc, "auditd.log.sequence", int(match.group("seq")))
+    c.set(doc, "auditd.log.record_type", record_type)
+    c.set(doc, "auditd.log.sequence", int(match.group("seq")))
     c.put(doc, "auditd.log.node", match.group("node"))
     start = body.find("msg='")
     inner, outer = "", body
@@ -100,15 +100,15 @@ def parse_record(doc: dict, text: str) -> None:
     fields.update({k: v for k, v in c.kv(inner).items() if k not in fields or k in ("res",)})
     op = _OP.search(inner)
     if op and op.group("op"):
-        ecs.put(doc, "auditd.log.op", op.group("op"))
+        c.set(doc, "auditd.log.op", op.group("op"))
     result = (fields.get("res") or fields.get("result") or "").lower()
     success = fields.get("success")
     if result:
-        ecs.put(doc, "event.outcome", "success" if result.startswith("success") else "failure")
+        c.set(doc, "event.outcome", "success" if result.startswith("success") else "failure")
     elif success:
-        ecs.put(doc, "event.outcome", "success" if success == "yes" else "failure")
+        c.set(doc, "event.outcome", "success" if success == "yes" else "failure")
     if fields.get("pid", "").isdigit():
-        ecs.put(doc, "process.pid", int(fields["pid"]))
+        c.set(doc, "process.pid", int(fields["pid"]))
     c.put(doc, "process.executable", _value(fields.get("exe")))
     c.put(doc, "process.name", _value(fields.get("comm")))
     c.put(doc, "user.id", fields.get("uid"))
@@ -127,25 +127,25 @@ def parse_record(doc: dict, text: str) -> None:
         if call:
             name, action, category, kind = call
             c.categorize(doc, (category,), (kind,), None, None)
-            ecs.put(doc, "event.action", [action])
-            ecs.put(doc, "auditd.log.syscall", name)
+            c.set(doc, "event.action", [action])
+            c.set(doc, "auditd.log.syscall", name)
         return
     known = RECORDS.get(record_type)
     if known is None:
         return
     action, category, types = known
     c.categorize(doc, (category,), types)
-    ecs.put(doc, "event.action", [action])
+    c.set(doc, "event.action", [action])
 
 
 def _chauthtok(doc: dict) -> None:
     op = (ecs.get(doc, "auditd.log.op") or "").lower()
     if any(word in op for word in ("passw", "passwd", "chauthtok")):
         c.categorize(doc, ("iam",), ("user", "change"))
-        ecs.put(doc, "event.action", ["changed-password"])
+        c.set(doc, "event.action", ["changed-password"])
     else:
         c.categorize(doc, ("iam",), ("user", "change"))
-        ecs.put(doc, "event.action", "modified-user-account")
+        c.set(doc, "event.action", "modified-user-account")
 
 
 def parse_auditd(doc: dict, ctx: ParseContext | None = None) -> dict:

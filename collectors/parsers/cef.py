@@ -90,30 +90,30 @@ def parse_cef(doc: dict, ctx: ParseContext | None = None) -> dict:
         if target in INTEGER_FIELDS:
             number = c.integer(value)
             if number is not None:
-                ecs.put(doc, target, number)
+                c.set(doc, target, number)
         elif target in ("source.ip", "destination.ip", "source.nat.ip", "destination.nat.ip"):
             if c.is_ip(value):
-                ecs.put(doc, target, value)
+                c.set(doc, target, value)
                 c.append_unique(doc, "related.ip", value)
         elif target == "observer.ip":
             if c.is_ip(value):
-                ecs.put(doc, target, [value])
+                c.set(doc, target, [value])
         elif target == "network.transport":
             c.transport(doc, value)
         elif target == "event.outcome":
-            ecs.put(doc, target, value.lower().lstrip("/"))
+            c.set(doc, target, value.lower().lstrip("/"))
         else:
-            ecs.put(doc, target, value)
+            c.set(doc, target, value)
     category_outcome = fields.get("categoryOutcome", "").lstrip("/").lower()
     if category_outcome in ("success", "failure") and not ecs.get(doc, "event.outcome"):
-        ecs.put(doc, "event.outcome", category_outcome)
+        c.set(doc, "event.outcome", category_outcome)
     for user_field in ("source.user.name", "destination.user.name"):
         c.append_unique(doc, "related.user", ecs.get(doc, user_field))
     moment = c.epoch(fields["rt"]) if fields.get("rt", "").isdigit() else None
     if moment is not None:
         doc["@timestamp"] = moment
     if c.is_ip(fields.get("src")) and c.is_ip(fields.get("dst")) or fields.get("proto"):
-        ecs.put(doc, "event.category", ["network"])
+        c.set(doc, "event.category", ["network"])
     return doc
 
 

@@ -252,7 +252,7 @@ def _apply(doc: dict, mid: str, m: re.Match) -> None:
         f_if = _side(doc, "source" if inbound else "destination", g["ftok"])
         t_if = _side(doc, "destination" if inbound else "source", g["ttok"])
         ingress, egress = (f_if, t_if) if inbound else (t_if, f_if)
-        ecs.put(doc, "network.direction", g["dir"].lower())
+        c.set(doc, "network.direction", g["dir"].lower())
         c.user(doc, _user_name(g.get("tuser" if inbound else "fuser")), "destination.user.name")
         c.user(doc, _user_name(g.get("fuser" if inbound else "tuser")), "source.user.name")
     elif mid in ("302020", "302021"):
@@ -263,7 +263,7 @@ def _apply(doc: dict, mid: str, m: re.Match) -> None:
         if mid == "302021":
             c.transport(doc, proto)
         if g.get("dir"):
-            ecs.put(doc, "network.direction", g["dir"].lower())
+            c.set(doc, "network.direction", g["dir"].lower())
     elif mid in ("607001",):
         egress = _side(doc, "destination", g["ttok"])
         ingress = _side(doc, "source", g["ftok"])
@@ -285,15 +285,15 @@ def _apply(doc: dict, mid: str, m: re.Match) -> None:
     if g.get("suser") and mid not in ("106023",) and "ftok" not in g and "stok" not in g:
         c.user(doc, _user_name(g["suser"]), "source.user.name")
     if g.get("group"):
-        ecs.put(doc, "source.user.group.name", g["group"])
+        c.set(doc, "source.user.group.name", g["group"])
     if g.get("acl"):
-        ecs.put(doc, "cisco.asa.rule_name", g["acl"])
+        c.set(doc, "cisco.asa.rule_name", g["acl"])
     if g.get("conn") and g["conn"].isdigit():
-        ecs.put(doc, "cisco.asa.connection_id", g["conn"])
+        c.set(doc, "cisco.asa.connection_id", g["conn"])
     if g.get("dir") and mid not in ("302013", "302015"):
-        ecs.put(doc, "network.direction", g["dir"].lower())
+        c.set(doc, "network.direction", g["dir"].lower())
     if g.get("reason"):
-        ecs.put(doc, "event.reason", g["reason"].strip())
+        c.set(doc, "event.reason", g["reason"].strip())
     if g.get("url"):
         c.url_parts(doc, g["url"])
     if g.get("verdict"):
@@ -322,7 +322,7 @@ def _inner_time(text: str, ctx: ParseContext) -> datetime | None:
 
 def parse_cisco_asa(doc: dict, ctx: ParseContext) -> dict:
     text = c.message_text(doc)
-    ecs.put(doc, "event.category", ["network"])
+    c.set(doc, "event.category", ["network"])
     c.observer(doc, "Cisco", "asa")
     hostname = ecs.get(doc, "host.hostname")
     program = ecs.get(doc, "process.name")
@@ -336,16 +336,16 @@ def parse_cisco_asa(doc: dict, ctx: ParseContext) -> dict:
     if moment is not None:
         doc["@timestamp"] = moment
     severity = int(header.group("severity"))
-    ecs.put(doc, "event.severity", severity)
-    ecs.put(doc, "log.level", LEVELS[severity])
+    c.set(doc, "event.severity", severity)
+    c.set(doc, "log.level", LEVELS[severity])
     if header.group("product") == "FTD":
-        ecs.put(doc, "observer.product", "ftd")
+        c.set(doc, "observer.product", "ftd")
     body = text[header.end():]
     doc["message"] = body
     mid = header.group("id") or ""
     if not mid:
         return doc
-    ecs.put(doc, "event.code", mid)
+    c.set(doc, "event.code", mid)
     repeated = _REPEATED.match(body)
     if repeated:
         body = repeated.group("inner")
@@ -366,7 +366,7 @@ def parse_cisco_asa(doc: dict, ctx: ParseContext) -> dict:
     elif mid == "113040":
         group = re.match(r"Terminating the VPN connection attempt from (\S+?)\.", body)
         if group:
-            ecs.put(doc, "source.user.group.name", group.group(1))
+            c.set(doc, "source.user.group.name", group.group(1))
     category = CATEGORIES.get(mid)
     if category is not None:
         cat, types, outcome, action = category

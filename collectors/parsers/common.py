@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from collectors.message import ParseError
@@ -37,14 +38,37 @@ def kv(text: str) -> dict[str, str]:
     return out
 
 
-def ip(value: str | None) -> str | None:
-    """A valid IPv4/IPv6 address in canonical text, else None. Zone ids (fe80::1%eth0) are kept off."""
-    if not value:
-        return None
+@lru_cache(maxsize=65536)
+def _canonical_ip(value: str) -> str | None:
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
         return None
+
+
+def ip(value: str | None) -> str | None:
+    """A valid IPv4/IPv6 address in canonical text, else None. Cached: the same addresses recur all day."""
+    if not value or len(value) > 64:
+        return None
+    return _canonical_ip(value)
+
+
+@lru_cache(maxsize=4096)
+def _path(dotted: str) -> tuple[tuple[str, ...], str]:
+    parts = dotted.split(".")
+    return tuple(parts[:-1]), parts[-1]
+
+
+def set(doc: dict, dotted: str, value) -> None:  # noqa: A001 - the ECS setter every parser calls many times
+    """ecs.put with the dotted path split once per field name (the hot path of every parser)."""
+    parents, leaf = _path(dotted)
+    node = doc
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[leaf] = value
 
 
 def is_ip(value: str | None) -> bool:
@@ -69,7 +93,7 @@ def integer(value) -> int | None:
 def put(doc: dict, dotted: str, value) -> None:
     """Set a field when it has a value (None and "" are skipped)."""
     if value is not None and value != "":
-        ecs.put(doc, dotted, value)
+        set(doc, dotted, value)
 
 
 def append_unique(doc: dict, dotted: str, value) -> None:
@@ -77,12 +101,12 @@ def append_unique(doc: dict, dotted: str, value) -> None:
         return
     current = ecs.get(doc, dotted)
     if current is None:
-        ecs.put(doc, dotted, [value])
+        set(doc, dotted, [value])
     elif isinstance(current, list):
         if value not in current:
             current.append(value)
     elif current != value:
-        ecs.put(doc, dotted, [current, value])
+        set(doc, dotted, [current, value])
 
 
 def endpoint(doc: dict, side: str, address: str | None, port_value=None, raw_ip: bool = False) -> None:
@@ -93,13 +117,13 @@ def endpoint(doc: dict, side: str, address: str | None, port_value=None, raw_ip:
         address = address.strip()
         canonical = ip(address)
         if canonical:
-            ecs.put(doc, f"{side}.ip", address if raw_ip else canonical)
+            set(doc, f"{side}.ip", address if raw_ip else canonical)
             append_unique(doc, "related.ip", address if raw_ip else canonical)
         elif address != "-":
-            ecs.put(doc, f"{side}.domain", address)
+            set(doc, f"{side}.domain", address)
     number = port(port_value)
     if number is not None:
-        ecs.put(doc, f"{side}.port", number)
+        set(doc, f"{side}.port", number)
 
 
 def transport(doc: dict, value: str | None) -> None:
@@ -110,17 +134,17 @@ def transport(doc: dict, value: str | None) -> None:
     if value in ("icmpv6", "icmp6", "ipv6icmp"):
         value = "ipv6-icmp"
     if value in NAME_BY_IANA:
-        ecs.put(doc, "network.iana_number", value)
-        ecs.put(doc, "network.transport", NAME_BY_IANA[value])
+        set(doc, "network.iana_number", value)
+        set(doc, "network.transport", NAME_BY_IANA[value])
         return
-    ecs.put(doc, "network.transport", value)
+    set(doc, "network.transport", value)
     if value in IANA_BY_NAME:
-        ecs.put(doc, "network.iana_number", IANA_BY_NAME[value])
+        set(doc, "network.iana_number", IANA_BY_NAME[value])
 
 
 def user(doc: dict, name: str | None, field: str = "user.name") -> None:
     if name and name not in ("-", "N/A"):
-        ecs.put(doc, field, name)
+        set(doc, field, name)
         append_unique(doc, "related.user", name)
 
 
@@ -214,20 +238,20 @@ def epoch(value: str) -> datetime | None:
 
 
 def observer(doc: dict, vendor: str, product: str, kind: str = "firewall") -> None:
-    ecs.put(doc, "observer.vendor", vendor)
-    ecs.put(doc, "observer.product", product)
-    ecs.put(doc, "observer.type", kind)
+    set(doc, "observer.vendor", vendor)
+    set(doc, "observer.product", product)
+    set(doc, "observer.type", kind)
 
 
 def categorize(doc: dict, category=None, types=None, outcome: str | None = None, action: str | None = None) -> None:
     if category is not None:
-        ecs.put(doc, "event.category", list(category))
+        set(doc, "event.category", list(category))
     if types is not None:
-        ecs.put(doc, "event.type", list(types))
+        set(doc, "event.type", list(types))
     if outcome:
-        ecs.put(doc, "event.outcome", outcome)
+        set(doc, "event.outcome", outcome)
     if action:
-        ecs.put(doc, "event.action", action)
+        set(doc, "event.action", action)
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
@@ -237,13 +261,13 @@ def url_parts(doc: dict, original: str, prefix: str = "url") -> None:
     """url.original plus scheme/domain/port/path/query/extension (what Elastic's uri_parts processor sets)."""
     if not original:
         return
-    ecs.put(doc, f"{prefix}.original", original)
+    set(doc, f"{prefix}.original", original)
     rest = original
     scheme_end = rest.find("://")
     if scheme_end > 0 and not _SCHEME.fullmatch(rest[:scheme_end]):
         scheme_end = -1
     if scheme_end > 0:
-        ecs.put(doc, f"{prefix}.scheme", rest[:scheme_end].lower())
+        set(doc, f"{prefix}.scheme", rest[:scheme_end].lower())
         rest = rest[scheme_end + 3:]
         slash = min([i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0] or [len(rest)])
         authority, rest = rest[:slash], rest[slash:]
@@ -259,20 +283,20 @@ def url_parts(doc: dict, original: str, prefix: str = "url") -> None:
             host, port_text = authority.split(":", 1)
         put(doc, f"{prefix}.domain", host)
         if port_text is not None and port(port_text) is not None:
-            ecs.put(doc, f"{prefix}.port", port(port_text))
+            set(doc, f"{prefix}.port", port(port_text))
     fragment = rest.find("#")
     if fragment >= 0:
         put(doc, f"{prefix}.fragment", rest[fragment + 1:])
         rest = rest[:fragment]
     query = rest.find("?")
     if query >= 0:
-        ecs.put(doc, f"{prefix}.query", rest[query + 1:])
+        set(doc, f"{prefix}.query", rest[query + 1:])
         rest = rest[:query]
     if rest:
-        ecs.put(doc, f"{prefix}.path", rest)
+        set(doc, f"{prefix}.path", rest)
         last = rest.rsplit("/", 1)[-1]
         if "." in last and not last.endswith("."):
-            ecs.put(doc, f"{prefix}.extension", last.rsplit(".", 1)[1].lower())
+            set(doc, f"{prefix}.extension", last.rsplit(".", 1)[1].lower())
 
 
 def message_text(doc: dict) -> str:

@@ -75,7 +75,7 @@ def parse_fortigate(doc: dict, ctx: ParseContext) -> dict:
     action = (fields.get("action") or "").lower()
     status = (fields.get("status") or "").lower()
     if kind == "traffic":
-        ecs.put(doc, "event.category", ["network"])
+        c.set(doc, "event.category", ["network"])
         c.put(doc, "event.action", TRAFFIC_ACTIONS.get(logid) or action)
         if action in DENIED:
             c.categorize(doc, types=("connection", "denied"), outcome="success")
@@ -83,33 +83,33 @@ def parse_fortigate(doc: dict, ctx: ParseContext) -> dict:
             ended = action in ("close", "timeout", "client-rst", "server-rst") or "-end-" in (ecs.get(doc, "event.action") or "")
             c.categorize(doc, types=("connection", "end" if ended else "start"), outcome="success")
     elif kind == "utm":
-        ecs.put(doc, "event.category", ["network"])
+        c.set(doc, "event.category", ["network"])
         c.put(doc, "event.action", fields.get("eventtype") or action)
-        ecs.put(doc, "event.outcome", "success")
+        c.set(doc, "event.outcome", "success")
         if action in DENIED:
-            ecs.put(doc, "event.type", ["denied"])
+            c.set(doc, "event.type", ["denied"])
         elif action in ALLOWED:
-            ecs.put(doc, "event.type", ["allowed"])
+            c.set(doc, "event.type", ["allowed"])
         host, url = fields.get("hostname"), fields.get("url")
         c.put(doc, "url.domain", host)
         if url:
             c.url_parts(doc, url)
             if host:
-                ecs.put(doc, "url.domain", host)
+                c.set(doc, "url.domain", host)
         c.put(doc, "http.request.method", fields.get("httpmethod"))
         c.put(doc, "http.request.referrer", fields.get("referralurl"))
         c.put(doc, "user_agent.original", fields.get("agent"))
     elif kind == "event":
         if action in ("login", "logout"):
-            ecs.put(doc, "event.action", action)
-            ecs.put(doc, "event.category", ["authentication"])
-            ecs.put(doc, "event.outcome", "success" if status == "success" else "failure")
+            c.set(doc, "event.action", action)
+            c.set(doc, "event.category", ["authentication"])
+            c.set(doc, "event.outcome", "success" if status == "success" else "failure")
         else:
             c.put(doc, "event.action", EVENT_ACTIONS.get(logid) or (f"FortiGate-event-{action}" if action else None))
             if subtype == "vpn":
                 c.categorize(doc, category=("network",), types=("connection",))
             if status in ("failure", "failed", "error"):
-                ecs.put(doc, "event.outcome", "failure")
+                c.set(doc, "event.outcome", "failure")
     return doc
 
 

@@ -22,7 +22,7 @@ DENY_WORDS = ("drop", "deny", "reject", "block")
 
 def parse_iptables(doc: dict, ctx: ParseContext) -> dict:
     text = c.message_text(doc)
-    ecs.put(doc, "event.category", ["network"])
+    c.set(doc, "event.category", ["network"])
     c.put(doc, "observer.name", ecs.get(doc, "host.hostname"))
     start = text.find("IN=")
     prefix = (text[:start] if start >= 0 else "").strip()
@@ -40,22 +40,22 @@ def parse_iptables(doc: dict, ctx: ParseContext) -> dict:
     ubiquiti = _UBIQUITI.search(prefix) if start >= 0 and text[start - 1:start] == "]" else None
     if ubiquiti:
         action = ACTIONS[ubiquiti.group("act")]
-        ecs.put(doc, "rule.id", ubiquiti.group("rule"))
-        ecs.put(doc, "iptables.ubiquiti.rule_set", ubiquiti.group("set"))
+        c.set(doc, "rule.id", ubiquiti.group("rule"))
+        c.set(doc, "iptables.ubiquiti.rule_set", ubiquiti.group("set"))
         zones = ubiquiti.group("set").split("-")
         if len(zones) == 2:
-            ecs.put(doc, "observer.ingress.zone", zones[0])
-            ecs.put(doc, "observer.egress.zone", zones[1])
+            c.set(doc, "observer.ingress.zone", zones[0])
+            c.set(doc, "observer.egress.zone", zones[1])
     elif prefix and not prefix.startswith("["):
         label = prefix.split()[-1].rstrip(":")
         if label and label.lower() not in ("kernel", "iptables", "nftables"):
             action = label.lower()
     if action:
-        ecs.put(doc, "event.action", action)
+        c.set(doc, "event.action", action)
         denied = any(word in action for word in DENY_WORDS)
-        ecs.put(doc, "event.type", ["denied" if denied else "allowed", "connection"])
+        c.set(doc, "event.type", ["denied" if denied else "allowed", "connection"])
     elif start >= 0:
-        ecs.put(doc, "event.type", ["connection"])
+        c.set(doc, "event.type", ["connection"])
     c.put(doc, "observer.ingress.interface.name", fields.get("IN"))
     c.put(doc, "observer.egress.interface.name", fields.get("OUT"))
     c.endpoint(doc, "source", fields.get("SRC"), fields.get("SPT"), raw_ip=True)
@@ -64,7 +64,7 @@ def parse_iptables(doc: dict, ctx: ParseContext) -> dict:
     c.transport(doc, fields.get("PROTO"))
     flags = [word for word in body.split() if word in _FLAGS]
     if flags:
-        ecs.put(doc, "iptables.tcp.flags" if fields.get("PROTO") == "TCP" else "iptables.flags", flags)
+        c.set(doc, "iptables.tcp.flags" if fields.get("PROTO") == "TCP" else "iptables.flags", flags)
     return doc
 
 

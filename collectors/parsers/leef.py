@@ -71,17 +71,17 @@ def parse_leef(doc: dict, ctx: ParseContext) -> dict:
         if target in INTEGERS:
             number = c.integer(value)
             if number is not None:
-                ecs.put(doc, target, number)
+                c.set(doc, target, number)
         elif target.endswith(".ip"):
             if c.is_ip(value):
-                ecs.put(doc, target, value)
+                c.set(doc, target, value)
                 c.append_unique(doc, "related.ip", value)
         elif target == "network.transport":
             c.transport(doc, value)
         elif target == "user.name":
             c.user(doc, value)
         else:
-            ecs.put(doc, target, value)
+            c.set(doc, target, value)
     if fields.get("devTime"):
         try:
             doc["@timestamp"] = c.date_time(fields["devTime"], ctx.zone)
@@ -91,7 +91,7 @@ def parse_leef(doc: dict, ctx: ParseContext) -> dict:
                 doc["@timestamp"] = moment
     action = (fields.get("action") or "").lower()
     if ecs.get(doc, "source.ip") or ecs.get(doc, "destination.ip"):
-        ecs.put(doc, "event.category", ["network"])
+        c.set(doc, "event.category", ["network"])
     if action:
         denied = any(word in action for word in DENY)
         c.categorize(doc, types=("connection", "denied" if denied else "allowed"), outcome="success")

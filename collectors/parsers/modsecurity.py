@@ -63,9 +63,9 @@ def _rules(doc: dict, messages) -> None:
             ids += _RULE_ID.findall(entry)
             names += _RULE_MSG.findall(entry)
     if ids:
-        ecs.put(doc, "rule.id", ids)
+        c.set(doc, "rule.id", ids)
     if names:
-        ecs.put(doc, "rule.name", names)
+        c.set(doc, "rule.name", names)
 
 
 def _parse_json(doc: dict, text: str, ctx: ParseContext) -> dict:
@@ -86,13 +86,13 @@ def _parse_json(doc: dict, text: str, ctx: ParseContext) -> dict:
     response = tx.get("response") if isinstance(tx.get("response"), dict) else {}
     c.put(doc, "http.request.method", request.get("method"))
     if request.get("http_version") is not None:
-        ecs.put(doc, "http.version", str(request["http_version"]))
+        c.set(doc, "http.version", str(request["http_version"]))
     req_headers, resp_headers = _headers(request.get("headers")), _headers(response.get("headers"))
     _url(doc, req_headers.get("host"), c.integer(tx.get("host_port")), request.get("uri"))
     c.put(doc, "user_agent.original", req_headers.get("user-agent"))
     c.put(doc, "http.request.referrer", req_headers.get("referer"))
     if response.get("http_code") is not None:
-        ecs.put(doc, "http.response.status_code", c.integer(response["http_code"]))
+        c.set(doc, "http.response.status_code", c.integer(response["http_code"]))
     c.put(doc, "http.response.mime_type", resp_headers.get("content-type"))
     _rules(doc, tx.get("messages"))
     return doc
@@ -121,16 +121,16 @@ def _parse_native(doc: dict, text: str, ctx: ParseContext) -> dict:
     if request_lines:
         first = request_lines[0].split()
         if len(first) >= 2:
-            ecs.put(doc, "http.request.method", first[0])
+            c.set(doc, "http.request.method", first[0])
             if len(first) >= 3 and first[2].startswith("HTTP/"):
-                ecs.put(doc, "http.version", first[2][5:])
+                c.set(doc, "http.version", first[2][5:])
             _url(doc, headers.get("host"), c.integer(a.group("sport")), first[1])
     c.put(doc, "user_agent.original", headers.get("user-agent"))
     status_line = sections.get("F", "").splitlines()
     if status_line:
         parts = status_line[0].split()
         if len(parts) >= 2 and parts[1].isdigit():
-            ecs.put(doc, "http.response.status_code", int(parts[1]))
+            c.set(doc, "http.response.status_code", int(parts[1]))
     _rules(doc, [line for line in sections.get("H", "").splitlines() if line.startswith("Message:")])
     return doc
 

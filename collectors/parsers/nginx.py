@@ -40,7 +40,7 @@ def parse_nginx_access(doc: dict, ctx: ParseContext) -> dict:
             c.endpoint(doc, "destination", None, port)
     remotes = [r for r in re.split(r"[,\s]+", remote_text.strip()) if r]
     if remotes:
-        ecs.put(doc, "nginx.access.remote_ip_list", remotes)
+        c.set(doc, "nginx.access.remote_ip_list", remotes)
         c.endpoint(doc, "source", remotes[0])
     c.user(doc, None if match.group("user") == "-" else match.group("user"))
     web.request(doc, match.group("request"))
@@ -59,9 +59,9 @@ def parse_nginx_error(doc: dict, ctx: ParseContext) -> dict:
         raise ParseError("not_nginx_error", "line does not start with 'YYYY/MM/DD hh:mm:ss [level] pid#tid:'")
     c.categorize(doc, ("web",), ("error",))
     doc["@timestamp"] = c.date_time(match.group("time"), ctx.zone)
-    ecs.put(doc, "log.level", match.group("level"))
-    ecs.put(doc, "process.pid", int(match.group("pid")))
-    ecs.put(doc, "process.thread.id", int(match.group("tid")))
+    c.set(doc, "log.level", match.group("level"))
+    c.set(doc, "process.pid", int(match.group("pid")))
+    c.set(doc, "process.thread.id", int(match.group("tid")))
     doc["message"] = match.group("message")
     client = _CLIENT.search(match.group("message"))
     if client:

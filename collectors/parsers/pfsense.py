@@ -27,14 +27,14 @@ def _filterlog(doc: dict, text: str) -> None:
     c.put(doc, "rule.id", f[3])
     c.put(doc, "pfsense.rule_number", f[0])
     action = f[6].lower()
-    ecs.put(doc, "event.category", ["network"])
+    c.set(doc, "event.category", ["network"])
     c.put(doc, "event.action", action)
     c.put(doc, "event.reason", f[5])
     if action in ACTION_TYPES:
-        ecs.put(doc, "event.type", list(ACTION_TYPES[action]))
+        c.set(doc, "event.type", list(ACTION_TYPES[action]))
     direction = f[7]
     c.put(doc, "observer.ingress.interface.name" if direction == "in" else "observer.egress.interface.name", f[4])
-    ecs.put(doc, "network.direction", {"in": "ingress", "out": "egress"}.get(direction, direction))
+    c.set(doc, "network.direction", {"in": "ingress", "out": "egress"}.get(direction, direction))
     version = f[8]
     if version == "4" and len(f) >= 20:
         proto, src, dst, rest = f[16], f[18], f[19], f[20:]
@@ -64,7 +64,7 @@ def _openvpn(doc: dict, text: str) -> None:
         c.categorize(doc, ("authentication", "network"), ("info",))
         c.user(doc, auth.group("user"))
         if auth.group("verb") != "authenticated":
-            ecs.put(doc, "event.outcome", "failure")
+            c.set(doc, "event.outcome", "failure")
         return
     err = _TLS_ERR.search(text)
     if err:
@@ -106,14 +106,14 @@ _REQUEST = re.compile(r"^(?P<method>[A-Z]+) (?P<url>\S+)(?: HTTP/(?P<version>[\d
 
 def _http_result(doc: dict, status: int | None) -> None:
     if status is not None and status >= 0:
-        ecs.put(doc, "http.response.status_code", status)
-        ecs.put(doc, "event.outcome", "failure" if status >= 400 else "success")
+        c.set(doc, "http.response.status_code", status)
+        c.set(doc, "event.outcome", "failure" if status >= 400 else "success")
 
 
 def _request(doc: dict, request: str) -> None:
     match = _REQUEST.match(request.strip())
     if match:
-        ecs.put(doc, "http.request.method", match.group("method"))
+        c.set(doc, "http.request.method", match.group("method"))
         c.put(doc, "http.version", match.group("version"))
         c.url_parts(doc, match.group("url"))
 
@@ -137,9 +137,9 @@ def _haproxy(doc: dict, text: str, ctx: ParseContext) -> None:
     except ParseError:
         pass
     if http:
-        ecs.put(doc, "event.category", ["web"])
+        c.set(doc, "event.category", ["web"])
         _http_result(doc, c.integer(http.group("status")))
-        ecs.put(doc, "http.response.bytes", int(http.group("bytes")))
+        c.set(doc, "http.response.bytes", int(http.group("bytes")))
         _request(doc, http.group("request"))
         return
     backend = _BACKEND_ADDR.match(tcp.group("rest"))
@@ -161,14 +161,14 @@ def _squid(doc: dict, text: str) -> None:
             raise ParseError("bad_json", f"squid JSON record does not parse: {exc}") from exc
         if not isinstance(record, dict):
             return
-        ecs.put(doc, "event.category", ["web"])
+        c.set(doc, "event.category", ["web"])
         flat = ecs.flatten(record)
         c.put(doc, "http.request.method", flat.get("http.request.method"))
         c.put(doc, "http.version", flat.get("http.version"))
         status = c.integer(flat.get("http.response.body.status_code") or flat.get("http.response.status_code"))
         _http_result(doc, status)
         if c.integer(flat.get("http.response.bytes")) is not None:
-            ecs.put(doc, "http.response.bytes", c.integer(flat["http.response.bytes"]))
+            c.set(doc, "http.response.bytes", c.integer(flat["http.response.bytes"]))
         c.endpoint(doc, "source", flat.get("source.ip") or flat.get("source.address"))
         url = flat.get("url.original")
         if url:
@@ -179,8 +179,8 @@ def _squid(doc: dict, text: str) -> None:
         c.categorize(doc, ("web", "network"), None)
         c.endpoint(doc, "source", match.group("ip"))
         _http_result(doc, int(match.group("status")))
-        ecs.put(doc, "http.response.bytes", int(match.group("bytes")))
-        ecs.put(doc, "http.request.method", match.group("method"))
+        c.set(doc, "http.response.bytes", int(match.group("bytes")))
+        c.set(doc, "http.request.method", match.group("method"))
         _squid_url(doc, match.group("url"), match.group("method"))
         c.user(doc, match.group("user"))
         c.endpoint(doc, "destination", match.group("peer"))
@@ -188,11 +188,11 @@ def _squid(doc: dict, text: str) -> None:
 
 def _squid_url(doc: dict, url: str, method: str | None) -> None:
     if method == "CONNECT" and "://" not in url:
-        ecs.put(doc, "url.original", url)
+        c.set(doc, "url.original", url)
         host, _, port = url.rpartition(":")
         c.put(doc, "url.domain", host or url)
         if port.isdigit():
-            ecs.put(doc, "url.port", int(port))
+            c.set(doc, "url.port", int(port))
         return
     c.url_parts(doc, url)
 
@@ -210,7 +210,7 @@ def _split_host_port(value: str) -> tuple[str, str | None]:
 def _snort(doc: dict, text: str) -> None:
     match = _SNORT.search(text)
     if match:
-        ecs.put(doc, "event.category", ["network"])
+        c.set(doc, "event.category", ["network"])
         c.put(doc, "rule.id", match.group("sig"))
         c.put(doc, "rule.description", match.group("desc"))
         c.transport(doc, match.group("proto"))
@@ -223,18 +223,18 @@ def _unbound(doc: dict, text: str) -> None:
     if match:
         c.categorize(doc, ("network",), ("connection",))
         c.endpoint(doc, "source", match.group("ip"))
-        ecs.put(doc, "dns.question.name", match.group("name").rstrip("."))
-        ecs.put(doc, "dns.question.type", match.group("qtype"))
+        c.set(doc, "dns.question.name", match.group("name").rstrip("."))
+        c.set(doc, "dns.question.type", match.group("qtype"))
 
 
 def parse_pfsense(doc: dict, ctx: ParseContext) -> dict:
     text = c.message_text(doc)
     program = (ecs.get(doc, "process.name") or "").strip("()")
-    ecs.put(doc, "observer.vendor", "netgate")
-    ecs.put(doc, "observer.type", "firewall")
+    c.set(doc, "observer.vendor", "netgate")
+    c.set(doc, "observer.type", "firewall")
     c.put(doc, "observer.name", ecs.get(doc, "host.hostname"))
     if program == "filterlog" or (not program and text.count(",") >= 8 and _looks_like_filterlog(text)):
-        ecs.put(doc, "event.dataset", "pfsense.log")
+        c.set(doc, "event.dataset", "pfsense.log")
         _filterlog(doc, text)
     elif program == "openvpn":
         _openvpn(doc, text)

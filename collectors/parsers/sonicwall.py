@@ -38,10 +38,10 @@ def parse_sonicwall(doc: dict, ctx: ParseContext) -> dict:
     c.put(doc, "observer.name", fields.get("id"))
     c.put(doc, "observer.serial_number", fields.get("sn"))
     if c.is_ip(fields.get("fw")):
-        ecs.put(doc, "observer.ip", [fields["fw"]])
+        c.set(doc, "observer.ip", [fields["fw"]])
     if fields.get("time"):
         doc["@timestamp"] = c.date_time(fields["time"].strip('"'), ctx.zone)
-    ecs.put(doc, "event.category", ["network"])
+    c.set(doc, "event.category", ["network"])
     c.put(doc, "event.code", fields.get("m"))
     c.put(doc, "observer.ingress.interface.name", _address(doc, "source", fields.get("src")))
     c.put(doc, "observer.egress.interface.name", _address(doc, "destination", fields.get("dst")))

@@ -22,7 +22,7 @@ def _timestamp(doc: dict, fields: dict, ctx: ParseContext) -> None:
 
 
 def _firewall(doc: dict, fields: dict, subtype: str) -> None:
-    ecs.put(doc, "event.category", ["network"])
+    c.set(doc, "event.category", ["network"])
     action = subtype.lower()
     if action in ("denied", "drop", "deny", "blocked"):
         c.categorize(doc, types=("denied", "connection"), outcome="success", action=action)
@@ -55,7 +55,7 @@ def parse_sophos_xg(doc: dict, ctx: ParseContext) -> dict:
     c.user(doc, fields.get("user_name") or fields.get("user"))
     c.put(doc, "message", fields.get("message"))
     if fields.get("url"):
-        ecs.put(doc, "url.original", fields["url"])
+        c.set(doc, "url.original", fields["url"])
     if log_type == "Firewall":
         _firewall(doc, fields, subtype)
     elif log_type == "Anti-Virus":
@@ -78,7 +78,7 @@ def parse_sophos_xg(doc: dict, ctx: ParseContext) -> dict:
         ok = (fields.get("status") or subtype).lower() in ("successful", "success", "authentication")
         c.categorize(doc, ("authentication",), ("start",) if ok else ("info",), "success" if ok else "failure")
     elif log_type == "Wireless Protection":
-        ecs.put(doc, "event.outcome", "success")
+        c.set(doc, "event.outcome", "success")
     return doc
 
 

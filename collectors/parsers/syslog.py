@@ -77,7 +77,18 @@ def _bsd_time(match: re.Match, zone: tzinfo, received: datetime) -> datetime:
         years = [int(match.group("year"))]
     else:
         local_now = received.astimezone(zone)
-        years = [local_now.year, local_now.year - 1, local_now.year + 1]
+        if month == 1 and local_now.month == 12:  # only then can next year's date be "not in the future"
+            years = [local_now.year + 1, local_now.year, local_now.year - 1]
+        else:
+            years = [local_now.year, local_now.year - 1, local_now.year + 1]
+        limit = received + timedelta(days=1)
+        for year in years:  # the first candidate that is not in the future is the latest such one
+            try:
+                moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=zone)
+            except ValueError:
+                continue
+            if moment <= limit:
+                return moment
     candidates = []
     for year in years:
         try:

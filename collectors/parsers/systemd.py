@@ -14,12 +14,12 @@ _SERVICE = re.compile(r"^(?P<verb>Started|Stopped) (?!target )(?P<name>.+?)\.?$"
 
 def parse_systemd(doc: dict, ctx: ParseContext | None = None) -> dict:
     match = _SERVICE.match(c.message_text(doc).strip())
-    ecs.put(doc, "event.module", "system")
+    c.set(doc, "event.module", "system")
     if match:
         start = match.group("verb") == "Started"
         c.categorize(doc, ("process",), ("start" if start else "end",), None,
                      "service-start" if start else "service-stop")
-        ecs.put(doc, "service.name", match.group("name"))
+        c.set(doc, "service.name", match.group("name"))
     return doc
 
 

@@ -16,25 +16,25 @@ def request(doc: dict, line: str, decode_query: bool = False) -> None:
     match = _REQUEST.match(line.strip())
     if not match:
         return
-    ecs.put(doc, "http.request.method", match.group("method"))
+    c.set(doc, "http.request.method", match.group("method"))
     c.put(doc, "http.version", match.group("version"))
     c.url_parts(doc, match.group("url"))
     if decode_query and ecs.get(doc, "url.query"):
-        ecs.put(doc, "url.query", unquote(ecs.get(doc, "url.query")))
+        c.set(doc, "url.query", unquote(ecs.get(doc, "url.query")))
 
 
 def status(doc: dict, code: str | None) -> None:
     number = c.integer(code)
     if number is None:
         return
-    ecs.put(doc, "http.response.status_code", number)
-    ecs.put(doc, "event.outcome", "failure" if number >= 400 else "success")
+    c.set(doc, "http.response.status_code", number)
+    c.set(doc, "event.outcome", "failure" if number >= 400 else "success")
 
 
 def body_bytes(doc: dict, value: str | None) -> None:
     number = c.integer(value)
     if number is not None:
-        ecs.put(doc, "http.response.body.bytes", number)
+        c.set(doc, "http.response.body.bytes", number)
 
 
 def host_port(token: str) -> tuple[str, str | None]:

@@ -145,9 +145,9 @@ def parse_security(doc: dict, ctx: ParseContext | None = None) -> dict:
     keywords = record["winlog"].get("keywords") or []
     if not ecs.get(doc, "event.outcome"):
         if "Audit Success" in keywords:
-            ecs.put(doc, "event.outcome", "success")
+            c.set(doc, "event.outcome", "success")
         elif "Audit Failure" in keywords:
-            ecs.put(doc, "event.outcome", "failure")
+            c.set(doc, "event.outcome", "failure")
     subject, target = _name(data.get("SubjectUserName")), _name(data.get("TargetUserName"))
     if event_id in ("4624", "4625", "4634", "4647", "4648", "4768", "4769", "4771", "4776") and target:
         c.user(doc, target)
@@ -181,7 +181,7 @@ def parse_sysmon(doc: dict, ctx: ParseContext | None = None) -> dict:
     if known:
         task, verb, category, types = known
         c.categorize(doc, category, types)
-        ecs.put(doc, "event.action", [task, verb])
+        c.set(doc, "event.action", [task, verb])
     user = data.get("User")
     if isinstance(user, str) and user:
         domain, _, name = user.rpartition("\\")
@@ -191,7 +191,7 @@ def parse_sysmon(doc: dict, ctx: ParseContext | None = None) -> dict:
     c.put(doc, "process.command_line", data.get("CommandLine"))
     c.put(doc, "process.entity_id", data.get("ProcessGuid"))
     if str(data.get("ProcessId") or "").isdigit():
-        ecs.put(doc, "process.pid", int(data["ProcessId"]))
+        c.set(doc, "process.pid", int(data["ProcessId"]))
     c.put(doc, "file.path", data.get("ImageLoaded") or data.get("TargetFilename"))
     c.put(doc, "dns.question.name", data.get("QueryName"))
     if event_id == "3":
