@@ -105,12 +105,36 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"soc parse: cannot read {file}: {exc.strerror}", err=True)
             raise typer.Exit(2) from exc
         try:
-            parsed, failed = parse_file(fmt, handle, sys.stdout, sys.stderr, zone)
+            if handle is not sys.stdin and sys.stderr.isatty():
+                parsed, failed = _with_progress(fmt, handle, zone, Path(file).stat().st_size)
+            else:
+                parsed, failed = parse_file(fmt, handle, sys.stdout, sys.stderr, zone)
         finally:
             if handle is not sys.stdin:
                 handle.close()
         typer.echo(f"soc parse: {parsed} parsed, {failed} failed", err=True)
         raise typer.Exit(1 if failed else 0)
+
+
+def _with_progress(fmt: str, handle, zone, size: int) -> tuple[int, int]:
+    """A progress bar on the terminal (stderr) while the documents go to stdout."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("parsing"), BarColumn(), DownloadColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("parse", total=size)
+
+        def lines():
+            for line in handle:
+                progress.advance(task, len(line.encode("utf-8", "surrogateescape")))
+                yield line
+
+        class _Err:
+            def write(self, text: str) -> None:
+                console.print(text.rstrip("\n"), markup=False, highlight=False)
+
+        return parse_file(fmt, lines(), sys.stdout, _Err(), zone)
 
 
 def _zone(name: str | None):
