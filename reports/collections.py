@@ -156,7 +156,7 @@ def status_times(history: list[dict]) -> tuple[str | None, str | None]:
 def incidents(store: Store, agency: str | None, start: str, end: str) -> list[Incident]:
     out = []
     for doc in iter_collection(store, INCIDENTS, agency):
-        opened = _first(doc, "opened", "created", "@timestamp", "first_seen")
+        opened = _first(doc, "first_seen", "opened", "created_at", "created", "@timestamp")
         if not opened or not (start <= _iso(opened) < end):
             continue
         ack, resolved = status_times(doc.get("history") or [])

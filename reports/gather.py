@@ -32,6 +32,7 @@ TOP_N = 10
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "informational")
 SYSLOG_SEVERITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug")
 PROVINCE = "province"
+OWN_DATASETS = ("soc.",)
 
 
 @dataclass
@@ -136,6 +137,9 @@ def _scan_events(store: Store, inventory: Inventory, scope: str | None, period: 
 
 
 def _count_event(doc, inventory, period, start_epoch, data, pairs, datasets, per_agency, over_time) -> None:
+    dataset = ecs.get(doc, "event.dataset") or ""
+    if dataset.startswith(OWN_DATASETS):
+        return  # the suite's own records (probe results, source-health notes) are not logs collected
     event_id = ecs.get(doc, "event.id")
     ts = doc["@timestamp"]
     moment = ecs.parse_time(ts)
@@ -144,7 +148,6 @@ def _count_event(doc, inventory, period, start_epoch, data, pairs, datasets, per
     data.events_by_severity[severity] += 1
     ev = data.ev(f"events_by_severity:{severity}")
     ev.add_event(event_id)
-    dataset = ecs.get(doc, "event.dataset") or ""
     program = ecs.get(doc, "process.name") or ""
     program = program if isinstance(program, str) else ""
     datasets.add((dataset, program))
@@ -371,6 +374,8 @@ def _handled(store: Store, scope: str | None, period: Period, alerts: list[dict]
     rows = []
     for alert in alerts:
         ack, resolved = records.status_times(alert.get("history") or [])
+        ack = alert.get("acknowledged_at") or ack  # detections/lifecycle.py keeps these on the alert
+        resolved = alert.get("closed_at") or resolved
         if ack or resolved or alert.get("severity") in ("high", "critical"):
             rows.append(HandledRow(id=alert["id"], kind="alert", title=alert.get("summary") or
                                    ecs.get(alert, "rule.title") or alert["id"], severity=alert.get("severity", "?"),
