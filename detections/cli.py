@@ -23,6 +23,8 @@ def hunt_command(
     min_level: Annotated[str, typer.Option(help="informational, low, medium, high or critical")] = "informational",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write detections here, not stdout")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    inventory: Annotated[Optional[Path], typer.Option(help="inventory YAML for %placeholder% values "
+                                                            "(default: the configured one)")] = None,
     workers: Annotated[int, typer.Option(help="processes to hunt with (default: one per core)")] = 0,
 ) -> None:
     """Hunt with Sigma rules over EVTX files and JSON lines, like Hayabusa or Zircolite."""
@@ -50,7 +52,8 @@ def hunt_command(
     with progress:
         task = progress.add_task("loading rules", total=None)
         ruleset = load_rules(rules, pipeline=pipeline, cache_dir=None if no_cache else cache_dir,
-                             progress=lambda done, total: progress.update(task, completed=done, total=total))
+                             progress=lambda done, total: progress.update(task, completed=done, total=total),
+                             placeholders=_placeholders(inventory))
         loaded_at = time.perf_counter()
         engine = DetectionEngine(ruleset)
         sizes = {f: f.stat().st_size for f in files}
@@ -88,6 +91,19 @@ def hunt_command(
         f"total {elapsed:.1f}s; {len(errors)} unreadable records")
     if ruleset.failed:
         console.print("see `soc rules check --rules DIR` for why rules failed")
+
+
+def _placeholders(inventory_path: Path | None) -> dict[str, list[str]]:
+    from detections.sigma.placeholders import placeholder_values
+    from inventory.lookup import Inventory, InventoryError
+    from soc.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+        inventory = Inventory.load(inventory_path or settings.inventory.path)
+    except (ConfigError, InventoryError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    return placeholder_values(inventory, settings.detections.placeholders)
 
 
 def register(app: typer.Typer) -> None:

@@ -187,8 +187,16 @@ def rules_check(
     """Load every rule and say, per rule, loaded or failed and why."""
     from detections.sigma.loader import load_rules
 
+    from pathlib import Path
+
+    from detections.sigma.placeholders import placeholder_values
+    from inventory.lookup import Inventory
+
     settings = _settings(config)
-    ruleset = load_rules(rules or settings.detections.sigma_rule_dirs)
+    det = settings.detections
+    ruleset = load_rules(rules or det.sigma_rule_dirs, pipeline=det.sigma_pipeline,
+                         cache_dir=Path(settings.data_dir) / det.rule_cache_dir if det.rule_cache_dir else None,
+                         placeholders=placeholder_values(Inventory.load(settings.inventory.path), det.placeholders))
     for h in ruleset.health:
         if as_json:
             typer.echo(json.dumps(h.__dict__, ensure_ascii=False))

@@ -30,6 +30,7 @@ class DemoResult:
     alerts: list[dict]
     brute_force: dict | None
     login_after: dict | None
+    diagnosis: str = ""
 
     @property
     def ok(self) -> bool:
@@ -95,7 +96,26 @@ def play(settings: Settings, *, syslog_host: str, syslog_port: int, api_url: str
         if brute and after and brute["count"] >= FAILURES:
             break
         time.sleep(0.3)
-    return DemoResult(attacker=attacker, alerts=alerts, brute_force=brute, login_after=after)
+    result = DemoResult(attacker=attacker, alerts=alerts, brute_force=brute, login_after=after)
+    if not result.ok:
+        result.diagnosis = _diagnose(settings, attacker)
+    return result
+
+
+def _diagnose(settings: Settings, attacker: str) -> str:
+    """Where did the lines go? Said when the alerts did not come, so the failure explains itself."""
+    from soc.storage import EventQuery
+
+    store = open_store(settings)
+    try:
+        store.refresh()
+        events = store.search_events(EventQuery(terms={"source.ip": attacker}, limit=100))
+        letters = [d for d in store.list_dead_letters(50) if attacker.encode() in d.raw]
+    finally:
+        store.close()
+    return (f"{len(events)} of the demo's events are in the store "
+            f"({sum(1 for e in events if e.get('event', {}).get('outcome') == 'failure')} failures), "
+            f"{len(letters)} are dead letters" + (f" (first: {letters[0].reason})" if letters else ""))
 
 
 def describe(result: DemoResult) -> str:
@@ -105,5 +125,5 @@ def describe(result: DemoResult) -> str:
         lines.append(f"  [{alert['severity']:>8}] {alert['rule']['title']}: count={alert['count']} "
                      f"agency={org.get('id')} ({org.get('name')}) status={alert['status']} id={alert['id']}")
     lines.append("demo " + ("passed: brute force and login-after-failures alerts raised" if result.ok
-                            else "FAILED: the expected alerts did not appear"))
+                            else f"FAILED: the expected alerts did not appear; {result.diagnosis}"))
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import logging
 import queue
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -24,6 +25,7 @@ from collectors.sources import syslog as syslog_source
 from detections.alerts import AlertManager
 from detections.engine import DetectionEngine
 from detections.sigma.loader import RuleSet, load_rules
+from detections.sigma.placeholders import placeholder_values
 from inventory.lookup import Inventory
 from soc import ecs, metrics
 from soc.config import Settings
@@ -47,7 +49,10 @@ class Suite:
         self.store = store or open_store(settings)
         self.inventory = Inventory.load(settings.inventory.path)
         self.pipeline = Pipeline(build_context(settings, self.inventory))
-        self.ruleset: RuleSet = load_rules(settings.detections.sigma_rule_dirs)
+        det = settings.detections
+        cache_dir = Path(settings.data_dir) / det.rule_cache_dir if det.rule_cache_dir else None
+        self.ruleset: RuleSet = load_rules(det.sigma_rule_dirs, pipeline=det.sigma_pipeline, cache_dir=cache_dir,
+                                           placeholders=placeholder_values(self.inventory, det.placeholders))
         metrics.RULES_LOADED.labels(kind="sigma").set(self.ruleset.loaded)
         metrics.RULES_FAILED.labels(kind="sigma").set(self.ruleset.failed)
         for health in self.ruleset.health:

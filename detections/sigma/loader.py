@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import re
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -133,7 +134,8 @@ def _ref(rule) -> str:
     return str(rule.id) if getattr(rule, "id", None) else rule.name
 
 
-def parse_file(path: str, text: str, pipeline_name: str | None) -> list[tuple]:
+def parse_file(path: str, text: str, pipeline_name: str | None,
+               placeholders: dict[str, list[str]] | None = None) -> list[tuple]:
     """One rule file → entries: ("rule", meta, logsource, ir), ("correlation", meta, spec) or ("failed", health)."""
     from sigma.collection import SigmaCollection
     from sigma.correlations import SigmaCorrelationRule
@@ -157,8 +159,8 @@ def parse_file(path: str, text: str, pipeline_name: str | None) -> list[tuple]:
     for error in collection.errors:  # the collection repeats its rules' errors: keep the ones of no rule
         if str(error) not in rule_errors:
             failed(path, Path(path).name, "detection", str(error))
-    pipeline = build_pipeline(pipeline_name)
     for rule in collection.rules:
+        pipeline = build_pipeline(pipeline_name, placeholders)  # a pipeline keeps state per rule: one each
         is_correlation = isinstance(rule, SigmaCorrelationRule)
         kind = "correlation" if is_correlation else "detection"
         if rule.errors:
@@ -200,8 +202,9 @@ def parse_file(path: str, text: str, pipeline_name: str | None) -> list[tuple]:
     return entries
 
 
-def _parse_batch(batch: list[tuple[str, str]], pipeline_name: str | None) -> list[list[tuple]]:
-    return [parse_file(path, text, pipeline_name) for path, text in batch]
+def _parse_batch(batch: list[tuple[str, str]], pipeline_name: str | None,
+                 placeholders: dict[str, list[str]] | None) -> list[list[tuple]]:
+    return [parse_file(path, text, pipeline_name, placeholders) for path, text in batch]
 
 
 # --- loading -------------------------------------------------------------------------------------------------------
@@ -218,9 +221,16 @@ def rule_files(dirs: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def _cache_key(text: bytes, pipeline_name: str | None) -> str:
-    return hashlib.sha256(b"%d\x00%s\x00%s\x00" % (IR_VERSION, (pipeline_name or "").encode(),
-                                                   _pysigma_version().encode()) + text).hexdigest()
+def _cache_key(text: bytes, setup: bytes) -> str:
+    return hashlib.sha256(setup + text).hexdigest()
+
+
+def _setup_key(pipeline_name: str | None, placeholders: dict[str, list[str]] | None) -> bytes:
+    """What besides a file's text decides its parse: IR version, pySigma version, pipeline, placeholder values."""
+    import json
+
+    return b"%d\x00%s\x00%s\x00%s\x00" % (IR_VERSION, _pysigma_version().encode(), (pipeline_name or "").encode(),
+                                          json.dumps(placeholders or {}, sort_keys=True).encode())
 
 
 @lru_cache(maxsize=1)
@@ -234,7 +244,8 @@ def _pysigma_version() -> str:
 
 
 def load_rules(dirs: Iterable[str | Path], pipeline: str | None = "soc", cache_dir: str | Path | None = None,
-               workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> RuleSet:
+               workers: int | None = None, progress: Callable[[int, int], None] | None = None,
+               placeholders: dict[str, list[str]] | None = None) -> RuleSet:
     """Load and compile every rule under ``dirs`` with the named processing pipeline (detections/sigma/pipelines.py).
 
     ``cache_dir``: where parsed rules are kept between runs (None: no cache). ``progress(done, total)`` is called as
@@ -248,7 +259,8 @@ def load_rules(dirs: Iterable[str | Path], pipeline: str | None = "soc", cache_d
         except OSError as exc:
             texts.append((str(path), b""))
             log.warning("cannot read %s: %s", path, exc)
-    keys = [_cache_key(data, pipeline) for _, data in texts]
+    setup = _setup_key(pipeline, placeholders)
+    keys = [_cache_key(data, setup) for _, data in texts]
     cache: dict[str, list[tuple]] = {}
     cache_file = Path(cache_dir) / "sigma-rules.pickle" if cache_dir else None
     if cache_file is not None and cache_file.exists():
@@ -263,13 +275,15 @@ def load_rules(dirs: Iterable[str | Path], pipeline: str | None = "soc", cache_d
     todo = [(texts[i][0], texts[i][1].decode("utf-8", "replace")) for i in missing]
     if progress:
         progress(len(files) - len(missing), len(files))
-    if len(todo) >= PARALLEL_FROM and (workers or os.cpu_count() or 1) > 1:
+    # Forked workers inherit the loaded code and need no importable __main__; forking is only safe while this
+    # process runs a single thread (a suite that already serves parses in-process instead).
+    if len(todo) >= PARALLEL_FROM and (workers or os.cpu_count() or 1) > 1 and threading.active_count() == 1:
         n = workers or os.cpu_count() or 2
         chunks = [todo[i::n * 4] for i in range(n * 4)]
         index_chunks = [missing[i::n * 4] for i in range(n * 4)]
         done = len(files) - len(missing)
-        with ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_parse_batch, chunk, pipeline) for chunk in chunks]
+        with ProcessPoolExecutor(max_workers=n, mp_context=get_context("fork")) as pool:
+            futures = [pool.submit(_parse_batch, chunk, pipeline, placeholders) for chunk in chunks]
             for indices, future in zip(index_chunks, futures):
                 for i, entries in zip(indices, future.result()):
                     results[i] = entries
@@ -278,7 +292,7 @@ def load_rules(dirs: Iterable[str | Path], pipeline: str | None = "soc", cache_d
                     progress(done, len(files))
     else:
         for n_done, (i, (path, text)) in enumerate(zip(missing, todo), start=1):
-            results[i] = parse_file(path, text, pipeline)
+            results[i] = parse_file(path, text, pipeline, placeholders)
             if progress and (n_done % 50 == 0 or n_done == len(todo)):
                 progress(len(files) - len(missing) + n_done, len(files))
     for i, entries in results.items():

@@ -121,6 +121,8 @@ def _walk_data(node: Any, out: dict[str, Any]) -> None:
                 scalar = _scalar(value)
                 if scalar is not None:
                     out[key] = scalar
+                    if " " in key:  # Defender writes "Threat Name"; Sigma rules say ThreatName
+                        out.setdefault(key.replace(" ", ""), scalar)
 
 
 def windows_view_from_evtx(record: dict) -> dict[str, Any]:

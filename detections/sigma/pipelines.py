@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sigma.processing.conditions import LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
-from sigma.processing.transformations import FieldMappingTransformation
+from sigma.processing.transformations import FieldMappingTransformation, ValueListPlaceholderTransformation
 
 # Sigma taxonomy field -> ECS field, per log source category (Sigma's field names for these categories).
 WEB_FIELDS = {
@@ -54,11 +54,18 @@ def _mapping(identifier: str, fields: dict[str, str], **logsource: str) -> Proce
                           rule_conditions=[LogsourceCondition(**logsource)])
 
 
-def soc_pipeline() -> ProcessingPipeline:
+def soc_pipeline(placeholders: dict[str, list[str]] | None = None) -> ProcessingPipeline:
+    items: list[ProcessingItem] = []
+    if placeholders:
+        # %name% in |expand values -> the listed values (inventory and configuration); unknown names stay and the
+        # rule fails to load with the name in its health reason.
+        items.append(ProcessingItem(identifier="soc_placeholders",
+                                    transformation=ValueListPlaceholderTransformation(include=sorted(placeholders))))
     return ProcessingPipeline(
         name="SOC suite: Sigma taxonomy to ECS",
         priority=20,
-        items=[
+        vars=dict(placeholders or {}),
+        items=items + [
             _mapping("soc_webserver", WEB_FIELDS, category="webserver"),
             _mapping("soc_proxy", PROXY_FIELDS, category="proxy"),
             _mapping("soc_firewall", FIREWALL_FIELDS, category="firewall"),
@@ -73,10 +80,10 @@ def soc_pipeline() -> ProcessingPipeline:
 PIPELINES = {"soc": soc_pipeline}
 
 
-def build_pipeline(name: str | None) -> ProcessingPipeline | None:
+def build_pipeline(name: str | None, placeholders: dict[str, list[str]] | None = None) -> ProcessingPipeline | None:
     if not name or name == "none":
         return None
     try:
-        return PIPELINES[name]()
+        return PIPELINES[name](placeholders)
     except KeyError:
         raise ValueError(f"unknown Sigma processing pipeline {name!r}; known: {', '.join(PIPELINES)}") from None
