@@ -96,6 +96,8 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Scan files and folders; one JSON object per match on stdout, progress and summary on stderr."""
+        from rich.markup import escape
+
         from detections.yara.model import ScanSummary
         from detections.yara.scanner import ScanOptions, Scanner
 
@@ -121,8 +123,9 @@ def register(app: typer.Typer) -> None:
                 if result.matches:
                     out.flush()
                 if result.problem:
-                    progress.console.print(f"[yellow]not scanned[/] {result.problem.path}: {result.problem.kind}: "
-                                           f"{result.problem.reason}", highlight=False, markup=True)
+                    progress.console.print(f"[yellow]not scanned[/] {escape(result.problem.path)}: "
+                                           f"{result.problem.kind}: {escape(result.problem.reason)}",
+                                           highlight=False, soft_wrap=True)
                 progress.advance(task)
             summary.seconds = time.perf_counter() - started
         failed = f", {pack.failed} failed (see `soc yara check`)" if pack.failed else ", 0 failed"

@@ -46,7 +46,9 @@ class ScanOptions:
     fixed_externals: dict[str, str] | None = None
     preview_bytes: int = PREVIEW_BYTES
     max_hits_per_string: int = MAX_HITS_PER_STRING
-    follow_symlinks: bool = False  # for folders; a symlink named on the command line is always followed
+    # Symlinks to files are scanned (as `yara` does); symlinks to folders are walked only when this is set, since
+    # they can loop.
+    follow_dir_symlinks: bool = False
 
 
 def _preview(data: bytes, limit: int) -> str:
@@ -103,12 +105,12 @@ class Scanner:
             return rules.match(timeout=self.options.timeout_seconds, **kwargs)
 
     # --- one target ------------------------------------------------------------------------------------------
-    def scan_file(self, path: str | os.PathLike, *, follow_symlinks: bool = True) -> ScanResult:
+    def scan_file(self, path: str | os.PathLike) -> ScanResult:
         started = time.perf_counter()
         path = os.path.abspath(os.fspath(path))
         target = Target(path=path, size=0)
         try:
-            st = os.stat(path) if follow_symlinks else os.lstat(path)
+            st = os.stat(path)
         except OSError as exc:
             return self._problem(target, "unreadable", exc.strerror or str(exc), started)
         target.size = st.st_size
@@ -165,45 +167,44 @@ class Scanner:
         return result
 
     # --- many targets ----------------------------------------------------------------------------------------
-    def iter_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[tuple[str, bool]]:
-        """(path, named) for every file under the given paths, folders walked recursively; ``named`` is True for a
-        path given directly. A folder that cannot be listed is yielded as itself so the scan reports it."""
+    def iter_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[str]:
+        """Every file under the given paths, folders walked recursively in name order. A folder that cannot be
+        listed is yielded as itself, so that scanning it reports why."""
         for given in paths:
             given = os.fspath(given)
             if os.path.isdir(given):
                 yield from self._walk(given)
             else:
-                yield given, True
+                yield given
 
-    def _walk(self, folder: str) -> Iterator[tuple[str, bool]]:
+    def _walk(self, folder: str) -> Iterator[str]:
         failures: list[str] = []
         for root, dirs, files in os.walk(folder, onerror=lambda exc: failures.append(exc.filename or folder),
-                                         followlinks=self.options.follow_symlinks):
+                                         followlinks=self.options.follow_dir_symlinks):
             dirs.sort()
             for name in sorted(files):
-                yield os.path.join(root, name), False
+                yield os.path.join(root, name)
             while failures:
-                yield failures.pop(), True  # scanning it gives "unreadable" with the reason
+                yield failures.pop()
         while failures:
-            yield failures.pop(), True
+            yield failures.pop()
 
     def scan_paths(self, paths: Iterable[str | os.PathLike]) -> Iterator[ScanResult]:
         """Scan every file under ``paths`` on the worker threads; results come back as they finish."""
         return self.scan_items(self.iter_files(paths))
 
-    def scan_items(self, files: Iterable[tuple[str, bool]]) -> Iterator[ScanResult]:
-        """Scan (path, named) pairs from ``iter_files`` (a caller may list them first to show a progress bar)."""
-        follow = self.options.follow_symlinks
+    def scan_items(self, files: Iterable[str]) -> Iterator[ScanResult]:
+        """Scan paths from ``iter_files`` (a caller may list them first to show a progress bar)."""
         threads = max(1, self.options.threads)
         if threads == 1:
-            for path, named in files:
-                yield self.scan_file(path, follow_symlinks=named or follow)
+            for path in files:
+                yield self.scan_file(path)
             return
         in_flight: deque[Future] = deque()
         limit = threads * 8  # bounded look-ahead: a folder of a million files is not queued at once
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="soc-yara") as pool:
-            for path, named in files:
-                in_flight.append(pool.submit(self.scan_file, path, follow_symlinks=named or follow))
+            for path in files:
+                in_flight.append(pool.submit(self.scan_file, path))
                 if len(in_flight) >= limit:
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     for future in [f for f in in_flight if f in done]:
