@@ -28,6 +28,7 @@ from playbooks.runner import Actor, Runner, RunError
 from playbooks.safety import SafetyRefusal
 from playbooks.settings import PlaybookSettings
 from soc.storage import store_from_url
+from soc.storage.base import DocumentQuery
 from tests.netns_firewall import NamespaceFirewall, need_lab
 
 pytestmark = pytest.mark.timeout(300)
@@ -348,3 +349,155 @@ def test_iptables_driver_blocks_on_the_real_firewall(clean, tmp_path):
         for command in cleanup:
             subprocess.run(["ip", "netns", "exec", lab.fw_ns, *command.split()], capture_output=True)
         runner.pool.close_all()
+
+
+# --- the API, with approval ----------------------------------------------------------------------------------------
+def test_api_start_approve_search_and_roll_back(clean, tmp_path, monkeypatch):
+    import httpx
+
+    from soc.service import Suite, SuiteThread
+    from soc_api.keys import create_key
+    from tests.conftest import make_settings
+
+    lab = clean
+    pb_config = tmp_path / "playbooks.yaml"
+    pb_config.write_text(yaml.safe_dump({"lock_dir": str(tmp_path / "locks"),
+                                         "soc_addresses": [f"{lab.soc_address}/32"]}))
+    monkeypatch.setenv("SOC_PLAYBOOKS_CONFIG", str(pb_config))
+    settings = make_settings(tmp_path, SOC__INVENTORY__PATH=str(lab.inventory(tmp_path / "inv.yaml", core=True)),
+                             SOC__EXTENSIONS="[playbooks.service]")
+    suite = SuiteThread(Suite(settings)).start()
+    try:
+        store = suite.suite.store
+        keys = {role: create_key(store, role)[0] for role in ("analyst", "network_admin")}
+        keys["other_agency"] = create_key(store, "agency", agency="elsewhere")[0]
+        api = httpx.Client(base_url=f"http://127.0.0.1:{suite.suite.bound['api']}/api/v1", timeout=30)
+        as_ = lambda who: {"X-API-Key": keys[who]}  # noqa: E731
+        plan = api.post("/playbooks/block_address/runs", headers=as_("analyst"),
+                        json={"inputs": {"address": lab.attacker}, "dry_run": True}).json()
+        assert plan["steps"][0]["plan"][0]["commands"] == \
+            [f"nft add element inet soc block4 '{{ {lab.attacker} comment \"soc-{plan['id'][:16]}\" }}'"]
+        response = api.post("/playbooks/block_address/runs", headers=as_("analyst"),
+                            json={"inputs": {"address": lab.attacker, "agency": "lab"}})
+        assert response.status_code == 201, response.text
+        run = response.json()
+        assert run["state"] == "pending_approval"
+        assert api.post(f"/playbooks/runs/{run['id']}/approve", headers=as_("analyst")).status_code == 403
+        assert lab.connect(lab.attacker) == "open"
+        approved = api.post(f"/playbooks/runs/{run['id']}/approve", headers=as_("network_admin"))
+        assert approved.status_code == 200 and approved.json()["state"] == "running"
+        _wait(lambda: api.get(f"/playbooks/runs/{run['id']}", headers=as_("analyst")).json()["state"]
+              == "succeeded", 20, "the approved run")
+        assert lab.connect(lab.attacker, timeout=0.5) == "timeout"
+        found = api.get("/playbooks/runs", headers=as_("analyst"),
+                        params={"state": "succeeded", "device": "lab-fw-01", "playbook": "block_address",
+                                "agency": "lab"}).json()["runs"]
+        assert [r["id"] for r in found] == [run["id"]]
+        assert api.get("/playbooks/runs", headers=as_("other_agency")).json()["runs"] == []
+        assert api.get(f"/playbooks/runs/{run['id']}", headers=as_("other_agency")).status_code == 404
+        blocks = api.get("/playbooks/blocks", headers=as_("analyst")).json()["blocks"]
+        assert [(b["target"], b["state"]) for b in blocks] == [(f"{lab.attacker}/32", "active")]
+        refused = api.post("/playbooks/block_address/runs", headers=as_("analyst"),
+                           json={"inputs": {"address": lab.soc_address}})
+        assert refused.status_code == 422 and "never-block" in refused.json()["detail"]["refused"]
+        rolled = api.post(f"/playbooks/runs/{run['id']}/rollback", headers=as_("network_admin"))
+        assert rolled.status_code == 200 and rolled.json()["state"] == "rolled_back"
+        assert lab.connect(lab.attacker) == "open"
+    finally:
+        suite.stop()
+
+
+# --- kill the suite during a run, restart it ----------------------------------------------------------------------
+def test_killed_during_a_run_then_restarted(clean, tmp_path):
+    """`soc serve` (a real process) runs a playbook that blocks, then waits on a slow webhook; it is killed with
+    SIGKILL there. After the restart the run is marked failed (interrupted), the block it left has a recorded expiry,
+    and the restarted suite removes it when that expiry comes."""
+    import os
+    import signal
+    import sys
+
+    import httpx
+
+    from soc.storage import open_store
+    from soc.config import load_settings
+    from soc_api.keys import create_key
+    from tests.conftest import free_port
+
+    lab = clean
+    hook = _Webhook(delay=60)
+    library = tmp_path / "lib"
+    library.mkdir()
+    (library / "slow.yml").write_text(yaml.safe_dump({
+        "name": "block_then_tell", "title": "block, then tell a slow webhook",
+        "inputs": {"address": {"type": "ip"}},
+        "steps": [{"id": "block", "action": "block",
+                   "params": {"address": "{{ address }}", "ttl": "8s", "devices": {"roles": ["wan-edge"]}}},
+                  {"id": "tell", "action": "notify", "params": {"message": "blocked {{ address }}"}}],
+        "approval": {"auto_low_impact": True}}))
+    (tmp_path / "playbooks.yaml").write_text(yaml.safe_dump({
+        "library_dirs": [str(library)], "lock_dir": str(tmp_path / "locks"), "expiry_interval_seconds": 0.3,
+        "webhook": {"url": hook.url, "timeout_seconds": 60}}))
+    api_port = free_port()
+    config = tmp_path / "soc.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path), "store": {"url": f"sqlite:///{tmp_path / 'soc.db'}"},
+        "syslog": {"host": "127.0.0.1", "udp_port": free_port(), "tcp_port": free_port()},
+        "api": {"host": "127.0.0.1", "port": api_port},
+        "inventory": {"path": str(lab.inventory(tmp_path / "inv.yaml"))}, "extensions": ["playbooks.service"]}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOC__")}
+    env["SOC_PLAYBOOKS_CONFIG"] = str(tmp_path / "playbooks.yaml")
+    log = open(tmp_path / "serve.log", "ab")
+
+    def serve() -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "soc.cli", "serve", "--config", str(config)], stdout=log,
+                                stderr=log, env=env)
+        _wait(lambda: _answers(f"http://127.0.0.1:{api_port}/api/v1/health") or proc.poll() is not None, 60,
+              "soc serve")
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        return proc
+
+    store = open_store(load_settings(config, environ={}))
+    key = create_key(store, "analyst")[0]
+    first = serve()
+    second = None
+    try:
+        response = httpx.post(f"http://127.0.0.1:{api_port}/api/v1/playbooks/block_then_tell/runs",
+                              headers={"X-API-Key": key}, json={"inputs": {"address": lab.attacker}}, timeout=30)
+        assert response.status_code == 201, response.text
+        run_id = response.json()["id"]
+        _wait(lambda: hook.received, 20, "the run to reach its slow webhook")
+        assert lab.connect(lab.attacker, timeout=0.5) == "timeout"
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert store.get_document("playbook_runs", run_id)["state"] == "running"
+        block = store.get_document(BLOCKS, block_id("lab-fw-01", f"{lab.attacker}/32", "block"))
+        assert block["state"] == "active" and block["expires_at"]
+        second = serve()
+        run = _wait(lambda: (lambda r: r if r["state"] == "failed" else None)(
+            store.get_document("playbook_runs", run_id)), 20, "the interrupted run to be marked")
+        assert run["interrupted"] is True and "interrupted" in run["result"]["message"]
+        every_block = store.find_documents(BLOCKS, DocumentQuery())
+        assert every_block and all(b["expires_at"] for b in every_block)
+        _wait(lambda: lab.connect(lab.attacker, timeout=0.5) == "open", 30, "the block to expire after restart")
+        _wait(lambda: store.get_document(BLOCKS, block["id"]).get("removed_by") == "expired", 10, "block record")
+        assert lab.attacker not in lab.blocked_elements()
+    finally:
+        hook.close()
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        store.close()
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
