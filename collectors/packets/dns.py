@@ -7,7 +7,12 @@ dissection, yields exactly the same record.
 
 from __future__ import annotations
 
-from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRRMX, DNSRRSOA, DNSRRSRV, dnsclasses, dnstypes
+import struct
+
+from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRRMX, DNSRRSOA, DNSRRSRV, dns_get_str, dnsclasses, dnstypes
+from scapy.packet import Packet
+
+from collectors.packets import dns_wire
 
 DNS_PORTS = (53, 5353)
 OPCODES = {0: "QUERY", 1: "IQUERY", 2: "STATUS", 4: "NOTIFY", 5: "UPDATE", 6: "DSO"}
@@ -29,16 +34,26 @@ def type_name(number: int) -> str:
     return dnstypes.get(number, f"TYPE{number}")
 
 
+def _raw_rdata(rr) -> bytes:
+    """The record's data as it was on the wire (scapy drops rdlen after dissecting)."""
+    raw = rr.original or b""
+    _, rest = dns_get_str(raw, _ignore_compression=True)
+    length = int.from_bytes(rest[8:10], "big") if len(rest) >= 10 else 0
+    return bytes(rest[10:10 + length])
+
+
 def _rdata(rr) -> str:
+    fields = rr.fields
     if isinstance(rr, DNSRRSOA):
-        return f"{name(rr.mname)} {name(rr.rname)} {rr.serial} {rr.refresh} {rr.retry} {rr.expire} {rr.minimum}"
+        return (f"{name(fields['mname'])} {name(fields['rname'])} {fields['serial']} {fields['refresh']} "
+                f"{fields['retry']} {fields['expire']} {fields['minimum']}")
     if isinstance(rr, DNSRRMX):
-        return f"{rr.preference} {name(rr.exchange)}"
+        return f"{fields['preference']} {name(fields['exchange'])}"
     if isinstance(rr, DNSRRSRV):
-        return f"{rr.priority} {rr.weight} {rr.port} {name(rr.target)}"
+        return f"{fields['priority']} {fields['weight']} {fields['port']} {name(fields['target'])}"
     if type(rr) is DNSRR:
-        data = rr.rdata
-        if rr.type in _NAME_TYPES and isinstance(data, bytes):
+        data = fields.get("rdata")
+        if fields["type"] in _NAME_TYPES and isinstance(data, bytes):
             return name(data)
         if isinstance(data, list):  # TXT: a list of character strings
             return " ".join(part.decode("utf-8", "backslashreplace") if isinstance(part, bytes) else str(part)
@@ -46,29 +61,47 @@ def _rdata(rr) -> str:
         if isinstance(data, bytes):
             return data.hex()
         return str(data)
-    length = getattr(rr, "rdlen", None) or 0  # other record classes (DNSSEC...): the raw data in hex
-    return bytes(rr)[-length:].hex() if length else ""
+    return _raw_rdata(rr).hex()  # other record classes (DNSSEC, SVCB...): the data in hex
 
 
 def message_from_scapy(layer) -> dict | None:
-    """A scapy DNS layer as a plain dict; None when it holds no usable DNS message (junk on port 53)."""
+    """A scapy DNS layer as a plain dict; None when it holds no usable DNS message (junk on port 53).
+
+    Values are read from ``fields`` (what scapy dissected) rather than as attributes: attribute access on the
+    record lists builds a new class each time, which costs more than the dissection itself."""
     try:
-        questions = [(name(q.qname), int(q.qtype), int(q.qclass)) for q in (layer.qd or []) if isinstance(q, DNSQR)]
-        answers = [(name(rr.rrname), int(rr.type), int(rr.rclass), int(rr.ttl), _rdata(rr))
-                   for rr in (layer.an or []) if isinstance(rr, DNSRR) or hasattr(rr, "rrname")]
-        return {"id": int(layer.id), "qr": int(layer.qr), "opcode": int(layer.opcode), "rcode": int(layer.rcode),
-                "flags": [flag.upper() for flag in _FLAGS if getattr(layer, flag)],
+        fields = layer.fields
+        questions = [(name(q.fields["qname"]), int(q.fields["qtype"]), int(q.fields["qclass"]))
+                     for q in (fields.get("qd") or []) if isinstance(q, DNSQR)]
+        answers = [(name(rr.fields["rrname"]), int(rr.fields["type"]), int(rr.fields.get("rclass", 0)),
+                    int(rr.fields.get("ttl", 0)), _rdata(rr))
+                   for rr in (fields.get("an") or []) if isinstance(rr, Packet) and "rrname" in rr.fields]
+        return {"id": int(fields["id"]), "qr": int(fields["qr"]), "opcode": int(fields["opcode"]),
+                "rcode": int(fields["rcode"]), "flags": [flag.upper() for flag in _FLAGS if fields[flag]],
                 "questions": questions, "answers": answers}
-    except (AttributeError, TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError, KeyError):
         return None
 
 
 def parse_message(data: bytes) -> dict | None:
-    """Dissect one DNS message (no TCP length prefix) with scapy."""
+    """One DNS message (no TCP length prefix): the struct reader for ordinary messages, scapy for the rest."""
     if len(data) < 12:
         return None
     try:
-        return message_from_scapy(DNS(data))
+        return dns_wire.parse(data)
+    except (dns_wire.Unusual, IndexError, struct.error):
+        pass
+    return parse_with_scapy(data)
+
+
+def parse_with_scapy(data: bytes) -> dict | None:
+    """Dissect one DNS message with scapy's DNS layer."""
+    if len(data) < 12:
+        return None
+    try:
+        # Only the question and answer sections are recorded: with the authority and additional counts zeroed,
+        # scapy stops after the answers instead of building objects for records nobody reads.
+        return message_from_scapy(DNS(data[:8] + b"\0\0\0\0" + data[12:]))
     except Exception:  # scapy raises many kinds on hostile input; a bad message is just not a DNS record
         return None
 

@@ -172,7 +172,7 @@ def server_hello(message: bytes) -> dict | None:
             "selected_version": selected}
 
 
-NAIVE = Dissectors("naive", udp_dns=_udp_dns, dns_message=lambda data: dns.parse_message(data), http_head=http_head,
+NAIVE = Dissectors("naive", udp_dns=_udp_dns, dns_message=dns.parse_with_scapy, http_head=http_head,
                    client_hello=client_hello, server_hello=server_hello)
 
 

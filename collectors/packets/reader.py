@@ -46,6 +46,9 @@ class FrameReader:
         self.frames = 0
         try:
             self.size = self.path.stat().st_size
+        except OSError as exc:
+            raise PcapReadError(path, f"cannot open: {exc.strerror or exc}") from exc
+        try:
             self._reader = RawPcapReader(str(self.path))  # scapy picks the pcapng reader from the magic number
         except (OSError, Scapy_Exception, EOFError, ValueError) as exc:
             raise PcapReadError(path, f"not a readable pcap or pcapng capture: {exc}") from exc
@@ -78,8 +81,9 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[tuple[int, int, bytes]]:
         read = self._reader._read_packet  # the raw readers' per-record call; iterating would cut frames at 65,535
+        offset = 24  # pcap: where the next record starts (kept by arithmetic: a tell() per frame costs time)
         while True:
-            start = self.position()
+            start = self.position() if self._ng else offset
             try:
                 data, meta = read(MAX_FRAME)
             except EOFError:
@@ -103,6 +107,7 @@ class FrameReader:
                                         self.frames, start)
                 ts = meta.sec * 1_000_000_000 + (meta.usec if self._nano else meta.usec * 1000)
                 linktype = self.linktype
+                offset += 16 + meta.caplen
             self._last_ts = ts
             self.frames += 1
             yield ts, linktype, data
