@@ -10,6 +10,10 @@ from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter, PcapWriter
 
 
+# Fixed MAC addresses: a bare Ether() makes scapy look the destination up with ARP, which would send packets.
+MACS = dict(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
 class Conversation:
     """A TCP connection between a client and a server; ``data()`` returns the segments of one send."""
 
@@ -22,7 +26,7 @@ class Conversation:
         (src, sport), (dst, dport) = (self.client, self.server) if from_client else (self.server, self.client)
         ack = self.seq[not from_client]
         self.t += Decimal("0.001")  # exact: pcap and pcapng writers round floats differently
-        pkt = Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack)
+        pkt = Ether(**MACS) / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack)
         if payload:
             pkt = pkt / payload
         pkt.time = self.t
@@ -50,7 +54,7 @@ class Conversation:
 
 
 def udp(src, dst, payload: bytes, t: float):
-    pkt = Ether() / IP(src=src[0], dst=dst[0]) / UDP(sport=src[1], dport=dst[1]) / payload
+    pkt = Ether(**MACS) / IP(src=src[0], dst=dst[0]) / UDP(sport=src[1], dport=dst[1]) / payload
     pkt.time = t
     return pkt
 
