@@ -11,6 +11,11 @@ from inventory.lookup import Inventory
 
 
 def _zone(inventory: Inventory, address: str) -> str:
+    """government (inside the WAN), outside, or the zone of the inventory network that holds it when that network is
+    not internal — an agency's own Internet line ("internet-line") must never pass as the government network."""
+    owner = inventory.network_of(address)
+    if owner is not None and owner.zone not in ("internal", "management"):
+        return owner.zone
     return "government" if inventory.is_government(address) else "outside"
 
 
@@ -30,6 +35,8 @@ def enrich(doc: dict, inventory: Inventory, sender: str | None = None) -> dict:
         ecs.put(doc, "soc.asset.id", asset.id)
         ecs.put(doc, "soc.asset.kind", asset.kind.value)
         ecs.put(doc, "soc.asset.criticality", asset.criticality.value)
+        if asset.role:
+            ecs.put(doc, "soc.asset.role", asset.role)
     if agency is None and sender:
         agency = inventory.agency_of(sender)
     if agency is not None:

@@ -205,3 +205,20 @@ def test_repeats_update_one_alert_with_the_count(demo_engine, tmp_path):
     third.handle(demo_engine.evaluate([_failure(51, 41)]))
     assert len(store.list_alerts(AlertQuery(rule_id="3c1a9f0e-8e2d-4b6a-a7c5-9d0e1f2a3b03"))) == 2
     store.close()
+
+
+def test_a_yaml_error_costs_only_its_own_file(tmp_path):
+    _rule(tmp_path, "good", HEADER.format(title="Good", id="55555555-5555-4555-8555-555555555555", name="good")
+          + "detection:\n  sel:\n    message: x\n  condition: sel\n")
+    (tmp_path / "bad.yml").write_text("title: Bad\ndescription: colon: in: a plain scalar: breaks\n  - x\n")
+    ruleset = load_rules([tmp_path], pipeline=None)
+    status = {h.title: h for h in ruleset.health}
+    assert status["Good"].status == "loaded"
+    assert status["bad.yml"].status == "failed" and "cannot parse" in status["bad.yml"].reason
+
+
+def test_yaml_that_is_not_a_rule_is_reported(tmp_path):
+    (tmp_path / "list.yml").write_text("- a\n- b\n")
+    ruleset = load_rules([tmp_path], pipeline=None)
+    assert [h.status for h in ruleset.health] == ["failed"]
+    assert "not a Sigma rule" in ruleset.health[0].reason or "cannot parse" in ruleset.health[0].reason

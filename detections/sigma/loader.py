@@ -141,6 +141,8 @@ def parse_file(path: str, text: str, pipeline_name: str | None,
     from sigma.correlations import SigmaCorrelationRule
     from sigma.exceptions import SigmaError, SigmaRuleLocation
 
+    import yaml
+
     from detections.sigma.pipelines import build_pipeline
 
     entries: list[tuple] = []
@@ -152,8 +154,11 @@ def parse_file(path: str, text: str, pipeline_name: str | None,
     try:
         collection = SigmaCollection.from_yaml(text, collect_errors=True, source=SigmaRuleLocation(path),
                                                resolve_references=False)
-    except (SigmaError, ValueError) as exc:
-        failed(path, Path(path).name, "detection", f"cannot parse: {exc}")
+    except (SigmaError, ValueError, yaml.YAMLError) as exc:  # a broken file costs only its own rules
+        failed(path, Path(path).name, "detection", f"cannot parse: {' '.join(str(exc).split())}")
+        return entries
+    except Exception as exc:  # pySigma trips over YAML that is not a rule at all (a list, a scalar)
+        failed(path, Path(path).name, "detection", f"not a Sigma rule: {type(exc).__name__}: {exc}")
         return entries
     rule_errors = {str(e) for rule in collection.rules for e in rule.errors}
     for error in collection.errors:  # the collection repeats its rules' errors: keep the ones of no rule

@@ -27,6 +27,8 @@ _WEB = [{"category": "webserver"}]
 DATASET_LOGSOURCES: dict[str, list[dict[str, str]]] = {
     "system.auth": _LINUX_AUTH,
     "syslog.generic": [{"product": "linux", "service": "syslog"}],
+    "system.syslog": [{"product": "linux", "service": "syslog"}],
+    "leef.log": [{"product": "leef"}],
     "auditd.log": [{"product": "linux", "service": "auditd"}],
     "iptables.log": _FIREWALL + [{"product": "linux", "service": "iptables"}],
     "cisco_asa.log": _FIREWALL + [{"product": "cisco", "service": "asa"}],
