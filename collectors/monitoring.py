@@ -127,8 +127,10 @@ class SelfMonitor:
         store = self.suite.store
         started = time.perf_counter()
         try:
-            status = str(store.health().get("status", "red"))
-            STORE_UP.set(1)
+            health = store.health()
+            status = str(health.get("status", "red"))
+            # The search store answers "red" with the error when the cluster cannot be reached at all.
+            STORE_UP.set(0 if health.get("error") else 1)
         except Exception as exc:  # an unreachable store is exactly what this gauge is for
             log.warning("store health check failed: %s", exc)
             status = "red"

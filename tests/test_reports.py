@@ -266,3 +266,33 @@ def test_cli_report(month, monkeypatch):
     assert bad.exit_code == 2 and "not in the inventory" in bad.output
     bad = CliRunner().invoke(app, ["report", "--agency", "so-a", "--period", "2026-13"], env=env)
     assert bad.exit_code == 2 and "01 to 12" in bad.output
+
+
+def test_the_same_report_from_a_real_opensearch_store(tmp_path, opensearch_prefix):
+    """The gathering uses only the store interface: the same month in OpenSearch gives the same numbers."""
+    url, prefix = opensearch_prefix
+    inventory = month_data.write_inventory(tmp_path)
+    suite = Suite(make_settings(tmp_path, store_url=url, index_prefix=prefix, SOC__INVENTORY__PATH=str(inventory)))
+    try:
+        sent = month_data.generate()
+        month_data.play(suite, sent)
+        suite.store.refresh()
+        month_data.handle_alerts(suite.store)
+        month_data.other_components(suite.store)
+        suite.store.refresh()
+        built = _build(suite, "so-b", langs=("vi",), formats=("pdf",))
+        data = built[0].data
+        assert data.events_total == sent.per_agency["so-b"] == suite.store.count_events("so-b")
+        alerts = _store_alerts(suite.store, "so-b")
+        assert data.alerts_by_severity == Counter(a["severity"] for a in alerts) and alerts
+        rows = {(r.asset, r.source): r for r in data.sources}
+        for (asset, source), count in sent.sent.items():
+            if month_data.ASSET_AGENCY[asset] == "so-b":
+                assert rows[(asset, source)].events == count
+        assert {"silent_source", "repeated_alerts", "reoffending_block"} <= {r.kind for r in data.recommendations}
+        assert built[0].files["pdf"].read_bytes().startswith(b"%PDF")
+        listed = suite.store.find_documents("reports", DocumentQuery(terms={"scope": "so-b"}, sort="generated",
+                                                                     descending=True))
+        assert [r["id"] for r in listed] == ["so-b_2026-10_vi"]
+    finally:
+        suite.close()
