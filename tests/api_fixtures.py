@@ -15,7 +15,7 @@ from soc_api.settings import ApiSettings
 from tests.conftest import PROJECT, make_settings
 
 AGENCY_A = "so-tttt"  # Department of Information and Communications
-AGENCY_B = "so-nv"  # Department of Home Affairs
+AGENCY_B = "so-yt"  # Department of Health
 EXTENSIONS = "[detections.indicators.extension, soc_api.extension]"
 
 
@@ -44,8 +44,10 @@ def running_suite(tmp_path: Path, *, store_url: str | None = None, index_prefix:
                   api: ApiSettings | None = None, extensions: str = EXTENSIONS):
     inventory = tmp_path / "province.yaml"
     shutil.copy(PROJECT / "inventory" / "sample" / "province.yaml", inventory)
+    # The suite's own Linux rules only: these tests are about the API, not about every rule folder.
     settings = make_settings(tmp_path, store_url=store_url, index_prefix=index_prefix,
-                             SOC__INVENTORY__PATH=str(inventory), SOC__EXTENSIONS=extensions)
+                             SOC__INVENTORY__PATH=str(inventory), SOC__EXTENSIONS=extensions,
+                             SOC__DETECTIONS__SIGMA_RULE_DIRS=f'["{PROJECT / "detections" / "rules" / "linux"}"]')
     suite = Suite(settings)
     suite._api_settings = api or ApiSettings()
     runner = SuiteThread(suite).start()

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from detections.indicators.matcher import IndicatorMatcher
+from detections.indicators.stix import stix_id_for
 from detections.indicators.store import IndicatorService
 from soc import ecs
 from soc.storage.base import StoreError
@@ -30,7 +31,7 @@ def malware_finding(alert: dict) -> dict | None:
             hashes[algorithm] = value.lower()
     if not hashes:
         return None
-    return {"id": alert["id"], "alert_id": alert["id"], "name": alert["rule"]["title"], "hashes": hashes,
+    return {"id": alert["id"], "stix_id": stix_id_for("malware", alert["id"]), "alert_id": alert["id"], "name": alert["rule"]["title"], "hashes": hashes,
             "organization": {"id": ecs.get(alert, "organization.id")}, "first_seen": alert["first_seen"],
             "last_seen": alert["last_seen"], "modified": ecs.now_iso()}
 

@@ -67,6 +67,11 @@ def pattern_of(observables: list[dict]) -> str:
     return " OR ".join(parts)
 
 
+def stix_id_for(kind: str, doc_id: str) -> str:
+    """The STIX id of a sighting or malware finding kept under ``doc_id`` (stable, RFC 4122 as STIX requires)."""
+    return f"{kind}--{uuid.uuid5(_AGENCY_NS, f'{kind}|{doc_id}')}"
+
+
 def agency_identity_id(agency: str | None) -> str:
     return f"identity--{uuid.uuid5(_AGENCY_NS, agency or '-')}"
 
@@ -97,7 +102,7 @@ def indicator_to_stix(doc: dict) -> stix2.v21.Indicator:
 def sighting_to_stix(sighting: dict, tlp: str = "amber") -> stix2.v21.Sighting:
     agency = (sighting.get("organization") or {}).get("id")
     return stix2.v21.Sighting(
-        id=f"sighting--{uuid.UUID(sighting['id'][:32])}", sighting_of_ref=sighting["indicator_id"],
+        id=sighting.get("stix_id") or stix_id_for("sighting", sighting["id"]), sighting_of_ref=sighting["indicator_id"],
         count=min(int(sighting["count"]), 999_999_999), first_seen=sighting["first_seen"],
         last_seen=sighting["last_seen"], where_sighted_refs=[agency_identity_id(agency)],
         created_by_ref=SUITE_IDENTITY.id, object_marking_refs=[TLP2_IDS[tlp]],
@@ -114,7 +119,7 @@ def malware_to_stix(finding: dict, tlp: str = "amber") -> list:
         if name:
             files.append(stix2.v21.File(hashes={name: value}, object_marking_refs=[TLP2_IDS[tlp]]))
     malware = stix2.v21.Malware(
-        id=f"malware--{uuid.UUID(finding['id'][:32])}", name=finding.get("name") or "malware finding",
+        id=finding.get("stix_id") or stix_id_for("malware", finding["id"]), name=finding.get("name") or "malware finding",
         is_family=False, sample_refs=[f.id for f in files] or None, created_by_ref=SUITE_IDENTITY.id,
         object_marking_refs=[TLP2_IDS[tlp]], created=finding["first_seen"],
         modified=max(finding.get("modified") or finding["first_seen"], finding["first_seen"]),

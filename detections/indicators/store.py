@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 from detections.indicators.index import IndicatorIndex
 from detections.indicators.model import COLLECTION, SIGHTINGS
+from detections.indicators.stix import stix_id_for
 from soc import ecs
 from soc.storage.base import DocumentQuery, Store
 
@@ -101,7 +102,7 @@ class IndicatorService:
             sighting = by_key.get(key)
             if sighting is None:
                 sighting = self.store.get_document(SIGHTINGS, key) or {
-                    "id": key, "indicator_id": indicator_id, "organization": {"id": agency}, "count": 0,
+                    "id": key, "stix_id": stix_id_for("sighting", key), "indicator_id": indicator_id, "organization": {"id": agency}, "count": 0,
                     "first_seen": event["@timestamp"], "last_seen": event["@timestamp"], "events": [],
                     "observed": [],
                 }

@@ -103,11 +103,8 @@ def objects_page(data: Data, c: TaxiiCollectionConfig, *, added_after: str | Non
         return ObjectsPage([], [], False, None)
     terms: dict[str, Any] = _tlp_terms(data) if c.source == "indicators" else {}
     if match_id:
-        ids = list(match_id)
-        if c.source != "indicators":
-            # Sighting and malware ids are derived from the document ids (a UUID of their first 32 hex digits).
-            ids = [i.split("--", 1)[1].replace("-", "") for i in ids if "--" in i]
-        terms["id"] = ids
+        # Indicators keep their STIX id as the document id; sightings and findings keep it in stix_id.
+        terms["id" if c.source == "indicators" else "stix_id"] = list(match_id)
     ranges = {sort: (added_after, None)} if added_after else {}
     page = data.find(collection, DocumentQuery(terms=terms, ranges=ranges, sort=sort, limit=limit),
                      agency_field=agency_field, cursor=next_token)
