@@ -227,7 +227,7 @@ def test_dns_over_tcp_messages_split_and_joined(tmp_path):
 def test_udp_dns_record_fields_and_direction(tmp_path):
     from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRRMX
 
-    client, server = ("192.0.2.10", 53000), ("192.0.2.53", 53)
+    client, server = ("198.51.100.10", 53000), ("198.51.100.53", 53)
     answer = DNS(id=99, qr=1, rd=1, ra=1, qd=[DNSQR(qname="mail.example.vn", qtype="MX")],
                  an=[DNSRR(rrname="mail.example.vn", type="CNAME", ttl=60, rdata="mx.example.vn"),
                      DNSRRMX(rrname="mx.example.vn", ttl=60, preference=10, exchange="mx1.example.vn")])
@@ -236,7 +236,7 @@ def test_udp_dns_record_fields_and_direction(tmp_path):
                                      udp(client, server, bytes(DNS(id=100, qd=[DNSQR(qname="x.vn")])), 1700000001)])
     docs = records(tmp_path / "u.pcap")
     dns_docs = [d for d in docs if d["event"]["dataset"] == "network.dns"]
-    assert all(d["source"]["ip"] == "192.0.2.10" and d["destination"]["port"] == 53 for d in dns_docs)
+    assert all(d["source"]["ip"] == "198.51.100.10" and d["destination"]["port"] == 53 for d in dns_docs)
     assert [a["data"] for a in dns_docs[0]["dns"]["answers"]] == ["mx.example.vn", "10 mx1.example.vn"]
     assert dns_docs[0]["dns"]["question"]["type"] == "MX" and "resolved_ip" not in dns_docs[0]["dns"]
     (flow,) = [d for d in docs if d["event"]["dataset"] == "network.flow"]

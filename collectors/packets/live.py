@@ -28,6 +28,13 @@ def _linktype(pkt) -> int | None:
     return None
 
 
+def _is_loopback(iface: str) -> bool:
+    try:
+        return bool(int(open(f"/sys/class/net/{iface}/flags").read(), 16) & 0x8)  # IFF_LOOPBACK
+    except (OSError, ValueError):
+        return False
+
+
 def capture(iface: str, on_record: Callable[[dict], None], count: int = 0, timeout: float | None = None,
             bpf: str | None = None, payload_dir: str | os.PathLike | None = None,
             on_start: Callable[[], None] | None = None, on_packet: Callable[[], None] | None = None) -> Extractor:
@@ -49,8 +56,14 @@ def capture(iface: str, on_record: Callable[[dict], None], count: int = 0, timeo
         if on_packet is not None:
             on_packet()
 
+    options = {}
+    if _is_loopback(iface):
+        # A packet socket on loopback sees every packet twice, leaving and arriving; like libpcap, keep one
+        # (scapy's L2Socket drops the outgoing copy, its default listen socket does not).
+        from scapy.config import conf
+        options["L2socket"] = conf.L2socket
     sniff(iface=iface, count=count, timeout=timeout, filter=bpf, prn=handle, store=False,
-          started_callback=on_start)
+          started_callback=on_start, **options)
     extractor.finish()
     for doc in extractor.drain():
         on_record(doc)
