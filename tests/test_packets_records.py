@@ -5,6 +5,7 @@ captures whose content the test itself wrote."""
 from __future__ import annotations
 
 import gzip
+from decimal import Decimal
 import hashlib
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_http_files_hash_like_suricata_filestore(tmp_path):
     capture = PCAPS / "filestore-filecontainer-http" / "filecontainer-http.pcap"
     extraction = PcapExtraction(capture, tmp_path)
     docs = list(extraction.records())
-    found = {p.sha256 for p in extraction.payloads}
+    found = {p.sha256 for p in extraction.extracted_payloads}
     suricata = {"e092858d5bd66ab33085a966ee4ac0bf0edf6eab8d8b1e66432ee600e904bb4f",
                 "031b2bbeda6fd7e877e50298d2b2ded2073ce6e15f29029b4e50dbd9e81f6be6",
                 "560904cbe632389147334ad588ced6e69f912b3fcc599de56fee7b7d44442c98",
@@ -71,7 +72,7 @@ def test_http_files_hash_like_suricata_filestore(tmp_path):
                 "e53c64d266a58ab714bcd350d19438017fa0503bd5a3797e7be4bf0d6913e24e",
                 "f7200f61b3285a7deaf0c418c206c94bae135ac3b29977ab7034611407ede45f"}
     assert suricata <= found
-    for payload in extraction.payloads:  # content-addressed files that really hold that content
+    for payload in extraction.extracted_payloads:  # content-addressed files that really hold that content
         assert hashlib.sha256(Path(payload.path).read_bytes()).hexdigest() == payload.sha256
         assert Path(payload.path).name == payload.sha256
     png = next(d for d in docs if d.get("file", {}).get("hash", {}).get("sha256") ==
@@ -242,3 +243,43 @@ def test_udp_dns_record_fields_and_direction(tmp_path):
     (flow,) = [d for d in docs if d["event"]["dataset"] == "network.flow"]
     assert flow["source"]["packets"] == 1 and flow["destination"]["packets"] == 1
     assert flow["event"]["duration"] == 500_000_000 and flow["network"]["protocol"] == "dns"
+
+
+def test_encapsulations_fragments_and_port_reuse(tmp_path):
+    """QinQ VLAN tags, IPv6 extension headers, IP fragments and a reused 5-tuple: the fast decoder and scapy's
+    full dissection agree, and the flows are what was sent."""
+    from scapy.layers.dns import DNS, DNSQR
+    from scapy.layers.inet import IP, UDP, fragment
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
+    from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
+
+    from collectors.packets.naive import naive_records
+    from packet_builders import MACS
+
+    def at(pkt, t):
+        pkt.time = t
+        return pkt
+
+    query = DNS(id=1, rd=1, qd=[DNSQR(qname="vlan.example.vn")])
+    packets = [at(Ether(**MACS) / Dot1AD(vlan=100) / Dot1Q(vlan=20) / IP(src="10.9.0.1", dst="10.9.0.53") /
+                  UDP(sport=3333, dport=53) / query, 1700000000),
+               at(Ether(**MACS) / IPv6(src="2001:db8::1", dst="2001:db8::53") / IPv6ExtHdrHopByHop() /
+                  IPv6ExtHdrDestOpt() / UDP(sport=4444, dport=53) / query, 1700000001)]
+    big = IP(src="10.9.0.7", dst="10.9.0.8") / UDP(sport=5555, dport=9999) / (b"x" * 3000)
+    packets += [at(Ether(**MACS) / f, 1700000002) for f in fragment(big, fragsize=1000)]
+    for i in range(2):  # the same 5-tuple twice, one connection after the other
+        c = Conversation(start=Decimal(1700000010 + i * 5))
+        packets += c.handshake() + c.data(True, b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % i) + c.close()
+    write_pcap(tmp_path / "mix.pcap", packets)
+
+    fast = list(iter_pcap_records(tmp_path / "mix.pcap"))
+    assert sorted(map(str, fast)) == sorted(map(str, naive_records(tmp_path / "mix.pcap")))
+    dns_docs = [d for d in fast if d["event"]["dataset"] == "network.dns"]
+    assert [d["source"]["ip"] for d in dns_docs] == ["10.9.0.1", "2001:db8::1"]
+    assert all(d["dns"]["question"]["name"] == "vlan.example.vn" for d in dns_docs)
+    flows = [d for d in fast if d["event"]["dataset"] == "network.flow"]
+    (fragmented,) = [f for f in flows if f["destination"].get("port") == 9999]
+    assert fragmented["source"]["packets"] == 1  # only the first fragment carries the ports
+    http_flows = [f for f in flows if f["network"].get("protocol") == "http"]
+    assert len(http_flows) == 2 and {f["source"]["packets"] for f in http_flows} == {5}
+    assert [d["url"]["path"] for d in fast if d["event"]["dataset"] == "network.http"] == ["/0", "/1"]

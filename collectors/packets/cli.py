@@ -18,8 +18,8 @@ def register(app: typer.Typer) -> None:
     app.command("pcap")(pcap)
 
 
-def pcap(paths: Annotated[Optional[list[Path]], typer.Argument(help="pcap or pcapng files", show_default=False)]
-         = None,
+def pcap(paths: Annotated[Optional[list[Path]], typer.Argument(help="pcap or pcapng files, or folders of them",
+                                                              show_default=False)] = None,
          out: Annotated[Optional[Path], typer.Option("--out", "-o", help="write the JSON lines here "
                                                      "instead of standard output")] = None,
          payload_dir: Annotated[Optional[Path], typer.Option("--payload-dir", help="keep HTTP bodies here, "
@@ -66,10 +66,11 @@ def _files(paths: list[Path], payload_dir: Path | None, sink: TextIO) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from collectors.packets.pcap import PcapExtraction
+    from collectors.packets.pcap import PcapExtraction, capture_files
     from collectors.packets.reader import PcapReadError
 
     console = Console(stderr=True, soft_wrap=True)
+    paths = capture_files(paths)
     missing = [p for p in paths if not p.is_file()]
     for path in missing:
         console.print(f"soc pcap: {path}: no such file")
@@ -96,7 +97,7 @@ def _files(paths: list[Path], payload_dir: Path | None, sink: TextIO) -> int:
             progress.update(task, completed=done)
             totals.update(counts)
             totals["frames"] += extraction.stats.get("frames", 0)
-            lines.append(_summary(str(path), counts, extraction.stats, len(extraction.payloads)))
+            lines.append(_summary(str(path), counts, extraction.stats, len(extraction.extracted_payloads)))
     sink.flush()
     for line in lines:
         console.print(line, highlight=False, markup=False)
@@ -137,5 +138,5 @@ def _live(iface: str, count: int, timeout: float | None, bpf: str | None, payloa
     except (OSError, PermissionError, ValueError) as exc:
         console.print(f"soc pcap: cannot capture on {iface}: {exc}", highlight=False)
         return 1
-    console.print(_summary(f"live {iface}", counts, extractor.stats, len(extractor.payloads)), highlight=False)
+    console.print(_summary(f"live {iface}", counts, extractor.stats, len(extractor.extracted_payloads)), highlight=False)
     return 0

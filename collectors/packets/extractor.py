@@ -16,7 +16,7 @@ from typing import Iterator
 from collectors.packets import dns, http, tls
 from collectors.packets.dissectors import FAST, Dissectors
 from collectors.packets.flows import Flow, flow_key
-from collectors.packets.packet import ACK, FIN, RST, SYN, TCP, UDP, Packet
+from collectors.packets.packet import ACK, FIN, LATER_FRAGMENT, RST, SYN, TCP, UDP, Packet
 from collectors.packets.payloads import ExtractedPayload, PayloadStore
 from collectors.packets.tcp_stream import StreamReassembler
 
@@ -34,7 +34,7 @@ class Extractor:
         self.log_path = log_path
         self.flows: dict[tuple, Flow] = {}
         self.out: list[dict] = []
-        self.payloads: list[ExtractedPayload] = []
+        self.extracted_payloads: list[ExtractedPayload] = []
         self.stats: Counter = Counter()
         self._until_sweep = SWEEP_EVERY
         self._now = 0  # capture time of the packet being reassembled, for the records it completes
@@ -53,7 +53,7 @@ class Extractor:
     # -- packets ---------------------------------------------------------------------------------------------------
     def packet(self, pkt: Packet) -> None:
         self.stats["packets"] += 1
-        if pkt.fragment and not pkt.sport and not pkt.dport and pkt.proto in (TCP, UDP):
+        if pkt.fragment == LATER_FRAGMENT:
             self.stats["ip_fragments_skipped"] += 1  # a later fragment: no ports to find its flow by
             return
         key, sender, receiver = flow_key(pkt)
@@ -189,7 +189,7 @@ class Extractor:
     def store_payload(self, data: bytes, **meta) -> ExtractedPayload:
         sha256, path = self.payload_store.put(data)
         payload = ExtractedPayload(sha256=sha256, size=len(data), path=path, **meta)
-        self.payloads.append(payload)
+        self.extracted_payloads.append(payload)
         self.stats["payloads"] += 1
         return payload
 

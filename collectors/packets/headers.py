@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from collectors.packets.packet import ICMP, ICMPV6, TCP, UDP, Packet
+from collectors.packets.packet import FIRST_FRAGMENT, ICMP, ICMPV6, LATER_FRAGMENT, TCP, UDP, WHOLE, Packet
 
 # pcap link types (https://www.tcpdump.org/linktypes.html)
 DLT_NULL, DLT_EN10MB, DLT_RAW, DLT_LOOP, DLT_LINUX_SLL, DLT_IPV4, DLT_IPV6, DLT_LINUX_SLL2 = 0, 1, 101, 108, 113, 228, \
@@ -113,8 +113,9 @@ def _ipv4(frame: bytes, off: int, ts: int) -> Packet | None:
     if end > len(frame):
         end = len(frame)  # cut by the snap length: keep what was captured
     if frag & 0x1FFF:  # a later fragment: no transport header in it
-        return Packet(ts, 4, src, dst, proto, 0, 0, total, fragment=True)
-    return _transport(frame, off + ihl, end, ts, 4, src, dst, proto, total, bool(frag & 0x2000))
+        return Packet(ts, 4, src, dst, proto, 0, 0, total, fragment=LATER_FRAGMENT)
+    return _transport(frame, off + ihl, end, ts, 4, src, dst, proto, total,
+                      FIRST_FRAGMENT if frag & 0x2000 else WHOLE)
 
 
 def _ipv6(frame: bytes, off: int, ts: int) -> Packet | None:
@@ -129,7 +130,7 @@ def _ipv6(frame: bytes, off: int, ts: int) -> Packet | None:
     if end > len(frame):
         end = len(frame)
     pos = off + 40
-    fragment = False
+    fragment = WHOLE
     while proto in IPV6_EXTENSIONS or proto == 44:
         if proto == 44:
             if pos + 8 > end:
@@ -138,8 +139,8 @@ def _ipv6(frame: bytes, off: int, ts: int) -> Packet | None:
             proto = frame[pos]
             pos += 8
             if word >> 3:  # a later fragment
-                return Packet(ts, 6, src, dst, proto, 0, 0, total, fragment=True)
-            fragment = bool(word & 1)
+                return Packet(ts, 6, src, dst, proto, 0, 0, total, fragment=LATER_FRAGMENT)
+            fragment = FIRST_FRAGMENT if word & 1 else WHOLE
         else:
             if pos + 2 > end:
                 return None
@@ -150,7 +151,7 @@ def _ipv6(frame: bytes, off: int, ts: int) -> Packet | None:
 
 
 def _transport(frame: bytes, pos: int, end: int, ts: int, version: int, src: str, dst: str, proto: int,
-               length: int, fragment: bool) -> Packet | None:
+               length: int, fragment: int) -> Packet | None:
     if proto == TCP:
         if pos + 20 > end:
             return None

@@ -61,16 +61,17 @@ def packet_from_scapy(pkt) -> P.Packet | None:
         if layer.ihl < 5 or layer.len < layer.ihl * 4:
             return None
         if layer.frag:
-            return P.Packet(ts, 4, layer.src, layer.dst, layer.proto, 0, 0, layer.len, fragment=True)
-        version, length, fragment, proto, l4 = 4, layer.len, bool(layer.flags.MF), layer.proto, layer.payload
+            return P.Packet(ts, 4, layer.src, layer.dst, layer.proto, 0, 0, layer.len, fragment=P.LATER_FRAGMENT)
+        fragment = P.FIRST_FRAGMENT if layer.flags.MF else P.WHOLE
+        version, length, proto, l4 = 4, layer.len, layer.proto, layer.payload
     elif isinstance(layer, IPv6):
-        version, length, fragment, proto, l4 = 6, 40 + layer.plen, False, layer.nh, layer.payload
+        version, length, fragment, proto, l4 = 6, 40 + layer.plen, P.WHOLE, layer.nh, layer.payload
         while isinstance(l4, _IPV6_EXTENSIONS):
             proto = l4.nh
             if isinstance(l4, IPv6ExtHdrFragment):
                 if l4.offset:
-                    return P.Packet(ts, 6, layer.src, layer.dst, proto, 0, 0, length, fragment=True)
-                fragment = bool(l4.m)
+                    return P.Packet(ts, 6, layer.src, layer.dst, proto, 0, 0, length, fragment=P.LATER_FRAGMENT)
+                fragment = P.FIRST_FRAGMENT if l4.m else P.WHOLE
             l4 = l4.payload
     else:
         return None

@@ -10,20 +10,23 @@ from __future__ import annotations
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 TRANSPORT_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "ipv6-icmp", 132: "sctp", 47: "gre", 50: "esp"}
 
+# Packet.fragment
+WHOLE, FIRST_FRAGMENT, LATER_FRAGMENT = 0, 1, 2
+
 # TCP flag bits
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
 class Packet:
     """One IP packet. ``sport``/``dport`` are the ports (TCP/UDP) or the ICMP type/code; 0 when the protocol has
-    neither. ``fragment`` is true for an IP fragment: it counts towards its flow but its payload is incomplete, so
-    no application decoder sees it."""
+    neither. ``fragment`` says whether this is an IP fragment: a first fragment counts towards its flow but its payload
+    is incomplete, so no application decoder sees it; a later fragment has no transport header at all."""
 
     __slots__ = ("ts", "ip_version", "src", "dst", "proto", "sport", "dport", "length", "flags", "seq", "payload",
                  "fragment", "layer")
 
     def __init__(self, ts: int, ip_version: int, src: str, dst: str, proto: int, sport: int, dport: int,
-                 length: int, flags: int = 0, seq: int = 0, payload: bytes = b"", fragment: bool = False,
+                 length: int, flags: int = 0, seq: int = 0, payload: bytes = b"", fragment: int = WHOLE,
                  layer: object = None) -> None:
         self.ts = ts  # nanoseconds since the epoch
         self.ip_version = ip_version

@@ -16,11 +16,25 @@ from collectors.packets.payloads import ExtractedPayload, PayloadStore
 from collectors.packets.reader import FrameReader, PcapReadError
 
 PROGRESS_EVERY = 2048  # frames between two progress calls
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz")
+
+
+def capture_files(paths) -> list:
+    """The files named, with folders replaced by the capture files under them (sorted)."""
+    from pathlib import Path
+
+    out = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(CAPTURE_SUFFIXES))
+        else:
+            out.append(path)
+    return out
 
 
 class PcapExtraction:
-    """One capture file's extraction; after ``records()`` is consumed, ``payloads`` lists the extracted bodies
-    (paths and metadata, for YARA scanning) and ``stats`` counts packets and records."""
+    """One capture file's extraction; after ``records()`` is consumed, ``extracted_payloads`` lists the extracted
+    bodies (paths and metadata, for YARA scanning) and ``stats`` counts packets and records."""
 
     def __init__(self, path: str | os.PathLike, payload_dir: str | os.PathLike | None = None) -> None:
         self.path = str(path)
@@ -28,8 +42,8 @@ class PcapExtraction:
         self.error: PcapReadError | None = None
 
     @property
-    def payloads(self) -> list[ExtractedPayload]:
-        return self.extractor.payloads
+    def extracted_payloads(self) -> list[ExtractedPayload]:
+        return self.extractor.extracted_payloads
 
     @property
     def stats(self):
