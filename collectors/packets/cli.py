@@ -135,8 +135,8 @@ def _live(iface: str, count: int, timeout: float | None, bpf: str | None, payloa
 
             extractor = capture(iface, record, count=count, timeout=timeout, bpf=bpf, payload_dir=payload_dir,
                                 on_start=started, on_packet=lambda: progress.advance(task))
-    except (OSError, PermissionError, ValueError) as exc:
-        console.print(f"soc pcap: cannot capture on {iface}: {exc}", highlight=False)
+    except Exception as exc:  # no such interface, no capture rights, a filter scapy cannot compile (no tcpdump)...
+        console.print(f"soc pcap: cannot capture on {iface}: {type(exc).__name__}: {exc}", highlight=False)
         return 1
     console.print(_summary(f"live {iface}", counts, extractor.stats, len(extractor.extracted_payloads)), highlight=False)
     return 0
