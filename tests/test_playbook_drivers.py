@@ -170,7 +170,7 @@ class RecordedConnection:
         self.configured: list[list[str]] = []
         self.commits: list[str] = []
 
-    def send_command(self, command, read_timeout=None):
+    def send_command(self, command, read_timeout=None, **kwargs):
         self.sent.append(command)
         queue = self.answers.get(command, [""])  # a configuration line answers with just the prompt
         return queue.pop(0) if len(queue) > 1 else queue[0]
