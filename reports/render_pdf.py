@@ -71,7 +71,7 @@ def _styles() -> dict[str, ParagraphStyle]:
 
 def _table(block: Tbl, st: dict, width: float) -> Table:
     columns = len(block.headers)
-    evidence_width = 17 * mm  # fits "Bằng chứng" / "Evidence" and a label such as E123
+    evidence_width = 19 * mm  # fits "Bằng chứng" / "Evidence" and a label such as E123
     weights = list(block.widths or [1.0] * (columns - 1))
     total = sum(weights)
     col_widths = [(width - evidence_width) * w / total for w in weights] + [evidence_width]

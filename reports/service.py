@@ -32,9 +32,9 @@ def due_periods(today: date, zone, config: ReportsConfig) -> list[Period]:
     return periods
 
 
-def run_due(suite, today: date | None = None) -> list[str]:
+def run_due(suite, today: date | None = None, config: ReportsConfig | None = None) -> list[str]:
     """Build every due report that does not exist yet; returns the ids built. Safe to call again."""
-    config = reports_config(suite.settings)
+    config = config or reports_config(suite.settings)
     zone = suite.settings.tz
     today = today or now_local(zone).date()
     built: list[str] = []
