@@ -51,6 +51,8 @@ def lab(tmp_path_factory):
 def clean(lab):
     """Every test starts with no block on the firewall."""
     lab.nft("flush", "ruleset")
+    subprocess.run(["ip", "netns", "exec", lab.fw_ns, "ip", "route", "flush", "type", "blackhole"],
+                   capture_output=True)
     lab.nft("add table inet filter; add chain inet filter forward { type filter hook forward priority 0; "
             "policy accept; }")
     assert lab.connect(lab.attacker) == "open"
@@ -302,6 +304,25 @@ def test_restart_reads_half_made_blocks_back_and_expires_them(clean, tmp_path):
     time.sleep(2.1)
     assert [r["ok"] for r in fresh.expire_due()] == [True]
     assert lab.connect(lab.bystander) == "open"
+
+
+def test_null_route_cuts_the_way_back_to_the_attacker_until_it_expires(clean, tmp_path):
+    """A blackhole route on the firewall for the attacker: the server's answers to it are dropped there."""
+    lab = clean
+    runner = _runner(tmp_path, lab)
+    run = runner.create("null_route_destination", actor=ANALYST,
+                        overrides={"destination": lab.attacker, "router_role": "wan-edge", "ttl": "2s"})
+    assert run["state"] == "pending_approval"  # a null route always waits for a network admin
+    runner.approve(run["id"], NETADMIN)
+    done = runner.execute(run["id"])
+    assert done["state"] == "succeeded", done["result"]
+    assert lab.connect(lab.attacker, timeout=0.5) == "timeout" and lab.connect(lab.bystander) == "open"
+    assert "blackhole" in subprocess.run(["ip", "netns", "exec", lab.fw_ns, "ip", "route", "show", "type",
+                                          "blackhole"], capture_output=True, text=True).stdout
+    time.sleep(2.1)
+    assert [r["ok"] for r in runner.expire_due()] == [True]
+    assert lab.connect(lab.attacker) == "open"
+    assert runner.records.get_run(run["id"])["state"] == "reverted"
 
 
 def test_device_lock_times_out_while_another_change_holds_it(tmp_path):
