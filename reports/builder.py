@@ -38,7 +38,7 @@ class BuiltReport:
 
 
 def report_id(scope: str, period: str, lang: str) -> str:
-    return f"{scope}_{period}_{lang}".lower()
+    return f"{scope}_{period}_{lang}"
 
 
 def _write(path: Path, content: bytes) -> dict:
