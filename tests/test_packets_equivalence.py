@@ -50,5 +50,5 @@ def test_corpus_yields_every_record_type():
     seen = Counter()
     for capture in CAPTURES:
         seen.update(d["event"]["dataset"] for d in iter_pcap_records(capture))
-    assert {"network.flow", "network.dns", "network.http", "network.tls"} <= set(seen)
+    assert {"network.flow", "network.dns", "network.http", "network.tls", "network.ftp"} <= set(seen)
     assert seen["network.flow"] > 500 and seen["network.dns"] > 400 and seen["network.http"] > 200

@@ -283,3 +283,24 @@ def test_encapsulations_fragments_and_port_reuse(tmp_path):
     http_flows = [f for f in flows if f["network"].get("protocol") == "http"]
     assert len(http_flows) == 2 and {f["source"]["packets"] for f in http_flows} == {5}
     assert [d["url"]["path"] for d in fast if d["event"]["dataset"] == "network.http"] == ["/0", "/1"]
+
+
+@pytest.mark.parametrize("capture,action,name,user", [
+    ("filestore-ftp-passive-mode/ftp-passive-mode.pcap", "ftp-retr", "index.html", "anonymous"),  # PASV
+    ("filestore-ftp-active-mode/ftp-active-mode.pcap", "ftp-retr", "index.html", "anonymous"),  # PORT
+    ("ftp/input.pcap", "ftp-stor", "index.html", "alice"),
+])
+def test_ftp_transfers_are_extracted(tmp_path, capture, action, name, user):
+    extraction = PcapExtraction(PCAPS / capture, tmp_path)
+    docs = list(extraction.records())
+    (transfer,) = [d for d in docs if d["event"]["dataset"] == "network.ftp"]
+    assert transfer["event"]["action"] == action and transfer["file"]["name"] == name
+    assert transfer["user"]["name"] == user
+    content = Path(transfer["file"]["path"]).read_bytes()
+    assert content == b"uid=0(root) gid=0(root) groups=0(root)\n"  # what the data connection carried
+    assert transfer["file"]["size"] == len(content)
+    (payload,) = extraction.extracted_payloads
+    assert payload.protocol == "ftp" and payload.direction == ("download" if action == "ftp-retr" else "upload")
+    control = next(d for d in docs if d["event"]["dataset"] == "network.flow" and d["network"].get("protocol") == "ftp")
+    assert transfer["soc"]["ftp"]["control_community_id"] == control["network"]["community_id"]
+    assert control["destination"]["port"] == 21 and transfer["network"]["protocol"] == "ftp-data"

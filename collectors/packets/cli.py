@@ -1,4 +1,5 @@
-"""``soc pcap``: capture files (or a live interface) to ECS JSON lines, with extracted HTTP bodies on disk."""
+"""``soc pcap``: capture files (or a live interface) to ECS JSON lines, with extracted HTTP bodies and FTP files
+on disk."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated, Optional, TextIO
 
 import typer
 
-DATASETS = ("network.flow", "network.dns", "network.http", "network.tls")
+DATASETS = ("network.flow", "network.dns", "network.http", "network.tls", "network.ftp")
 
 
 def register(app: typer.Typer) -> None:
@@ -138,5 +139,6 @@ def _live(iface: str, count: int, timeout: float | None, bpf: str | None, payloa
     except Exception as exc:  # no such interface, no capture rights, a filter scapy cannot compile (no tcpdump)...
         console.print(f"soc pcap: cannot capture on {iface}: {type(exc).__name__}: {exc}", highlight=False)
         return 1
-    console.print(_summary(f"live {iface}", counts, extractor.stats, len(extractor.extracted_payloads)), highlight=False)
+    summary = _summary(f"live {iface}", counts, extractor.stats, len(extractor.extracted_payloads))
+    console.print(summary, highlight=False)
     return 0

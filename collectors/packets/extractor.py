@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterator
 
-from collectors.packets import dns, http, tls
+from collectors.packets import dns, ftp, http, tls
 from collectors.packets.dissectors import FAST, Dissectors
 from collectors.packets.flows import Flow, flow_key
 from collectors.packets.packet import ACK, FIN, LATER_FRAGMENT, RST, SYN, TCP, UDP, Packet
@@ -38,6 +38,7 @@ class Extractor:
         self.stats: Counter = Counter()
         self._until_sweep = SWEEP_EVERY
         self._now = 0  # capture time of the packet being reassembled, for the records it completes
+        self.expected: dict[tuple[str, int], object] = {}  # data connections announced by FTP control sessions
 
     # -- output ----------------------------------------------------------------------------------------------------
     def emit(self, doc: dict) -> None:
@@ -92,6 +93,11 @@ class Extractor:
         if flags & FIN:
             flow.fins |= 1 if from_client else 2
         if flow.protocol is None and flow.streams is None and flow.session is None:
+            if self.expected:
+                expectation = self.expected.pop(flow.server, None)
+                if expectation is not None:
+                    flow.protocol = "ftp-data"
+                    flow.session = ftp.FtpDataSession(self, flow, expectation)
             flow.streams = [StreamReassembler(lambda data, f=flow: self._client_bytes(f, data),
                                               lambda size, f=flow: self._gap(f, True, size)),
                             StreamReassembler(lambda data, f=flow: self._server_bytes(f, data),
@@ -151,6 +157,10 @@ class Extractor:
             flow.protocol = "tls"
             return TlsSession(self, flow)
         _, server_port = flow.server
+        early = flow.pending[0][0] if flow.pending else b""
+        if ftp.looks_like_ftp(data, early, server_port):
+            flow.protocol = "ftp"
+            return ftp.FtpSession(self, flow)
         if server_port in dns.DNS_PORTS:
             flow.protocol = "dns"
             return dns.TcpDnsSession(self, flow)
@@ -184,6 +194,11 @@ class Extractor:
         """End of input: every flow still open ends now, oldest first."""
         for flow in sorted(self.flows.values(), key=lambda f: (f.start, f.key)):
             self._end(flow)
+
+    def expect_data_connection(self, server: tuple[str, int], expectation) -> None:
+        if len(self.expected) > 10_000:  # announced but never used: forget the oldest
+            self.expected.pop(next(iter(self.expected)))
+        self.expected[server] = expectation
 
     # -- payloads --------------------------------------------------------------------------------------------------
     def store_payload(self, data: bytes, **meta) -> ExtractedPayload:

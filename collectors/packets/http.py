@@ -16,11 +16,20 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 32 * 1024 * 1024  # bodies are kept for YARA up to this size; the rest is counted, not kept
 _METHOD = re.compile(rb"[A-Z][A-Z_-]{1,19} ")
 _SPACES = re.compile(rb"\s+")
+_KNOWN_METHODS = {b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"CONNECT", b"TRACE", b"PATCH",
+                  b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"SEARCH", b"REPORT"}
 
 
 def looks_like_request(data: bytes) -> bool:
-    """The start of a client stream is an HTTP/1.x request line (a method token and a space)."""
-    return _METHOD.match(data) is not None
+    """The start of a client stream is an HTTP/1.x request line: a method token and a space, and the line ends in
+    an HTTP version (or, not complete yet, starts with a well-known method). "USER anonymous" is not HTTP."""
+    match = _METHOD.match(data)
+    if match is None:
+        return False
+    line_end = data.find(b"\n")
+    if line_end >= 0:
+        return data[:line_end].rstrip(b"\r").rsplit(b" ", 1)[-1].startswith(b"HTTP/")
+    return match.group(0)[:-1] in _KNOWN_METHODS
 
 
 @dataclass
