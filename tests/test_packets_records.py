@@ -304,3 +304,23 @@ def test_ftp_transfers_are_extracted(tmp_path, capture, action, name, user):
     control = next(d for d in docs if d["event"]["dataset"] == "network.flow" and d["network"].get("protocol") == "ftp")
     assert transfer["soc"]["ftp"]["control_community_id"] == control["network"]["community_id"]
     assert control["destination"]["port"] == 21 and transfer["network"]["protocol"] == "ftp-data"
+
+
+@pytest.mark.parametrize("options", [{"nano": True}, {"endianness": ">"}, {"gz": True}, {"linktype": 1}])
+def test_pcap_variants_give_the_same_records(tmp_path, options):
+    """Nanosecond and big-endian pcaps, and gzip-compressed ones, read like the plain little-endian file."""
+    from scapy.utils import PcapWriter
+
+    packets, _ = _http_conversation()
+    write_pcap(tmp_path / "plain.pcap", packets)
+    with PcapWriter(str(tmp_path / "variant.pcap"), sync=True, **options) as out:
+        for pkt in packets:
+            out.write(pkt)
+
+    def strip(path):
+        docs = records(path)
+        for d in docs:
+            d.pop("log")
+        return docs
+    variant = strip(tmp_path / "variant.pcap")
+    assert variant == strip(tmp_path / "plain.pcap") and len(variant) == 3
