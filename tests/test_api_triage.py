@@ -63,7 +63,7 @@ def test_lifecycle_with_history_and_audit(api):
     assert noted["notes"][-1]["text"] == "checked the host"
     # Closing needs a reason.
     refused = call(client, "POST", f"/api/v1/alerts/{aid}/status", key, json={"status": "closed"})
-    assert refused.status_code == 422 and "reason" in refused.json()["detail"]
+    assert refused.status_code == 422 and "reason" in refused.json()["detail"][0]["msg"]
     closed = call(client, "POST", f"/api/v1/alerts/{aid}/status", key,
                   json={"status": "closed", "reason": "false_positive", "comment": "scanner of the DC"}).json()
     assert closed["status"] == "closed" and closed["close_reason"] == "false_positive"

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from detections import lifecycle
 from detections.alerts import SEVERITY_ORDER
-from soc_api.data import SORTS, AlertFilter, Data, data_for, valid_time
+from soc_api.data import SORTS, AlertFilter, Data, data_for, invalid, valid_time
 from soc_api.models import (
     Alert, AlertGroup, AlertGroups, AlertPage, AlertWithEvidence, Assignment, BulkAction, BulkResult, NoteIn,
     Severity, Status, StatusChange,
@@ -113,9 +113,9 @@ def add_note(alert_id: str, body: NoteIn, data: Triage) -> Alert:
 def bulk(body: BulkAction, data: Triage) -> BulkResult:
     """One action on many alerts; each alert succeeds or fails on its own (the reasons are returned)."""
     if body.action == "status" and body.status is None:
-        raise HTTPException(422, "the status action needs status")
+        raise invalid("body.status", "the status action needs status")
     if body.action == "note" and not (body.text or "").strip():
-        raise HTTPException(422, "the note action needs text")
+        raise invalid("body.text", "the note action needs text")
 
     def change(alert: dict) -> dict:
         if body.action == "acknowledge":

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from detections.lifecycle import INCIDENTS, LifecycleError, new_incident
 from soc.storage.base import DocumentQuery
-from soc_api.data import Data, data_for
+from soc_api.data import Data, data_for, invalid
 from soc_api.models import Alert, Incident, IncidentPage, IncidentWithAlerts, MergeRequest
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
@@ -24,7 +24,9 @@ def merge(body: MergeRequest, data: Triage) -> Incident:
     try:
         incident = new_incident(alerts, by=data.actor, title=body.title, source=data.source)
     except LifecycleError as exc:
-        raise HTTPException(409 if exc.conflict else 422, str(exc)) from exc
+        if exc.conflict:
+            raise HTTPException(409, str(exc)) from exc
+        raise invalid("body.ids", str(exc)) from exc
     data.store.put_documents(INCIDENTS, [incident])
     for alert_id in ids:
         data.edit_alert(alert_id, lambda a: _join(a, incident, data), refresh=False)

@@ -15,7 +15,7 @@ from detections.indicators.model import COLLECTION, SIGHTINGS, IndicatorError, b
 from detections.indicators.stix import bundle, indicator_to_stix, malware_to_stix, sighting_to_stix
 from detections.indicators.store import IndicatorService
 from soc.storage.base import DocumentQuery
-from soc_api.data import Data, data_for, valid_time
+from soc_api.data import Data, data_for, invalid, valid_time
 from soc_api.models import Indicator, IndicatorIn, IndicatorPage, IndicatorType, SightingPage, Tlp
 from soc_api.settings import api_settings
 
@@ -81,7 +81,7 @@ def add_indicator(body: IndicatorIn, data: Writer) -> Indicator:
                     confidence=body.confidence, valid_from=body.valid_from, valid_until=body.valid_until,
                     name=body.name, description=body.description, labels=body.labels, created_by=data.actor)
     except IndicatorError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise invalid("body", str(exc)) from exc
     kept = service(data.suite).upsert([doc])
     return Indicator.model_validate(kept[0] if kept else service(data.suite).get(doc["id"]))
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi import Path as PathParam
 
 from inventory.model import Agency, Asset, ManagedDevice
-from soc_api.data import Data, data_for
+from soc_api.data import Data, data_for, invalid
 from soc_api.inventory_edit import InventoryEditError, edit_inventory
 
 router = APIRouter(prefix="/inventory", tags=["inventory"])
@@ -24,7 +24,7 @@ def _edit(data: Data, change: Callable[[dict], None]) -> None:
     try:
         edit_inventory(data.suite, change)
     except InventoryEditError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise invalid("body", str(exc)) from exc
 
 
 # --- agencies ------------------------------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def agency(agency_id: ItemId, data: Reader) -> Agency:
 def put_agency(agency_id: ItemId, body: Agency, data: Admin) -> Agency:
     """Create or replace an agency (its networks included)."""
     if body.id != agency_id:
-        raise HTTPException(422, "the agency id in the body must be the one in the path")
+        raise invalid("body.id", "the agency id in the body must be the one in the path", body.id)
 
     def change(doc: dict) -> None:
         item = body.model_dump(mode="json")
@@ -90,7 +90,7 @@ def asset(asset_id: ItemId, data: Reader) -> Asset:
 @router.put("/assets/{asset_id}", response_model=Asset)
 def put_asset(asset_id: ItemId, body: Asset, data: Admin) -> Asset:
     if body.id != asset_id:
-        raise HTTPException(422, "the asset id in the body must be the one in the path")
+        raise invalid("body.id", "the asset id in the body must be the one in the path", body.id)
 
     def change(doc: dict) -> None:
         doc["assets"] = [a for a in doc["assets"] if a["id"] != asset_id] + [body.model_dump(mode="json")]
@@ -124,7 +124,7 @@ def device(device_id: ItemId, data: DeviceReader) -> ManagedDevice:
 def put_device(device_id: ItemId, body: ManagedDevice, data: Admin) -> ManagedDevice:
     """Create or replace a managed device. Credentials are references (an environment variable, a key file)."""
     if body.id != device_id:
-        raise HTTPException(422, "the device id in the body must be the one in the path")
+        raise invalid("body.id", "the device id in the body must be the one in the path", body.id)
 
     def change(doc: dict) -> None:
         doc["devices"] = [d for d in doc["devices"] if d["id"] != device_id] + [body.model_dump(mode="json")]

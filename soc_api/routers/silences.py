@@ -10,7 +10,7 @@ from detections import inhibition, silences
 from detections.silences import MatcherError, silence_state
 from soc import ecs
 from soc.storage.base import DocumentQuery
-from soc_api.data import Data, data_for
+from soc_api.data import Data, data_for, invalid
 from soc_api.models import InhibitRule, InhibitRuleIn, Silence, SilenceIn
 
 router = APIRouter(tags=["silences"])
@@ -28,7 +28,7 @@ def create_silence(body: SilenceIn, data: Writer) -> Silence:
         doc = silences.new_silence([m.model_dump() for m in body.matchers], starts_at=body.starts_at,
                                    ends_at=body.ends_at, created_by=data.actor, comment=body.comment)
     except MatcherError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise invalid("body", str(exc)) from exc
     return _out(data.suite.alerts.silences.create(doc))
 
 
@@ -76,7 +76,7 @@ def create_inhibit_rule(body: InhibitRuleIn, data: Writer) -> InhibitRule:
                                   [m.model_dump() for m in body.target_matchers], body.equal,
                                   created_by=data.actor, comment=body.comment)
     except MatcherError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise invalid("body", str(exc)) from exc
     data.suite.alerts.inhibitor.rules()  # seeds the defaults first, so adding a rule does not suppress them
     data.store.put_documents(inhibition.COLLECTION, [doc])
     data.suite.alerts.inhibitor.invalidate()

@@ -198,7 +198,7 @@ async def add_objects(api_root: ApiRoot, collection_id: CollectionId, request: R
     except (ValueError, UnicodeDecodeError) as exc:
         raise HTTPException(400, f"the body is not JSON: {exc}") from exc
     if not isinstance(envelope, dict):
-        raise HTTPException(422, "the body must be a TAXII envelope (a JSON object)")
+        raise HTTPException(400, "the body must be a TAXII envelope (a JSON object)")
     status = server.add_objects(data, c, envelope, service(data.suite))
     return TaxiiResponse(server.public_status(status), status_code=202)
 

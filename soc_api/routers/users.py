@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi import Path as PathParam
 
-from soc_api.data import Data, data_for
+from soc_api.data import Data, data_for, invalid
 from soc_api.deps import get_principal
 from soc_api.keys import (
     KeyCreationError, Principal, create_user, create_user_key, list_users, public_key_record, revoke_key,
@@ -38,7 +38,9 @@ def add_user(body: UserIn, data: Admin) -> User:
                              email=body.email, known_agencies=set(data.suite.inventory.agencies),
                              created_by=data.actor)
     except KeyCreationError as exc:
-        raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from exc
+        if "exists" in str(exc):
+            raise HTTPException(409, str(exc)) from exc
+        raise invalid("body", str(exc)) from exc
     return User.model_validate(record)
 
 

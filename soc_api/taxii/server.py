@@ -136,7 +136,7 @@ def add_objects(data: Data, c: TaxiiCollectionConfig, envelope: dict, service) -
         raise HTTPException(403, "this collection is read-only")
     objects = envelope.get("objects")
     if not isinstance(objects, list):
-        raise HTTPException(422, "the body must be a TAXII envelope with an \"objects\" list")
+        raise HTTPException(400, "the body must be a TAXII envelope with an \"objects\" list")
     successes, failures, docs = [], [], []
     source = f"taxii:{data.principal.user or data.principal.name}"
     for obj in objects:
