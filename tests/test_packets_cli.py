@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS
+from tests.conftest import CORPUS
 
 SOC = str(Path(sys.executable).parent / "soc")
 PCAPS = CORPUS / "pcap"

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import CORPUS
+from tests.conftest import CORPUS
 from collectors.packets.naive import naive_records
 from collectors.packets.pcap import iter_pcap_records
 

@@ -7,18 +7,15 @@ from __future__ import annotations
 import gzip
 from decimal import Decimal
 import hashlib
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.conftest import CORPUS
+from tests.packet_builders import Conversation, udp, write_pcap, write_pcapng
 
-from conftest import CORPUS  # noqa: E402
-from packet_builders import Conversation, udp, write_pcap, write_pcapng  # noqa: E402
-
-from collectors.packets.community_id import community_id  # noqa: E402
-from collectors.packets.pcap import PcapExtraction, iter_pcap_records  # noqa: E402
+from collectors.packets.community_id import community_id
+from collectors.packets.pcap import PcapExtraction, iter_pcap_records
 
 PCAPS = CORPUS / "pcap"
 
@@ -254,7 +251,7 @@ def test_encapsulations_fragments_and_port_reuse(tmp_path):
     from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
     from collectors.packets.naive import naive_records
-    from packet_builders import MACS
+    from tests.packet_builders import MACS
 
     def at(pkt, t):
         pkt.time = t

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-sys.path.insert(0, str(Path(__file__).parent))
+from tests.conftest import CORPUS
+from tests.packet_builders import Conversation, write_pcapng
 
-from conftest import CORPUS  # noqa: E402
-from packet_builders import Conversation, write_pcapng  # noqa: E402
-
-from collectors.packets import dns, dns_wire, headers, http, tls  # noqa: E402
-from collectors.packets.extractor import Extractor  # noqa: E402
-from collectors.packets.pcap import PcapExtraction, iter_pcap_records  # noqa: E402
-from collectors.packets.reader import FrameReader, PcapReadError  # noqa: E402
+from collectors.packets import dns, dns_wire, headers, http, tls
+from collectors.packets.extractor import Extractor
+from collectors.packets.pcap import PcapExtraction, iter_pcap_records
+from collectors.packets.reader import FrameReader, PcapReadError
 
 SAMPLE = CORPUS / "pcap" / "http-protocol-inspect-v2" / "http.pcap"  # DNS and HTTP, 43 packets
 
