@@ -69,6 +69,18 @@ class Actor:
 SYSTEM = Actor("system", "soc playbook service")
 
 
+def indexable(value: Any) -> Any:
+    """Free-form maps (inputs, step parameters, what a device showed) with numbers as text: a search store maps a
+    field by the first value it sees, and the same name holds 3600 in one playbook and "8s" in another."""
+    if isinstance(value, dict):
+        return {k: indexable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [indexable(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -139,7 +151,8 @@ class Runner:
         steps = []
         for step in playbook.steps:
             doc: dict[str, Any] = {"id": step.id, "action": step.action, "on_error": step.on_error,
-                                   "params": render(step.params, variables), "status": "pending", "devices": []}
+                                   "params": indexable(render(step.params, variables)), "status": "pending",
+                                   "devices": []}
             skipped = check_conditions(step.when, variables, alert, self.inventory)
             if skipped:
                 doc.update(status="skipped", message=skipped, description=skipped)
@@ -154,7 +167,7 @@ class Runner:
             steps.append(doc)
         needs_approval = playbook.approval.always or impact.level == "high" or not playbook.approval.auto_low_impact
         return {"id": run_id, "playbook": playbook.name, "playbook_title": playbook.title, "alert_id":
-                variables["alert_id"], "agency": agency, "inputs": inputs, "impact": impact.as_dict(),
+                variables["alert_id"], "agency": agency, "inputs": indexable(inputs), "impact": impact.as_dict(),
                 "approval": {"required": needs_approval}, "steps": steps,
                 "devices": sorted({c["device"] for s in steps for c in s.get("plan", [])})}
 
@@ -171,7 +184,8 @@ class Runner:
             playbook = self._playbook(name)
             refused = {"id": run_id, "playbook": playbook.name, "playbook_title": playbook.title,
                        "alert_id": alert_id or (alert or {}).get("id"),
-                       "agency": ((alert or {}).get("organization") or {}).get("id"), "inputs": overrides or {},
+                       "agency": ((alert or {}).get("organization") or {}).get("id"),
+                       "inputs": indexable(overrides or {}),
                        "state": "failed", "created": now, "finished": now, "started_by": actor.as_dict(),
                        "steps": [], "devices": [], "approval": {"required": False},
                        "result": {"ok": False, "refused": True, "message": f"refused: {exc}"}}
@@ -280,7 +294,7 @@ class Runner:
     def _apply_task(self, run: dict, task: DeviceTask) -> dict:
         device, driver, op = task.device, task.driver, task.operation
         entry: dict[str, Any] = {"device": device.id, "driver": device.driver, "operation": op.kind,
-                                 "target": op.target, "vlan": op.vlan, "comment": op.comment, "changed": False,
+                                 "target": op.target, "vlan": None if op.vlan is None else str(op.vlan), "comment": op.comment, "changed": False,
                                  "status": "pending", "started": ecs.now_iso(), "exchanges": []}
         started = time.perf_counter()
         session = None
@@ -301,7 +315,7 @@ class Runner:
         device, driver, op = task.device, task.driver, task.operation
         driver.prepare(session)
         before = driver.observe(session, op, phase="check")
-        entry["before"] = before.detail
+        entry["before"] = indexable(before.detail)
         record = self.records.get_block(block_id(device.id, op.target, task.record_kind)) if task.record_kind \
             else None
         if before.in_force:

@@ -274,3 +274,42 @@ def test_credentials_are_references_and_errors_name_only_the_reference(tmp_path)
     with pytest.raises(CredentialError, match="SOC_TEST_FW_PASSWORD is not set"):
         resolve_credentials(device, environ={})
     assert resolve_credentials(device, environ={"SOC_TEST_FW_PASSWORD": "x1y2z3"}).password == "x1y2z3"
+
+
+@pytest.mark.opensearch
+def test_run_records_on_the_real_opensearch_node(opensearch_prefix, tmp_path):
+    """The same runner path with the records in OpenSearch: runs of different playbooks (a TTL given as text here,
+    as a number there; a VLAN read back from a switch) share one index, and stay searchable."""
+    url, prefix = opensearch_prefix
+    store = store_from_url(url, index_prefix=prefix)
+    store.open()
+    try:
+        show = get_driver("junos").show_commands(BLOCK)[0]
+        connection = RecordedConnection({
+            show: [ABSENT["junos"], PRESENT["junos"]],
+            "show configuration interfaces ge-0/0/7 | display set":
+                ["set interfaces ge-0/0/7 unit 0 family ethernet-switching vlan members default\n",
+                 "set interfaces ge-0/0/7 unit 0 family ethernet-switching vlan members 999\n"]})
+        settings = PlaybookSettings(lock_dir=str(tmp_path / "locks"))
+        pool = ConnectionPool(settings, opener=lambda device, creds, s: connection,
+                              environ={"SOC_TEST_FW_PASSWORD": "Tr0ub4dor&3"})
+        runner = Runner(store, _inventory("junos"), load_library(settings.library_dirs), settings, pool=pool)
+        blocked = runner.execute(runner.create("block_address", actor=Actor("cli", "t"),
+                                               overrides={"address": "203.0.113.5", "ttl": "2h"})["id"])
+        assert blocked["state"] == "succeeded", blocked["result"]
+        quarantine = runner.create("quarantine_host", actor=Actor("cli", "t"),
+                                   overrides={"host": "203.0.113.44", "switch": "fw", "interface": "ge-0/0/7"})
+        runner.approve(quarantine["id"], Actor("cli", "n", "network_admin"))
+        done = runner.execute(quarantine["id"])
+        assert done["state"] == "succeeded", done["result"]
+        assert done["steps"][0]["devices"][0]["before"]["vlan"] == "default"
+        from playbooks.records import RunFilter
+
+        found = runner.records.find_runs(RunFilter(state="succeeded", device="fw"))
+        assert {r["id"] for r in found} == {blocked["id"], quarantine["id"]}
+        assert [b["target"] for b in runner.records.find_blocks(state="active")] == ["203.0.113.5/32"]
+        assert {e["event"] for e in runner.records.find_audit(run_id=quarantine["id"])} >= {"run_created",
+                                                                                         "run_approved",
+                                                                                         "run_finished"}
+    finally:
+        store.close()

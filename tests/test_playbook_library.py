@@ -81,10 +81,10 @@ def test_inputs_come_from_the_alert_and_from_set(tmp_path):
     assert alert_value(_alert(), "organization.id") == "so-tttt"
     runner = _runner(tmp_path)
     plan = runner.plan("block_ssh_brute_force", alert=_alert())
-    assert plan["inputs"] == {"address": "203.0.113.50", "ttl": 3600}
+    assert plan["inputs"] == {"address": "203.0.113.50", "ttl": "3600"}
     assert plan["agency"] == "so-tttt" and plan["alert_id"] == "a" * 32
     assert runner.plan("block_ssh_brute_force", alert=_alert(),
-                       overrides={"ttl": "30m"})["inputs"]["ttl"] == 1800
+                       overrides={"ttl": "30m"})["inputs"]["ttl"] == "1800"
     with pytest.raises(ValueError, match="not a valid ip"):
         runner.plan("block_ssh_brute_force", alert=_alert(ip="not-an-ip"))
     with pytest.raises(ValueError, match="input address is required"):

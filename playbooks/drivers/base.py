@@ -61,7 +61,7 @@ class Change:
 
     def as_dict(self) -> dict[str, Any]:
         return {"device": self.device, "operation": self.operation.kind, "target": self.operation.target,
-                "vlan": self.operation.vlan, "commands": self.commands, "rollback": self.rollback,
+                "vlan": None if self.operation.vlan is None else str(self.operation.vlan), "commands": self.commands, "rollback": self.rollback,
                 "description": self.description}
 
 
