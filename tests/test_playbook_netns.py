@@ -522,3 +522,44 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_cli_run_show_blocks_and_expire(clean, tmp_path, monkeypatch):
+    """`soc playbook run` from the command line blocks for real; show prints the transcript; expire removes it."""
+    from typer.testing import CliRunner
+
+    from soc.cli import app
+    from soc_api.keys import create_key
+
+    lab = clean
+    (tmp_path / "playbooks.yaml").write_text(yaml.safe_dump({"lock_dir": str(tmp_path / "locks"),
+                                                             "soc_addresses": [f"{lab.soc_address}/32"]}))
+    monkeypatch.setenv("SOC_PLAYBOOKS_CONFIG", str(tmp_path / "playbooks.yaml"))
+    monkeypatch.setenv("SOC__STORE__URL", f"sqlite:///{tmp_path / 'soc.db'}")
+    monkeypatch.setenv("SOC__DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SOC__INVENTORY__PATH", str(lab.inventory(tmp_path / "inv.yaml", core=True)))
+    cli = CliRunner()
+    started = cli.invoke(app, ["playbook", "run", "block_address", "--set", f"address={lab.attacker}",
+                               "--set", "ttl=2s"])
+    assert started.exit_code == 0, started.output
+    assert "waits for a network admin's approval" in started.output and lab.connect(lab.attacker) == "open"
+    run_id = started.output.split("run ", 1)[1].split()[0]
+    store = store_from_url(f"sqlite:///{tmp_path / 'soc.db'}")
+    store.open()
+    analyst, admin = create_key(store, "analyst")[0], create_key(store, "network_admin")[0]
+    store.close()
+    denied = cli.invoke(app, ["playbook", "approve", run_id, "--key", analyst])
+    assert denied.exit_code == 3 and "network_admin" in denied.output
+    approved = cli.invoke(app, ["playbook", "approve", run_id, "--key", admin])
+    assert approved.exit_code == 0, approved.output
+    assert lab.connect(lab.attacker, timeout=0.5) == "timeout"
+    shown = cli.invoke(app, ["playbook", "show", run_id])
+    assert "[apply] nft add element inet soc block4" in shown.output and "approved by network_admin key" in \
+        shown.output
+    listed = cli.invoke(app, ["playbook", "runs", "--state", "succeeded", "--device", "lab-fw-01"])
+    assert run_id in listed.output
+    assert f"{lab.attacker}/32" in cli.invoke(app, ["playbook", "blocks"]).output
+    time.sleep(2.1)
+    expired = cli.invoke(app, ["playbook", "expire"])
+    assert expired.exit_code == 0 and "done and verified" in expired.output
+    assert lab.connect(lab.attacker) == "open"
