@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -43,6 +44,9 @@ def pcap(paths: Annotated[Optional[list[Path]], typer.Argument(help="pcap or pca
     sink = open(out, "w", encoding="utf-8") if out else sys.stdout
     try:
         code = _live(live, count, timeout, bpf, payload_dir, sink) if live else _files(paths, payload_dir, sink)
+    except BrokenPipeError:  # the reader of standard output went away (| head): stop quietly, but not as success
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     finally:
         if out:
             sink.close()

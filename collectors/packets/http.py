@@ -222,10 +222,12 @@ def decode_content(data: bytes, encoding: str | None) -> tuple[bytes, str | None
         return data, None if encoding in ("", "identity") else f"content encoding {encoding!r} is not decoded"
     try:
         decoder = zlib.decompressobj(wbits)
-        out = decoder.decompress(data, 8 * 1024 * 1024 * 16)  # bounded: a decompression bomb is cut, not followed
-        return out, None if decoder.eof else "compressed body is incomplete"
+        out = decoder.decompress(data, MAX_BODY_BYTES)  # bounded: a decompression bomb is cut, not followed
     except zlib.error as exc:
         return data, f"cannot decode {encoding}: {exc}"
+    if decoder.unconsumed_tail:
+        return out, f"decoded body longer than {MAX_BODY_BYTES} bytes: cut there"
+    return out, None if decoder.eof else "compressed body is incomplete"
 
 
 def split_target(target: str) -> tuple[str | None, str, str | None]:
@@ -243,8 +245,12 @@ def split_host(host: str) -> tuple[str, int | None]:
     if host.startswith("["):  # [v6]:port
         inside, _, rest = host[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
-        return inside, int(port) if port.isdigit() else None
+        return inside, _port(port)
     name, colon, port = host.rpartition(":")
-    if colon and port.isdigit() and name:
-        return name, int(port)
+    if colon and name and _port(port) is not None:
+        return name, _port(port)
     return host, None
+
+
+def _port(text: str) -> int | None:
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
