@@ -3,11 +3,13 @@ the indicator and API extensions on, keys for every role, and two agencies' data
 
 from __future__ import annotations
 
+import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import yaml
 
 from soc.service import Suite, SuiteThread
 from soc_api.keys import create_key
@@ -48,8 +50,20 @@ def running_suite(tmp_path: Path, *, store_url: str | None = None, index_prefix:
     settings = make_settings(tmp_path, store_url=store_url, index_prefix=index_prefix,
                              SOC__INVENTORY__PATH=str(inventory), SOC__EXTENSIONS=extensions,
                              SOC__DETECTIONS__SIGMA_RULE_DIRS=f'["{PROJECT / "detections" / "rules" / "linux"}"]')
-    suite = Suite(settings)
-    suite._api_settings = api or ApiSettings()
+    # Extensions read the API settings while the suite is built: hand them over as the file SOC_API_CONFIG names.
+    api = api or ApiSettings()
+    api_file = tmp_path / "soc_api.yaml"
+    api_file.write_text(yaml.safe_dump(api.model_dump(mode="json")), encoding="utf-8")
+    previous = os.environ.get("SOC_API_CONFIG")
+    os.environ["SOC_API_CONFIG"] = str(api_file)
+    try:
+        suite = Suite(settings)
+    finally:
+        if previous is None:
+            os.environ.pop("SOC_API_CONFIG", None)
+        else:
+            os.environ["SOC_API_CONFIG"] = previous
+    suite._api_settings = api
     runner = SuiteThread(suite).start()
     try:
         yield runner.suite
