@@ -65,6 +65,8 @@ def test_usage_errors():
     assert soc("pcap", "--live", "lo").returncode == 2  # a live capture needs an end
     missing = soc("pcap", "/nonexistent.pcap")
     assert missing.returncode == 1 and "no such file" in missing.stderr
+    unwritable = soc("pcap", PCAPS / "ja4-tls" / "input.pcap", "--out", "/proc/no/such/out.jsonl")
+    assert unwritable.returncode == 2 and "/proc/no/such/out.jsonl" in unwritable.stderr
     no_interface = soc("pcap", "--live", "nosuchif0", "--count", "1")
     assert no_interface.returncode == 1 and "cannot capture on nosuchif0" in no_interface.stderr
 

@@ -41,7 +41,13 @@ def pcap(paths: Annotated[Optional[list[Path]], typer.Argument(help="pcap or pca
     if live and not count and timeout is None:
         typer.echo("soc pcap: --live needs --count or --timeout", err=True)
         raise typer.Exit(2)
-    sink = open(out, "w", encoding="utf-8") if out else sys.stdout
+    try:
+        if payload_dir is not None:
+            payload_dir.mkdir(parents=True, exist_ok=True)
+        sink = open(out, "w", encoding="utf-8") if out else sys.stdout
+    except OSError as exc:
+        typer.echo(f"soc pcap: {exc.filename}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from exc
     try:
         code = _live(live, count, timeout, bpf, payload_dir, sink) if live else _files(paths, payload_dir, sink)
     except BrokenPipeError:  # the reader of standard output went away (| head): stop quietly, but not as success
