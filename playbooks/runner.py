@@ -24,7 +24,7 @@ from inventory.lookup import Inventory
 from playbooks.actions import ACTIONS, DeviceTask, PerformContext, PlanContext, PlanError
 from playbooks.actions.base import Impact
 from playbooks.connections import ConnectionPool, CredentialError, DeviceUnreachable
-from playbooks.context import InputError, check_conditions, render, resolve_inputs
+from playbooks.context import check_conditions, render, resolve_inputs
 from playbooks.drivers import DriverError, Observed, Operation, get_driver
 from playbooks.loader import Library
 from playbooks.locks import DeviceLocks, LockTimeout

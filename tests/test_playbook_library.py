@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from inventory.lookup import Inventory
 from playbooks.context import alert_value
-from playbooks.loader import load_library, parse_playbook
+from playbooks.loader import load_library
 from playbooks.runner import Actor, ConditionNotMet, Runner
 from playbooks.safety import Safety, SafetyRefusal
 from playbooks.settings import PlaybookConfigError, PlaybookSettings, load_playbook_settings
