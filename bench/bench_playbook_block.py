@@ -13,6 +13,7 @@ Run: .venv/bin/python bench/bench_playbook_block.py
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import tempfile
@@ -134,6 +135,7 @@ def main() -> int:
         service.close()
     finally:
         lab.close()
+        shutil.rmtree(work, ignore_errors=True)
 
     rows = [("baseline: new SSH login + one nft command", baseline), (f"cold: alert → verified block, new session "
              f"({COLD})", cold), (f"warm: alert → verified block, pooled session ({WARM})", warm),
