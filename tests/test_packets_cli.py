@@ -146,3 +146,18 @@ def test_live_capture_on_namespace_loopback(netns, tmp_path):
     flows = [d for d in docs if d["event"]["dataset"] == "network.flow"]
     tcp = next(f for f in flows if f["network"].get("protocol") == "http")
     assert tcp["source"]["ip"] == "127.0.0.1" and tcp["destination"]["port"] == http["destination"]["port"]
+
+
+def test_folder_argument_and_progress_positions(tmp_path):
+    import shutil as sh
+
+    from collectors.packets.pcap import PcapExtraction
+
+    big = PCAPS / "output-eve-ftp-data" / "input.pcap"  # 1,350 packets: several progress steps
+    sh.copy(big, tmp_path / "a.pcap")
+    sh.copy(PCAPS / "ja4-tls" / "input.pcap", tmp_path / "b.pcapng.gz.not-a-capture-name")
+    result = soc("pcap", tmp_path, "--out", tmp_path / "o.jsonl")
+    assert result.returncode == 0 and "a.pcap: 1350 packets" in result.stderr and "b.pcapng" not in result.stderr
+    positions = []
+    list(PcapExtraction(big).records(progress=positions.append))
+    assert len(positions) >= 2 and positions == sorted(positions) and positions[-1] == big.stat().st_size

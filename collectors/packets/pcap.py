@@ -15,7 +15,7 @@ from collectors.packets.headers import decode
 from collectors.packets.payloads import ExtractedPayload, PayloadStore
 from collectors.packets.reader import FrameReader, PcapReadError
 
-PROGRESS_EVERY = 2048  # frames between two progress calls
+PROGRESS_EVERY = 512  # frames between two progress calls
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz")
 
 
