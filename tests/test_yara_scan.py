@@ -63,7 +63,7 @@ def test_same_hits_as_the_yara_cli_with_per_file_externals(pack, samples, cli_co
         st = os.stat(path)
         with open(path, "rb") as handle:
             values = externals.for_file(path, handle.read(externals.HEAD_BYTES), st.st_uid)
-        theirs |= reference.scan(compiled, [path], values, recursive=False)
+        theirs |= reference.scan(compiled, path, values, recursive=False)
     assert ours == theirs
     # Not vacuous: every sample's intended rule fired, including the ones that need filename/extension/filetype.
     fired = {(rule, os.path.relpath(path, folder)) for _, rule, path in ours}
@@ -81,7 +81,7 @@ def test_same_hits_as_yara_r_on_a_folder_with_fixed_externals(pack, samples, cli
     folder, _ = samples
     compiled, namespaces, _ = cli_compiled
     empty = dict(pack.externals)
-    theirs = reference.scan(compiled, [str(folder)], empty, threads=2)
+    theirs = reference.scan(compiled, folder, empty, threads=2)
     scanner = Scanner(pack, ScanOptions(threads=2, per_file_externals=False))
     ours = _ours(scanner.scan_paths([folder]), namespaces)
     assert ours == theirs

@@ -79,15 +79,18 @@ def compile_with_cli(files: Iterable[RuleFileHealth], externals: dict[str, str],
     return Path(out)
 
 
-def scan_command(compiled: str | Path, targets: Iterable[str], externals: dict[str, str], *, threads: int = 1,
-                 recursive: bool = True, timeout: int | None = None) -> list[str]:
+def scan_command(compiled: str | Path, target: str | Path, externals: dict[str, str], *, threads: int = 1,
+                 recursive: bool = True, scan_list: bool = False, timeout: int | None = None) -> list[str]:
+    """The tool takes one target: a file, a folder, or (``scan_list``) a file listing paths, one per line."""
     yara_bin, _ = tools()
     cmd = [yara_bin, "-w", "-e", "-C", "-p", str(threads), *defines(externals)]
     if recursive:
         cmd.append("-r")
+    if scan_list:
+        cmd.append("--scan-list")
     if timeout:
         cmd += ["-a", str(timeout)]
-    return [*cmd, str(compiled), *targets]
+    return [*cmd, str(compiled), str(target)]
 
 
 def parse_hits(stdout: str) -> set[tuple[str, str, str]]:
@@ -102,8 +105,8 @@ def parse_hits(stdout: str) -> set[tuple[str, str, str]]:
     return hits
 
 
-def scan(compiled: str | Path, targets: Iterable[str], externals: dict[str, str], **options) -> set[tuple[str, str, str]]:
-    proc = subprocess.run(scan_command(compiled, targets, externals, **options), capture_output=True, text=True)
+def scan(compiled: str | Path, target: str | Path, externals: dict[str, str], **options) -> set[tuple[str, str, str]]:
+    proc = subprocess.run(scan_command(compiled, target, externals, **options), capture_output=True, text=True)
     if proc.returncode != 0:
         raise ReferenceUnavailable(f"yara failed: {proc.stderr.strip()}")
     return parse_hits(proc.stdout)
