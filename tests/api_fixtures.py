@@ -44,6 +44,7 @@ def event_doc(i: int, agency: str, marker: str = "") -> dict:
 @contextmanager
 def running_suite(tmp_path: Path, *, store_url: str | None = None, index_prefix: str | None = None,
                   api: ApiSettings | None = None, extensions: str = EXTENSIONS):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     inventory = tmp_path / "province.yaml"
     shutil.copy(PROJECT / "inventory" / "sample" / "province.yaml", inventory)
     # The suite's own Linux rules only: these tests are about the API, not about every rule folder.
