@@ -92,3 +92,15 @@ def test_check_with_the_cli_shows_where_the_engines_disagree(tmp_path):
     new = next(line for line in proc.stdout.splitlines() if "new.yar" in line)
     assert new.startswith("loaded") and "[yara CLI: rejected:" in new
     assert "yara CLI disagrees on 1 file(s): new.yar" in proc.stderr
+
+
+def test_scan_output_stays_valid_json_for_a_name_that_is_not_utf8(tmp_path):
+    rules = _rules(tmp_path / "rules")
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(os.path.join(os.fsencode(data), b"b\xe1o-c\xe1o.txt"), "wb") as handle:
+        handle.write(b"SOC-TEST-MARKER")
+    proc = _soc("yara", "scan", "--rules", str(rules), str(data), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    [match] = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert match["rule"] == "Marker" and os.fsencode(match["file"]["path"]).endswith(b"b\xe1o-c\xe1o.txt")

@@ -207,3 +207,35 @@ def test_string_previews_are_limited(tmp_path):
     assert hits[0].offset == 2 and hits[0].length == 300
     assert hits[0].preview == "B" * 48 + "…"
     assert len(hits) <= 5  # a string matching at many offsets is cut to its first few
+
+
+def test_a_file_name_that_is_not_utf8_is_scanned(tmp_path):
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yar").write_text('rule Marker { strings: $a = "MARK" condition: $a and '
+                                              'extension == ".php" and filename startswith "caf" }')
+    pack = load_pack([tmp_path / "rules"])
+    data = tmp_path / "data"
+    data.mkdir()
+    name = os.path.join(os.fsencode(data), b"caf\xe9.php")  # Latin-1 bytes, as an old Windows share leaves them
+    with open(name, "wb") as handle:
+        handle.write(b"<?php MARK ?>")
+    results = list(Scanner(pack, ScanOptions(threads=2)).scan_paths([data]))
+    assert len(results) == 1 and results[0].problem is None
+    assert [m.rule for m in results[0].matches] == ["Marker"]
+    assert os.fsencode(results[0].target.path) == name
+
+
+def test_engine_turns_a_collected_http_body_into_ecs_alerts(pack):
+    from detections.yara.service import YaraEngine, YaraSettings
+
+    engine = YaraEngine(YaraSettings(rule_dirs=[str(SIGNATURE_BASE)]), pack)
+    body = next(s for s in SAMPLES if s.name.endswith("chopper.aspx")).data
+    context = {"source": {"ip": "198.51.100.23"}, "destination": {"ip": "10.20.1.15", "port": 80},
+               "url": {"path": "/upload/x.aspx"}}
+    result, docs = engine.scan_payload(body, "x.aspx", path="http://10.20.1.15/upload/x.aspx", extra=context)
+    assert len(docs) == len(result.matches) >= 3
+    assert all(d["event"]["kind"] == "alert" and d["url"]["path"] == "/upload/x.aspx" for d in docs)
+    assert {d["rule"]["name"] for d in docs} >= {"ChinaChopper_Generic", "WEBSHELL_ASP_Nano"}
+    assert len({d["event"]["id"] for d in docs}) == len(docs)
+    clean, none = engine.scan_payload(b"<html>Cong thong tin dien tu</html>", "index.html")
+    assert clean.matches == [] and none == []

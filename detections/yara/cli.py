@@ -71,6 +71,15 @@ def _load(rule_dirs, cache_dir, progress):
     return pack
 
 
+def _json_line(record: dict) -> str:
+    line = json.dumps(record, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # a file name with undecodable bytes: escape it rather than fail the line
+        line = json.dumps(record, ensure_ascii=True)
+    return line + "\n"
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
@@ -119,7 +128,7 @@ def register(app: typer.Typer) -> None:
             for result in scanner.scan_items(items):
                 summary.add(result)
                 for match in result.matches:
-                    out.write(json.dumps(match.to_dict(), ensure_ascii=False) + "\n")
+                    out.write(_json_line(match.to_dict()))
                 if result.matches:
                     out.flush()
                 if result.problem:

@@ -72,15 +72,20 @@ def owner_name(uid: int) -> str:
         return str(uid)
 
 
+def _text(value: str) -> str:
+    """yara takes externals as UTF-8: undecodable bytes of a file name (surrogate escapes) become U+FFFD."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def for_file(path: str, head: bytes, uid: int | None) -> dict[str, str]:
     """Externals for a file on disk; ``path`` as it will be reported (absolute)."""
-    name = os.path.basename(path)
-    return {"filename": name, "filepath": path, "extension": extension(name), "filetype": filetype(head),
+    name = _text(os.path.basename(path))
+    return {"filename": name, "filepath": _text(path), "extension": extension(name), "filetype": filetype(head),
             "owner": owner_name(uid) if uid is not None else ""}
 
 
 def for_payload(name: str, data: bytes, path: str = "") -> dict[str, str]:
     """Externals for a payload the collectors extracted (an HTTP body, a transferred file): no owner on disk."""
-    filename = PurePath(name).name if name else ""
-    return {"filename": filename, "filepath": path or name, "extension": extension(filename),
+    filename = _text(PurePath(name).name) if name else ""
+    return {"filename": filename, "filepath": _text(path or name), "extension": extension(filename),
             "filetype": filetype(data[:HEAD_BYTES]), "owner": ""}

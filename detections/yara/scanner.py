@@ -22,7 +22,6 @@ from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import yara
@@ -55,6 +54,14 @@ def _preview(data: bytes, limit: int) -> str:
     """Printable ASCII as is, other bytes as \\xNN (as `yara -s` shows them), cut at ``limit`` bytes."""
     text = "".join(chr(b) if 32 <= b < 127 else f"\\x{b:02x}" for b in data[:limit])
     return text + ("…" if len(data) > limit else "")
+
+
+def _utf8_path(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # undecodable bytes in a file name (os.fsdecode's surrogate escapes)
+        return False
 
 
 def _sha256_file(path: str) -> str:
@@ -110,6 +117,12 @@ class Scanner:
         path = os.path.abspath(os.fspath(path))
         target = Target(path=path, size=0)
         try:
+            return self._scan_file(path, target, started)
+        except Exception as exc:  # whatever a file does, the scan of the others goes on
+            return self._problem(target, "error", f"{type(exc).__name__}: {exc}", started)
+
+    def _scan_file(self, path: str, target: Target, started: float) -> ScanResult:
+        try:
             st = os.stat(path)
         except OSError as exc:
             return self._problem(target, "unreadable", exc.strerror or str(exc), started)
@@ -129,7 +142,11 @@ class Scanner:
         else:
             values = self._fixed
         try:
-            found = self._match(filepath=path, externals=values)
+            if _utf8_path(path):
+                found = self._match(filepath=path, externals=values)
+            else:  # yara-python takes the path as UTF-8 text: a name with other bytes is read and scanned as data
+                with open(path, "rb") as handle:
+                    found = self._match(data=handle.read(self.options.max_file_bytes + 1), externals=values)
         except yara.TimeoutError:
             return self._problem(target, "timeout", f"scanning took longer than {self.options.timeout_seconds} s",
                                  started)

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from detections.yara.cache import load_pack
 from detections.yara.compiler import RulePack
+from detections.yara.ecs import match_to_ecs
+from detections.yara.model import ScanResult
 from detections.yara.scanner import ScanOptions, Scanner
 from soc import metrics
 from soc.config import PROJECT_ROOT
@@ -58,6 +60,13 @@ class YaraEngine:
         self.pack = pack
         self.scanner = Scanner(pack, ScanOptions(timeout_seconds=config.timeout_seconds,
                                                  max_file_bytes=config.max_file_bytes, threads=config.threads))
+
+    def scan_payload(self, data: bytes, name: str, *, path: str = "", extra: dict[str, Any] | None = None,
+                     timestamp: str | None = None) -> tuple[ScanResult, list[dict]]:
+        """Scan a payload the collectors extracted (an HTTP body, a file carried over FTP/SMB) and return the result
+        with one ECS alert document per match; ``extra`` adds the traffic context (source, destination, url...)."""
+        result = self.scanner.scan_bytes(data, name, path=path)
+        return result, [match_to_ecs(m, timestamp=timestamp, extra=extra) for m in result.matches]
 
     @classmethod
     def build(cls, config: YaraSettings) -> "YaraEngine":
