@@ -13,6 +13,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+# Hard caps on request bodies, enforced while the body streams in (a plain "413 Content Too Large" before it is read
+# whole), for bodies sent without a length. A declared Content-Length over ``max_body_bytes`` (below, lower) is
+# refused first, with a JSON message that states the limit.
+JSON_BODY_CAP = 8 * 1_048_576
+TAXII_BODY_CAP = 32 * 1_048_576
 ROLE = Literal["admin", "analyst", "network_admin", "agency", "national_centre"]
 
 

@@ -14,8 +14,9 @@ from soc_api.models import (
     Alert, AlertGroup, AlertGroups, AlertPage, AlertWithEvidence, Assignment, BulkAction, BulkResult, NoteIn,
     Severity, Status, StatusChange,
 )
+from soc_api.settings import JSON_BODY_CAP
 
-router = APIRouter(prefix="/alerts", tags=["alerts"])
+router = APIRouter(prefix="/alerts", tags=["alerts"], max_body_size=JSON_BODY_CAP)
 Reader = Annotated[Data, Depends(data_for("analyst", "network_admin", "agency", "national_centre"))]
 Triage = Annotated[Data, Depends(data_for("analyst", "network_admin"))]
 Sort = Literal[tuple(SORTS)]  # type: ignore[valid-type]

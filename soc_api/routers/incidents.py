@@ -10,8 +10,9 @@ from detections.lifecycle import INCIDENTS, LifecycleError, new_incident
 from soc.storage.base import DocumentQuery
 from soc_api.data import Data, data_for, invalid
 from soc_api.models import Alert, Incident, IncidentPage, IncidentWithAlerts, MergeRequest
+from soc_api.settings import JSON_BODY_CAP
 
-router = APIRouter(prefix="/incidents", tags=["incidents"])
+router = APIRouter(prefix="/incidents", tags=["incidents"], max_body_size=JSON_BODY_CAP)
 Reader = Annotated[Data, Depends(data_for("analyst", "network_admin", "agency", "national_centre"))]
 Triage = Annotated[Data, Depends(data_for("analyst", "network_admin"))]
 

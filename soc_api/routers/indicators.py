@@ -17,9 +17,9 @@ from detections.indicators.store import IndicatorService
 from soc.storage.base import DocumentQuery
 from soc_api.data import Data, data_for, invalid, valid_time
 from soc_api.models import Indicator, IndicatorIn, IndicatorPage, IndicatorType, SightingPage, Tlp
-from soc_api.settings import api_settings
+from soc_api.settings import JSON_BODY_CAP, api_settings
 
-router = APIRouter(prefix="/indicators", tags=["indicators"])
+router = APIRouter(prefix="/indicators", tags=["indicators"], max_body_size=JSON_BODY_CAP)
 Reader = Annotated[Data, Depends(data_for("analyst", "network_admin", "agency", "national_centre"))]
 Writer = Annotated[Data, Depends(data_for("analyst", "national_centre"))]
 STIX_MEDIA = "application/stix+json;version=2.1"

@@ -12,8 +12,9 @@ from fastapi import Path as PathParam
 from inventory.model import Agency, Asset, ManagedDevice
 from soc_api.data import Data, data_for, invalid
 from soc_api.inventory_edit import InventoryEditError, edit_inventory
+from soc_api.settings import JSON_BODY_CAP
 
-router = APIRouter(prefix="/inventory", tags=["inventory"])
+router = APIRouter(prefix="/inventory", tags=["inventory"], max_body_size=JSON_BODY_CAP)
 Reader = Annotated[Data, Depends(data_for("analyst", "network_admin", "agency", "national_centre"))]
 DeviceReader = Annotated[Data, Depends(data_for("network_admin"))]
 Admin = Annotated[Data, Depends(data_for("admin"))]

@@ -12,8 +12,9 @@ from soc import ecs
 from soc.storage.base import DocumentQuery
 from soc_api.data import Data, data_for, invalid
 from soc_api.models import InhibitRule, InhibitRuleIn, Silence, SilenceIn
+from soc_api.settings import JSON_BODY_CAP
 
-router = APIRouter(tags=["silences"])
+router = APIRouter(tags=["silences"], max_body_size=JSON_BODY_CAP)
 Reader = Annotated[Data, Depends(data_for("analyst", "network_admin", "national_centre"))]
 Writer = Annotated[Data, Depends(data_for("analyst", "network_admin"))]
 

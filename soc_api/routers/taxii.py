@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from soc_api.data import Data, data_for, valid_time
 from soc_api.routers.indicators import service
-from soc_api.settings import api_settings
+from soc_api.settings import TAXII_BODY_CAP, api_settings
 from soc_api.taxii import server
 from soc_api.taxii.server import TAXII_MEDIA
 
@@ -33,7 +33,8 @@ def _accepts(request: Request) -> None:
         raise HTTPException(406, "this server speaks TAXII 2.1: accept application/taxii+json;version=2.1")
 
 
-router = APIRouter(tags=["taxii"], dependencies=[Depends(_accepts)], default_response_class=TaxiiResponse)
+router = APIRouter(tags=["taxii"], dependencies=[Depends(_accepts)], default_response_class=TaxiiResponse,
+                   max_body_size=TAXII_BODY_CAP)
 Reader = Annotated[Data, Depends(data_for("analyst", "network_admin", "agency", "national_centre"))]
 ApiRoot = Annotated[str, PathParam(max_length=64)]
 CollectionId = Annotated[str, PathParam(max_length=64)]

@@ -14,8 +14,9 @@ from soc_api.keys import (
     set_user_disabled, USERS,
 )
 from soc_api.models import KeyIn, KeyRecord, Me, NewKey, User, UserIn, UserUpdate
+from soc_api.settings import JSON_BODY_CAP
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], max_body_size=JSON_BODY_CAP)
 Admin = Annotated[Data, Depends(data_for("admin"))]
 UserId = Annotated[str, PathParam(max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 

@@ -1,0 +1,258 @@
+"""Alert list latency through the API: 50 concurrent clients over 1 million alerts on OpenSearch; target p99 < 100 ms.
+
+Bulk-loads N alerts (default 1,000,000: 30 agencies, every status and severity, a month of last_seen) into a fresh
+index prefix, starts the suite's API on that store, and runs C concurrent clients (default 50, each its own HTTP
+connection and key: analysts and agency keys) issuing the alert listings analysts use — newest first, by status, by
+severity, one agency, and the next page by cursor — for a fixed time. The baseline, measured in the same run, is the
+same queries made directly on the store (no HTTP, no API), one at a time: what the API adds on top of OpenSearch.
+
+    .venv/bin/python bench/bench_api.py [--alerts N] [--clients C] [--seconds S] [--store opensearch://HOST:PORT]
+                                        [--no-write]
+
+Without --store it uses $SOC_BENCH_OPENSEARCH, else starts its own node (scripts/opensearch.sh, port 9271) and stops
+it afterwards. The index prefix is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: E402
+
+from bench.report import write_section  # noqa: E402
+from soc import ecs  # noqa: E402
+from soc.storage.base import AlertQuery  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OWN_PORT = 9271
+SEVERITIES = ("informational", "low", "medium", "high", "critical")
+STATUSES = ("new", "new", "new", "acknowledged", "in_progress", "closed", "closed", "closed", "suppressed")
+RULES = [(f"rule-{i:03d}", f"Rule {i}", ["attack.t1110", "attack.credential-access"]) for i in range(120)]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def make_alert(i: int, agencies: list[str], start: datetime, rnd: random.Random) -> dict:
+    agency = agencies[i % len(agencies)]
+    rule_id, title, tags = RULES[rnd.randrange(len(RULES))]
+    last = start + timedelta(seconds=rnd.randrange(30 * 86400))
+    first = last - timedelta(seconds=rnd.randrange(3600))
+    ip = f"198.51.{rnd.randrange(256)}.{rnd.randrange(256)}"
+    status = STATUSES[rnd.randrange(len(STATUSES))]
+    aid = uuid.UUID(int=rnd.getrandbits(128)).hex
+    doc = {
+        "id": aid, "fingerprint": aid[:32], "@timestamp": ecs.utc_iso(first),
+        "labels": {"rule.id": rule_id, "organization.id": agency, "source.ip": ip},
+        "rule": {"id": rule_id, "name": rule_id, "title": title, "type": "rule", "tags": tags},
+        "severity": SEVERITIES[rnd.randrange(5)], "threat": {"tactic": ["credential-access"], "technique": ["T1110"]},
+        "status": status, "organization": {"id": agency, "name": agency}, "group": {"key": rule_id, "labels": {}},
+        "entities": {"ip": [ip], "user": ["root"], "host": [f"{agency}-srv-{rnd.randrange(20):02d}"]},
+        "count": rnd.randrange(1, 500), "first_seen": ecs.utc_iso(first), "last_seen": ecs.utc_iso(last),
+        "evidence": [uuid.UUID(int=rnd.getrandbits(128)).hex for _ in range(3)],
+        "created": ecs.utc_iso(first), "updated": ecs.utc_iso(last),
+        "summary": f"{title} ({ip}) on {agency}-srv - events",
+        "history": [{"at": ecs.utc_iso(first), "by": "detections", "action": "raised"}],
+    }
+    if status in ("acknowledged", "in_progress", "closed"):
+        doc["acknowledged_at"] = ecs.utc_iso(first + timedelta(minutes=5))
+    if status == "closed":
+        doc["closed_at"], doc["close_reason"] = ecs.utc_iso(last), "true_positive"
+    return doc
+
+
+def load_alerts(store, n: int, agencies: list[str]) -> float:
+    """Bulk-load n alerts; returns seconds. Refresh off while loading, one refresh at the end."""
+    from opensearchpy import helpers
+
+    client = store.client
+    client.indices.put_settings(index=store.alerts_index, body={"index": {"refresh_interval": "-1"}})
+    rnd = random.Random(7)
+    start = datetime.now(timezone.utc) - timedelta(days=30)
+
+    def actions():
+        for i in range(n):
+            doc = make_alert(i, agencies, start, rnd)
+            yield {"_op_type": "index", "_index": store.alerts_index, "_id": doc["id"], "_source": doc}
+
+    began = time.perf_counter()
+    with Progress(TextColumn("loading alerts"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+                  TimeRemainingColumn()) as bar:
+        task = bar.add_task("load", total=n)
+        for ok, item in helpers.streaming_bulk(client, actions(), chunk_size=5000, max_retries=5,
+                                               raise_on_error=True, request_timeout=120):
+            bar.advance(task)
+    client.indices.put_settings(index=store.alerts_index, body={"index": {"refresh_interval": "1s"}})
+    client.indices.refresh(index=store.alerts_index)
+    client.indices.forcemerge(index=store.alerts_index, max_num_segments=1, request_timeout=600)
+    return time.perf_counter() - began
+
+
+def queries(agencies: list[str], rnd: random.Random) -> dict:
+    """One analyst query: the kinds an SOC console issues."""
+    kind = rnd.randrange(5)
+    if kind == 0:
+        return {"limit": 50}
+    if kind == 1:
+        return {"limit": 50, "status": "new"}
+    if kind == 2:
+        return {"limit": 50, "severity": rnd.choice(("high", "critical"))}
+    if kind == 3:
+        return {"limit": 50, "agency": rnd.choice(agencies), "status": "new"}
+    return {"limit": 50, "page2": True}
+
+
+async def client_loop(base: str, key: str, agencies: list[str], deadline: float, seed: int, latencies: list[float],
+                      errors: list[str], own_agency: str | None) -> None:
+    rnd = random.Random(seed)
+    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=30,
+                                 limits=httpx.Limits(max_connections=1)) as client:
+        while time.perf_counter() < deadline:
+            params = queries(agencies, rnd)
+            if own_agency:
+                params.pop("agency", None)
+            page2 = params.pop("page2", False)
+            if page2:
+                first = await client.get("/api/v1/alerts", params=params)
+                cursor = first.json().get("next_cursor")
+                if cursor:
+                    params["cursor"] = cursor
+            began = time.perf_counter()
+            response = await client.get("/api/v1/alerts", params=params)
+            elapsed = time.perf_counter() - began
+            if response.status_code != 200:
+                errors.append(f"{response.status_code} {response.text[:100]}")
+                continue
+            latencies.append(elapsed)
+
+
+async def run_clients(base: str, keys: list[tuple[str, str | None]], agencies: list[str], seconds: float
+                      ) -> tuple[list[float], list[str], float]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    began = time.perf_counter()
+    deadline = began + seconds
+    await asyncio.gather(*[client_loop(base, key, agencies, deadline, i, latencies, errors, agency)
+                           for i, (key, agency) in enumerate(keys)])
+    return latencies, errors, time.perf_counter() - began
+
+
+def baseline(store, agencies: list[str], count: int = 400) -> list[float]:
+    rnd = random.Random(11)
+    out = []
+    for _ in range(count):
+        params = queries(agencies, rnd)
+        page2 = params.pop("page2", False)
+        q = AlertQuery(limit=params["limit"], status=params.get("status"), severity=params.get("severity"),
+                       agency=params.get("agency"))
+        if page2:
+            first = store.list_alerts(q)
+            q.after = (first[-1]["last_seen"], first[-1]["id"])
+        began = time.perf_counter()
+        store.list_alerts(q)
+        out.append(time.perf_counter() - began)
+    return out
+
+
+def start_own_node() -> str:
+    env = dict(os.environ, OPENSEARCH_HEAP=os.environ.get("OPENSEARCH_HEAP", "2g"))
+    subprocess.run([str(ROOT / "scripts" / "opensearch.sh"), "start", "--port", str(OWN_PORT)], check=True, env=env)
+    return f"opensearch://127.0.0.1:{OWN_PORT}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--store", default=None)
+    parser.add_argument("--no-write", action="store_true", help="print the results, do not touch docs/benchmarks.md")
+    args = parser.parse_args()
+
+    from soc.service import Suite, SuiteThread
+    from soc.storage import store_from_url
+    from soc_api.keys import create_key
+    from soc_api.settings import ApiSettings, RateLimitConfig
+    from tests.conftest import make_settings
+
+    own = False
+    url = args.store or os.environ.get("SOC_BENCH_OPENSEARCH")
+    if not url:
+        url, own = start_own_node(), True
+    prefix = f"benchapi-{uuid.uuid4().hex[:8]}"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    runner = None
+    try:
+        settings = make_settings(tmp, store_url=url, index_prefix=prefix, SOC__SYSLOG__ENABLED="false",
+                                 SOC__DETECTIONS__SIGMA_RULE_DIRS=f'["{ROOT / "detections" / "rules" / "linux"}"]')
+        suite = Suite(settings)
+        suite._api_settings = ApiSettings(rate_limit=RateLimitConfig(requests_per_second=10_000, burst=10_000))
+        agencies = sorted(a for a in suite.inventory.agencies)[:30]
+        load_seconds = load_alerts(suite.store, args.alerts, agencies)
+        count = suite.store.client.count(index=suite.store.alerts_index)["count"]
+        runner = SuiteThread(suite).start()
+        base = f"http://127.0.0.1:{suite.bound['api']}"
+        keys = []
+        for i in range(args.clients):
+            if i % 5 == 4:  # one client in five is an agency
+                agency = agencies[i % len(agencies)]
+                keys.append((create_key(suite.store, "agency", agency=agency)[0], agency))
+            else:
+                keys.append((create_key(suite.store, "analyst")[0], None))
+        base_lat = baseline(suite.store, agencies)
+        asyncio.run(run_clients(base, keys[:5], agencies, 3.0))  # warm-up (caches, connections)
+        latencies, errors, wall = asyncio.run(run_clients(base, keys, agencies, args.seconds))
+    finally:
+        if runner is not None:
+            runner.stop()
+        try:
+            cleanup = store_from_url(url, index_prefix=prefix)
+            cleanup.client.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
+            cleanup.close()
+        except Exception as exc:  # noqa: BLE001
+            print(f"could not remove {prefix}-*: {exc}", file=sys.stderr)
+        if own:
+            subprocess.run([str(ROOT / "scripts" / "opensearch.sh"), "stop", "--port", str(OWN_PORT)], check=False)
+
+    ms = lambda v: f"{v * 1000:.1f}"  # noqa: E731
+    p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
+    b50, b99 = percentile(base_lat, 50), percentile(base_lat, 99)
+    verdict = "met" if p99 < 0.100 else "NOT met"
+    body = f"""
+{count:,} alerts in one OpenSearch index (30 agencies, {len(RULES)} rules, a month of `last_seen`), loaded in
+{load_seconds:.0f} s. {args.clients} concurrent clients (one in five with an agency key), each on its own connection,
+for {wall:.0f} s; queries: newest first, `status=new`, `severity=high|critical`, one agency's new alerts, and the
+second page by cursor; `limit=50`. One API process (the suite's own uvicorn server).
+
+| | requests | p50 ms | p95 ms | p99 ms | requests/s |
+|---|---:|---:|---:|---:|---:|
+| API, {args.clients} concurrent clients | {len(latencies):,} | {ms(p50)} | {ms(p95)} | {ms(p99)} | {len(latencies) / wall:.0f} |
+| baseline: the same queries on the store directly, one at a time | {len(base_lat)} | {ms(b50)} | — | {ms(b99)} | — |
+
+Target p99 < 100 ms: **{verdict}**. Errors: {len(errors)}{' (first: ' + errors[0] + ')' if errors else ''}.
+Mean latency {statistics.mean(latencies) * 1000:.1f} ms.
+"""
+    print(body)
+    if not args.no_write:
+        write_section("bench_api", "API: alert list latency over 1M alerts (OpenSearch)", body)
+    return 0 if not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
