@@ -108,13 +108,20 @@ def test_rule_file_health_is_listed(api):
     assert next(f for f in files if f["namespace"] == "gen_webshells_ext_vars.yar")["rules"] > 0
 
 
-def test_without_a_prepared_engine_the_api_builds_one_from_the_settings(tmp_path):
+def test_without_a_prepared_engine_the_api_builds_one_from_the_settings(tmp_path, monkeypatch):
     """No `detections.yara.service` extension: the first request builds the engine (default rule folder, cache
-    under the data dir), later ones reuse it."""
+    under the data dir), later ones reuse it. Without rules the answer is 503 with the reason, and the suite stays."""
+    from detections.yara import service
+
     runner = SuiteThread(Suite(make_settings(tmp_path))).start()
     try:
         key = create_key(runner.suite.store, "analyst")[0]
         with httpx.Client(base_url=f"http://127.0.0.1:{runner.suite.bound['api']}", timeout=120) as client:
+            monkeypatch.setattr(service, "DEFAULT_RULE_DIRS", [str(tmp_path / "no-rules-here")])
+            missing = _scan(client, key, EICAR, "eicar.com")
+            assert missing.status_code == 503
+            assert missing.json()["detail"].startswith("YARA rules are not available: rule folder")
+            monkeypatch.undo()
             answer = _scan(client, key, EICAR, "eicar.com").json()
             assert [m["rule"] for m in answer["matches"]] == ["SUSP_Just_EICAR"]
         assert list((tmp_path / "cache" / "yara").glob("*.yarc"))  # cached for the next start
