@@ -2,13 +2,13 @@
 # Debian packages the tests need. Installs only what is missing; runs apt-get update once, and only when needed.
 #   openjdk-17-jdk-headless maven   the real OpenSearch node (scripts/opensearch.sh)
 #   bsdutils rsyslog rsyslog-gnutls real syslog senders (logger; rsyslog forwarding over TCP and TLS)
-#   openssh-server nftables iproute2 the namespace firewall the playbook tests drive through netmiko
+#   openssh-server nftables iptables iproute2   the namespace firewall the playbook tests drive through netmiko
 #   poppler-utils                   pdftoppm, to prove report PDFs render
 #   prometheus                      promtool, to check /metrics and the shipped alerting rules
 #   yara                            the yara command-line tool, the reference the YARA scanner is compared with
 #   openssl                         test certificates for syslog over TLS
 set -euo pipefail
-packages=(openjdk-17-jdk-headless maven bsdutils curl rsyslog rsyslog-gnutls openssh-server nftables iproute2
+packages=(openjdk-17-jdk-headless maven bsdutils curl rsyslog rsyslog-gnutls openssh-server nftables iptables iproute2
           poppler-utils prometheus yara openssl)
 missing=()
 for pkg in "${packages[@]}"; do

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 port=${SOC_TEST_OPENSEARCH_PORT:-9250}
 started=0
 if command -v java >/dev/null && command -v mvn >/dev/null; then
-  if scripts/opensearch.sh start --port "$port"; then
+  # 1 GiB of heap: the differential and contract tests push thousands of documents and hundreds of queries.
+  if OPENSEARCH_HEAP=${OPENSEARCH_HEAP:-1g} scripts/opensearch.sh start --port "$port"; then
     started=1
     export SOC_TEST_OPENSEARCH="opensearch://127.0.0.1:$port"
   elif [[ "${CI:-}" == "true" ]]; then

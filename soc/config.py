@@ -15,6 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from collectors.monitoring_config import MonitoringConfig  # noqa: E402  (light modules: settings models only)
+from playbooks.settings import PlaybookSettings  # noqa: E402
+from reports.config import ReportsConfig  # noqa: E402
+
 ENV_PREFIX = "SOC__"
 DEFAULT_CONFIG_PATHS = ("soc.yaml", "config/soc.yaml")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -106,8 +110,13 @@ class Settings(_Section):
     inventory: InventoryConfig = InventoryConfig()
     detections: DetectionsConfig = DetectionsConfig()
     pipeline: PipelineConfig = PipelineConfig()
-    # Modules with attach(suite) that run inside the suite (playbook triggers and expiries, probes, schedules).
-    extensions: list[str] = []
+    # Each package's own settings, defined beside its code.
+    playbooks: PlaybookSettings = PlaybookSettings()
+    reports: ReportsConfig = ReportsConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    # Modules with attach(suite) that run inside the suite: playbook triggers and expiries (runs on core devices
+    # wait for a network admin), log-source health, probes (off until monitoring.probes.enabled), report schedules.
+    extensions: list[str] = ["playbooks.service", "collectors.monitoring", "reports.service"]
 
     @field_validator("timezone")
     @classmethod

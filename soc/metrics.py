@@ -24,3 +24,5 @@ STORE_WRITE_SECONDS = Histogram("soc_store_write_seconds", "Time of one bulk wri
                                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 RULES_LOADED = Gauge("soc_rules_loaded", "Detection rules loaded", ["kind"])
 RULES_FAILED = Gauge("soc_rules_failed", "Detection rules that failed to load", ["kind"])
+RULE_EVAL_SECONDS = Histogram("soc_rule_evaluation_seconds", "Time to evaluate the detection rules on one batch",
+                              buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))

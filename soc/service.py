@@ -72,6 +72,7 @@ class Suite:
         self.completed = 0  # of those, processed by the worker
         # Extensions (playbooks, probes, report schedules) hook in here; see attach_extensions().
         self.alert_hooks: list[Callable[[list[dict]], None]] = []
+        self.event_hooks: list[Callable[[list[dict]], None]] = []  # called with each batch of stored events
         self.background: list[Callable[[], Awaitable[None]]] = []
         attach_extensions(self, settings.extensions)
 
@@ -96,11 +97,14 @@ class Suite:
         if result.dead_letters:
             self._with_retry("dead letters", self.store.write_dead_letters, result.dead_letters)
         if outcome.events:
+            self._run_hooks(self.event_hooks, outcome.events)
+            evaluate_started = time.perf_counter()
             detections = self.engine.evaluate(outcome.events)
+            metrics.RULE_EVAL_SECONDS.observe(time.perf_counter() - evaluate_started)
             if detections:
                 try:
                     outcome.alerts = self._with_retry("alerts", self.alerts.handle, detections)
-                    self._run_alert_hooks(outcome.alerts)
+                    self._run_hooks(self.alert_hooks, outcome.alerts)
                 except StoreError as exc:
                     log.error("alerts could not be stored: %s", exc)
                     letters = [DeadLetter(received=ecs.now_iso(), source="detections",
@@ -112,12 +116,13 @@ class Suite:
         self.processed += len(messages)
         return outcome
 
-    def _run_alert_hooks(self, alerts: list[dict]) -> None:
-        for hook in self.alert_hooks:
+    @staticmethod
+    def _run_hooks(hooks: list[Callable[[list[dict]], None]], items: list[dict]) -> None:
+        for hook in hooks:
             try:
-                hook(alerts)
+                hook(items)
             except Exception:  # an extension's bug must not stop the pipeline
-                log.exception("alert hook %s failed", getattr(hook, "__qualname__", hook))
+                log.exception("hook %s failed", getattr(hook, "__qualname__", hook))
 
     @staticmethod
     def _event_dead_letter(doc: dict, reason: str) -> DeadLetter:

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from sigma.processing.conditions import LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+from dataclasses import dataclass
+
 from sigma.processing.transformations import FieldMappingTransformation, ValueListPlaceholderTransformation
+from sigma.processing.transformations.base import DetectionItemTransformation
+from sigma.rule import SigmaDetectionItem
+from sigma.types import SigmaString, SpecialChars
+
+KEYWORDS_FIELD = "_keywords"
 
 # Sigma taxonomy field -> ECS field, per log source category (Sigma's field names for these categories).
 WEB_FIELDS = {
@@ -77,7 +84,36 @@ def soc_pipeline(placeholders: dict[str, list[str]] | None = None) -> Processing
     )
 
 
-PIPELINES = {"soc": soc_pipeline}
+@dataclass
+class KeywordsToFieldTransformation(DetectionItemTransformation):
+    """Bind field-less keywords to one field, as "contains" — for backends without full-text search (SQLite), over a
+    column holding the text streaming searches (message, event.original)."""
+
+    field: str = KEYWORDS_FIELD
+
+    def apply_detection_item(self, detection_item: SigmaDetectionItem) -> None:
+        if detection_item.field is not None:
+            return
+        detection_item.field = self.field
+        wrapped = []
+        for value in detection_item.value:
+            if isinstance(value, SigmaString):
+                if not value.startswith(SpecialChars.WILDCARD_MULTI):
+                    value = SigmaString("*") + value
+                if not value.endswith(SpecialChars.WILDCARD_MULTI):
+                    value = value + SigmaString("*")
+            wrapped.append(value)
+        detection_item.value = wrapped
+
+
+def soc_sql_pipeline(placeholders: dict[str, list[str]] | None = None) -> ProcessingPipeline:
+    pipeline = soc_pipeline(placeholders)
+    pipeline.items.append(ProcessingItem(identifier="soc_keywords_to_field",
+                                         transformation=KeywordsToFieldTransformation()))
+    return pipeline
+
+
+PIPELINES = {"soc": soc_pipeline, "soc-sql": soc_sql_pipeline}
 
 
 def build_pipeline(name: str | None, placeholders: dict[str, list[str]] | None = None) -> ProcessingPipeline | None:

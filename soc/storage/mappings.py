@@ -13,6 +13,15 @@ _KEYWORD_STRINGS = {
         "mapping": {"type": "keyword", "ignore_above": 1024},
     }
 }
+# Event strings are indexed lowercased (the source keeps the original): Sigma matches strings case-insensitively,
+# and so do the Lucene queries that scheduled detection runs (detections/scheduled.py), and so does analyst search.
+_EVENT_STRINGS = {
+    "strings_as_keyword": {
+        "match_mapping_type": "string",
+        "mapping": {"type": "keyword", "ignore_above": 1024, "normalizer": "soc_lowercase"},
+    }
+}
+_NORMALIZERS = {"analysis": {"normalizer": {"soc_lowercase": {"type": "custom", "filter": ["lowercase"]}}}}
 
 _IP_FIELDS = [
     "source.ip", "destination.ip", "client.ip", "server.ip", "host.ip", "observer.ip", "related.ip",
@@ -50,19 +59,25 @@ def _settings(shards: int = 1) -> dict:
     }
 
 
-def event_template(pattern: str) -> dict:
+def event_template(pattern: str, flavour: str = "opensearch") -> dict:
     flat: dict[str, dict] = {}
     flat.update({f: {"type": "ip"} for f in _IP_FIELDS})
     flat.update({f: {"type": "long"} for f in _PORT_FIELDS + _LONG_FIELDS})
     flat.update({f: {"type": "date"} for f in _DATE_FIELDS})
-    flat.update({f: {"type": "text"} for f in _TEXT_FIELDS})
+    # The free-text fields also keep a lowercased whole-value copy (.raw): Sigma keywords ("any text containing x")
+    # search it with wildcards, exactly as streaming detection searches message and event.original.
+    # OpenSearch's wildcard type indexes n-grams, so a leading-wildcard pattern over whole log lines does not scan
+    # every term; Elasticsearch's wildcard type takes no normalizer, so there the copy is a lowercased keyword.
+    raw = ({"type": "wildcard", "ignore_above": 8191, "normalizer": "soc_lowercase"} if flavour == "opensearch"
+           else {"type": "keyword", "ignore_above": 8191, "normalizer": "soc_lowercase"})
+    flat.update({f: {"type": "text", "fields": {"raw": raw}} for f in _TEXT_FIELDS})
     flat.update({"event.id": {"type": "keyword"}, "organization.id": {"type": "keyword"}})
     return {
         "index_patterns": [pattern],
         "priority": 200,
         "template": {
-            "settings": _settings(),
-            "mappings": {"dynamic_templates": [_KEYWORD_STRINGS], "properties": _nested(flat)},
+            "settings": {**_settings(), **_NORMALIZERS},
+            "mappings": {"dynamic_templates": [_EVENT_STRINGS], "properties": _nested(flat)},
         },
     }
 

@@ -114,7 +114,7 @@ class SearchStore(Store):
 
     def open(self) -> None:
         templates = {
-            f"{self.prefix}-events": event_template(self.events_pattern),
+            f"{self.prefix}-events": event_template(self.events_pattern, self.engine.flavour),
             f"{self.prefix}-alerts": alert_template(self.alerts_index),
             f"{self.prefix}-deadletters": dead_letter_template(self.dead_letter_index),
             f"{self.prefix}-apikeys": key_template(self.keys_index),
