@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from soc import metrics as soc_metrics
 from prometheus_client import REGISTRY, Gauge, Histogram
 
 from collectors.monitoring_config import (MonitoringConfig, ProbesConfig, SelfMonitorConfig,  # noqa: F401
@@ -42,8 +43,7 @@ DEAD_LETTERS_STORED = Gauge("soc_dead_letters_stored", "Dead letters kept in the
 SPOOL_DEPTH = Gauge("soc_spool_depth", "Messages accepted but not yet processed, per spool", ["spool"])
 COLLECTOR_RATE = Gauge("soc_collector_events_per_second", "Messages received per second since the previous refresh",
                        ["transport"])
-RULE_EVAL_SECONDS = Histogram("soc_rule_evaluation_seconds", "Time to evaluate the detection rules on one batch",
-                              buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+RULE_EVAL_SECONDS = soc_metrics.RULE_EVAL_SECONDS  # observed by the suite itself (soc/service.py)
 PLAYBOOK_RUNS_RECENT = Gauge("soc_playbook_runs_recent", "Playbook runs started in the recent window, by status",
                              ["status"])
 PLAYBOOK_FAILURES_RECENT = Gauge("soc_playbook_failures_recent", "Playbook runs that failed in the recent window")
@@ -135,21 +135,6 @@ def _iso(epoch: float) -> str:
     from datetime import datetime, timezone
 
     return ecs.utc_iso(datetime.fromtimestamp(epoch, timezone.utc))
-
-
-def time_rule_evaluation(suite) -> None:
-    """Measure each batch's rule evaluation (until the suite measures it itself)."""
-    engine = suite.engine
-    evaluate = engine.evaluate
-
-    def timed(events, *args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return evaluate(events, *args, **kwargs)
-        finally:
-            RULE_EVAL_SECONDS.observe(time.perf_counter() - started)
-
-    engine.evaluate = timed
 
 
 # --- log-source health alerts ------------------------------------------------------------------------------------
@@ -352,7 +337,6 @@ def attach(suite, config: MonitoringConfig | None = None) -> None:
     config = config or monitoring_config(suite.settings)
     if config.suite.enabled:
         monitor = SelfMonitor(suite, config.suite)
-        time_rule_evaluation(suite)
         suite.self_monitor = monitor
         suite.background.append(lambda: self_monitor_loop(monitor))
     if config.source_health.enabled:
