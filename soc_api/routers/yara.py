@@ -78,7 +78,15 @@ def _too_large(size: int | str, limit: int) -> HTTPException:
     return HTTPException(413, f"the upload is {size} bytes; the limit is {limit} bytes (yara.max_upload_bytes)")
 
 
-@router.post("/scan", response_model=ScanAnswer, responses={413: {"description": "the upload is over the size limit"}})
+_RAW_BODY = {"requestBody": {"required": True, "description": "the file, as the raw request body",
+                             "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                 "format": "binary"}}}}}
+
+
+@router.post("/scan", response_model=ScanAnswer, openapi_extra=_RAW_BODY, responses={
+    413: {"description": "the upload is over the size limit (yara.max_upload_bytes)"},
+    415: {"description": "a multipart form instead of the raw file"},
+    503: {"description": "no YARA rules could be loaded (the reason is given)"}})
 async def scan_upload(
     request: Request,
     principal: Analyst,
