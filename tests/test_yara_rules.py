@@ -13,7 +13,7 @@ import pytest
 from detections.yara import reference
 from detections.yara.cache import load_pack
 from detections.yara.compiler import RulePackError, discover
-from detections.yara.scanner import Scanner
+from detections.yara.scanner import ScanOptions, Scanner
 from tests.conftest import CORPUS
 
 SIGNATURE_BASE = CORPUS / "yara-signature-base" / "yara"
@@ -158,3 +158,18 @@ def test_signature_base_loads_completely_and_the_cli_agrees_on_every_file(tmp_pa
     assert uses_externals and all(h.status == "loaded" for h in uses_externals)
     disagree = reference.annotate(pack, threads=os.cpu_count() or 2)
     assert [(h.namespace, h.cli) for h in disagree] == []
+
+
+def test_scanning_goes_on_when_the_cache_entry_is_removed_underneath(tmp_path):
+    """Another suite pruning the cache folder must not stop this one from adding scanning instances."""
+    rules = _write(tmp_path / "rules", {"good.yar": GOOD})
+    cache = tmp_path / "cache"
+    pack = load_pack([rules], cache_dir=cache)
+    shutil.rmtree(cache)
+    sample = tmp_path / "s.txt"
+    sample.write_bytes(b"ALPHA-MARKER-1")
+    copy = pack.new_rules()  # what the scanner's pool does for each extra concurrent scan
+    assert [m.rule for m in copy.match(str(sample), externals=pack.externals)] == ["Marker_Alpha"]
+    scanner = Scanner(pack, ScanOptions(threads=3))
+    results = list(scanner.scan_paths([sample] * 12))
+    assert all([m.rule for m in r.matches] == ["Marker_Alpha"] for r in results)

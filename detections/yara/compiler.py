@@ -67,11 +67,18 @@ class RulePack:
         return sum(h.rules for h in self.health if h.status == "loaded")
 
     def new_rules(self) -> yara.Rules:
-        """A fresh Rules instance (one per scanning thread)."""
-        if self.compiled_path:
-            return yara.load(filepath=self.compiled_path)
+        """A fresh Rules instance (one per concurrent scan)."""
         if self.compiled is None:
-            raise RulePackError("this rule pack holds no compiled rules")
+            if self.compiled_path:
+                try:
+                    return yara.load(filepath=self.compiled_path)
+                except yara.Error:
+                    pass  # the cache entry was removed meanwhile: copy the instance we have
+            if self._rules is None:
+                raise RulePackError("this rule pack holds no compiled rules")
+            buffer = io.BytesIO()
+            self._rules.save(file=buffer)
+            self.compiled = buffer.getvalue()
         return yara.load(file=io.BytesIO(self.compiled))
 
     @property
