@@ -10,7 +10,8 @@ import pytest
 
 from detections.yara.cache import load_pack
 from detections.yara.samples import EICAR, SAMPLES, pe_stub
-from detections.yara.service import YaraEngine, YaraSettings
+from detections.yara.service import YaraEngine
+from detections.yara.settings import YaraSettings
 from soc.service import Suite, SuiteThread
 from soc_api.keys import create_key
 from tests.conftest import CORPUS, make_settings
@@ -111,13 +112,13 @@ def test_rule_file_health_is_listed(api):
 def test_without_a_prepared_engine_the_api_builds_one_from_the_settings(tmp_path, monkeypatch):
     """No `detections.yara.service` extension: the first request builds the engine (default rule folder, cache
     under the data dir), later ones reuse it. Without rules the answer is 503 with the reason, and the suite stays."""
-    from detections.yara import service
+    from detections.yara import settings as yara_settings
 
     runner = SuiteThread(Suite(make_settings(tmp_path))).start()
     try:
         key = create_key(runner.suite.store, "analyst")[0]
         with httpx.Client(base_url=f"http://127.0.0.1:{runner.suite.bound['api']}", timeout=120) as client:
-            monkeypatch.setattr(service, "DEFAULT_RULE_DIRS", [str(tmp_path / "no-rules-here")])
+            monkeypatch.setattr(yara_settings, "DEFAULT_RULE_DIRS", [str(tmp_path / "no-rules-here")])
             missing = _scan(client, key, EICAR, "eicar.com")
             assert missing.status_code == 503
             assert missing.json()["detail"].startswith("YARA rules are not available: rule folder")

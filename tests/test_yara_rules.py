@@ -173,3 +173,20 @@ def test_scanning_goes_on_when_the_cache_entry_is_removed_underneath(tmp_path):
     scanner = Scanner(pack, ScanOptions(threads=3))
     results = list(scanner.scan_paths([sample] * 12))
     assert all([m.rule for m in r.matches] == ["Marker_Alpha"] for r in results)
+
+
+def test_settings_section_and_the_cache_default(tmp_path):
+    from types import SimpleNamespace
+
+    from detections.yara.service import yara_settings
+    from detections.yara.settings import YaraSettings
+
+    # No yara section: defaults, cache under the data dir.
+    found = yara_settings(SimpleNamespace(data_dir=str(tmp_path)))
+    assert found.cache_dir == str(tmp_path / "cache" / "yara") and found.rule_dirs[0].endswith("yara-signature-base/yara")
+    # A section (as soc/config.py would hold it) wins; an explicit cache_dir is kept.
+    section = YaraSettings(rule_dirs=["/srv/rules"], cache_dir="/var/cache/soc-yara", threads=4)
+    found = yara_settings(SimpleNamespace(data_dir=str(tmp_path), yara=section))
+    assert (found.rule_dirs, found.cache_dir, found.threads) == (["/srv/rules"], "/var/cache/soc-yara", 4)
+    with pytest.raises(ValueError):
+        YaraSettings.model_validate({"rule_dir": ["typo"]})  # unknown keys are refused, like the rest of the config

@@ -226,7 +226,8 @@ def test_a_file_name_that_is_not_utf8_is_scanned(tmp_path):
 
 
 def test_engine_turns_a_collected_http_body_into_ecs_alerts(pack):
-    from detections.yara.service import YaraEngine, YaraSettings
+    from detections.yara.service import YaraEngine
+    from detections.yara.settings import YaraSettings
 
     engine = YaraEngine(YaraSettings(rule_dirs=[str(SIGNATURE_BASE)]), pack)
     body = next(s for s in SAMPLES if s.name.endswith("chopper.aspx")).data

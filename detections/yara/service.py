@@ -1,7 +1,7 @@
 """The suite's YARA engine: settings, the rule pack (from the cache when it can), and one scanner for everyone.
 
-Settings come from the ``yara:`` section of the configuration when it has one (see ``YaraSettings``), else the
-defaults below. ``engine_for(settings)`` builds the engine once per process, on first use. As an extension
+Settings come from the ``yara:`` section of the configuration when it has one (``detections/yara/settings.py``),
+else its defaults. ``engine_for(settings)`` builds the engine once per process, on first use. As an extension
 (``detections.yara.service`` in ``extensions``) it is built at start, so the first upload does not wait for a
 compile, and is reachable as ``suite.yara``.
 """
@@ -14,30 +14,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from detections.yara.cache import load_pack
 from detections.yara.compiler import RulePack
 from detections.yara.ecs import match_to_ecs
 from detections.yara.model import ScanResult
 from detections.yara.scanner import ScanOptions, Scanner
+from detections.yara.settings import YaraSettings
 from soc import metrics
-from soc.config import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
-
-DEFAULT_RULE_DIRS = [str(PROJECT_ROOT.parent / "shared" / "corpus" / "yara-signature-base" / "yara")]
-
-
-class YaraSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    rule_dirs: list[str] = Field(default_factory=lambda: list(DEFAULT_RULE_DIRS))
-    cache_dir: str | None = None  # default <data_dir>/cache/yara
-    timeout_seconds: int = Field(default=60, ge=1)
-    max_file_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
-    max_upload_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
-    threads: int = Field(default=2, ge=1, le=64)
 
 
 def yara_settings(settings: Any) -> YaraSettings:
