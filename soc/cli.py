@@ -245,10 +245,25 @@ CLI_PLUGINS = ("collectors.cli", "collectors.packets.cli", "detections.cli", "de
                "reports.cli", "soc_api.cli")
 
 
-def _register_plugins() -> None:
+# Which plugin owns which command: running one command imports only its package (start-up time counts for
+# `soc hunt`); help, or a command not listed here, registers them all.
+COMMAND_PLUGINS = {"hunt": "detections.cli", "parse": "collectors.cli", "pcap": "collectors.packets.cli",
+                   "yara": "detections.yara.cli", "playbook": "playbooks.cli", "report": "reports.cli"}
+BUILT_IN = {"serve", "demo", "deadletters", "keys", "rules", "config"}
+
+
+def _register_plugins(argv: list[str] | None = None) -> None:
     import importlib
 
-    for name in CLI_PLUGINS:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in COMMAND_PLUGINS:
+        names: tuple[str, ...] = (COMMAND_PLUGINS[command],)
+    elif command in BUILT_IN:
+        names = ()
+    else:
+        names = CLI_PLUGINS
+    for name in names:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -257,16 +257,8 @@ def load_rules(dirs: Iterable[str | Path], pipeline: str | None = "soc", cache_d
     files are parsed.
     """
     files = rule_files(dirs)
-    texts: list[tuple[str, bytes]] = []
-    for path in files:
-        try:
-            texts.append((str(path), path.read_bytes()))
-        except OSError as exc:
-            texts.append((str(path), b""))
-            log.warning("cannot read %s: %s", path, exc)
     setup = _setup_key(pipeline, placeholders)
-    keys = [_cache_key(data, setup) for _, data in texts]
-    cache: dict[str, list[tuple]] = {}
+    cache: dict[str, Any] = {}
     cache_file = Path(cache_dir) / "sigma-rules.pickle" if cache_dir else None
     if cache_file is not None and cache_file.exists():
         try:
@@ -275,9 +267,33 @@ def load_rules(dirs: Iterable[str | Path], pipeline: str | None = "soc", cache_d
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
             log.warning("ignoring the unreadable Sigma cache %s: %s", cache_file, exc)
             cache = {}
+    # A file whose size and modification time are what the cache saw keeps its content key without being read again
+    # (make's rule); any other file is read and keyed by its content.
+    stats: dict[str, tuple] = cache.get("_stats", {})
+    new_stats: dict[str, tuple] = {}
+    texts: dict[int, str] = {}
+    keys: list[str] = []
+    for i, path in enumerate(files):
+        try:
+            st = path.stat()
+            signature = (st.st_size, st.st_mtime_ns, setup)
+            known = stats.get(str(path))
+            if known is not None and known[0] == signature and known[1] in cache:
+                keys.append(known[1])
+                new_stats[str(path)] = known
+                continue
+            data = path.read_bytes()
+        except OSError as exc:
+            log.warning("cannot read %s: %s", path, exc)
+            data, signature = b"", None
+        key = _cache_key(data, setup)
+        keys.append(key)
+        texts[i] = data.decode("utf-8", "replace")
+        if signature is not None:
+            new_stats[str(path)] = (signature, key)
     missing = [i for i, key in enumerate(keys) if key not in cache]
     results: dict[int, list[tuple]] = {}
-    todo = [(texts[i][0], texts[i][1].decode("utf-8", "replace")) for i in missing]
+    todo = [(str(files[i]), texts[i]) for i in missing]
     if progress:
         progress(len(files) - len(missing), len(files))
     # Forked workers inherit the loaded code and need no importable __main__; forking is only safe while this
@@ -302,9 +318,10 @@ def load_rules(dirs: Iterable[str | Path], pipeline: str | None = "soc", cache_d
                 progress(len(files) - len(missing) + n_done, len(files))
     for i, entries in results.items():
         cache[keys[i]] = entries
-    if cache_file is not None and results:
+    if cache_file is not None and (results or new_stats != stats):
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        live = {key: cache[key] for key in keys}  # drop entries of files that changed or went away
+        live: dict[str, Any] = {key: cache[key] for key in keys}  # drop entries of files changed or gone
+        live["_stats"] = new_stats
         tmp = cache_file.with_suffix(".tmp")
         with tmp.open("wb") as fh:
             pickle.dump(live, fh, protocol=pickle.HIGHEST_PROTOCOL)
