@@ -1,4 +1,4 @@
-"""Syslog sources: UDP (one message per datagram) and TCP with newline framing.
+"""Syslog sources: UDP (one message per datagram) and TCP with newline framing or octet counting (RFC 6587).
 
 Sources only receive and frame; they hand each message as raw bytes to ``deliver``. A line longer than the limit is
 not allowed to grow memory without bound: its first ``keep_bytes`` are kept (for the dead letter), the rest is read
@@ -42,16 +42,46 @@ async def start_udp(host: str, port: int, deliver_nowait: DeliverNowait) -> asyn
 
 
 async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Deliver, keep_bytes: int) -> None:
+    """Frame a TCP stream: RFC 6587 octet counting ("LEN SP MSG") when a frame starts with a digit, else a line.
+
+    Both framings may be mixed on one connection: a syslog message starts with "<", never with a digit, so the first
+    byte of each frame tells them apart (as rsyslog's imtcp does).
+    """
     buffer = bytearray()
-    cut = False  # bytes of it beyond keep_bytes were dropped
+    cut = False  # bytes of the current line beyond keep_bytes were dropped
+    pending = b""  # bytes read but not yet framed
     while True:
         chunk = await reader.read(READ_CHUNK)
         if not chunk:
             break
+        data = pending + chunk
+        pending = b""
         start = 0
-        while True:
-            newline = chunk.find(b"\n", start)
-            piece = chunk[start:] if newline < 0 else chunk[start:newline]
+        while start < len(data):
+            if not buffer and data[start:start + 1].isdigit():  # octet-counted frame
+                space = data.find(b" ", start, start + 12)
+                if space < 0:
+                    if len(data) - start < 12:
+                        pending = data[start:]  # the length is split across reads
+                        break
+                    space = start  # not a length after all: fall through to line framing
+                else:
+                    length_text = data[start:space]
+                    if length_text.isdigit() and 0 < int(length_text) <= keep_bytes:
+                        length = int(length_text)
+                        end = space + 1 + length
+                        if end > len(data):
+                            more = await reader.readexactly(end - len(data)) if not reader.at_eof() else b""
+                            data += more
+                            if end > len(data):  # the sender closed inside the frame: keep what came
+                                await _emit(bytearray(data[space + 1:]), True, peer, deliver)
+                                start = len(data)
+                                break
+                        await _emit(bytearray(data[space + 1:end]), False, peer, deliver)
+                        start = end
+                        continue
+            newline = data.find(b"\n", start)
+            piece = data[start:] if newline < 0 else data[start:newline]
             if len(buffer) + len(piece) > keep_bytes:
                 piece = piece[: max(keep_bytes - len(buffer), 0)]
                 cut = True
@@ -61,6 +91,8 @@ async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Delive
             await _emit(buffer, cut, peer, deliver)
             buffer, cut = bytearray(), False
             start = newline + 1
+    if pending:
+        buffer += pending
     if buffer:  # the sender closed without a final newline: still a message
         await _emit(buffer, cut, peer, deliver)
 
