@@ -3,5 +3,7 @@ folders, uploads and collected payloads, and turn matches into ECS alerts.
 
 model.py (results), compiler.py (rule files to a RulePack), cache.py (compiled set on disk), externals.py
 (filename/filepath/extension/filetype/owner per target), scanner.py (files, folders, bytes), ecs.py (match to ECS),
-reference.py (the yara command-line tools, for comparison), service.py (settings and the suite's engine), cli.py.
+payloads.py (payloads the packet collectors extracted, to ECS alerts with their traffic), reference.py (the yara
+command-line tools, for comparison), settings.py (the ``yara`` configuration section), service.py (the suite's
+engine), samples.py (harmless files that trigger signature-base rules), cli.py.
 """

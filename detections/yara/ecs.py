@@ -26,7 +26,7 @@ def severity(score: Any) -> str:
 def match_to_ecs(match: YaraMatch, *, timestamp: str | None = None, extra: dict[str, Any] | None = None) -> dict:
     """``extra`` is merged on top (e.g. ``{"source": {"ip": ...}, "url": {...}}`` for an HTTP body)."""
     target = match.target
-    name = target.path.replace("\\", "/").rsplit("/", 1)[-1]
+    name = target.name or target.path.replace("\\", "/").rsplit("/", 1)[-1]
     doc: dict[str, Any] = {
         "@timestamp": timestamp or ecs.now_iso(),
         "ecs": {"version": ecs.ECS_VERSION},

@@ -50,6 +50,7 @@ class Target:
     size: int
     sha256: str = ""  # computed only when something matched (hashing every scanned file would halve throughput)
     kind: str = "file"  # file | payload
+    name: str = ""  # the file's name; for a payload, the name it travelled under (URL path, FTP file name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

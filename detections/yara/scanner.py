@@ -115,7 +115,7 @@ class Scanner:
     def scan_file(self, path: str | os.PathLike) -> ScanResult:
         started = time.perf_counter()
         path = os.path.abspath(os.fspath(path))
-        target = Target(path=path, size=0)
+        target = Target(path=path, size=0, name=os.path.basename(path))
         try:
             return self._scan_file(path, target, started)
         except Exception as exc:  # whatever a file does, the scan of the others goes on
@@ -165,7 +165,7 @@ class Scanner:
     def scan_bytes(self, data: bytes, name: str, *, path: str = "") -> ScanResult:
         """Scan a payload the collectors extracted (an HTTP body, a transferred file), reported under ``name``."""
         started = time.perf_counter()
-        target = Target(path=path or name, size=len(data), kind="payload")
+        target = Target(path=path or name, size=len(data), kind="payload", name=name)
         if len(data) > self.options.max_file_bytes:
             return self._problem(target, "too_large", f"{len(data)} bytes is over the limit of "
                                  f"{self.options.max_file_bytes} bytes", started)
