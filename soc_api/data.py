@@ -311,7 +311,8 @@ def data_for(*roles: str) -> Callable[..., Data]:
     checker = require_roles(*roles)
 
     # The dependency is a default value, not an annotation: annotations are strings here and cannot see ``roles``.
-    def build(request: Request, principal: Principal = Depends(checker)) -> Data:
+    # Async: building it does no I/O, so it needs no hop to the thread pool.
+    async def build(request: Request, principal: Principal = Depends(checker)) -> Data:
         return Data(request, principal)
 
     return build

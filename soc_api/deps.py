@@ -16,12 +16,13 @@ import uuid
 from typing import Annotated, Callable
 
 from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
 from soc import ecs
 from soc.storage.base import Store, StoreError
-from soc_api.keys import Principal, verify_key
+from soc_api.keys import Principal, cached_principal, verify_key
 from soc_api.settings import api_settings
 
 log = logging.getLogger(__name__)
@@ -93,18 +94,23 @@ def _audit(request: Request, principal: Principal, outcome: str, detail: str | N
         log.exception("AUDIT RECORD NOT STORED: %s", record)
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     api_key: Annotated[str | None, Security(_api_key_header)] = None,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
     basic: Annotated[HTTPBasicCredentials | None, Security(_basic)] = None,
 ):
+    # Async, so the common case (a key verified a moment ago) costs no hop to the thread pool; the store is asked
+    # (in the pool) only when the key is not in the cache, and the audit record is written there too.
     presented = api_key or (bearer.credentials if bearer else None) or (basic.password if basic else None)
     if not presented:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "an API key is required (X-API-Key header)",
                             headers={"WWW-Authenticate": "Bearer"})
     settings = api_settings(request.app.state.suite)
-    principal = verify_key(get_store(request), presented, cache_seconds=settings.key_cache_seconds)
+    principal = cached_principal(presented, settings.key_cache_seconds)
+    if principal is None:
+        principal = await run_in_threadpool(verify_key, get_store(request), presented,
+                                            cache_seconds=settings.key_cache_seconds)
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the API key is unknown, expired or revoked",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -128,20 +134,20 @@ def get_principal(
     try:
         yield principal
     except HTTPException as exc:
-        _audit(request, principal, f"refused {exc.status_code}", str(exc.detail))
+        await run_in_threadpool(_audit, request, principal, f"refused {exc.status_code}", str(exc.detail))
         raise
     except RequestValidationError as exc:
-        _audit(request, principal, "refused 422", str(exc.errors())[:500])
+        await run_in_threadpool(_audit, request, principal, "refused 422", str(exc.errors())[:500])
         raise
     except Exception as exc:
-        _audit(request, principal, "failed", type(exc).__name__)
+        await run_in_threadpool(_audit, request, principal, "failed", type(exc).__name__)
         raise
     else:
-        _audit(request, principal, "ok")
+        await run_in_threadpool(_audit, request, principal, "ok")
 
 
 def require_roles(*roles: str) -> Callable[..., Principal]:
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in roles and principal.role != "admin":
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs one of the roles: {', '.join(roles)}")
         return principal

@@ -116,6 +116,13 @@ class _VerifiedCache:
 VERIFIED = _VerifiedCache()
 
 
+def cached_principal(presented: str, cache_seconds: float) -> Principal | None:
+    """The principal of a key verified less than ``cache_seconds`` ago, without asking the store."""
+    if cache_seconds <= 0 or len(presented) > 200:
+        return None
+    return VERIFIED.get(_hash(presented), cache_seconds)
+
+
 def verify_key(store: Store, presented: str, cache_seconds: float = 0.0) -> Principal | None:
     parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != "soc" or not parts[1] or len(presented) > 200:
