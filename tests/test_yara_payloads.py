@@ -71,3 +71,31 @@ def test_payload_names():
     assert payload_name({"event": {"dataset": "network.http"}}, {"url": "/", "sha256": "abc"}) == "abc"
     ftp = {"event": {"dataset": "network.ftp"}, "file": {"name": "../../etc/cron.d/job"}}
     assert payload_name(ftp, {}) == "job"
+
+
+def test_payload_matcher_raises_one_deduplicated_alert_per_rule_and_file(tmp_path):
+    """The suite extension's matcher, in a real suite on SQLite: the EICAR body of a real capture becomes an alert
+    through the detection engine and the alert manager; the same body again is counted on that alert."""
+    from soc.service import Suite
+    from tests.conftest import make_settings
+
+    suite = Suite(make_settings(tmp_path, SOC__EXTENSIONS="[detections.yara.service]"))
+    try:
+        events = _events_with_payloads("http-post-file", tmp_path / "payloads")
+        for i, event in enumerate(events):
+            event["event"]["id"] = f"pcap-{i}"
+            event["organization"] = {"id": "so-tttt"}
+        detections = suite.engine.evaluate(events)
+        yara_hits = [d for d in detections if d.kind == "yara"]
+        assert [d.meta.id for d in yara_hits] == ["yara:gen_suspicious_strings.yar:SUSP_Just_EICAR"]
+        assert yara_hits[0].meta.level == "low" and yara_hits[0].agency == "so-tttt"  # score 40
+        [alert] = suite.alerts.handle(yara_hits)
+        assert alert["rule"]["id"] == "yara:gen_suspicious_strings.yar:SUSP_Just_EICAR"
+        assert alert["organization"]["id"] == "so-tttt" and alert["count"] == 1
+        assert alert["entities"]["hash"] and len(alert["entities"]["hash"][0]) == 64
+        again = suite.alerts.handle([d for d in suite.engine.evaluate(events) if d.kind == "yara"])
+        assert [a["id"] for a in again] == [alert["id"]] and again[0]["count"] == 2
+        plain = {"event": {"id": "x"}, "@timestamp": "2026-11-22T10:00:00.000Z"}
+        assert not [d for d in suite.engine.evaluate([plain]) if d.kind == "yara"]
+    finally:
+        suite.close()

@@ -3,7 +3,7 @@
 Settings come from the ``yara:`` section of the configuration when it has one (``detections/yara/settings.py``),
 else its defaults. ``engine_for(settings)`` builds the engine once per process, on first use. As an extension
 (``detections.yara.service`` in ``extensions``) it is built at start, so the first upload does not wait for a
-compile, and is reachable as ``suite.yara``.
+compile, is reachable as ``suite.yara``, and scans the payloads of ingested events.
 """
 
 from __future__ import annotations
@@ -82,8 +82,12 @@ def engine_for(settings: Any) -> YaraEngine:
 
 
 def attach(suite) -> None:
-    """Suite extension: build the engine in the background at start and expose it as ``suite.yara``."""
+    """Suite extension: build the engine in the background at start, expose it as ``suite.yara``, and scan the
+    payloads of ingested events (HTTP bodies, FTP files) through the detection engine (matcher.py)."""
+    from detections.yara.matcher import YaraPayloadMatcher
+
     suite.yara = None
+    suite.engine.matchers.append(YaraPayloadMatcher(lambda: suite.yara or engine_for(suite.settings)))
 
     async def warm_up() -> None:
         try:
