@@ -77,8 +77,13 @@ def test_lifecycle_with_history_and_audit(api):
     assert {r["action"] for r in mine} >= {"acknowledge", "assign", "add_note", "change_status"}
     assert all(r["actor"]["role"] == "analyst" and r["client"]["ip"] == "127.0.0.1" for r in mine)
     assert sorted(r["outcome"] for r in mine if r["action"] == "change_status") == ["ok", "refused 422"]
-    # Agencies and the national centre read but do not triage.
+    # Agencies and the national centre read but do not triage; the refused attempt is in the audit log too.
     assert call(client, "POST", f"/api/v1/alerts/{AGENCY_A}-a2/acknowledge", keys[AGENCY_A]).status_code == 403
+    records = call(client, "GET", "/api/v1/audit", keys["admin"], params={"limit": 5}).json()["records"]
+    assert records[0]["actor"]["agency"] == AGENCY_A and records[0]["outcome"] == "refused 403"
+    assert records[0]["path"] == f"/api/v1/alerts/{AGENCY_A}-a2/acknowledge"
+    own_audit = call(client, "GET", "/api/v1/audit", keys[AGENCY_B]).json()["records"]
+    assert all(r["actor"]["agency"] == AGENCY_B for r in own_audit)
 
 
 def test_bulk_and_merge_into_an_incident(api):
