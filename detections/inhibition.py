@@ -4,7 +4,8 @@ matching its target matchers that share the values of its ``equal`` labels are m
 The suite's default rule is the one the province asked for: an agency whose uplink is down mutes that agency's
 "log source silent" alerts (the silence is the uplink's fault, not each source's). Rules are matched on the label set
 of detections.silences.match_labels (the alert's labels plus rule.id, rule.name, alertname, severity,
-organization.id), so the source-health rules only have to be *named* ``uplink_down`` and ``log_source_silent``.
+organization.id), so the rules only have to be *named* ``soc_uplink_down`` (a probe of the agency's uplink) and
+``soc_log_source_silent`` (collectors/monitoring.py's source health).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ SOURCE_SCAN_LIMIT = 500  # open source alerts looked at per rule and status: sou
 DEFAULT_RULES = [
     {
         "id": "uplink-down-mutes-silent-sources",
-        "source_matchers": [{"name": "rule.name", "op": "=", "value": "uplink_down"}],
-        "target_matchers": [{"name": "rule.name", "op": "=", "value": "log_source_silent"}],
+        "source_matchers": [{"name": "rule.name", "op": "=~", "value": "(soc_)?uplink_down"}],
+        "target_matchers": [{"name": "rule.name", "op": "=~", "value": "(soc_)?log_source_silent"}],
         "equal": ["organization.id"],
         "comment": "An agency whose uplink is down mutes that agency's log-source-silent alerts.",
         "created_by": "default",
