@@ -34,6 +34,14 @@ WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 AUDIT = "audit"
 
 
+def _unavailable(exc: StoreError) -> HTTPException:
+    """The store failed under a request: 503 (retry later) when it is transient, else 500 with the reason."""
+    if exc.transient:
+        return HTTPException(503, f"the store is unavailable, retry shortly: {str(exc)[:300]}",
+                             headers={"Retry-After": "5"})
+    return HTTPException(500, f"the store refused the request: {str(exc)[:300]}")
+
+
 def get_store(request: Request) -> Store:
     return request.app.state.suite.store
 
@@ -129,10 +137,16 @@ async def get_principal(
                             f"the request body may be at most {settings.max_body_bytes} bytes")
     request.state.principal = principal
     if request.method not in WRITE_METHODS:
-        yield principal
+        try:
+            yield principal
+        except StoreError as exc:
+            raise _unavailable(exc) from exc
         return
     try:
         yield principal
+    except StoreError as exc:
+        await run_in_threadpool(_audit, request, principal, "failed 503", str(exc)[:500])
+        raise _unavailable(exc) from exc
     except HTTPException as exc:
         await run_in_threadpool(_audit, request, principal, f"refused {exc.status_code}", str(exc.detail))
         raise

@@ -272,3 +272,18 @@ def test_rate_limit_per_key(tmp_path):
         assert limited.headers["Retry-After"] and "rate limit" in limited.json()["detail"]
         # Another key has its own bucket.
         assert call(client, "GET", "/api/v1/me", keys["admin"]).status_code == 200
+
+
+def test_a_store_outage_is_a_503_with_retry_after(api, monkeypatch):
+    """The store is made to fail the way an unreachable OpenSearch does (a transient StoreError): a clear 503."""
+    from soc.storage.base import StoreError
+
+    suite, client, keys = api
+
+    def down(*args, **kwargs):
+        raise StoreError("opensearch search failed: ConnectionError(refused)", transient=True)
+
+    monkeypatch.setattr(suite.store, "list_alerts", down)
+    response = call(client, "GET", "/api/v1/alerts", keys["analyst"])
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "unavailable" in response.json()["detail"]
