@@ -19,6 +19,8 @@ from soc import ecs
 from soc.storage.base import AlertQuery, DocumentQuery, Store
 
 COLLECTION = "inhibit_rules"
+MARKERS = "suite_markers"
+SEEDED = "inhibit_rules_defaults"
 OPEN_STATUSES = ("new", "acknowledged", "in_progress")
 SOURCE_SCAN_LIMIT = 500  # open source alerts looked at per rule and status: sources (uplinks down) are few
 
@@ -81,12 +83,13 @@ class Inhibitor:
     def rules(self) -> list[_Rule]:
         with self._lock:
             if time.monotonic() - self._loaded_at > self.ttl:
-                docs = self.store.find_documents(COLLECTION, DocumentQuery(limit=10_000))
-                if not docs and self._seed:
-                    # First start: the default rule is written as data, so it can be read, changed or removed.
+                if self._seed and self.store.get_document(MARKERS, SEEDED) is None:
+                    # First start of this store: the default rule is written as data, so it can be read, changed or
+                    # removed — and, once removed, it stays removed (the marker says the defaults were written).
                     self.store.put_documents(COLLECTION, [dict(r, created_at=ecs.now_iso()) for r in DEFAULT_RULES])
-                    docs = self.store.find_documents(COLLECTION, DocumentQuery(limit=10_000))
+                    self.store.put_documents(MARKERS, [{"id": SEEDED, "at": ecs.now_iso()}])
                 self._seed = False
+                docs = self.store.find_documents(COLLECTION, DocumentQuery(limit=10_000))
                 self._rules = [_Rule(d) for d in docs]
                 self._loaded_at = time.monotonic()
             return self._rules

@@ -138,3 +138,13 @@ def test_groups_and_edits_under_the_lock_keep_repeats(tmp_path):
     assert again["id"] != first["id"] and again["status"] == "new"
     assert len(store.list_alerts(AlertQuery(rule_id="r-life"))) == 3
     store.close()
+
+
+def test_default_inhibition_rule_is_data_and_stays_deleted(tmp_path):
+    from detections.inhibition import COLLECTION, Inhibitor
+
+    store = open_store(make_settings(tmp_path))
+    assert [r.doc["id"] for r in Inhibitor(store).rules()] == ["uplink-down-mutes-silent-sources"]
+    assert store.delete_document(COLLECTION, "uplink-down-mutes-silent-sources")
+    assert Inhibitor(store).rules() == []  # a restart does not bring it back
+    store.close()
