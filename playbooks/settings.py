@@ -94,9 +94,11 @@ def _validate(data: Any, source: str) -> PlaybookSettings:
 
 
 def load_playbook_settings(main_settings: Any = None, environ: dict[str, str] | None = None) -> PlaybookSettings:
-    """The main configuration's ``playbooks`` section if it has one, else $SOC_PLAYBOOKS_CONFIG, else defaults."""
+    """The main configuration's ``playbooks`` section if the file (or an override) sets it, else
+    $SOC_PLAYBOOKS_CONFIG, else defaults."""
     section = getattr(main_settings, "playbooks", None) if main_settings is not None else None
-    if section is not None:
+    explicit = "playbooks" in getattr(main_settings, "model_fields_set", {"playbooks"})
+    if section is not None and explicit:
         data = section.model_dump() if hasattr(section, "model_dump") else section
         return _validate(data, getattr(main_settings, "source", "configuration") + " (playbooks)")
     environ = os.environ if environ is None else environ

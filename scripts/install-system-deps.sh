@@ -6,10 +6,10 @@
 #   poppler-utils                   pdftoppm, to prove report PDFs render
 #   prometheus                      promtool, to check /metrics and the shipped alerting rules
 #   yara                            the yara command-line tool, the reference the YARA scanner is compared with
-#   openssl                         test certificates for syslog over TLS
+#   openssl libssl-dev gcc          test certificates; building yara-python from source (with its hash module)
 set -euo pipefail
 packages=(openjdk-17-jdk-headless maven bsdutils curl rsyslog rsyslog-gnutls openssh-server nftables iptables iproute2
-          poppler-utils prometheus yara openssl)
+          poppler-utils prometheus yara openssl libssl-dev gcc)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

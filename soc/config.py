@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from collectors.monitoring_config import MonitoringConfig  # noqa: E402  (light modules: settings models only)
 from playbooks.settings import PlaybookSettings  # noqa: E402
 from reports.config import ReportsConfig  # noqa: E402
+from detections.yara.settings import YaraSettings  # noqa: E402
 
 ENV_PREFIX = "SOC__"
 DEFAULT_CONFIG_PATHS = ("soc.yaml", "config/soc.yaml")
@@ -114,6 +115,7 @@ class Settings(_Section):
     playbooks: PlaybookSettings = PlaybookSettings()
     reports: ReportsConfig = ReportsConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    yara: YaraSettings = YaraSettings()
     # Modules with attach(suite) that run inside the suite: playbook triggers and expiries (runs on core devices
     # wait for a network admin), log-source health, probes (off until monitoring.probes.enabled), report schedules.
     extensions: list[str] = ["playbooks.service", "collectors.monitoring", "reports.service"]
