@@ -91,6 +91,22 @@ def _fires(engine: DetectionEngine, doc: dict) -> bool:
      {"message": "xy"}, {"message": "x"}),
     ("detection:\n  sel_a:\n    message|contains: x\n  sel_b:\n    message|contains: y\n  condition: 1 of sel_*",
      {"message": "y"}, {"message": "z"}),
+    ("detection:\n  sel:\n    message|windash|contains: ' -enc '\n  condition: sel",
+     {"message": "powershell /enc SQBFAFgA"}, {"message": "powershell enc SQBFAFgA"}),
+    ("detection:\n  sel:\n    message|wide|base64offset|contains: 'ping'\n  condition: sel",
+     {"message": "-EncodedCommand cABpAG4AZwAgADEAMAAuADAALgAwAC4AMQA="}, {"message": "cGluZw=="}),
+    ("detection:\n  sel:\n    message|wide|base64|contains: 'whoami'\n  condition: sel",
+     {"message": "x dwBoAG8AYQBtAGkA y"}, {"message": "d2hvYW1p"}),
+    ("detection:\n  sel:\n    message|utf16be|base64|contains: 'whoami'\n  condition: sel",
+     {"message": "x AHcAaABvAGEAbQBp y"}, {"message": "dwBoAG8AYQBtAGkA"}),
+    ("detection:\n  sel:\n    source.port|neq: 22\n  condition: sel",
+     {"source__port": 2222}, {"source__port": 22}),
+    ("detection:\n  sel:\n    event.created|hour: 3\n  condition: sel",
+     {"event__created": "2026-11-22T03:59:00.000Z"}, {"event__created": "2026-11-22T04:00:00.000Z"}),
+    ("detection:\n  sel:\n    message|base64|contains: 'whoami'\n  condition: sel",
+     {"message": "x d2hvYW1p y"}, {"message": "whoami"}),
+    ("detection:\n  sel:\n    source.port|lt: 1024\n  condition: sel",
+     {"source__port": 22}, {"source__port": "not a number"}),
     ("detection:\n  keywords:\n    - 'POSSIBLE BREAK-IN'\n  condition: keywords",
      {"message": "reverse mapping - possible break-in attempt!"}, {"message": "hello"}),
 ])
@@ -222,3 +238,56 @@ def test_yaml_that_is_not_a_rule_is_reported(tmp_path):
     ruleset = load_rules([tmp_path], pipeline=None)
     assert [h.status for h in ruleset.health] == ["failed"]
     assert "not a Sigma rule" in ruleset.health[0].reason or "cannot parse" in ruleset.health[0].reason
+
+
+def test_temporal_correlation_needs_every_rule_in_any_order(tmp_path):
+    for name, rid, cond in (("a", "66666666-6666-4666-8666-666666666666", "message|contains: alpha"),
+                            ("b", "77777777-7777-4777-8777-777777777777", "message|contains: beta")):
+        _rule(tmp_path, name, HEADER.format(title=name, id=rid, name=f"rule_{name}")
+              + f"detection:\n  sel:\n    {cond}\n  condition: sel\n")
+    _rule(tmp_path, "both", textwrap.dedent("""
+        title: Both
+        id: 88888888-8888-4888-8888-888888888888
+        name: both
+        correlation:
+            type: temporal
+            rules: [rule_a, rule_b]
+            group-by: [source.ip]
+            timespan: 1m
+        level: high
+        """))
+    engine = DetectionEngine(load_rules([tmp_path], pipeline=None))
+    ip = {"source__ip": "203.0.113.5"}
+    # beta before alpha still counts (unordered); alpha alone or too far apart does not.
+    assert not [d for d in engine.evaluate([_event(1, _ts(0), message="alpha", **ip)]) if d.meta.name == "both"]
+    assert not [d for d in engine.evaluate([_event(2, _ts(120), message="beta", **ip)]) if d.meta.name == "both"]
+    fired = [d for d in engine.evaluate([_event(3, _ts(150), message="alpha", **ip)]) if d.meta.name == "both"]
+    assert len(fired) == 1 and {e["event"]["id"] for e in fired[0].events} == {"e2", "e3"}
+    other = [d for d in engine.evaluate([_event(4, _ts(151), message="beta", source__ip="203.0.113.6")])
+             if d.meta.name == "both"]
+    assert not other  # group-by keeps addresses apart
+
+
+def test_soc_hunt_prints_one_json_detection_per_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import CORPUS, PROJECT
+
+    case = next((CORPUS / "sigmahq" / "regression_data").rglob("proc_creation_win_dtrace_kernel_dump"))
+    rule = next((CORPUS / "sigmahq" / "rules" / "windows").rglob("proc_creation_win_dtrace_kernel_dump.yml"))
+    broken = tmp_path / "rules"
+    broken.mkdir()
+    (broken / "broken.yml").write_text("title: [unclosed\n")
+    result = subprocess.run([sys.executable, "-m", "soc.cli", "hunt", "-q", "--rules", str(rule), "--rules",
+                             str(broken), "--cache-dir", str(tmp_path / "cache"), str(case)],
+                            capture_output=True, text=True, timeout=120, cwd=PROJECT)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2 and {d["record_id"] for d in lines} == {1, 2}
+    assert all(d["rule"]["title"].startswith("Kernel Memory Dump Via") or "dtrace" in d["rule"]["title"].lower()
+               or d["rule"]["id"] for d in lines)
+    assert lines[0]["attack"]["techniques"] and lines[0]["file"].endswith(".evtx")
+    assert "Image" in lines[0]["event"] and lines[0]["event"]["EventID"] == 1
+    assert "1 loaded, 1 failed" in " ".join(result.stderr.split())

@@ -41,10 +41,11 @@ from sigma.types import (
     SigmaNumber,
     SigmaRegularExpression,
     SigmaString,
+    SigmaTimestampPart,
     SpecialChars,
 )
 
-IR_VERSION = 1  # bump when the tuples below change: it is part of the cache key
+IR_VERSION = 2  # bump when the tuples below change: it is part of the cache key
 Event = dict[str, Any]  # flattened: {"source.ip": "...", "event.category": ["authentication"], ...}
 Predicate = Callable[[Event], bool]
 ValueTest = Callable[[Any], bool]
@@ -90,6 +91,8 @@ def _value_ir(value: Any, keyword: bool = False) -> tuple:
         return _string_ir(value, keyword)
     if isinstance(value, SigmaBool):
         return ("bool", value.boolean)
+    if isinstance(value, SigmaTimestampPart):  # |minute |hour |day |week |month |year of a timestamp field
+        return ("tspart", value.timestamp_part.name.lower(), value.number)
     if isinstance(value, SigmaNumber):
         return ("num", value.number)
     if isinstance(value, SigmaCompareExpression):
@@ -155,7 +158,24 @@ def _values(value: Any) -> list[Any]:
 
 
 _COMPARE = {"lt": lambda a, b: a < b, "lte": lambda a, b: a <= b, "gt": lambda a, b: a > b,
-            "gte": lambda a, b: a >= b}
+            "gte": lambda a, b: a >= b, "neq": lambda a, b: a != b}
+
+
+def _timestamp_part(value: Any, part: str) -> int | None:
+    from datetime import datetime
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        moment = datetime.utcfromtimestamp(value / 1000 if value > 1e11 else value)
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if part == "week":
+        return moment.isocalendar()[1]
+    return getattr(moment, part, None)
 
 
 def _value_test(spec: tuple) -> ValueTest:
@@ -220,6 +240,9 @@ def _value_test(spec: tuple) -> ValueTest:
             return isinstance(v, (int, float)) and op(v, bound)
 
         return compare
+    if kind == "tspart":
+        part, wanted = spec[1], spec[2]
+        return lambda v: _timestamp_part(v, part) == wanted
     if kind == "cidr":
         network = ipaddress.ip_network(spec[1], strict=False)
 
