@@ -10,6 +10,7 @@ but it too ends as a dead letter (reason ``internal_error``) rather than stoppin
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
@@ -35,9 +36,12 @@ class Context:
 
 Step = Callable[[dict, RawMessage, Context], dict]
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f]")
+
+
 def _printable(text: str) -> bool:
     # Tabs are common in real logs; other C0 controls (and NUL) mean binary data, not a log line.
-    return not any(ord(c) < 32 and c != "\t" for c in text)
+    return _CONTROL.search(text) is None
 
 
 def step_decode(doc: dict, msg: RawMessage, ctx: Context) -> dict:

@@ -44,8 +44,43 @@ class _Hit:
 
 @dataclass
 class _Group:
+    """One correlation group's window, with running figures so each new hit costs O(1), not a walk of the window."""
+
     hits: deque = field(default_factory=deque)
-    reported: set = field(default_factory=set)
+    total: int = 0  # events in the window (event_count)
+    values: dict = field(default_factory=dict)  # value -> hits in the window (value_count)
+    pending: deque = field(default_factory=deque)  # hits whose events no detection has reported yet
+
+    def add(self, hit: "_Hit") -> None:
+        self.hits.append(hit)
+        self.pending.append(hit)
+        self.total += len(hit.events) or 1
+        if hit.value is not None:
+            self.values[hit.value] = self.values.get(hit.value, 0) + 1
+
+    def expire(self, horizon: float) -> None:
+        while self.hits and (self.hits[0].ts < horizon or len(self.hits) > MAX_EVIDENCE_KEPT):
+            old = self.hits.popleft()
+            self.total -= len(old.events) or 1
+            if old.value is not None:
+                left = self.values[old.value] - 1
+                if left:
+                    self.values[old.value] = left
+                else:
+                    del self.values[old.value]
+        while self.pending and (self.pending[0].ts < horizon or len(self.pending) > MAX_EVIDENCE_KEPT):
+            self.pending.popleft()
+
+    def take_pending(self) -> list[dict]:
+        events = [e for hit in self.pending for e in hit.events]
+        self.pending.clear()
+        return events
+
+    def clear(self) -> None:
+        self.hits.clear()
+        self.pending.clear()
+        self.values.clear()
+        self.total = 0
 
 
 def _epoch(doc: dict) -> float:
@@ -91,12 +126,8 @@ class CorrelationEngine:
             group = self.state.get(key)
             if group is None:
                 group = self.state[key] = _Group()
-            group.hits.append(_Hit(rule_id, ts, events, value))
-            horizon = max(ts, group.hits[-1].ts) - corr.timespan
-            while group.hits and (group.hits[0].ts < horizon or len(group.hits) > MAX_EVIDENCE_KEPT):
-                old = group.hits.popleft()
-                for e in old.events:
-                    group.reported.discard(ecs.get(e, "event.id"))
+            group.add(_Hit(rule_id, ts, events, value))
+            group.expire(max(ts, group.hits[-1].ts) - corr.timespan)
             detection = self._check(corr, group, agency, dict(zip(corr.group_by, group_values)))
             if detection is None:
                 continue
@@ -109,37 +140,34 @@ class CorrelationEngine:
 
     def _check(self, corr: CompiledCorrelation, group: _Group, agency: str | None,
                labels: dict[str, Any]) -> Detection | None:
-        hits = list(group.hits)
         if corr.type == "event_count":
-            fired = _OPS[corr.op](sum(len(h.events) or 1 for h in hits), corr.count)
+            fired = _OPS[corr.op](group.total, corr.count)
         elif corr.type == "value_count":
-            fired = _OPS[corr.op](len({h.value for h in hits}), corr.count)
+            fired = _OPS[corr.op](len(group.values), corr.count)
         elif corr.type == "temporal":
-            fired = _OPS[corr.op](len({h.rule_id for h in hits}), len(corr.rules)) if corr.op in ("gte", "eq") \
-                else set(corr.rules) <= {h.rule_id for h in hits}
+            seen = {h.rule_id for h in group.hits}
+            fired = _OPS[corr.op](len(seen), len(corr.rules)) if corr.op in ("gte", "eq") else set(corr.rules) <= seen
         else:  # temporal_ordered: the referenced rules hit in this order within the window
             fired = False
-            position = 0
-            for hit in hits:
-                if hit.rule_id == corr.rules[position]:
-                    position += 1
-                    if position == len(corr.rules):
-                        fired = hits[-1].rule_id == corr.rules[-1]
-                        break
+            hits = group.hits
+            if hits and hits[-1].rule_id == corr.rules[-1]:
+                position = 0
+                for hit in hits:
+                    if hit.rule_id == corr.rules[position]:
+                        position += 1
+                        if position == len(corr.rules):
+                            fired = True
+                            break
         if not fired:
             return None
-        new_events = []
-        for hit in hits:
-            for e in hit.events:
-                eid = ecs.get(e, "event.id")
-                if eid not in group.reported:
-                    group.reported.add(eid)
-                    new_events.append(e)
+        if corr.type in ("temporal", "temporal_ordered"):
+            # A sequence reports every event that made it, then fires again only when complete again.
+            new_events = [e for hit in group.hits for e in hit.events]
+            group.clear()
+        else:
+            new_events = group.take_pending()
         if not new_events:
             return None
-        if corr.type in ("temporal", "temporal_ordered"):
-            group.hits.clear()  # a sequence fires once; the next one must be complete again
-            group.reported.clear()
         times = [e["@timestamp"] for e in new_events]
         return Detection(meta=corr.meta, kind=corr.type, agency=agency, labels=labels, events=new_events,
                          count=len(new_events), first_seen=min(times), last_seen=max(times))
