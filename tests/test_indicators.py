@@ -163,3 +163,25 @@ def test_unsupported_patterns_are_refused_with_the_reason(pattern, reason):
     with pytest.raises(IndicatorError) as info:
         observables_of(pattern)
     assert reason in str(info.value)
+
+
+def test_indicators_written_by_the_playbook_action_match_and_export(tmp_path):
+    """The playbook `indicator` action writes {type, value, tlp, ...} documents to the same collection."""
+    from detections.indicators.stix import indicator_to_stix
+    from detections.indicators.model import from_foreign
+    from playbooks.actions.indicator import indicator_id
+
+    store = open_store(make_settings(tmp_path))
+    store.put_documents("indicators", [{
+        "id": indicator_id("ipv4-addr", "203.0.113.99"), "type": "ipv4-addr", "value": "203.0.113.99",
+        "created": ecs.now_iso(), "updated": ecs.now_iso(), "valid_from": ecs.now_iso(), "valid_until": _later(30),
+        "tlp": "amber", "confidence": 70, "source": "playbook"}, {
+        "id": indicator_id("email-addr", "x@bad.example"), "type": "email-addr", "value": "x@bad.example"}])
+    service = IndicatorService(store)
+    assert service.sync() == 1  # the e-mail address is nothing the suite matches on
+    matcher = IndicatorMatcher(service)
+    assert len(matcher.evaluate([_event(9, source__ip="203.0.113.99")])) == 1
+    stix = json.loads(indicator_to_stix(from_foreign(store.get_document(
+        "indicators", indicator_id("ipv4-addr", "203.0.113.99")))).serialize())
+    assert stix["pattern"] == "[ipv4-addr:value = '203.0.113.99']" and stix["id"].startswith("indicator--")
+    store.close()

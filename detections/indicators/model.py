@@ -163,3 +163,33 @@ def is_live(doc: dict, now: str) -> bool:
 
 def severity(confidence: int) -> str:
     return "high" if confidence >= 80 else "medium" if confidence >= 50 else "low"
+
+
+# Documents the playbook action ``indicator`` writes to the same collection (one type and value each).
+_FOREIGN_TYPES = {"ipv4-addr": "ipv4", "ipv6-addr": "ipv6", "domain-name": "domain", "url": "url",
+                  "file-sha256": "sha256", "file-md5": "md5", "file-sha1": "sha1"}
+
+
+def from_foreign(doc: dict) -> dict | None:
+    """An indicator document of another writer (the playbook ``indicator`` action: type, value, tlp, confidence,
+    valid_until) in this model's shape, so it matches on ingest; None when it names nothing the suite matches on."""
+    if "observables" in doc:
+        return doc
+    kind = _FOREIGN_TYPES.get(str(doc.get("type")))
+    if kind is None or not doc.get("value"):
+        return None
+    try:
+        value = normalise(kind, str(doc["value"]))
+    except IndicatorError:
+        return None
+    tlp = doc.get("tlp") if doc.get("tlp") in TLP_LEVELS else "amber"
+    confidence = doc.get("confidence")
+    return dict(doc, observables=[{"type": kind, "value": value}], values=[value], types=[kind], tlp=tlp,
+                confidence=confidence if isinstance(confidence, int) else 50,
+                name=doc.get("name") or f"{kind} {value}", revoked=bool(doc.get("revoked", False)),
+                valid_from=doc.get("valid_from") or doc.get("created") or ecs.now_iso(),
+                source=doc.get("source") or "playbook", created=doc.get("created") or ecs.now_iso(),
+                modified=doc.get("modified") or doc.get("updated") or doc.get("created") or ecs.now_iso(),
+                added=doc.get("added") or doc.get("updated") or doc.get("created") or ecs.now_iso(),
+                stix_id=doc["id"] if str(doc["id"]).startswith("indicator--")
+                else f"indicator--{uuid.uuid5(_NAMESPACE, str(doc['id']))}")

@@ -82,7 +82,7 @@ def _stix_time(value: str | None) -> str | None:
 
 def indicator_to_stix(doc: dict) -> stix2.v21.Indicator:
     kwargs: dict[str, Any] = dict(
-        id=doc["id"], created=doc["created"], modified=doc["modified"], name=doc["name"],
+        id=doc.get("stix_id") or doc["id"], created=doc["created"], modified=doc["modified"], name=doc["name"],
         pattern=pattern_of(doc["observables"]), pattern_type="stix", valid_from=doc["valid_from"],
         confidence=doc.get("confidence", 50), object_marking_refs=[TLP2_IDS[doc.get("tlp", "amber")]],
         created_by_ref=SUITE_IDENTITY.id, revoked=bool(doc.get("revoked")),

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Iterable, Iterator
 
 from detections.indicators.index import IndicatorIndex
-from detections.indicators.model import COLLECTION, SIGHTINGS
+from detections.indicators.model import COLLECTION, SIGHTINGS, from_foreign
 from detections.indicators.stix import stix_id_for
 from soc import ecs
 from soc.storage.base import DocumentQuery, Store
@@ -80,17 +80,24 @@ class IndicatorService:
     def sync(self) -> int:
         """Bring the index up to date with the store (everything at first, then only what was added since)."""
         with self._lock:
-            ranges = {}
-            if self._synced_to:
-                # Re-read a few seconds back: another process's write may carry an "added" a little older than the
-                # newest one seen here (clocks, commit order). Putting a document twice is harmless.
-                since = ecs.parse_time(self._synced_to) - timedelta(seconds=SYNC_OVERLAP_SECONDS)
-                ranges["added"] = (ecs.utc_iso(since), None)
+            if not self._synced_to:
+                queries = [DocumentQuery(sort="id", limit=PAGE)]  # everything, by id (every document has one)
+                self._synced_to = ecs.now_iso()
+            else:
+                # Re-read a few seconds back: another process's write may carry a time a little older than the
+                # newest one seen here (clocks, commit order). Putting a document twice is harmless. "updated" is
+                # the time field of the playbook action's indicator documents.
+                since = ecs.utc_iso(ecs.parse_time(self._synced_to) - timedelta(seconds=SYNC_OVERLAP_SECONDS))
+                self._synced_to = ecs.now_iso()
+                queries = [DocumentQuery(ranges={name: (since, None)}, sort=name, limit=PAGE)
+                           for name in ("added", "updated")]
             count = 0
-            for doc in iterate(self.store, COLLECTION, DocumentQuery(ranges=ranges, sort="added", limit=PAGE)):
-                self.index.put(doc)
-                self._synced_to = max(self._synced_to or "", doc["added"])
-                count += 1
+            for query in queries:
+                for doc in iterate(self.store, COLLECTION, query):
+                    doc = from_foreign(doc)
+                    if doc is not None:
+                        self.index.put(doc)
+                        count += 1
             return count
 
     # --- sightings -----------------------------------------------------------------------------------------------

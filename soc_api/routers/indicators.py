@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
 from detections.indicators.extension import MALWARE_FINDINGS
-from detections.indicators.model import COLLECTION, SIGHTINGS, IndicatorError, build
+from detections.indicators.model import COLLECTION, SIGHTINGS, IndicatorError, build, from_foreign
 from detections.indicators.stix import bundle, indicator_to_stix, malware_to_stix, sighting_to_stix
 from detections.indicators.store import IndicatorService
 from soc.storage.base import DocumentQuery
@@ -117,7 +117,9 @@ def export(
         if allowed is not None:
             terms["tlp"] = allowed
         for doc in _all(data, COLLECTION, terms, "added", since, agency_field=None):
-            objects.append(indicator_to_stix(doc))
+            doc = from_foreign(doc)  # the playbook action's indicator documents share the collection
+            if doc is not None:
+                objects.append(indicator_to_stix(doc))
     if "sightings" in include:
         for doc in _all(data, SIGHTINGS, {}, "modified", since):
             objects.append(sighting_to_stix(doc))

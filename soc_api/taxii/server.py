@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import HTTPException
 
 from detections.indicators.extension import MALWARE_FINDINGS
-from detections.indicators.model import COLLECTION as INDICATORS, SIGHTINGS, IndicatorError
+from detections.indicators.model import COLLECTION as INDICATORS, SIGHTINGS, IndicatorError, from_foreign
 from detections.indicators.stix import indicator_to_stix, indicators_from_stix, malware_to_stix, sighting_to_stix
 from soc import ecs
 from soc.storage.base import DocumentQuery
@@ -86,6 +86,9 @@ def _to_stix(source: str, doc: dict) -> list[dict]:
     import json
 
     if source == "indicators":
+        doc = from_foreign(doc)  # the playbook action's indicator documents share the collection
+        if doc is None:
+            return []
         objs = [indicator_to_stix(doc)]
     elif source == "sightings":
         objs = [sighting_to_stix(doc)]
