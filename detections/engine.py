@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from detections.sigma.loader import CompiledCorrelation, CompiledRule, RuleMeta, RuleSet
-from detections.sigma.compiler import event_text
+from detections.sigma.compiler import event_text, ir_fields
 from detections.sigma.logsource import applies, descriptors_for, view_of
 from soc import ecs
 
@@ -186,16 +186,18 @@ class _Route:
     rules: list[CompiledRule]
     always: list[int]  # rules with no literal requirement: evaluated for every event of this route
     automaton: Any = None  # Aho-Corasick over the literals; each literal maps to the rules needing it
+    fields: tuple[str, ...] = ()  # the fields whose text the prefilter searches (those the literals come from)
 
 
 def _build_route(rules: list[CompiledRule]) -> _Route:
     import ahocorasick
 
-    always, by_literal = [], defaultdict(list)
+    always, by_literal, fields = [], defaultdict(list), set()
     for index, rule in enumerate(rules):
         if rule.requirement is None:
             always.append(index)
         else:
+            fields |= ir_fields(rule.ir)
             for literal in rule.requirement:
                 by_literal[literal].append(index)
     automaton = None
@@ -204,7 +206,7 @@ def _build_route(rules: list[CompiledRule]) -> _Route:
         for literal, indices in by_literal.items():
             automaton.add_word(literal, tuple(indices))
         automaton.make_automaton()
-    return _Route(rules=rules, always=always, automaton=automaton)
+    return _Route(rules=rules, always=always, automaton=automaton, fields=tuple(sorted(fields)))
 
 
 class DetectionEngine:
@@ -252,7 +254,7 @@ class DetectionEngine:
         candidates = route.always
         if route.automaton is not None:
             found: set[int] = set(route.always)
-            for _, indices in route.automaton.iter(event_text(view)):
+            for _, indices in route.automaton.iter(event_text(view, route.fields)):
                 found.update(indices)
             candidates = sorted(found)
         self.evaluated += len(candidates)

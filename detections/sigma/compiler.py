@@ -431,10 +431,26 @@ def requirement(node: tuple) -> frozenset[str] | None:
     return max(known, key=lambda lits: (min(len(x) for x in lits), -len(lits)))
 
 
-def event_text(flat: Event) -> str:
-    """The text the prefilter searches: every value of the event, casefolded, NUL-separated."""
+def ir_fields(node: tuple) -> set[str]:
+    """The fields a condition reads (keywords read KEYWORD_FIELDS)."""
+    kind = node[0]
+    if kind == "field":
+        return {node[1]} | ({node[2][1]} if node[2][0] == "fieldref" else set())
+    if kind == "keyword":
+        return set(KEYWORD_FIELDS)
+    if kind == "not":
+        return ir_fields(node[1])
+    return set().union(*(ir_fields(child) for child in node[1])) if node[1] else set()
+
+
+def event_text(flat: Event, fields: tuple[str, ...] | None = None) -> str:
+    """The text the prefilter searches: the values of the given fields (all when None), casefolded, NUL-separated.
+    A literal required by a leaf on field F can only be in F's value, so only the fields the rules read matter."""
     parts = []
-    for value in flat.values():
+    values = flat.values() if fields is None else (flat.get(f) for f in fields)
+    for value in values:
+        if value is None:
+            continue
         if isinstance(value, list):
             parts.extend(t for v in value if (t := _as_text(v)) is not None)
         else:
