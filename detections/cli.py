@@ -23,8 +23,9 @@ def hunt_command(
     min_level: Annotated[str, typer.Option(help="informational, low, medium, high or critical")] = "informational",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write detections here, not stdout")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
-    inventory: Annotated[Optional[Path], typer.Option(help="inventory YAML for %placeholder% values "
-                                                            "(default: the configured one)")] = None,
+    inventory: Annotated[Optional[Path], typer.Option(help="inventory YAML whose domain controllers, DNS servers... "
+                                                            "fill %placeholder% values (default: none; rules that "
+                                                            "need them report it)")] = None,
     workers: Annotated[int, typer.Option(help="processes to hunt with (default: one per core)")] = 0,
 ) -> None:
     """Hunt with Sigma rules over EVTX files and JSON lines, like Hayabusa or Zircolite."""
@@ -94,16 +95,16 @@ def hunt_command(
 
 
 def _placeholders(inventory_path: Path | None) -> dict[str, list[str]]:
+    """Offline hunting needs no suite: placeholder values come only from an inventory named on the command line."""
+    if inventory_path is None:
+        return {}
     from detections.sigma.placeholders import placeholder_values
     from inventory.lookup import Inventory, InventoryError
-    from soc.config import ConfigError, load_settings
 
     try:
-        settings = load_settings()
-        inventory = Inventory.load(inventory_path or settings.inventory.path)
-    except (ConfigError, InventoryError) as exc:
+        return placeholder_values(Inventory.load(inventory_path), {})
+    except InventoryError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    return placeholder_values(inventory, settings.detections.placeholders)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,11 +7,12 @@ import json
 import logging
 import signal
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from soc.config import ConfigError, Settings, load_settings
+if TYPE_CHECKING:
+    from soc.config import Settings
 
 app = typer.Typer(help="SOC suite: collectors, detections, playbooks, API and reports.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -26,7 +27,10 @@ ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAM
                                                      "(default: $SOC_CONFIG, ./soc.yaml, ./config/soc.yaml)")]
 
 
-def _settings(config: str | None) -> Settings:
+def _settings(config: str | None) -> "Settings":
+    # Imported here: the configuration pulls in every package's settings, which `soc hunt` does not need.
+    from soc.config import ConfigError, load_settings
+
     try:
         settings = load_settings(config)
     except ConfigError as exc:
@@ -39,7 +43,7 @@ def _settings(config: str | None) -> Settings:
     return settings
 
 
-def _open_store(settings: Settings):
+def _open_store(settings: "Settings"):
     from soc.storage import StoreError, open_store
 
     try:
@@ -70,7 +74,7 @@ def serve(config: ConfigOption = None) -> None:
     typer.echo("soc: stopped")
 
 
-async def _serve_and_announce(suite, settings: Settings) -> None:
+async def _serve_and_announce(suite, settings: "Settings") -> None:
     task = asyncio.create_task(suite.serve())
     while not suite.ready.is_set():
         if task.done():
@@ -277,6 +281,8 @@ _register_plugins()
 
 
 def main() -> None:
+    from soc.config import ConfigError
+
     try:
         app()
     except ConfigError as exc:

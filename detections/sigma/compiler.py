@@ -2,7 +2,7 @@
 
 pySigma parses the rule, applies its modifiers (contains, base64offset, windash, cidr, re, ...) and, after the
 processing pipeline mapped field names, yields a tree of AND / OR / NOT nodes whose leaves are "field equals typed
-value" or "keyword". ``to_ir`` turns that tree into tuples of strings and numbers: cheap to pickle (the compiled-rule
+value" or "keyword". ``to_ir`` (detections/sigma/to_ir.py) turns that tree into tuples of strings and numbers: cheap to pickle (the compiled-rule
 cache) and to send between processes (parallel cold start). ``compile_ir`` turns the tuples into closures, once per
 rule, so evaluating an event is a walk of closures with no parsing. ``requirement`` derives, from the same tuples, the
 literal strings an event must contain for the rule to have any chance — the prefilter that lets the engine skip most
@@ -21,30 +21,6 @@ import ipaddress
 import re
 from typing import Any, Callable
 
-from sigma.conditions import (
-    ConditionAND,
-    ConditionFieldEqualsValueExpression,
-    ConditionNOT,
-    ConditionOR,
-    ConditionValueExpression,
-)
-from sigma.types import (
-    CompareOperators,
-    SigmaBool,
-    SigmaCasedString,
-    SigmaCIDRExpression,
-    SigmaCompareExpression,
-    SigmaExists,
-    SigmaExpansion,
-    SigmaFieldReference,
-    SigmaNull,
-    SigmaNumber,
-    SigmaRegularExpression,
-    SigmaString,
-    SigmaTimestampPart,
-    SpecialChars,
-)
-
 IR_VERSION = 2  # bump when the tuples below change: it is part of the cache key
 Event = dict[str, Any]  # flattened: {"source.ip": "...", "event.category": ["authentication"], ...}
 Predicate = Callable[[Event], bool]
@@ -58,84 +34,6 @@ MIN_LITERAL = 3
 
 class UnsupportedRule(Exception):
     """The rule uses something this evaluator cannot run; the message is the reason shown in rule health."""
-
-
-# --- pySigma tree -> IR -------------------------------------------------------------------------------------------
-def _string_ir(value: SigmaString, keyword: bool = False) -> tuple:
-    if value.contains_placeholder():
-        names = ", ".join(sorted({p.name for p in value.s if not isinstance(p, (str, SpecialChars))}))
-        raise UnsupportedRule(f"placeholder %{names}% has no value (no pipeline expands it)")
-    cased = isinstance(value, SigmaCasedString)
-    parts = list(value.s)
-    multi, single = SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE
-    if keyword:  # a keyword matches anywhere in the text, as Sigma backends search free text
-        if not parts or parts[0] is not multi:
-            parts.insert(0, multi)
-        if parts[-1] is not multi:
-            parts.append(multi)
-    if not any(isinstance(p, SpecialChars) for p in parts):
-        return ("eq", "".join(parts), cased)
-    if len(parts) == 3 and parts[0] is multi and parts[2] is multi and isinstance(parts[1], str):
-        return ("contains", parts[1], cased)
-    if len(parts) == 2 and parts[1] is multi and isinstance(parts[0], str):
-        return ("startswith", parts[0], cased)
-    if len(parts) == 2 and parts[0] is multi and isinstance(parts[1], str):
-        return ("endswith", parts[1], cased)
-    pattern = "".join(".*" if p is multi else "." if p is single else re.escape(p) for p in parts)
-    literals = tuple(p for p in parts if isinstance(p, str) and p)
-    return ("wild", pattern, cased, literals)
-
-
-def _value_ir(value: Any, keyword: bool = False) -> tuple:
-    if isinstance(value, SigmaString):
-        return _string_ir(value, keyword)
-    if isinstance(value, SigmaBool):
-        return ("bool", value.boolean)
-    if isinstance(value, SigmaTimestampPart):  # |minute |hour |day |week |month |year of a timestamp field
-        return ("tspart", value.timestamp_part.name.lower(), value.number)
-    if isinstance(value, SigmaNumber):
-        return ("num", value.number)
-    if isinstance(value, SigmaCompareExpression):
-        return ("cmp", value.op.name.lower(), value.number.number)
-    if isinstance(value, SigmaCIDRExpression):
-        return ("cidr", value.cidr)
-    if isinstance(value, SigmaRegularExpression):
-        flags = 0
-        for flag in value.flags:
-            flags |= SigmaRegularExpression.sigma_to_python_flags[flag]
-        return ("re", str(value.regexp), flags)
-    if isinstance(value, SigmaExpansion):
-        return ("any", tuple(_value_ir(v, keyword) for v in value.values))
-    raise UnsupportedRule(f"value type {type(value).__name__} is not supported by the streaming evaluator")
-
-
-def to_ir(node: Any) -> tuple:
-    if isinstance(node, ConditionAND):
-        return ("and", tuple(to_ir(a) for a in node.args))
-    if isinstance(node, ConditionOR):
-        return ("or", tuple(to_ir(a) for a in node.args))
-    if isinstance(node, ConditionNOT):
-        return ("not", to_ir(node.args[0]))
-    if isinstance(node, ConditionFieldEqualsValueExpression):
-        value = node.value
-        if isinstance(value, SigmaNull):
-            return ("field", node.field, ("null",))
-        if isinstance(value, SigmaExists):
-            return ("field", node.field, ("exists", value.exists))
-        if isinstance(value, SigmaFieldReference):
-            return ("field", node.field, ("fieldref", value.field, value.starts_with, value.ends_with))
-        return ("field", node.field, _value_ir(value))
-    if isinstance(node, ConditionValueExpression):
-        return ("keyword", _value_ir(node.value, keyword=True))
-    if node is None:
-        raise UnsupportedRule("the detection is empty after processing")
-    raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
-
-
-def rule_ir(rule) -> tuple:
-    """The IR of a pySigma SigmaRule: an OR of its conditions (Sigma allows a list of conditions)."""
-    conditions = tuple(to_ir(condition.parsed) for condition in rule.detection.parsed_condition)
-    return conditions[0] if len(conditions) == 1 else ("or", conditions)
 
 
 # --- IR -> closures -----------------------------------------------------------------------------------------------
@@ -462,8 +360,9 @@ def event_text(flat: Event, fields: tuple[str, ...] | None = None) -> str:
 
 def compile_rule(rule) -> Predicate:
     """A predicate for a pySigma SigmaRule (convenience for tests and tools)."""
+    from detections.sigma.to_ir import rule_ir
+
     return compile_ir(rule_ir(rule))
 
 
-__all__ = ["compile_rule", "compile_ir", "rule_ir", "requirement", "event_text", "UnsupportedRule", "IR_VERSION",
-           "CompareOperators"]
+__all__ = ["compile_rule", "compile_ir", "requirement", "event_text", "ir_fields", "UnsupportedRule", "IR_VERSION"]

@@ -22,7 +22,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from detections.sigma.compiler import IR_VERSION, UnsupportedRule, compile_ir, requirement, rule_ir
+from detections.sigma.compiler import IR_VERSION, UnsupportedRule, compile_ir, requirement
 from detections.sigma.logsource import known_logsource
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ def parse_file(path: str, text: str, pipeline_name: str | None,
     import yaml
 
     from detections.sigma.pipelines import build_pipeline
+    from detections.sigma.to_ir import rule_ir
 
     entries: list[tuple] = []
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from sigma.pipelines.common import windows_logsource_mapping
-
 from soc import ecs
 
 # --- ECS events -----------------------------------------------------------------------------------------------------
@@ -60,10 +58,16 @@ PROGRAM_SERVICES: dict[str, dict[str, str]] = {
 }
 
 # --- Windows events -------------------------------------------------------------------------------------------------
-WINDOWS_CHANNEL_SERVICES: dict[str, list[str]] = {}
-for _service, _channels in windows_logsource_mapping.items():
-    for _channel in [_channels] if isinstance(_channels, str) else _channels:
-        WINDOWS_CHANNEL_SERVICES.setdefault(_channel.lower(), []).append(_service)
+@lru_cache(maxsize=1)
+def windows_channel_services() -> dict[str, list[str]]:
+    """Channel (lowercase) -> Sigma services, from pySigma's own Windows mapping (imported when first needed)."""
+    from sigma.pipelines.common import windows_logsource_mapping
+
+    services: dict[str, list[str]] = {}
+    for service, channels in windows_logsource_mapping.items():
+        for channel in [channels] if isinstance(channels, str) else channels:
+            services.setdefault(channel.lower(), []).append(service)
+    return services
 
 SYSMON_CHANNEL = "microsoft-windows-sysmon/operational"
 # Sysmon event id -> Sigma categories (as in Sigma's Sysmon mapping).
@@ -201,7 +205,7 @@ def routing_key(flat: dict[str, Any]) -> tuple:
 def descriptors_for(key: tuple) -> tuple[dict[str, str], ...]:
     if key[0] == "windows":
         channel, event_id = key[1], key[2]
-        descriptors = [{"product": "windows", "service": s} for s in WINDOWS_CHANNEL_SERVICES.get(channel, ())]
+        descriptors = [{"product": "windows", "service": s} for s in windows_channel_services().get(channel, ())]
         categories: tuple[str, ...] = ()
         if channel == SYSMON_CHANNEL and isinstance(event_id, int):
             categories = SYSMON_CATEGORIES.get(event_id, ())
@@ -232,7 +236,7 @@ def applies(rule_logsource: dict[str, str | None], descriptors: tuple[dict[str, 
 @lru_cache(maxsize=1)
 def _all_descriptors() -> tuple[dict[str, str], ...]:
     found = [d for ds in DATASET_LOGSOURCES.values() for d in ds] + list(PROGRAM_SERVICES.values())
-    found += [{"product": "windows", "service": s} for s in windows_logsource_mapping]
+    found += [{"product": "windows", "service": s} for ss in windows_channel_services().values() for s in ss]
     found += [{"product": "windows", "category": c} for cs in SYSMON_CATEGORIES.values() for c in cs]
     found += [{"product": "windows", "category": c} for cs in OTHER_WINDOWS_CATEGORIES.values() for c in cs]
     return tuple(found)

@@ -1,0 +1,113 @@
+"""pySigma's condition tree → the compiler's intermediate form (plain tuples; see compiler.py).
+
+Kept apart from compiler.py so that evaluating cached rules never imports pySigma: only parsing does.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionNOT,
+    ConditionOR,
+    ConditionValueExpression,
+)
+from sigma.types import (
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaString,
+    SigmaTimestampPart,
+    SpecialChars,
+)
+
+
+from detections.sigma.compiler import UnsupportedRule
+
+def _string_ir(value: SigmaString, keyword: bool = False) -> tuple:
+    if value.contains_placeholder():
+        names = ", ".join(sorted({p.name for p in value.s if not isinstance(p, (str, SpecialChars))}))
+        raise UnsupportedRule(f"placeholder %{names}% has no value (no pipeline expands it)")
+    cased = isinstance(value, SigmaCasedString)
+    parts = list(value.s)
+    multi, single = SpecialChars.WILDCARD_MULTI, SpecialChars.WILDCARD_SINGLE
+    if keyword:  # a keyword matches anywhere in the text, as Sigma backends search free text
+        if not parts or parts[0] is not multi:
+            parts.insert(0, multi)
+        if parts[-1] is not multi:
+            parts.append(multi)
+    if not any(isinstance(p, SpecialChars) for p in parts):
+        return ("eq", "".join(parts), cased)
+    if len(parts) == 3 and parts[0] is multi and parts[2] is multi and isinstance(parts[1], str):
+        return ("contains", parts[1], cased)
+    if len(parts) == 2 and parts[1] is multi and isinstance(parts[0], str):
+        return ("startswith", parts[0], cased)
+    if len(parts) == 2 and parts[0] is multi and isinstance(parts[1], str):
+        return ("endswith", parts[1], cased)
+    pattern = "".join(".*" if p is multi else "." if p is single else re.escape(p) for p in parts)
+    literals = tuple(p for p in parts if isinstance(p, str) and p)
+    return ("wild", pattern, cased, literals)
+
+
+def _value_ir(value: Any, keyword: bool = False) -> tuple:
+    if isinstance(value, SigmaString):
+        return _string_ir(value, keyword)
+    if isinstance(value, SigmaBool):
+        return ("bool", value.boolean)
+    if isinstance(value, SigmaTimestampPart):  # |minute |hour |day |week |month |year of a timestamp field
+        return ("tspart", value.timestamp_part.name.lower(), value.number)
+    if isinstance(value, SigmaNumber):
+        return ("num", value.number)
+    if isinstance(value, SigmaCompareExpression):
+        return ("cmp", value.op.name.lower(), value.number.number)
+    if isinstance(value, SigmaCIDRExpression):
+        return ("cidr", value.cidr)
+    if isinstance(value, SigmaRegularExpression):
+        flags = 0
+        for flag in value.flags:
+            flags |= SigmaRegularExpression.sigma_to_python_flags[flag]
+        return ("re", str(value.regexp), flags)
+    if isinstance(value, SigmaExpansion):
+        return ("any", tuple(_value_ir(v, keyword) for v in value.values))
+    raise UnsupportedRule(f"value type {type(value).__name__} is not supported by the streaming evaluator")
+
+
+def to_ir(node: Any) -> tuple:
+    if isinstance(node, ConditionAND):
+        return ("and", tuple(to_ir(a) for a in node.args))
+    if isinstance(node, ConditionOR):
+        return ("or", tuple(to_ir(a) for a in node.args))
+    if isinstance(node, ConditionNOT):
+        return ("not", to_ir(node.args[0]))
+    if isinstance(node, ConditionFieldEqualsValueExpression):
+        value = node.value
+        if isinstance(value, SigmaNull):
+            return ("field", node.field, ("null",))
+        if isinstance(value, SigmaExists):
+            return ("field", node.field, ("exists", value.exists))
+        if isinstance(value, SigmaFieldReference):
+            return ("field", node.field, ("fieldref", value.field, value.starts_with, value.ends_with))
+        return ("field", node.field, _value_ir(value))
+    if isinstance(node, ConditionValueExpression):
+        return ("keyword", _value_ir(node.value, keyword=True))
+    if node is None:
+        raise UnsupportedRule("the detection is empty after processing")
+    raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
+
+
+def rule_ir(rule) -> tuple:
+    """The IR of a pySigma SigmaRule: an OR of its conditions (Sigma allows a list of conditions)."""
+    conditions = tuple(to_ir(condition.parsed) for condition in rule.detection.parsed_condition)
+    return conditions[0] if len(conditions) == 1 else ("or", conditions)
+
+
