@@ -266,11 +266,12 @@ def main() -> int:
         knobs = knob_baselines(store, agencies)
         # The API as it runs in production: `soc serve`, in its own process (the clients here must not share its
         # interpreter), with the rate limit raised out of the way.
+        server_log = (tmp / "serve.log").open("wb")
         api_config = tmp / "soc_api.yaml"
         api_config.write_text("rate_limit: {requests_per_second: 100000, burst: 100000}\n")
         server = subprocess.Popen([sys.executable, "-m", "soc.cli", "serve"], cwd=ROOT,
                                   env=dict(os.environ, **env, SOC_API_CONFIG=str(api_config)),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                  stdout=subprocess.DEVNULL, stderr=server_log)  # a file: a full pipe would stall it
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while True:
@@ -280,7 +281,7 @@ def main() -> int:
             except httpx.HTTPError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"soc serve did not start: {server.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"soc serve did not start: {(tmp / 'serve.log').read_text()[-2000:]}")
             time.sleep(0.5)
         asyncio.run(run_clients(base, keys[:5], agencies, 3.0))  # warm-up (caches, connections)
         paced, paced_errors, paced_wall = asyncio.run(run_clients(base, keys, agencies, args.seconds,

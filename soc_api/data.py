@@ -30,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from detections.lifecycle import LifecycleError
 from soc import ecs
 from soc.storage.base import AlertQuery, DocumentQuery, EventQuery, Store
+from soc_api.cache import list_cache
 from soc_api.deps import client_address, require_roles
 from soc_api.keys import Principal
 from soc_api.settings import api_settings
@@ -250,6 +251,7 @@ class Data:
             raise HTTPException(404, "no such alert")
         if refresh:
             self.store.refresh()  # the analyst's next listing must show the change
+        list_cache(self.suite).invalidate()
         return result[0]
 
     # --- events --------------------------------------------------------------------------------------------------

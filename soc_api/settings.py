@@ -108,6 +108,8 @@ class ApiSettings(_Section):
     cursor_key_env: str | None = None
     # How long a verified key is trusted before the store is asked again (revocation in this process is immediate).
     key_cache_seconds: float = Field(default=5.0, ge=0)
+    # How long an alert-list answer may be served again to the same scope and query (soc_api/cache.py); 0: never.
+    alert_list_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
 
 class ApiConfigError(ValueError):

@@ -287,3 +287,30 @@ def test_a_store_outage_is_a_503_with_retry_after(api, monkeypatch):
     response = call(client, "GET", "/api/v1/alerts", keys["analyst"])
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert "unavailable" in response.json()["detail"]
+
+
+def test_alert_list_cache_is_per_scope_short_and_emptied_by_changes(api):
+    from soc_api.cache import list_cache
+
+    suite, client, keys = api
+    cache = list_cache(suite)
+    ttl, cache.ttl = cache.ttl, 60.0  # long enough that the stale answer below does not depend on timing
+    params = {"rule_id": "cache-rule"}
+    suite.store.upsert_alerts([alert_doc(90, AGENCY_A, rule="cache-rule"), alert_doc(91, AGENCY_B, rule="cache-rule")])
+    suite.store.refresh()
+    first = call(client, "GET", "/api/v1/alerts", keys["analyst"], params=params).json()["alerts"]
+    assert len(first) == 2
+    # Same query, other scopes: each agency gets its own answer, never the analyst's cached one.
+    assert [a["id"] for a in call(client, "GET", "/api/v1/alerts", keys[AGENCY_A], params=params).json()["alerts"]
+            ] == [f"{AGENCY_A}-a90"]
+    assert [a["id"] for a in call(client, "GET", "/api/v1/alerts", keys[AGENCY_B], params=params).json()["alerts"]
+            ] == [f"{AGENCY_B}-a91"]
+    # The pipeline raising another alert shows up within the time to live...
+    suite.store.upsert_alerts([alert_doc(92, AGENCY_A, rule="cache-rule")])
+    suite.store.refresh()
+    assert len(call(client, "GET", "/api/v1/alerts", keys["analyst"], params=params).json()["alerts"]) == 2
+    # ...and an analyst's change through the API empties the cache at once.
+    call(client, "POST", f"/api/v1/alerts/{AGENCY_A}-a90/acknowledge", keys["analyst"])
+    fresh = call(client, "GET", "/api/v1/alerts", keys["analyst"], params=params).json()["alerts"]
+    assert len(fresh) == 3 and {a["status"] for a in fresh if a["id"] == f"{AGENCY_A}-a90"} == {"acknowledged"}
+    cache.ttl = ttl

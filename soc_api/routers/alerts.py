@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from detections import lifecycle
 from detections.alerts import SEVERITY_ORDER
+from soc_api.cache import list_cache
 from soc_api.data import SORTS, AlertFilter, Data, data_for, invalid, valid_time
 from soc_api.models import (
     Alert, AlertGroup, AlertGroups, AlertPage, AlertWithEvidence, Assignment, BulkAction, BulkResult, NoteIn,
@@ -43,12 +44,20 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> Response:
+    # The hottest route: consoles refreshing the same view within a second share one answer (per scope).
+    cache = list_cache(data.suite)
+    key = (data.scope(agency), status, severity, rule_id, since, until, entity, incident, sort, limit, cursor)
+    cached = cache.get(key)
+    if cached is not None:
+        return Response(cached, media_type="application/json")
+    version = cache.version
     page = data.list_alerts(_filter(status, severity, agency, rule_id, since, until, entity, incident, sort),
                             limit, cursor)
+    # Validated once, serialised once by pydantic-core (not again by FastAPI).
     body = AlertPage(alerts=[Alert.model_validate(a) for a in page.items], next_cursor=page.next_cursor,
-                     complete=page.scanned_all)
-    # The hottest route: validated once above, serialised once by pydantic-core (not again by FastAPI).
-    return Response(body.model_dump_json(), media_type="application/json")
+                     complete=page.scanned_all).model_dump_json().encode()
+    cache.put(key, body, version)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/groups", response_model=AlertGroups)
