@@ -215,6 +215,46 @@ def start_own_node() -> str:
     return f"opensearch://127.0.0.1:{OWN_PORT}"
 
 
+def start_server(tmp: Path, env: dict, cache_seconds: float, port: int) -> subprocess.Popen:
+    """The API as it runs in production: `soc serve`, in its own process (the clients must not share its
+    interpreter), with the rate limit out of the way and the given alert-list cache."""
+    api_config = tmp / "soc_api.yaml"
+    api_config.write_text(f"rate_limit: {{requests_per_second: 100000, burst: 100000}}\n"
+                          f"alert_list_cache_seconds: {cache_seconds}\n")
+    server_log = (tmp / "serve.log").open("ab")  # a file: a full pipe would stall the server
+    server = subprocess.Popen([sys.executable, "-m", "soc.cli", "serve"], cwd=ROOT,
+                              env=dict(os.environ, **env, SOC_API_CONFIG=str(api_config)),
+                              stdout=subprocess.DEVNULL, stderr=server_log)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"soc serve did not start: {(tmp / 'serve.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def cache_hit_ratio(base: str) -> float | None:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("soc_api_alert_list_cache_total{"):
+            counts[line.split('result="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    total = sum(counts.values())
+    return counts.get("hit", 0.0) / total if total else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=1_000_000)
@@ -238,6 +278,7 @@ def main() -> int:
     prefix = keep or f"benchapi-{uuid.uuid4().hex[:8]}"
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     server = None
+    errors: list[str] = []
     try:
         port = free_port()
         env = {
@@ -264,38 +305,23 @@ def main() -> int:
                 keys.append((create_key(store, "analyst")[0], None))
         base_lat = baseline(store, agencies)
         knobs = knob_baselines(store, agencies)
-        # The API as it runs in production: `soc serve`, in its own process (the clients here must not share its
-        # interpreter), with the rate limit raised out of the way.
-        server_log = (tmp / "serve.log").open("wb")
-        api_config = tmp / "soc_api.yaml"
-        api_config.write_text("rate_limit: {requests_per_second: 100000, burst: 100000}\n")
-        server = subprocess.Popen([sys.executable, "-m", "soc.cli", "serve"], cwd=ROOT,
-                                  env=dict(os.environ, **env, SOC_API_CONFIG=str(api_config)),
-                                  stdout=subprocess.DEVNULL, stderr=server_log)  # a file: a full pipe would stall it
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"soc serve did not start: {(tmp / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        asyncio.run(run_clients(base, keys[:5], agencies, 3.0))  # warm-up (caches, connections)
-        paced, paced_errors, paced_wall = asyncio.run(run_clients(base, keys, agencies, args.seconds,
-                                                                  interval=args.interval))
-        latencies, errors, wall = asyncio.run(run_clients(base, keys, agencies, args.seconds))
-        errors += paced_errors
+        results = {}
+        for label, ttl in (("no cache", 0.0), ("1 s list cache", 1.0)):
+            server = start_server(tmp, env, ttl, port)
+            base = f"http://127.0.0.1:{port}"
+            asyncio.run(run_clients(base, keys[:5], agencies, 3.0))  # warm-up (caches, connections)
+            paced, paced_errors, paced_wall = asyncio.run(run_clients(base, keys, agencies, args.seconds,
+                                                                      interval=args.interval))
+            closed, closed_errors, closed_wall = asyncio.run(run_clients(base, keys, agencies, args.seconds))
+            hit_ratio = cache_hit_ratio(base)
+            stop_server(server)
+            server = None
+            results[label] = (paced, paced_wall, closed, closed_wall, hit_ratio)
+            errors += paced_errors + closed_errors
         store.close()
     finally:
         if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)
         try:
             if keep:
                 raise RuntimeError(f"kept {prefix}-* (SOC_BENCH_API_KEEP)")
@@ -314,21 +340,31 @@ def main() -> int:
         return (f"| {name} | {len(values):,} | {ms(percentile(values, 50))} | {ms(percentile(values, 95))} | "
                 f"{ms(percentile(values, 99))} | {rate} |")
 
-    paced_p99, closed_p99 = percentile(paced, 99), percentile(latencies, 99)
     loaded = f", loaded in {load_seconds:.0f} s" if load_seconds else " (loaded before this run)"
     load_text = " / ".join(f"{x:.1f}" for x in os.getloadavg()) + f" (1/5/15 min, {os.cpu_count()} cores)"
+    rows, verdicts = [], []
+    for label, (paced, paced_wall, closed, closed_wall, hits) in results.items():
+        hit_text = f", {hits:.0%} cache hits" if hits is not None and label != "no cache" else ""
+        rows.append(row(f"API ({label}), {args.clients} clients, paced{hit_text}", paced, paced_wall))
+        rows.append(row(f"API ({label}), {args.clients} clients, closed loop", closed, closed_wall))
+        for phase, values in (("paced", paced), ("closed loop", closed)):
+            p99 = percentile(values, 99)
+            verdicts.append(f"{label}, {phase}: **{'met' if p99 < 0.100 else 'NOT met'}** ({ms(p99)} ms)")
+    rows_text = "\n".join(rows)
+    knob_text = "\n".join(row(name, times, None) for name, times in knobs.items())
     body = f"""
-{count:,} alerts in one OpenSearch index (30 agencies, {len(RULES)} rules, a month of `last_seen`){loaded}. {args.clients} concurrent clients (one in five with an agency key), each on its own connection;
-queries: newest first, `status=new`, `severity=high|critical`, one agency's new alerts, and the second page by
-cursor; `limit=50`. One API process (`soc serve`), OpenSearch and the clients (another process) share the machine.
-Two phases of {args.seconds:.0f} s: *paced* — each client lists alerts every {args.interval:g} s on average (Poisson
-arrivals; an analyst console refreshing), and *closed loop* — each client sends its next request as soon as the last
-one is answered (saturation: latency there is queueing, {args.clients} / throughput).
+{count:,} alerts in one OpenSearch index (30 agencies, {len(RULES)} rules, a month of `last_seen`){loaded}.
+{args.clients} concurrent clients (one in five with an agency key), each on its own connection; queries: newest
+first, `status=new`, `severity=high|critical`, one agency's new alerts, and the second page by cursor; `limit=50`.
+One API process (`soc serve`), OpenSearch and the clients (another process) share the machine. Two phases of
+{args.seconds:.0f} s: *paced* — each client lists alerts every {args.interval:g} s on average (Poisson arrivals; an
+analyst console refreshing), and *closed loop* — each client sends its next request as soon as the last one is
+answered (saturation: latency there is queueing, {args.clients} / throughput). Each with the alert-list cache off and
+on (`soc_api.alert_list_cache_seconds`: one answer per scope and query for a second, emptied by any analyst change).
 
 | | requests | p50 ms | p95 ms | p99 ms | requests/s |
 |---|---:|---:|---:|---:|---:|
-{row(f"API, {args.clients} clients, paced", paced, paced_wall)}
-{row(f"API, {args.clients} clients, closed loop", latencies, wall)}
+{rows_text}
 {row("baseline: the same queries on the store directly, one at a time", base_lat, None)}
 
 The store's own query time, one at a time, straight to OpenSearch, and with two changes `soc/storage/search.py`
@@ -336,12 +372,11 @@ could make (no exact total-hit count; no gzip between the suite and a node on th
 
 | OpenSearch query | requests | p50 ms | p95 ms | p99 ms | |
 |---|---:|---:|---:|---:|---:|
-{chr(10).join(row(name, times, None) for name, times in knobs.items())}
+{knob_text}
 
-Machine load average while it ran: {load_text}.
+Machine load average when it finished: {load_text}.
 
-Target p99 < 100 ms: paced **{"met" if paced_p99 < 0.100 else "NOT met"}** ({ms(paced_p99)} ms), closed loop
-**{"met" if closed_p99 < 0.100 else "NOT met"}** ({ms(closed_p99)} ms). Errors: {len(errors)}{' (first: ' + errors[0] + ')' if errors else ''}.
+Target p99 < 100 ms — {"; ".join(verdicts)}. Errors: {len(errors)}{' (first: ' + errors[0] + ')' if errors else ''}.
 """
     print(body)
     if not args.no_write:

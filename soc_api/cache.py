@@ -12,6 +12,10 @@ from __future__ import annotations
 import threading
 import time
 
+from prometheus_client import Counter
+
+LOOKUPS = Counter("soc_api_alert_list_cache", "Alert-list answers served from the cache, or built", ["result"])
+
 
 class ListCache:
     def __init__(self, ttl_seconds: float, max_entries: int = 2000):
@@ -29,8 +33,10 @@ class ListCache:
         entry = self._entries.get(key)
         if entry is None or entry[1] != self._version or time.monotonic() - entry[0] > self.ttl:
             self.misses += 1
+            LOOKUPS.labels(result="miss").inc()
             return None
         self.hits += 1
+        LOOKUPS.labels(result="hit").inc()
         return entry[2]
 
     def put(self, key: tuple, body: bytes, version: int) -> None:
