@@ -19,6 +19,7 @@ from collectors.monitoring_config import MonitoringConfig  # noqa: E402  (light 
 from playbooks.settings import PlaybookSettings  # noqa: E402
 from reports.config import ReportsConfig  # noqa: E402
 from detections.yara.settings import YaraSettings  # noqa: E402
+from soc_api.settings import ApiSettings  # noqa: E402
 
 ENV_PREFIX = "SOC__"
 DEFAULT_CONFIG_PATHS = ("soc.yaml", "config/soc.yaml")
@@ -116,9 +117,12 @@ class Settings(_Section):
     reports: ReportsConfig = ReportsConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     yara: YaraSettings = YaraSettings()
+    soc_api: ApiSettings = ApiSettings()  # rate limits, body caps, TAXII pulls, national-centre posture push
     # Modules with attach(suite) that run inside the suite: playbook triggers and expiries (runs on core devices
-    # wait for a network admin), log-source health, probes (off until monitoring.probes.enabled), report schedules.
-    extensions: list[str] = ["playbooks.service", "collectors.monitoring", "reports.service"]
+    # wait for a network admin), log-source health, probes (off until monitoring.probes.enabled), report schedules,
+    # indicator matching on ingest, TAXII pulls and the posture push (both off until configured).
+    extensions: list[str] = ["playbooks.service", "collectors.monitoring", "reports.service",
+                             "detections.indicators.extension", "soc_api.extension"]
 
     @field_validator("timezone")
     @classmethod

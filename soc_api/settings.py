@@ -117,7 +117,10 @@ class ApiConfigError(ValueError):
 
 
 def load_api_settings(suite=None, environ: dict | None = None) -> ApiSettings:
-    section = getattr(getattr(suite, "settings", None), "soc_api", None)
+    main = getattr(suite, "settings", None)
+    section = getattr(main, "soc_api", None)
+    if section is not None and "soc_api" not in getattr(main, "model_fields_set", {"soc_api"}):
+        section = None  # the main configuration does not set it: the file named by SOC_API_CONFIG may
     if section is not None:
         return section if isinstance(section, ApiSettings) else ApiSettings.model_validate(section)
     environ = os.environ if environ is None else environ

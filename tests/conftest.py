@@ -61,7 +61,7 @@ def _drop_indices(url: str, prefix: str) -> None:
     store = store_from_url(url, index_prefix=prefix)
     try:
         store.client.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
-        for name in ("events", "alerts", "deadletters", "apikeys"):
+        for name in ("events", "alerts", "deadletters", "apikeys", "documents"):
             try:
                 store.client.indices.delete_index_template(name=f"{prefix}-{name}")
             except Exception:

@@ -109,22 +109,27 @@ def test_rule_file_health_is_listed(api):
     assert next(f for f in files if f["namespace"] == "gen_webshells_ext_vars.yar")["rules"] > 0
 
 
-def test_without_a_prepared_engine_the_api_builds_one_from_the_settings(tmp_path, monkeypatch):
-    """No `detections.yara.service` extension: the first request builds the engine (default rule folder, cache
-    under the data dir), later ones reuse it. Without rules the answer is 503 with the reason, and the suite stays."""
-    from detections.yara import settings as yara_settings
-
-    runner = SuiteThread(Suite(make_settings(tmp_path))).start()
+def test_without_a_prepared_engine_the_api_builds_one_from_the_settings(tmp_path):
+    """No `detections.yara.service` extension: the first request builds the engine from the configured rule folder
+    (cache under the data dir), later ones reuse it. Without rules the answer is 503 with the reason, and the suite
+    stays up."""
+    no_rules = SuiteThread(Suite(make_settings(tmp_path / "a", SOC__YARA__RULE_DIRS=f"[{tmp_path / 'no-rules'}]")))
+    no_rules.start()
     try:
-        key = create_key(runner.suite.store, "analyst")[0]
-        with httpx.Client(base_url=f"http://127.0.0.1:{runner.suite.bound['api']}", timeout=120) as client:
-            monkeypatch.setattr(yara_settings, "DEFAULT_RULE_DIRS", [str(tmp_path / "no-rules-here")])
+        key = create_key(no_rules.suite.store, "analyst")[0]
+        with httpx.Client(base_url=f"http://127.0.0.1:{no_rules.suite.bound['api']}", timeout=120) as client:
             missing = _scan(client, key, EICAR, "eicar.com")
             assert missing.status_code == 503
             assert missing.json()["detail"].startswith("YARA rules are not available: rule folder")
-            monkeypatch.undo()
+            assert client.get("/api/v1/health").status_code == 200
+    finally:
+        no_rules.stop()
+    runner = SuiteThread(Suite(make_settings(tmp_path / "b"))).start()
+    try:
+        key = create_key(runner.suite.store, "analyst")[0]
+        with httpx.Client(base_url=f"http://127.0.0.1:{runner.suite.bound['api']}", timeout=120) as client:
             answer = _scan(client, key, EICAR, "eicar.com").json()
             assert [m["rule"] for m in answer["matches"]] == ["SUSP_Just_EICAR"]
-        assert list((tmp_path / "cache" / "yara").glob("*.yarc"))  # cached for the next start
+        assert list((tmp_path / "b" / "cache" / "yara").glob("*.yarc"))  # cached for the next start
     finally:
         runner.stop()

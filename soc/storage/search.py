@@ -60,7 +60,7 @@ def connect(url: str, *, username: str | None = None, password: str | None = Non
         client = opensearchpy.OpenSearch(
             hosts=[node], http_auth=(username, password) if username else None, use_ssl=http_scheme == "https",
             verify_certs=verify_certs, ca_certs=ca_file, timeout=timeout, http_compress=True,
-            max_retries=3, retry_on_timeout=True,
+            max_retries=3, retry_on_timeout=True, pool_maxsize=32,  # the API serves many clients at once
         )
         errors = (opensearchpy.exceptions.OpenSearchException,)
         return _Engine("opensearch", client, helpers, errors)
@@ -72,6 +72,7 @@ def connect(url: str, *, username: str | None = None, password: str | None = Non
         client = elasticsearch.Elasticsearch(
             node, basic_auth=(username, password) if username else None, verify_certs=verify_certs,
             ca_certs=ca_file, request_timeout=timeout, http_compress=True, max_retries=3, retry_on_timeout=True,
+            connections_per_node=32,
         )
         errors = (elasticsearch.ApiError, elastic_transport.TransportError)
         return _Engine("elasticsearch", client, helpers, errors)
