@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import signal
@@ -29,7 +28,8 @@ ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAM
 
 def _settings(config: str | None) -> "Settings":
     # Imported here: the configuration pulls in every package's settings, which `soc hunt` does not need.
-    from soc.config import ConfigError, load_settings
+    from soc.config import load_settings
+    from soc.errors import ConfigError
 
     try:
         settings = load_settings(config)
@@ -56,6 +56,8 @@ def _open_store(settings: "Settings"):
 @app.command()
 def serve(config: ConfigOption = None) -> None:
     """Run the suite: syslog listeners (UDP and TCP), the pipeline, detections and the API with /metrics."""
+    import asyncio
+
     from soc.service import Suite
 
     settings = _settings(config)
@@ -75,6 +77,8 @@ def serve(config: ConfigOption = None) -> None:
 
 
 async def _serve_and_announce(suite, settings: "Settings") -> None:
+    import asyncio
+
     task = asyncio.create_task(suite.serve())
     while not suite.ready.is_set():
         if task.done():
@@ -281,7 +285,7 @@ _register_plugins()
 
 
 def main() -> None:
-    from soc.config import ConfigError
+    from soc.errors import ConfigError
 
     try:
         app()

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from soc.errors import ConfigError  # noqa: F401  (raised here, defined apart so the CLI can catch it cheaply)
+
 from collectors.monitoring_config import MonitoringConfig  # noqa: E402  (light modules: settings models only)
 from playbooks.settings import PlaybookSettings  # noqa: E402
 from reports.config import ReportsConfig  # noqa: E402
@@ -24,14 +26,6 @@ from soc_api.settings import ApiSettings  # noqa: E402
 ENV_PREFIX = "SOC__"
 DEFAULT_CONFIG_PATHS = ("soc.yaml", "config/soc.yaml")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-class ConfigError(Exception):
-    """A configuration problem, told as: file, key, reason."""
-
-    def __init__(self, source: str, key: str, reason: str):
-        self.source, self.key, self.reason = source, key, reason
-        super().__init__(f"configuration error in {source}: {key or '(top level)'}: {reason}")
 
 
 class _Section(BaseModel):

@@ -291,3 +291,11 @@ def test_soc_hunt_prints_one_json_detection_per_line(tmp_path):
     assert lines[0]["attack"]["techniques"] and lines[0]["file"].endswith(".evtx")
     assert "Image" in lines[0]["event"] and lines[0]["event"]["EventID"] == 1
     assert "1 loaded, 1 failed" in " ".join(result.stderr.split())
+
+
+def test_windows_channel_table_is_pysigmas():
+    from sigma.pipelines.common import windows_logsource_mapping
+
+    from detections.sigma.logsource import WINDOWS_SERVICE_CHANNELS
+
+    assert WINDOWS_SERVICE_CHANNELS == windows_logsource_mapping

@@ -58,16 +58,64 @@ PROGRAM_SERVICES: dict[str, dict[str, str]] = {
 }
 
 # --- Windows events -------------------------------------------------------------------------------------------------
+# Sigma Windows service -> event log channel(s): pySigma"s own table (sigma.pipelines.common.windows_logsource_mapping),
+# kept here as data so that evaluating rules needs no pySigma import; tests/test_sigma_engine.py checks it is equal.
+WINDOWS_SERVICE_CHANNELS: dict[str, str | list[str]] = {
+    "security": "Security",
+    "application": "Application",
+    "system": "System",
+    "sysmon": "Microsoft-Windows-Sysmon/Operational",
+    "powershell": ["Microsoft-Windows-PowerShell/Operational", "PowerShellCore/Operational"],
+    "powershell-classic": "Windows PowerShell",
+    "taskscheduler": "Microsoft-Windows-TaskScheduler/Operational",
+    "wmi": "Microsoft-Windows-WMI-Activity/Operational",
+    "dns-server": "DNS Server",
+    "dns-server-audit": "Microsoft-Windows-DNS-Server/Audit",
+    "dns-server-analytic": "Microsoft-Windows-DNS-Server/Analytical",
+    "driver-framework": "Microsoft-Windows-DriverFrameworks-UserMode/Operational",
+    "ntlm": "Microsoft-Windows-NTLM/Operational",
+    "dhcp": "Microsoft-Windows-DHCP-Server/Operational",
+    "msexchange-management": "MSExchange Management",
+    "applocker": ["Microsoft-Windows-AppLocker/MSI and Script", "Microsoft-Windows-AppLocker/EXE and DLL",
+                  "Microsoft-Windows-AppLocker/Packaged app-Deployment",
+                  "Microsoft-Windows-AppLocker/Packaged app-Execution"],
+    "printservice-admin": "Microsoft-Windows-PrintService/Admin",
+    "printservice-operational": "Microsoft-Windows-PrintService/Operational",
+    "codeintegrity-operational": "Microsoft-Windows-CodeIntegrity/Operational",
+    "smbclient-security": "Microsoft-Windows-SmbClient/Security",
+    "firewall-as": "Microsoft-Windows-Windows Firewall With Advanced Security/Firewall",
+    "bits-client": "Microsoft-Windows-Bits-Client/Operational",
+    "windefend": "Microsoft-Windows-Windows Defender/Operational",
+    "terminalservices-localsessionmanager": "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational",
+    "microsoft-servicebus-client": "Microsoft-ServiceBus-Client",
+    "ldap_debug": "Microsoft-Windows-LDAP-Client/Debug",
+    "security-mitigations": ["Microsoft-Windows-Security-Mitigations/Kernel Mode",
+                             "Microsoft-Windows-Security-Mitigations/User Mode"],
+    "diagnosis-scripted": "Microsoft-Windows-Diagnosis-Scripted/Operational",
+    "shell-core": "Microsoft-Windows-Shell-Core/Operational",
+    "openssh": "OpenSSH/Operational",
+    "bitlocker": "Microsoft-Windows-BitLocker/BitLocker Management",
+    "vhdmp": "Microsoft-Windows-VHDMP/Operational",
+    "appxdeployment-server": "Microsoft-Windows-AppXDeploymentServer/Operational",
+    "lsa-server": "Microsoft-Windows-LSA/Operational",
+    "appxpackaging-om": "Microsoft-Windows-AppxPackaging/Operational",
+    "dns-client": "Microsoft-Windows-DNS Client Events/Operational",
+    "appmodel-runtime": "Microsoft-Windows-AppModel-Runtime/Admin",
+    "capi2": "Microsoft-Windows-CAPI2/Operational",
+    "certificateservicesclient-lifecycle-system":
+        "Microsoft-Windows-CertificateServicesClient-Lifecycle-System/Operational",
+}
+
+
 @lru_cache(maxsize=1)
 def windows_channel_services() -> dict[str, list[str]]:
-    """Channel (lowercase) -> Sigma services, from pySigma's own Windows mapping (imported when first needed)."""
-    from sigma.pipelines.common import windows_logsource_mapping
-
+    """Channel (lowercase) -> Sigma services."""
     services: dict[str, list[str]] = {}
-    for service, channels in windows_logsource_mapping.items():
+    for service, channels in WINDOWS_SERVICE_CHANNELS.items():
         for channel in [channels] if isinstance(channels, str) else channels:
             services.setdefault(channel.lower(), []).append(service)
     return services
+
 
 SYSMON_CHANNEL = "microsoft-windows-sysmon/operational"
 # Sysmon event id -> Sigma categories (as in Sigma's Sysmon mapping).
@@ -244,4 +292,9 @@ def _all_descriptors() -> tuple[dict[str, str], ...]:
 
 def known_logsource(rule_logsource: dict[str, str | None]) -> bool:
     """Whether any collector produces events this logsource applies to (rule health reports it when not)."""
-    return applies(rule_logsource, _all_descriptors())
+    return _known(rule_logsource.get("category"), rule_logsource.get("product"), rule_logsource.get("service"))
+
+
+@lru_cache(maxsize=1024)
+def _known(category: str | None, product: str | None, service: str | None) -> bool:
+    return applies({"category": category, "product": product, "service": service}, _all_descriptors())
