@@ -9,6 +9,9 @@ OpenSearch node and on SQLite.
 * Elasticsearch / OpenSearch: pySigma's OpenSearch Lucene backend → ``query_string`` inside a bool filter with the
   time range and the log-source filter. Event strings are indexed lowercased (soc/storage/mappings.py), which gives
   Sigma's case-insensitive matching.
+* Windows rules query stored Winlogbeat documents on the cluster: the soc-winlog pipeline maps Windows field names
+  to ``winlog.event_data.*`` (EventID, Channel... to ``winlog.*``); the scope is the channel and event ids streaming
+  routes from.
 * SQLite (the embedded store): pySigma's SQLite backend → SQL run over the window's events, flattened into a
   temporary table whose text columns compare case-insensitively (COLLATE NOCASE), one row per combination of list
   values (Sigma: a list field matches when any element does).
@@ -55,6 +58,29 @@ class Conversion:
         return {r.id for r in self.rules}
 
 
+def windows_scope(logsource: dict[str, str | None]) -> list[tuple[str, list[str] | None]]:
+    """(channel, event ids or None for any) pairs a Windows rule's logsource applies to, as streaming routes them."""
+    from detections.sigma.logsource import (
+        OTHER_WINDOWS_CATEGORIES,
+        SYSMON_CATEGORIES,
+        SYSMON_CHANNEL,
+        windows_channel_services,
+    )
+
+    scope: list[tuple[str, list[str] | None]] = []
+    category, service = logsource.get("category"), logsource.get("service")
+    if service and not category:
+        scope += [(channel, None) for channel, services in windows_channel_services().items() if service in services]
+    if category:
+        sysmon = [str(i) for i, cats in SYSMON_CATEGORIES.items() if category in cats]
+        if sysmon and (not service or service == "sysmon"):
+            scope.append((SYSMON_CHANNEL, sysmon))
+        for (channel, event_id), cats in OTHER_WINDOWS_CATEGORIES.items():
+            if category in cats and (not service or service in windows_channel_services().get(channel, ())):
+                scope.append((channel, [str(event_id)]))
+    return scope
+
+
 def logsource_scope(logsource: dict[str, str | None]) -> tuple[list[str], list[str]]:
     """The datasets and syslog programs whose events a rule's logsource applies to (as streaming routes them)."""
     datasets = sorted(d for d, descriptors in DATASET_LOGSOURCES.items() if applies(logsource, tuple(descriptors)))
@@ -80,13 +106,17 @@ def convert_rules(dirs: Iterable[str | Path], backend_name: str, pipeline: str |
         for rule in collection.rules:
             if isinstance(rule, SigmaCorrelationRule) or rule.errors:
                 continue  # correlations run in the stream; broken rules are reported by rule health
+            rule_pipeline = pipeline
             if rule.logsource.product == "windows":
-                # Streaming and hunting show Windows rules Windows' own field names; stored Winlogbeat documents
-                # keep them under winlog.event_data, which scheduled queries do not map yet.
-                conversion.skipped.append((str(rule.id or rule.name), "Windows rules run in streaming and hunting "
-                                           "only (stored winlog.event_data fields are not mapped for queries)"))
-                continue
-            backend = _backend(backend_name, build_pipeline(pipeline, placeholders))
+                if backend_name == "sqlite":
+                    # Windows event data holds multi-valued fields (unnamed <Data>); SQL over one row per value
+                    # cannot say "no value matches", which Sigma's NOT needs. The cluster's Lucene can.
+                    conversion.skipped.append((str(rule.id or rule.name), "Windows rules are scheduled on "
+                                               "Elasticsearch/OpenSearch only (SQL rows cannot express NOT over "
+                                               "multi-valued event data)"))
+                    continue
+                rule_pipeline = "soc-winlog"  # Windows field names -> winlog.* in stored Winlogbeat documents
+            backend = _backend(backend_name, build_pipeline(rule_pipeline, placeholders))
             try:
                 queries = backend.convert_rule(rule)
             except (SigmaError, NotImplementedError, ValueError, TypeError) as exc:
@@ -123,11 +153,19 @@ def run_on_search_store(store, conversion: Conversion, start: str, end: str, pag
     matches: set[tuple[str, str]] = set()
     bodies = []
     for rule in conversion.rules:
-        datasets, programs = logsource_scope(rule.logsource)
-        if not datasets and not programs:
+        if rule.logsource.get("product") == "windows":
+            scope = []
+            for channel, ids in windows_scope(rule.logsource):
+                clause: list[dict] = [{"term": {"winlog.channel": channel}}]
+                if ids:
+                    clause.append({"terms": {"winlog.event_id": ids}})
+                scope.append({"bool": {"filter": clause}})
+        else:
+            datasets, programs = logsource_scope(rule.logsource)
+            scope = [{"terms": {"event.dataset": datasets}}] if datasets else []
+            scope += [{"terms": {"process.name": programs}}] if programs else []
+        if not scope:
             continue  # nothing the collectors produce can match: the stream would never route an event to it
-        scope = [{"terms": {"event.dataset": datasets}}] if datasets else []
-        scope += [{"terms": {"process.name": programs}}] if programs else []
         bodies.append((rule, {
             "query": {"bool": {"filter": [
                 {"range": {"@timestamp": {"gte": start, "lt": end}}},
@@ -179,11 +217,13 @@ def _rows(flat: dict[str, Any]) -> list[dict[str, Any]]:
 def run_on_events(events: list[dict], conversion: Conversion) -> set[tuple[str, str]]:
     """Run SQLite-backend rules over events (a window read from any store) in a temporary in-memory table."""
     rows, columns = [], {"_event_id": None}
+    canonical: dict[str, str] = {"_event_id": "_event_id"}  # SQLite column names ignore case: one column per name
     for doc in events:
         flat = ecs.flatten(doc)
         # Keywords (bound to this column by the soc-sql pipeline) match the texts streaming searches.
         flat[KEYWORDS_FIELD] = [t for t in (flat.get(name) for name in KEYWORD_FIELDS) if isinstance(t, str)]
         for row in _rows(flat):
+            row = {canonical.setdefault(key.lower(), key): value for key, value in row.items()}
             row["_event_id"] = ecs.get(doc, "event.id")
             rows.append(row)
             columns.update(dict.fromkeys(row))

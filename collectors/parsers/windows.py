@@ -82,6 +82,20 @@ LOGON_FAILED_REASON = {"0xc000006a": "wrong password", "0xc0000064": "no such us
                        "0xc0000072": "account disabled", "0xc000006f": "outside logon hours"}
 
 
+# Security 4688 describes a process creation with other names than Sysmon's; Sigma's process_creation rules use
+# Sysmon's. Both names are kept, at ingest, so streaming, scheduled and hunting detection all see the same fields.
+WINDOWS_FIELD_ALIASES: dict[tuple[str, str], dict[str, str]] = {
+    ("security", "4688"): {"NewProcessName": "Image", "ParentProcessName": "ParentImage"},
+}
+
+
+def normalize_event_data(channel: str | None, event_id: str | None, data: dict) -> dict:
+    for source, alias in WINDOWS_FIELD_ALIASES.get((str(channel or "").lower(), str(event_id or "")), {}).items():
+        if source in data and alias not in data:
+            data[alias] = data[source]
+    return data
+
+
 def _winlog(doc: dict) -> dict:
     record = doc.get("_json")
     if isinstance(record, dict) and isinstance(record.get("winlog"), dict):
@@ -117,6 +131,7 @@ def _base(doc: dict, record: dict) -> tuple[dict, str]:
     winlog = record["winlog"]
     data = winlog.get("event_data") if isinstance(winlog.get("event_data"), dict) else {}
     event_id = str(winlog.get("event_id") or (record.get("event") or {}).get("code") or "")
+    normalize_event_data(winlog.get("channel"), event_id, data)
     out = {key: value for key, value in record.items() if key not in ("_json",)}
     doc.clear()
     doc.update(out)

@@ -141,10 +141,8 @@ OTHER_WINDOWS_CATEGORIES: dict[tuple[str, int], tuple[str, ...]] = {
     ("windows powershell", 600): ("ps_classic_provider_start",),
     ("windows powershell", 800): ("ps_classic_script",),
 }
-# Security 4688 describes a process creation with other field names than Sysmon's: add Sysmon's names beside them.
-FIELD_ALIASES: dict[tuple[str, int], dict[str, str]] = {
-    ("security", 4688): {"NewProcessName": "Image", "ParentProcessName": "ParentImage"},
-}
+# Security 4688 describes a process creation with other field names than Sysmon's: Sysmon's names are added beside
+# them (collectors/parsers/windows.py holds the table, so every detection mode sees the same fields).
 
 
 def _scalar(value: Any) -> Any:
@@ -224,11 +222,9 @@ def windows_view_from_ecs(doc: dict) -> dict[str, Any]:
 
 
 def _with_aliases(view: dict[str, Any]) -> dict[str, Any]:
-    key = (str(view.get("Channel") or "").lower(), view.get("EventID"))
-    for source, alias in FIELD_ALIASES.get(key, {}).items():  # type: ignore[arg-type]
-        if source in view and alias not in view:
-            view[alias] = view[source]
-    return view
+    from collectors.parsers.windows import normalize_event_data
+
+    return normalize_event_data(view.get("Channel"), str(view.get("EventID")), view)
 
 
 def view_of(doc: dict) -> tuple[dict[str, Any], tuple]:

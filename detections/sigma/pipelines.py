@@ -13,7 +13,11 @@ from sigma.processing.conditions import LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from dataclasses import dataclass
 
-from sigma.processing.transformations import FieldMappingTransformation, ValueListPlaceholderTransformation
+from sigma.processing.transformations import (
+    FieldFunctionTransformation,
+    FieldMappingTransformation,
+    ValueListPlaceholderTransformation,
+)
 from sigma.processing.transformations.base import DetectionItemTransformation
 from sigma.rule import SigmaDetectionItem
 from sigma.types import SigmaString, SpecialChars
@@ -113,7 +117,44 @@ def soc_sql_pipeline(placeholders: dict[str, list[str]] | None = None) -> Proces
     return pipeline
 
 
-PIPELINES = {"soc": soc_pipeline, "soc-sql": soc_sql_pipeline}
+# Windows fields in stored Winlogbeat documents (scheduled detection queries the store, not an EVTX view).
+WINLOG_FIELDS = {"EventID": "winlog.event_id", "Channel": "winlog.channel", "Provider_Name": "winlog.provider_name",
+                 "Computer": "winlog.computer_name", "EventRecordID": "winlog.record_id"}
+
+
+def _winlog_field(field: str | None) -> str | None:
+    return None if field is None else f"winlog.event_data.{field}"
+
+
+@dataclass
+class CidrToIpFieldTransformation(DetectionItemTransformation):
+    """cidr conditions on a text field go to its ``.ip`` sub-field (soc/storage/mappings.py WINLOG_ADDRESS_FIELDS)."""
+
+    fields: tuple[str, ...] = ()
+
+    def apply_detection_item(self, detection_item: SigmaDetectionItem) -> None:
+        from sigma.types import SigmaCIDRExpression
+
+        if detection_item.field in self.fields and any(isinstance(v, SigmaCIDRExpression)
+                                                       for v in detection_item.value):
+            detection_item.field = f"{detection_item.field}.ip"
+
+
+def soc_winlog_pipeline(placeholders: dict[str, list[str]] | None = None) -> ProcessingPipeline:
+    from soc.storage.mappings import WINLOG_ADDRESS_FIELDS
+
+    pipeline = soc_pipeline(placeholders)
+    pipeline.items.append(ProcessingItem(
+        identifier="soc_winlog_fields",
+        transformation=FieldFunctionTransformation(transform_func=_winlog_field, mapping=WINLOG_FIELDS),
+        rule_conditions=[LogsourceCondition(product="windows")]))
+    pipeline.items.append(ProcessingItem(
+        identifier="soc_winlog_cidr", transformation=CidrToIpFieldTransformation(tuple(WINLOG_ADDRESS_FIELDS)),
+        rule_conditions=[LogsourceCondition(product="windows")]))
+    return pipeline
+
+
+PIPELINES = {"soc": soc_pipeline, "soc-sql": soc_sql_pipeline, "soc-winlog": soc_winlog_pipeline}
 
 
 def build_pipeline(name: str | None, placeholders: dict[str, list[str]] | None = None) -> ProcessingPipeline | None:

@@ -15,10 +15,14 @@ _KEYWORD_STRINGS = {
 }
 # Event strings are indexed lowercased (the source keeps the original): Sigma matches strings case-insensitively,
 # and so do the Lucene queries that scheduled detection runs (detections/scheduled.py), and so does analyst search.
+# Lucene's longest term is 32,766 bytes; 10,922 characters of any Basic Multilingual Plane text (Vietnamese
+# included, at most 3 bytes each in UTF-8) always fit, so long values (scheduled-task XML, security descriptors) stay
+# searchable by scheduled detection.
+EVENT_STRING_MAX_CHARS = 32766 // 3
 _EVENT_STRINGS = {
     "strings_as_keyword": {
         "match_mapping_type": "string",
-        "mapping": {"type": "keyword", "ignore_above": 1024, "normalizer": "soc_lowercase"},
+        "mapping": {"type": "keyword", "ignore_above": EVENT_STRING_MAX_CHARS, "normalizer": "soc_lowercase"},
     }
 }
 _NORMALIZERS = {"analysis": {"normalizer": {"soc_lowercase": {"type": "custom", "filter": ["lowercase"]}}}}
@@ -27,6 +31,11 @@ _IP_FIELDS = [
     "source.ip", "destination.ip", "client.ip", "server.ip", "host.ip", "observer.ip", "related.ip",
     "source.nat.ip", "destination.nat.ip",
 ]
+# Windows event data addresses stay text ("-" where there is none, matched as such by Sigma rules) with an ip
+# sub-field for cidr conditions (the soc-winlog pipeline sends those to <field>.ip).
+WINLOG_ADDRESS_FIELDS = ["winlog.event_data.IpAddress", "winlog.event_data.SourceIp",
+                         "winlog.event_data.DestinationIp", "winlog.event_data.SourceAddress",
+                         "winlog.event_data.DestAddress", "winlog.event_data.ClientAddress"]
 _PORT_FIELDS = ["source.port", "destination.port", "client.port", "server.port", "source.nat.port",
                 "destination.nat.port"]
 _LONG_FIELDS = ["source.bytes", "destination.bytes", "network.bytes", "source.packets", "destination.packets",
@@ -72,6 +81,8 @@ def event_template(pattern: str, flavour: str = "opensearch") -> dict:
            else {"type": "keyword", "ignore_above": 8191, "normalizer": "soc_lowercase"})
     flat.update({f: {"type": "text", "fields": {"raw": raw}} for f in _TEXT_FIELDS})
     flat.update({"event.id": {"type": "keyword"}, "organization.id": {"type": "keyword"}})
+    flat.update({f: {"type": "keyword", "ignore_above": 256, "normalizer": "soc_lowercase",
+                     "fields": {"ip": {"type": "ip", "ignore_malformed": True}}} for f in WINLOG_ADDRESS_FIELDS})
     return {
         "index_patterns": [pattern],
         "priority": 200,
