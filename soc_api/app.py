@@ -8,10 +8,13 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from soc.storage.base import StoreError
 from soc_api import routers
+from soc_api.deps import store_error_http
 
 API_PREFIX = "/api/v1"
 
@@ -33,6 +36,13 @@ def create_app(suite) -> FastAPI:
     for module in _router_modules():
         # A router may live outside /api/v1 (TAXII has its own root): it says so with PREFIX.
         app.include_router(module.router, prefix=getattr(module, "PREFIX", API_PREFIX))
+
+    @app.exception_handler(StoreError)
+    async def store_failed(request: Request, exc: StoreError) -> JSONResponse:
+        # Wherever a route meets the store failing, the caller gets the same answer: 503 with Retry-After when
+        # the store is unreachable or overloaded, 500 with the reason otherwise (deps.store_error_http decides).
+        error = store_error_http(exc)
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

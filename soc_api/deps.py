@@ -34,7 +34,7 @@ WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 AUDIT = "audit"
 
 
-def _unavailable(exc: StoreError) -> HTTPException:
+def store_error_http(exc: StoreError) -> HTTPException:
     """The store failed under a request: 503 (retry later) when it is transient, else 500 with the reason."""
     if exc.transient:
         return HTTPException(503, f"the store is unavailable, retry shortly: {str(exc)[:300]}",
@@ -140,13 +140,13 @@ async def get_principal(
         try:
             yield principal
         except StoreError as exc:
-            raise _unavailable(exc) from exc
+            raise store_error_http(exc) from exc
         return
     try:
         yield principal
     except StoreError as exc:
         await run_in_threadpool(_audit, request, principal, "failed 503", str(exc)[:500])
-        raise _unavailable(exc) from exc
+        raise store_error_http(exc) from exc
     except HTTPException as exc:
         await run_in_threadpool(_audit, request, principal, f"refused {exc.status_code}", str(exc.detail))
         raise

@@ -274,19 +274,21 @@ def test_rate_limit_per_key(tmp_path):
         assert call(client, "GET", "/api/v1/me", keys["admin"]).status_code == 200
 
 
-def test_a_store_outage_is_a_503_with_retry_after(api, monkeypatch):
-    """The store is made to fail the way an unreachable OpenSearch does (a transient StoreError): a clear 503."""
-    from soc.storage.base import StoreError
+def test_a_store_outage_is_a_503_with_retry_after(api):
+    """A real OpenSearch client whose cluster is not there (a loopback port nothing listens on): a clear 503."""
+    from soc.storage import store_from_url
+    from tests.conftest import free_port
 
     suite, client, keys = api
-
-    def down(*args, **kwargs):
-        raise StoreError("opensearch search failed: ConnectionError(refused)", transient=True)
-
-    monkeypatch.setattr(suite.store, "list_alerts", down)
-    response = call(client, "GET", "/api/v1/alerts", keys["analyst"])
+    working, suite.store = suite.store, store_from_url(f"opensearch://127.0.0.1:{free_port()}", timeout=2)
+    try:
+        response = call(client, "GET", "/api/v1/alerts", keys["analyst"])
+    finally:
+        suite.store.close()
+        suite.store = working
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert "unavailable" in response.json()["detail"]
+    assert call(client, "GET", "/api/v1/alerts", keys["analyst"]).status_code == 200  # back once the store is
 
 
 def test_alert_list_cache_is_per_scope_short_and_emptied_by_changes(api):

@@ -15,6 +15,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from collectors.parsers.windows import normalize_event_data
 from soc import ecs
 
 # --- ECS events -----------------------------------------------------------------------------------------------------
@@ -222,8 +223,6 @@ def windows_view_from_ecs(doc: dict) -> dict[str, Any]:
 
 
 def _with_aliases(view: dict[str, Any]) -> dict[str, Any]:
-    from collectors.parsers.windows import normalize_event_data
-
     return normalize_event_data(view.get("Channel"), str(view.get("EventID")), view)
 
 
