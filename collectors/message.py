@@ -14,6 +14,10 @@ class RawMessage:
     peer_port: int = 0
     received: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     truncated: bool = False  # the source cut an oversized message; the pipeline dead-letters it
+    # What the source vouches for, beyond the socket address: set only by authenticating sources.
+    agency: str = ""  # the agency of the API key that sent it (HTTP ingest); never taken from the body
+    sender_name: str = ""  # the verified client certificate's subject name (syslog over TLS)
+    format: str = "syslog"  # how the pipeline reads ``data``: syslog | json (one JSON document) | a parser name
 
     @property
     def source(self) -> str:

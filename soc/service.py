@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 UDP_DROPPED = metrics.Counter("soc_udp_dropped", "UDP syslog messages dropped because the pipeline queue was full")
 
 
+class Backpressure(Exception):
+    """The suite cannot take more now (the spool is at its bound): the sender should retry after ``retry_after``."""
+
+    def __init__(self, retry_after: float = 5.0, detail: str = "the collector's spool is full"):
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+
 @dataclass
 class BatchOutcome:
     events: list[dict] = field(default_factory=list)
@@ -204,6 +212,15 @@ class Suite:
                 return
             except queue.Full:
                 await asyncio.sleep(0.01)
+
+    async def accept(self, messages: list[RawMessage]) -> None:
+        """Take a batch from an acknowledging source (HTTP ingest): returns once the batch is safely kept, so the
+        sender may be told it was accepted; raises Backpressure when there is no room (the sender retries)."""
+        if self.queue.maxsize and self.queue.qsize() + len(messages) > self.queue.maxsize:
+            raise Backpressure()
+        for msg in messages:
+            self.queue.put_nowait(msg)
+            self.accepted += 1
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until every message accepted so far has been processed (tests, demo, shutdown)."""
