@@ -92,14 +92,10 @@ class SelfMonitor:
             DEAD_LETTERS_STORED.set(store.count_dead_letters())
         except Exception as exc:
             log.warning("dead letter count failed: %s", exc)
-        queue = getattr(self.suite, "queue", None)
-        if queue is not None:
-            SPOOL_DEPTH.labels("pipeline_queue").set(queue.qsize())
-            metrics.QUEUE_DEPTH.set(queue.qsize())
-        spool = getattr(self.suite, "spool", None)  # a disk spool, where the suite has one
+        spool = getattr(self.suite, "spool", None)  # the disk spool between the sources and the pipeline
         if spool is not None:
-            depth = spool.depth() if callable(getattr(spool, "depth", None)) else len(spool)
-            SPOOL_DEPTH.labels("disk").set(depth)
+            SPOOL_DEPTH.labels("disk").set(spool.depth())
+            metrics.QUEUE_DEPTH.set(spool.depth())
         now = time.monotonic()
         totals = _received_totals()
         if self._last_totals is not None and now > (self._last_time or now):

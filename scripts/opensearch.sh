@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start / stop / query a throw-away, REAL OpenSearch 2.19 for local integration tests.
 #
-#   scripts/opensearch.sh start  [--nodes 1|3] [--port 9250] [--dir DIR]
+#   scripts/opensearch.sh start  [--nodes 1|3] [--port 9250] [--dir DIR] [--keep]
 #   scripts/opensearch.sh stop   [--port 9250]
 #   scripts/opensearch.sh status [--port 9250]
 #
@@ -11,7 +11,8 @@
 # port PORT+100+i-1. Everything it creates lives under <project>/.cache/opensearch/:
 #   lib/                 runtime classpath (copied from ~/.m2 by Maven)
 #   classes/             the compiled launcher (scripts/opensearch/SocOpenSearch.java)
-#   data-PORT/           default --dir: data, config and node logs; wiped on every start
+#   data-PORT/           default --dir: data, config and node logs; wiped on every start unless --keep
+#                        (--keep restarts a stopped node on its data: the outage tests need that)
 #   opensearch-PORT.pid  pid of the JVM      opensearch-PORT.log  its stdout/stderr
 #
 # Environment knobs:
@@ -37,7 +38,7 @@ TIMEOUT="${OPENSEARCH_START_TIMEOUT:-180}"
 
 usage() {
   cat <<EOF
-usage: $0 start  [--nodes N] [--port PORT] [--dir DIR]
+usage: $0 start  [--nodes N] [--port PORT] [--dir DIR] [--keep]
        $0 stop   [--port PORT]
        $0 status [--port PORT]
 defaults: --nodes 1 --port 9250 --dir $CACHE/data-PORT
@@ -137,7 +138,7 @@ wait_ready() { # PORT NODES PID LOG
 }
 
 cmd_start() {
-  local nodes="$1" port="$2" dir="$3"
+  local nodes="$1" port="$2" dir="$3" keep="${4:-0}"
   local pidf logf pid heap tport i
   [[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "--nodes must be a positive integer"
   [[ "$port" =~ ^[0-9]+$ ]] || die "--port must be a number"
@@ -172,7 +173,9 @@ cmd_start() {
   # throw-away data directory: wiped on every start (refuse to wipe obviously wrong paths)
   dir="$(mkdir -p "$dir" && cd "$dir" && pwd)"
   case "$dir" in /|"$HOME"|"$ROOT"|"$ROOT/.cache"|"$CACHE") die "refusing to wipe $dir" ;; esac
-  find "$dir" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+  if [[ "$keep" != 1 ]]; then
+    find "$dir" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+  fi
   mkdir -p "$dir/tmp"
 
   if [[ -n "${OPENSEARCH_HEAP:-}" ]]; then heap="$OPENSEARCH_HEAP"
@@ -248,7 +251,7 @@ main() {
   local cmd="${1:-}"
   [[ -n "$cmd" ]] || { usage >&2; exit 2; }
   shift
-  local nodes=1 port=9250 dir=""
+  local nodes=1 port=9250 dir="" keep=0
   while (($#)); do
     case "$1" in
       --nodes) nodes="${2:?--nodes needs a value}"; shift 2 ;;
@@ -257,12 +260,13 @@ main() {
       --port=*) port="${1#*=}"; shift ;;
       --dir) dir="${2:?--dir needs a value}"; shift 2 ;;
       --dir=*) dir="${1#*=}"; shift ;;
+      --keep) keep=1; shift ;;
       -h|--help) usage; exit 0 ;;
       *) usage >&2; die "unknown argument: $1" ;;
     esac
   done
   case "$cmd" in
-    start) cmd_start "$nodes" "$port" "$dir" ;;
+    start) cmd_start "$nodes" "$port" "$dir" "$keep" ;;
     stop) cmd_stop "$port" ;;
     status) cmd_status "$port" ;;
     -h|--help|help) usage ;;

@@ -93,7 +93,12 @@ class DetectionsConfig(_Section):
 class PipelineConfig(_Section):
     batch_size: int = Field(default=500, ge=1)
     flush_interval_seconds: float = Field(default=0.2, gt=0)
-    queue_size: int = Field(default=100_000, ge=1)
+    # The disk spool between the sources and the pipeline (collectors/spool.py); relative paths are under data_dir.
+    spool_dir: str = "spool"
+    spool_max_bytes: int = Field(default=1 << 30, ge=64 * 1024)  # beyond this TCP is slowed, HTTP refused, UDP dropped
+    spool_segment_bytes: int = Field(default=64 << 20, ge=64 * 1024)
+    spool_sync_interval_seconds: float = Field(default=1.0, gt=0)  # fsync of what TCP/UDP wrote; HTTP syncs at once
+    shutdown_drain_seconds: float = Field(default=10.0, ge=0)  # on stop, what is not stored by then waits in the spool
 
 
 class Settings(_Section):

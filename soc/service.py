@@ -1,10 +1,11 @@
-"""The running suite: sources → pipeline → store → detections → alerts, and the API beside them.
+"""The running suite: sources → spool → pipeline → store → detections → alerts, and the API beside them.
 
-Sources run on an asyncio loop and put raw messages on a bounded queue. One worker thread takes them in batches,
-parses and enriches them, writes events and dead letters to the store, then runs detection and writes alerts. When
-the store fails the worker retries the same batch with backoff and does not take more: the queue fills, TCP senders
-are slowed (their reads pause), and UDP overflow is counted as dropped — memory stays bounded, nothing accepted is
-thrown away.
+Sources run on an asyncio loop and append raw messages to the disk spool (collectors/spool.py) before they read
+further (TCP, TLS) or answer (HTTP). One worker thread reads the spool in batches, parses and enriches them, writes
+events and dead letters to the store, runs detection and writes alerts, and only then commits the batch in the
+spool. When the store fails the worker retries the same batch with backoff: the spool grows to its bound, then TCP
+senders are slowed (their reads pause), HTTP senders are told to retry later and UDP overflow is counted as dropped
+— memory stays bounded, nothing accepted is thrown away, and a crash replays from the last commit.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import queue
 import threading
 import time
 from pathlib import Path
@@ -22,6 +22,7 @@ from typing import Awaitable, Callable
 from collectors.message import RawMessage
 from collectors.pipeline import Pipeline, build_context
 from collectors.sources import syslog as syslog_source
+from collectors.spool import Spool
 from detections.alerts import AlertManager
 from detections.engine import DetectionEngine
 from detections.sigma.loader import RuleSet, load_rules
@@ -33,7 +34,13 @@ from soc.storage import DeadLetter, Store, StoreError, open_store
 
 log = logging.getLogger(__name__)
 
-UDP_DROPPED = metrics.Counter("soc_udp_dropped", "UDP syslog messages dropped because the pipeline queue was full")
+UDP_DROPPED = metrics.Counter("soc_udp_dropped", "UDP syslog messages dropped because the spool was full")
+REFUSED = metrics.Counter("soc_ingest_refused", "Batches refused with a retry signal because the spool was full",
+                          ["transport"])
+
+
+class _Aborted(Exception):
+    """The suite is stopping while the store is unreachable: the batch stays in the spool for the next start."""
 
 
 class Backpressure(Exception):
@@ -69,15 +76,16 @@ class Suite:
         self.engine = DetectionEngine(self.ruleset)
         self.alerts = AlertManager(self.store, dedup_window_seconds=settings.detections.dedup_window_seconds,
                                    max_evidence=settings.detections.max_evidence_per_alert)
-        self.queue: queue.Queue[RawMessage | None] = queue.Queue(maxsize=settings.pipeline.queue_size)
+        self.spool: Spool | None = None  # opened by open_spool() when the suite starts receiving
         self._worker: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._abort = threading.Event()
         self._stop_async: asyncio.Event | None = None
         self.bound: dict[str, int] = {}  # actual ports: syslog_udp, syslog_tcp, api
         self.ready = threading.Event()
         self.processed = 0
-        self.accepted = 0  # messages put on the queue by sources
-        self.completed = 0  # of those, processed by the worker
+        self.accepted = 0  # messages written to the spool by sources
+        self.completed = 0  # of those, processed and committed by the worker
         # Extensions (playbooks, probes, report schedules) hook in here; see attach_extensions().
         self.alert_hooks: list[Callable[[list[dict]], None]] = []
         self.event_hooks: list[Callable[[list[dict]], None]] = []  # called with each batch of stored events
@@ -151,76 +159,118 @@ class Suite:
                 metrics.STORE_ERRORS.labels(store=self.store.name).inc()
                 if not exc.transient:
                     raise
+                if self._abort.is_set():
+                    raise _Aborted() from exc
                 log.warning("store write of %s failed, retrying in %.1fs: %s", what, delay, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    # --- the worker thread -----------------------------------------------------------------------------------
+    # --- the spool and the worker thread -----------------------------------------------------------------------
+    def open_spool(self) -> Spool:
+        if self.spool is None:
+            cfg = self.settings.pipeline
+            directory = Path(cfg.spool_dir)
+            if not directory.is_absolute():
+                directory = Path(self.settings.data_dir) / directory
+            self.spool = Spool(directory, max_bytes=cfg.spool_max_bytes, segment_bytes=cfg.spool_segment_bytes)
+            if self.spool.recovered_records:
+                log.info("%d messages from before the last stop are in the spool and will be processed",
+                         self.spool.recovered_records)
+                self.accepted += self.spool.recovered_records
+        return self.spool
+
     def _run_worker(self) -> None:
+        spool = self.spool
+        assert spool is not None
         batch_size = self.settings.pipeline.batch_size
         flush = self.settings.pipeline.flush_interval_seconds
         while True:
-            try:
-                first = self.queue.get(timeout=0.5)
-            except queue.Empty:
-                if self._stopping.is_set():
+            batch = spool.read(batch_size, timeout=0.2)
+            if not batch:
+                if self._stopping.is_set() or self._abort.is_set():
                     return
                 continue
-            if first is None:
-                return
-            batch = [first]
             deadline = time.monotonic() + flush
-            done = False
             while len(batch) < batch_size:
                 remaining = deadline - time.monotonic()
-                try:
-                    item = self.queue.get(timeout=max(remaining, 0)) if remaining > 0 else self.queue.get_nowait()
-                except queue.Empty:
+                more = spool.read(batch_size - len(batch), timeout=remaining) if remaining > 0 else []
+                if not more:
                     break
-                if item is None:
-                    done = True
-                    break
-                batch.append(item)
-            metrics.QUEUE_DEPTH.set(self.queue.qsize())
+                batch.extend(more)
+            position = spool.read_position
             try:
                 self.process(batch)
-            except Exception:  # a bug must not kill the worker: the batch is logged, the collector goes on
+            except _Aborted:
+                return  # not committed: the next start processes this batch again
+            except Exception as exc:  # a bug must not kill the worker or lose the batch: keep it as dead letters
                 log.exception("processing a batch of %d messages failed", len(batch))
+                letters = [self.pipeline.dead_letter(msg, "internal_error", f"{type(exc).__name__}: {exc}")
+                           for msg in batch]
+                try:
+                    self._with_retry("dead letters", self.store.write_dead_letters, letters)
+                except _Aborted:
+                    return
+                except StoreError:
+                    log.exception("the batch could not be kept as dead letters either; it stays in the spool")
+                    return
+            spool.commit(position, len(batch))
             self.completed += len(batch)
-            if done:
-                return
 
     def start_worker(self) -> None:
+        self.open_spool()
         self._worker = threading.Thread(target=self._run_worker, name="soc-pipeline", daemon=True)
         self._worker.start()
 
     def submit_nowait(self, msg: RawMessage) -> bool:
-        try:
-            self.queue.put_nowait(msg)
-            self.accepted += 1
-            return True
-        except queue.Full:
+        """For sources that cannot wait (UDP): the message is dropped, and counted, when the spool is full."""
+        spool = self.spool or self.open_spool()
+        if spool.full():
             UDP_DROPPED.inc()
             return False
+        spool.append(msg)
+        self.accepted += 1
+        return True
 
     async def submit(self, msg: RawMessage) -> None:
-        """Backpressure for stream sources: wait (and so stop reading the socket) while the queue is full."""
-        while True:
-            try:
-                self.queue.put_nowait(msg)
-                self.accepted += 1
-                return
-            except queue.Full:
-                await asyncio.sleep(0.01)
+        """Backpressure for stream sources: wait (and so stop reading the socket) while the spool is full."""
+        spool = self.spool or self.open_spool()
+        while spool.full():
+            spool.flush()
+            await asyncio.sleep(0.05)
+        spool.append(msg)
+        self.accepted += 1
+
+    def flush_spool(self) -> None:
+        """Stream sources call this after each chunk they read: what they framed is on disk before they read more."""
+        if self.spool is not None:
+            self.spool.flush()
 
     async def accept(self, messages: list[RawMessage]) -> None:
-        """Take a batch from an acknowledging source (HTTP ingest): returns once the batch is safely kept, so the
-        sender may be told it was accepted; raises Backpressure when there is no room (the sender retries)."""
-        if self.queue.maxsize and self.queue.qsize() + len(messages) > self.queue.maxsize:
-            raise Backpressure()
+        """Take a batch from an acknowledging source (HTTP ingest): returns once the batch is on disk and synced,
+        so the sender may be told it was accepted; raises Backpressure when the spool has no room for it."""
+        spool = self.spool or self.open_spool()
+        size = sum(len(m.data) + 64 for m in messages)
+        if spool.pending_bytes + size > spool.max_bytes:
+            REFUSED.labels(transport=messages[0].transport if messages else "http").inc()
+            raise Backpressure(retry_after=5.0)
         for msg in messages:
-            self.queue.put_nowait(msg)
-            self.accepted += 1
+            spool.append(msg)
+        self.accepted += len(messages)
+        spool.flush()
+        await asyncio.get_running_loop().run_in_executor(None, spool.sync)
+
+    async def _sync_spool_periodically(self) -> None:
+        interval = self.settings.pipeline.spool_sync_interval_seconds
+        last_sync = time.monotonic()
+        while True:
+            await asyncio.sleep(0.02)
+            spool = self.spool
+            if spool is None:
+                continue
+            spool.flush()  # UDP messages (and the tail of TCP chunks) become readable for the worker
+            if time.monotonic() - last_sync >= interval:
+                last_sync = time.monotonic()
+                await asyncio.get_running_loop().run_in_executor(None, spool.sync)
 
     def drain(self, timeout: float = 60.0) -> bool:
         """Wait until every message accepted so far has been processed (tests, demo, shutdown)."""
@@ -246,7 +296,8 @@ class Suite:
             self.bound["syslog_udp"] = udp.get_extra_info("sockname")[1]
             closers.append(udp.close)
             tcp = await syslog_source.start_tcp(cfg.syslog.host, cfg.syslog.tcp_port, self.submit,
-                                                keep_bytes=cfg.syslog.dead_letter_max_bytes)
+                                                keep_bytes=cfg.syslog.dead_letter_max_bytes,
+                                                after_chunk=self.flush_spool)
             self.bound["syslog_tcp"] = tcp.sockets[0].getsockname()[1]
             closers.append(tcp.close)
         server = None
@@ -263,6 +314,7 @@ class Suite:
                 await asyncio.sleep(0.02)
             self.bound["api"] = server.servers[0].sockets[0].getsockname()[1]
         tasks = [asyncio.create_task(factory()) for factory in self.background]
+        tasks.append(asyncio.create_task(self._sync_spool_periodically()))
         log.info("suite running: store=%s syslog udp/tcp=%s/%s api=%s", self.store.name,
                  self.bound.get("syslog_udp"), self.bound.get("syslog_tcp"), self.bound.get("api"))
         self.ready.set()
@@ -274,9 +326,17 @@ class Suite:
         if server is not None:
             server.should_exit = True
             await api_task
-        self.queue.put(None)  # the worker finishes what is queued, then stops
-        await asyncio.get_running_loop().run_in_executor(None, self._worker.join)
+        loop = asyncio.get_running_loop()
+        self.spool.flush()
+        # The worker stores what is spooled for a while; whatever is left (the store is down, say) waits on disk.
         self._stopping.set()
+        await loop.run_in_executor(None, self._worker.join, self.settings.pipeline.shutdown_drain_seconds)
+        if self._worker.is_alive():
+            log.warning("stopping with %d messages still in the spool; they are processed at the next start",
+                        self.spool.depth())
+            self._abort.set()
+            await loop.run_in_executor(None, self._worker.join)
+        self.spool.close()
 
     def request_stop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         if self._stop_async is None:
@@ -287,6 +347,8 @@ class Suite:
             loop.call_soon_threadsafe(self._stop_async.set)
 
     def close(self) -> None:
+        if self.spool is not None and not self.spool.closed:
+            self.spool.close()
         self.store.close()
 
 

@@ -86,7 +86,7 @@ def test_self_monitoring_tells_the_truth(running):
     assert _value(text, "soc_store_cluster_status", status="green") == 1.0  # the embedded store is always green
     assert _value(text, "soc_store_cluster_status", status="red") == 0.0
     assert _value(text, "soc_dead_letters_stored") == suite.store.count_dead_letters() >= 1
-    assert _value(text, "soc_spool_depth", spool="pipeline_queue") == 0.0
+    assert _value(text, "soc_spool_depth", spool="disk") == 0.0
     assert _value(text, "soc_rule_evaluation_seconds_count") >= 1
     assert _value(text, "soc_collector_events_per_second", transport="tcp") is not None
     assert time.time() - _value(text, "soc_monitor_last_refresh_timestamp_seconds") < 10

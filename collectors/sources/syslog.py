@@ -41,7 +41,8 @@ async def start_udp(host: str, port: int, deliver_nowait: DeliverNowait) -> asyn
     return transport  # type: ignore[return-value]
 
 
-async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Deliver, keep_bytes: int) -> None:
+async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Deliver, keep_bytes: int,
+                      after_chunk: Callable[[], None] | None = None) -> None:
     """Frame a TCP stream: RFC 6587 octet counting ("LEN SP MSG") when a frame starts with a digit, else a line.
 
     Both framings may be mixed on one connection: a syslog message starts with "<", never with a digit, so the first
@@ -51,6 +52,8 @@ async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Delive
     cut = False  # bytes of the current line beyond keep_bytes were dropped
     pending = b""  # bytes read but not yet framed
     while True:
+        if after_chunk is not None:
+            after_chunk()  # what was framed so far is in the spool before more is read (at-least-once)
         chunk = await reader.read(READ_CHUNK)
         if not chunk:
             break
@@ -95,6 +98,8 @@ async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Delive
         buffer += pending
     if buffer:  # the sender closed without a final newline: still a message
         await _emit(buffer, cut, peer, deliver)
+    if after_chunk is not None:
+        after_chunk()
 
 
 async def _emit(buffer: bytearray, cut: bool, peer: tuple, deliver: Deliver) -> None:
@@ -108,11 +113,12 @@ async def _emit(buffer: bytearray, cut: bool, peer: tuple, deliver: Deliver) -> 
     await deliver(RawMessage(data=data, transport="tcp", peer=peer[0], peer_port=peer[1], truncated=cut))
 
 
-async def start_tcp(host: str, port: int, deliver: Deliver, *, keep_bytes: int) -> asyncio.Server:
+async def start_tcp(host: str, port: int, deliver: Deliver, *, keep_bytes: int,
+                    after_chunk: Callable[[], None] | None = None) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("", 0)
         try:
-            await _read_lines(reader, peer, deliver, keep_bytes)
+            await _read_lines(reader, peer, deliver, keep_bytes, after_chunk)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             log.info("syslog TCP connection from %s ended: %s", peer[0], exc)
         finally:

@@ -15,4 +15,4 @@ def health(request: Request) -> Health:
     store = suite.store.health()
     return Health(status="ok" if store["status"] in ("green", "yellow") else "degraded", store=store,
                   rules_loaded=suite.ruleset.loaded, rules_failed=suite.ruleset.failed,
-                  queue_depth=suite.queue.qsize())
+                  queue_depth=suite.spool.depth() if suite.spool is not None else 0)
