@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 from collectors.message import ParseError, RawMessage
 from collectors.parsers.registry import ParseContext, parser_for_syslog
 from collectors.parsers.syslog import parse_syslog
+from collectors.sources.unknown_senders import UnknownSenders
 from inventory.enrich import enrich
 from inventory.lookup import Inventory
 from soc import ecs, metrics
@@ -32,6 +33,7 @@ class Context:
     zone: object  # tzinfo for year-less timestamps
     max_line_bytes: int = 64 * 1024
     dead_letter_max_bytes: int = 2 * 1024 * 1024
+    unknown_senders: UnknownSenders = field(default_factory=UnknownSenders)
 
 
 Step = Callable[[dict, RawMessage, Context], dict]
@@ -83,7 +85,10 @@ def step_program(doc: dict, msg: RawMessage, ctx: Context) -> dict:
 
 
 def step_enrich(doc: dict, msg: RawMessage, ctx: Context) -> dict:
-    return enrich(doc, ctx.inventory, sender=msg.peer or None)
+    doc = enrich(doc, ctx.inventory, sender=msg.peer or None, certificate=msg.sender_name or None)
+    if (msg.peer or msg.sender_name) and "unknown_sender" in doc.get("tags", ()):
+        ctx.unknown_senders.record(msg.peer, msg.sender_name, msg.transport, msg.received)
+    return doc
 
 
 def step_finalize(doc: dict, msg: RawMessage, ctx: Context) -> dict:

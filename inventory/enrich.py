@@ -19,8 +19,13 @@ def _zone(inventory: Inventory, address: str) -> str:
     return "government" if inventory.is_government(address) else "outside"
 
 
-def enrich(doc: dict, inventory: Inventory, sender: str | None = None) -> dict:
-    asset = inventory.asset_by_name(ecs.get(doc, "host.hostname")) or inventory.asset_by_ip(sender)
+def enrich(doc: dict, inventory: Inventory, sender: str | None = None, certificate: str | None = None) -> dict:
+    """``sender`` is the socket address; ``certificate`` the name in the sender's verified TLS client certificate,
+    which names it better than an address (NAT, relays, DHCP) and so is preferred to it."""
+    if certificate:
+        ecs.put(doc, "soc.sender.certificate", certificate)
+    asset = (inventory.asset_by_name(ecs.get(doc, "host.hostname")) or inventory.asset_by_certificate(certificate)
+             or inventory.asset_by_ip(sender))
     if asset is None and ecs.get(doc, "host.ip"):
         host_ip = ecs.get(doc, "host.ip")
         asset = inventory.asset_by_ip(host_ip[0] if isinstance(host_ip, list) else host_ip)

@@ -1,4 +1,4 @@
-"""Address → agency / asset lookup, by longest prefix, and hostname → asset.
+"""Address → agency / asset lookup, by longest prefix, and hostname or certificate name → asset.
 
 Lookups run on every event, so they are dictionary probes: per prefix length present in the inventory, a dict from
 the masked network address to the network's owner. An IPv4 lookup costs at most one probe per distinct prefix
@@ -69,11 +69,14 @@ class Inventory:
                 self._networks.add(network.cidr, NetworkOwner(agency, network.cidr, network.zone))
         self._asset_by_ip: dict[str, Asset] = {}
         self._asset_by_name: dict[str, Asset] = {}
+        self._asset_by_certificate: dict[str, Asset] = {}
         for asset in document.assets:
             for address in asset.addresses:
                 self._asset_by_ip[address] = asset
             for name in {asset.hostname.lower(), asset.id.lower(), asset.hostname.split(".")[0].lower()}:
                 self._asset_by_name[name] = asset
+            for name in asset.certificate_names:
+                self._asset_by_certificate[name] = asset
         self._government = _PrefixTable()
         for cidr in document.government_networks:
             self._government.add(cidr, True)
@@ -115,6 +118,10 @@ class Inventory:
             return None
         name = name.lower()
         return self._asset_by_name.get(name) or self._asset_by_name.get(name.split(".")[0])
+
+    def asset_by_certificate(self, name: str | None) -> Asset | None:
+        """The asset a verified client certificate names (exact, case-insensitive; no short-name guessing)."""
+        return self._asset_by_certificate.get(name.lower()) if name else None
 
     def is_government(self, address: str | None) -> bool:
         return bool(address) and self._government.lookup(address) is not None  # type: ignore[arg-type]

@@ -81,11 +81,27 @@ class Asset(BaseModel):
     services: list[str] = []  # e.g. ssh, https, rdp, dns, ad
     # Log sources this asset is expected to send (used by the source-health monitoring).
     log_sources: list[str] = []
+    # Names in the client certificates it sends syslog over TLS with (first DNS subjectAltName, else subject CN):
+    # a verified certificate names the asset, and so its agency, wherever the connection comes from.
+    certificate_names: list[str] = []
 
     @field_validator("addresses")
     @classmethod
     def _valid_addresses(cls, values: list[str]) -> list[str]:
         return [str(ipaddress.ip_address(v)) for v in values]
+
+    @field_validator("certificate_names")
+    @classmethod
+    def _valid_certificate_names(cls, values: list[str]) -> list[str]:
+        names = []
+        for value in values:
+            name = value.strip().lower()  # DNS names compare without case; the lookup lowercases too
+            if not name or len(name) > 253 or not name.isprintable():
+                raise ValueError(f"certificate name {value!r} must be 1 to 253 printable characters")
+            if "*" in name:
+                raise ValueError(f"certificate name {value!r}: a wildcard cannot name one asset")
+            names.append(name)
+        return names
 
 
 class Credentials(BaseModel):
@@ -143,12 +159,18 @@ class InventoryDocument(BaseModel):
             if agency.parent and agency.parent not in agency_ids:
                 raise ValueError(f"agency {agency.id!r}: parent {agency.parent!r} is not an agency")
         asset_ids: set[str] = set()
+        certificate_owner: dict[str, str] = {}
         for asset in self.assets:
             if asset.id in asset_ids:
                 raise ValueError(f"asset id {asset.id!r} is defined twice")
             asset_ids.add(asset.id)
             if asset.agency not in agency_ids:
                 raise ValueError(f"asset {asset.id!r}: agency {asset.agency!r} is not an agency")
+            for name in asset.certificate_names:
+                if name in certificate_owner and certificate_owner[name] != asset.id:
+                    raise ValueError(f"certificate name {name!r} is on assets {certificate_owner[name]!r} and "
+                                     f"{asset.id!r}: it must name one")
+                certificate_owner[name] = asset.id
         for device in self.devices:
             if device.asset not in asset_ids:
                 raise ValueError(f"device {device.id!r}: asset {device.asset!r} is not an asset")

@@ -85,8 +85,9 @@ async def _serve_and_announce(suite, settings: "Settings") -> None:
             task.result()
         await asyncio.sleep(0.05)
     b = suite.bound
+    tls = f" tls://{settings.syslog.host}:{b['syslog_tls']}" if "syslog_tls" in b else ""
     typer.echo(f"soc: syslog udp://{settings.syslog.host}:{b.get('syslog_udp')} tcp://{settings.syslog.host}:"
-               f"{b.get('syslog_tcp')}; API http://{settings.api.host}:{b.get('api')}/docs ; metrics /metrics")
+               f"{b.get('syslog_tcp')}{tls}; API http://{settings.api.host}:{b.get('api')}/docs ; metrics /metrics")
     await task
 
 

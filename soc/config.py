@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -60,11 +60,29 @@ class SyslogConfig(_Section):
     max_line_bytes: int = Field(default=64 * 1024, ge=256)
     # A dead letter keeps at most this much of an oversized line's raw bytes, and says it was cut.
     dead_letter_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    # Syslog over TLS (RFC 5425) on host:tls_port; it listens only when tls_cert_file and tls_key_file are set.
+    tls_port: int = Field(default=6514, ge=0, le=65535)
+    tls_cert_file: str | None = None  # the server's certificate chain (PEM)
+    tls_key_file: str | None = None
+    tls_ca_file: str | None = None  # CA(s) that sign client certificates (PEM); needed unless client certs are "none"
+    # none: no client certificate asked; optional: verified when sent (it then names the sender); required: no
+    # certificate from a trusted CA, no connection.
+    tls_client_certificates: Literal["none", "optional", "required"] = "none"
+    tls_handshake_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _keep_whole_lines(self) -> "SyslogConfig":
         if self.dead_letter_max_bytes < self.max_line_bytes:
             raise ValueError("dead_letter_max_bytes must be at least max_line_bytes")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> "SyslogConfig":
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both (TLS listener) or neither")
+        if self.tls_cert_file and self.tls_client_certificates != "none" and not self.tls_ca_file:
+            raise ValueError(f"tls_client_certificates is {self.tls_client_certificates!r}: set tls_ca_file to the "
+                             "CA(s) that sign the senders' certificates")
         return self
 
 

@@ -22,6 +22,7 @@ from typing import Awaitable, Callable
 from collectors.message import RawMessage
 from collectors.pipeline import Pipeline, build_context
 from collectors.sources import syslog as syslog_source
+from collectors.sources import syslog_tls
 from collectors.spool import Spool
 from detections.alerts import AlertManager
 from detections.engine import DetectionEngine
@@ -81,7 +82,7 @@ class Suite:
         self._stopping = threading.Event()
         self._abort = threading.Event()
         self._stop_async: asyncio.Event | None = None
-        self.bound: dict[str, int] = {}  # actual ports: syslog_udp, syslog_tcp, api
+        self.bound: dict[str, int] = {}  # actual ports: syslog_udp, syslog_tcp, syslog_tls, api
         self.ready = threading.Event()
         self.processed = 0
         self.accepted = 0  # messages written to the spool by sources
@@ -300,6 +301,14 @@ class Suite:
                                                 after_chunk=self.flush_spool)
             self.bound["syslog_tcp"] = tcp.sockets[0].getsockname()[1]
             closers.append(tcp.close)
+            if cfg.syslog.tls_cert_file:
+                tls = await syslog_tls.start_tls(cfg.syslog.host, cfg.syslog.tls_port, self.submit,
+                                                 keep_bytes=cfg.syslog.dead_letter_max_bytes,
+                                                 after_chunk=self.flush_spool,
+                                                 context=syslog_tls.tls_context(cfg.syslog, cfg.source),
+                                                 handshake_timeout=cfg.syslog.tls_handshake_timeout_seconds)
+                self.bound["syslog_tls"] = tls.sockets[0].getsockname()[1]
+                closers.append(tls.close)
         server = None
         api_task = None
         if cfg.api.enabled:

@@ -25,6 +25,15 @@ class Health(BaseModel):
     queue_depth: int
 
 
+class UnknownSender(BaseModel):
+    address: str  # the socket address ("" when only a certificate names it)
+    certificate: str  # the verified TLS client certificate's name, "" without one
+    transport: str
+    count: int
+    first_seen: str
+    last_seen: str
+
+
 class AlertRule(BaseModel):
     model_config = ConfigDict(extra="allow")
     id: str

@@ -34,6 +34,11 @@ def test_file_then_environment(tmp_path):
     ("api: [1, 2]\n", "api", "valid dictionary"),
     ("syslog:\n  tcp_port: 1\n bad_indent: 2\n", "", "not valid YAML: line 3"),
     ("- just\n- a list\n", "", "mapping of sections"),
+    ("syslog:\n  tls_client_certificates: sometimes\n", "syslog.tls_client_certificates",
+     "'none', 'optional' or 'required'"),
+    ("syslog:\n  tls_cert_file: /etc/soc/tls.pem\n", "syslog", "tls_cert_file and tls_key_file go together"),
+    ("syslog:\n  tls_cert_file: a.pem\n  tls_key_file: a.key\n  tls_client_certificates: required\n", "syslog",
+     "set tls_ca_file"),
 ])
 def test_bad_files_name_file_key_and_reason(tmp_path, text, key, reason):
     path = tmp_path / "bad.yaml"
@@ -59,3 +64,27 @@ def test_the_suite_refuses_to_start_on_a_bad_file(tmp_path):
     assert result.returncode == 2
     assert str(path) in result.stderr and "syslog.tcp_port" in result.stderr and "greater than or equal" in \
         result.stderr
+
+
+def test_the_example_lists_every_key_with_its_default():
+    """config/soc.example.yaml is written by hand: this keeps it in step with Settings (paths aside, which the
+    example gives relative to the project and the defaults resolve to absolute ones)."""
+    import yaml
+
+    from soc.config import PROJECT_ROOT, Settings
+
+    example = yaml.safe_load((PROJECT_ROOT / "config" / "soc.example.yaml").read_text(encoding="utf-8"))
+    defaults = Settings().model_dump(mode="json")
+
+    def same(a, b, where=""):
+        if isinstance(a, dict) and isinstance(b, dict):
+            assert set(a) == set(b), f"{where or '(top)'}: only in the example {sorted(set(a) - set(b))}, " \
+                                     f"only in Settings {sorted(set(b) - set(a))}"
+            for key in a:
+                same(a[key], b[key], f"{where}{key}.")
+        elif a != b:
+            resolved = [str((PROJECT_ROOT / p).resolve()) for p in a] if isinstance(a, list) else \
+                str((PROJECT_ROOT / str(a)).resolve())
+            assert resolved == b, f"{where.rstrip('.')}: example {a!r}, default {b!r}"
+
+    same(example, defaults)

@@ -53,6 +53,13 @@ def test_asset_by_address_and_name(inventory):
     assert inventory.is_government("10.20.10.10") and not inventory.is_government("203.0.113.7")
 
 
+def test_asset_by_certificate_name(inventory):
+    asset = inventory.asset_by_certificate("SO-YT-APP-01.syslog.tinh.example")  # DNS names ignore case
+    assert asset.id == "so-yt-app-01" and asset.agency == "so-yt"
+    assert inventory.asset_by_certificate("so-yt-app-01") is None  # exact names only: a certificate is not a guess
+    assert inventory.asset_by_certificate("") is None and inventory.asset_by_certificate(None) is None
+
+
 def test_no_secret_in_the_sample(inventory):
     for device in inventory.devices.values():
         assert device.credentials.password_env or device.credentials.key_file
@@ -81,6 +88,11 @@ def _minimal():
                                   "device_type": "linux", "driver": "nftables",
                                   "credentials": {"username": "u"}}]), "reference, never the secret"),
     (lambda d: d["assets"][0].update(password="hunter2"), "Extra inputs are not permitted"),
+    (lambda d: d["assets"][0].update(certificate_names=["*.syslog.test"]), "a wildcard cannot name one asset"),
+    (lambda d: d["assets"][0].update(certificate_names=["  "]), "1 to 253 printable characters"),
+    (lambda d: d["assets"].extend([{"id": "s2", "hostname": "s2", "kind": "server", "agency": "a",
+                                    "certificate_names": ["S1.syslog.test"]}])
+     or d["assets"][0].update(certificate_names=["s1.syslog.test"]), "is on assets 's1' and 's2'"),
 ])
 def test_invalid_inventories_are_refused_with_the_reason(tmp_path, change, message):
     doc = _minimal()

@@ -1,4 +1,5 @@
-"""Syslog sources: UDP (one message per datagram) and TCP with newline framing or octet counting (RFC 6587).
+"""Syslog sources: UDP (one message per datagram) and TCP with newline framing or octet counting (RFC 6587); TLS
+(RFC 5425) is in syslog_tls.py and frames the same way.
 
 Sources only receive and frame; they hand each message as raw bytes to ``deliver``. A line longer than the limit is
 not allowed to grow memory without bound: its first ``keep_bytes`` are kept (for the dead letter), the rest is read
@@ -41,13 +42,16 @@ async def start_udp(host: str, port: int, deliver_nowait: DeliverNowait) -> asyn
     return transport  # type: ignore[return-value]
 
 
-async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Deliver, keep_bytes: int,
+async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Deliver, keep_bytes: int, *,
+                      transport: str = "tcp", sender_name: str = "",
                       after_chunk: Callable[[], None] | None = None) -> None:
     """Frame a TCP stream: RFC 6587 octet counting ("LEN SP MSG") when a frame starts with a digit, else a line.
 
     Both framings may be mixed on one connection: a syslog message starts with "<", never with a digit, so the first
     byte of each frame tells them apart (as rsyslog's imtcp does).
+    TLS streams (RFC 5425: octet counting) are framed here too, once decrypted.
     """
+    origin = (peer, deliver, transport, sender_name)
     buffer = bytearray()
     cut = False  # bytes of the current line beyond keep_bytes were dropped
     pending = b""  # bytes read but not yet framed
@@ -77,10 +81,10 @@ async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Delive
                             more = await reader.readexactly(end - len(data)) if not reader.at_eof() else b""
                             data += more
                             if end > len(data):  # the sender closed inside the frame: keep what came
-                                await _emit(bytearray(data[space + 1:]), True, peer, deliver)
+                                await _emit(bytearray(data[space + 1:]), True, *origin)
                                 start = len(data)
                                 break
-                        await _emit(bytearray(data[space + 1:end]), False, peer, deliver)
+                        await _emit(bytearray(data[space + 1:end]), False, *origin)
                         start = end
                         continue
             newline = data.find(b"\n", start)
@@ -91,26 +95,28 @@ async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Delive
             buffer += piece
             if newline < 0:
                 break
-            await _emit(buffer, cut, peer, deliver)
+            await _emit(buffer, cut, *origin)
             buffer, cut = bytearray(), False
             start = newline + 1
     if pending:
         buffer += pending
     if buffer:  # the sender closed without a final newline: still a message
-        await _emit(buffer, cut, peer, deliver)
+        await _emit(buffer, cut, *origin)
     if after_chunk is not None:
         after_chunk()
 
 
-async def _emit(buffer: bytearray, cut: bool, peer: tuple, deliver: Deliver) -> None:
+async def _emit(buffer: bytearray, cut: bool, peer: tuple, deliver: Deliver, transport: str = "tcp",
+                sender_name: str = "") -> None:
     data = bytes(buffer)
     if data.endswith(b"\r"):
         data = data[:-1]
     if not data:
         return  # blank keep-alive lines are not messages
-    metrics.EVENTS_RECEIVED.labels(transport="tcp").inc()
+    metrics.EVENTS_RECEIVED.labels(transport=transport).inc()
     # An oversized line shows by its length (> max_line); the pipeline dead-letters it with the reason.
-    await deliver(RawMessage(data=data, transport="tcp", peer=peer[0], peer_port=peer[1], truncated=cut))
+    await deliver(RawMessage(data=data, transport=transport, peer=peer[0], peer_port=peer[1], truncated=cut,
+                             sender_name=sender_name))
 
 
 async def start_tcp(host: str, port: int, deliver: Deliver, *, keep_bytes: int,
@@ -118,7 +124,7 @@ async def start_tcp(host: str, port: int, deliver: Deliver, *, keep_bytes: int,
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("", 0)
         try:
-            await _read_lines(reader, peer, deliver, keep_bytes, after_chunk)
+            await _read_lines(reader, peer, deliver, keep_bytes, after_chunk=after_chunk)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             log.info("syslog TCP connection from %s ended: %s", peer[0], exc)
         finally:

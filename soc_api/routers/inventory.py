@@ -12,6 +12,7 @@ from fastapi import Path as PathParam
 from inventory.model import Agency, Asset, ManagedDevice
 from soc_api.data import Data, data_for, invalid
 from soc_api.inventory_edit import InventoryEditError, edit_inventory
+from soc_api.models import UnknownSender
 from soc_api.settings import JSON_BODY_CAP
 
 router = APIRouter(prefix="/inventory", tags=["inventory"], max_body_size=JSON_BODY_CAP)
@@ -139,3 +140,17 @@ def delete_device(device_id: ItemId, data: Admin) -> None:
     if device_id not in data.suite.inventory.devices:
         raise HTTPException(404, "no such device")
     _edit(data, lambda doc: doc.update(devices=[d for d in doc["devices"] if d["id"] != device_id]))
+
+
+# --- senders the inventory does not know -------------------------------------------------------------------------
+Analyst = Annotated[Data, Depends(data_for("analyst"))]  # not agency keys: these senders are nobody's yet
+
+
+@router.get("/unknown-senders", response_model=list[UnknownSender])
+def unknown_senders(data: Analyst) -> list[UnknownSender]:
+    """Who sent events that no agency owns (accepted, tagged ``unknown_sender``): by address and, over TLS, the
+    verified certificate name; most recently heard first. In memory since the suite started, bounded."""
+    pipeline = getattr(data.suite, "pipeline", None)
+    if pipeline is None:
+        return []
+    return [UnknownSender(**entry) for entry in pipeline.context.unknown_senders.snapshot()]
