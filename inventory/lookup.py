@@ -28,21 +28,37 @@ class NetworkOwner:
     zone: str
 
 
+_MISS = object()
+_CACHE_LIMIT = 65_536
+
+
 class _PrefixTable:
     def __init__(self) -> None:
         self._tables: dict[int, dict[int, dict[int, object]]] = {4: {}, 6: {}}
         self._lengths: dict[int, list[int]] = {4: [], 6: []}
+        # Every event asks about the same few thousand addresses several times (sender, source, destination):
+        # parsing the address is most of a lookup's cost, so answers are remembered (bounded; emptied when full).
+        self._answers: dict[str, object] = {}
 
     def add(self, cidr: str, value: object) -> None:
+        self._answers.clear()
         net = ipaddress.ip_network(cidr, strict=False)
         table = self._tables[net.version].setdefault(net.prefixlen, {})
         table[int(net.network_address)] = value
         self._lengths[net.version] = sorted(self._tables[net.version], reverse=True)
 
     def lookup(self, address: str) -> object | None:
+        answer = self._answers.get(address, _MISS)
+        if answer is _MISS:
+            if len(self._answers) >= _CACHE_LIMIT:
+                self._answers.clear()
+            answer = self._answers[address] = self._lookup(address)
+        return answer
+
+    def _lookup(self, address: str) -> object | None:
         try:
             ip = ipaddress.ip_address(address)
-        except ValueError:
+        except (ValueError, TypeError):
             return None
         bits = 32 if ip.version == 4 else 128
         value = int(ip)
