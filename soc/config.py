@@ -94,6 +94,9 @@ class PipelineConfig(_Section):
     batch_size: int = Field(default=500, ge=1)
     flush_interval_seconds: float = Field(default=0.2, gt=0)
     queue_size: int = Field(default=100_000, ge=1)
+    # One JSON document (HTTP ingest, JSON lines, EVTX records): larger or deeper is a dead letter with the reason.
+    json_max_bytes: int = Field(default=1_048_576, ge=1024)
+    json_max_depth: int = Field(default=32, ge=2, le=200)
 
 
 class Settings(_Section):
