@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Iterable, Optional
@@ -78,6 +79,8 @@ def parse_file(fmt: str, source, out, err, zone, progress: bool = False) -> tupl
 
 
 def register(app: typer.Typer) -> None:
+    register_ingest(app)
+
     @app.command("parse")
     def parse(
         file: Annotated[Optional[Path], typer.Argument(help="log file to parse ('-' for standard input)")] = None,
@@ -152,3 +155,87 @@ def _zone(name: str | None):
         return load_settings().tz
     except Exception:  # no configuration here: timestamps without a zone are read as UTC
         return timezone.utc
+
+
+def register_ingest(app: typer.Typer) -> None:
+    @app.command("ingest")
+    def ingest_command(
+        paths: Annotated[list[str], typer.Argument(help="files or folders: .evtx, JSON lines (.json, .jsonl, "
+                                                        ".ndjson), any other file one log line at a time")],
+        fmt: Annotated[Optional[str], typer.Option(
+            "--format", "-f", help="read every line with this parser (`soc parse --list`), or 'json' / 'syslog'; "
+                                   "default: by the file's extension")] = None,
+        agency: Annotated[Optional[str], typer.Option(
+            help="the agency these events belong to (an inventory agency id); authoritative, like an API key's")] = None,
+        config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML configuration file")] = None,
+    ) -> None:
+        """Ingest files through the pipeline into the configured store, running the detections: EVTX, JSON lines
+        and plain log files. Prints a summary; exits 1 if a file could not be read (the others are ingested)."""
+        from collectors.parsers.registry import all_parsers
+        from soc.cli import _open_store, _settings
+
+        if fmt is not None and fmt not in ("json", "syslog") and fmt not in all_parsers():
+            typer.echo(f"soc ingest: unknown format {fmt!r}; `soc parse --list` shows the formats", err=True)
+            raise typer.Exit(2)
+        settings = _settings(config)
+        from collectors.ingest import OFFLINE_SKIPPED_EXTENSIONS, expand, ingest
+        from soc.service import Suite
+
+        settings = settings.model_copy(update={
+            "extensions": [e for e in settings.extensions if e not in OFFLINE_SKIPPED_EXTENSIONS]})
+        files, missing = expand(paths)
+        suite = Suite(settings, _open_store(settings))
+        try:
+            if agency is not None and agency not in suite.inventory.agencies:
+                typer.echo(f"soc ingest: no agency {agency!r} in the inventory {settings.inventory.path} (known: "
+                           f"{', '.join(sorted(suite.inventory.agencies))})", err=True)
+                raise typer.Exit(2)
+            summary = _ingest_with_progress(suite, files, fmt, agency or "", settings.pipeline.batch_size)
+        finally:
+            suite.close()
+        summary.files[:0] = missing
+        for report in summary.files:
+            what = f"{report.records} records" + (f", {report.bytes} bytes" if report.kind != "evtx" else "")
+            state = f"FAILED: {report.error}" if report.error else "ok"
+            typer.echo(f"{report.path}: {report.kind}, {what}: {state}", err=bool(report.error))
+        letters = sum(summary.dead_letters.values())
+        reasons = ", ".join(f"{reason} {count}" for reason, count in summary.dead_letters.most_common())
+        typer.echo(f"soc ingest: {len(summary.files)} files ({len(summary.failed)} failed), {summary.events} events "
+                   f"stored, {letters} dead letters{' (' + reasons + ')' if reasons else ''}, "
+                   f"{len(summary.alerts)} alerts raised or updated")
+        for title, count in sorted(Counter(summary.alerts.values()).items()):
+            typer.echo(f"  alert: {title} ({count})")
+        raise typer.Exit(1 if summary.failed else 0)
+
+
+def _ingest_with_progress(suite, files, fmt, agency, batch_size):
+    """A progress bar per file on stderr: bytes read for text files, records for EVTX."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from collectors.ingest import ingest
+
+    console = Console(stderr=True)
+    tasks: dict[str, int] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        def on_file(report, size):
+            name = Path(report.path).name
+            tasks[report.path] = progress.add_task(name[:40], total=size, status="")
+
+        def on_progress(report, n):
+            task = tasks[report.path]
+            if n:
+                progress.advance(task, n)
+            status = f"{report.records} records" + (f", {report.bytes / 1e6:.1f} MB" if report.bytes else "")
+            progress.update(task, status=status)
+
+        summary = ingest(suite, files, fmt=fmt, agency=agency, batch_size=batch_size, on_file=on_file,
+                         on_progress=on_progress)
+        for report in summary.files:
+            if report.path in tasks:
+                task = tasks[report.path]
+                done = f"{report.records} records" + (f", {report.bytes / 1e6:.1f} MB" if report.bytes else "")
+                progress.update(task, total=progress.tasks[task].completed or 1, completed=progress.tasks[
+                    task].completed or 1, status=done + (" FAILED" if report.error else ""))
+    return summary

@@ -18,6 +18,7 @@ class RawMessage:
     agency: str = ""  # the agency of the API key that sent it (HTTP ingest); never taken from the body
     sender_name: str = ""  # the verified client certificate's subject name (syslog over TLS)
     format: str = "syslog"  # how the pipeline reads ``data``: syslog | json (one JSON document) | a parser name
+    origin: str = ""  # file ingest: where in which file ("/var/log/x.log:12", "/evtx/a.evtx#record 7"), for dead letters
 
     @property
     def source(self) -> str:

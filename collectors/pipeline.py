@@ -1,6 +1,13 @@
 """The parsing and enrichment pipeline: a list of small steps, each one function, wired by name.
 
-raw bytes ─ decode ─ syslog header ─ program parser ─ inventory enrichment ─ finalize ─▶ ECS event
+raw bytes ─ decode ─ syslog header ─ program parser ─ inventory enrichment ─ finalize ─▶ ECS event   (syslog)
+raw bytes ─ JSON decode ─ shape parser ─ body claims ─ inventory enrichment ─ finalize ─▶ ECS event  (format json)
+raw bytes ─ decode ─ the named format's parser ─ inventory enrichment ─ finalize ─▶ ECS event       (a format name)
+
+``RawMessage.format`` picks the list. A JSON document's shape (Winlogbeat, NXLog, osquery, any ECS document) is
+recognised by the json-carried parsers of collectors/parsers/registry.py. When the message carries an ``agency``
+(an authenticating source vouched for it: the API key's agency), that agency is authoritative: ``organization.*``
+come from the inventory agency of that id whatever the body says.
 
 A step raises ParseError to reject a message; the pipeline turns that into a dead letter carrying the raw bytes,
 the source and the reason, so nothing received is ever silently dropped. Any other exception in a step is a bug,
@@ -15,8 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
+import json
+
 from collectors.message import ParseError, RawMessage
-from collectors.parsers.registry import ParseContext, parser_for_syslog
+from collectors.parsers.registry import ParseContext, all_parsers, parse_record, parser_for_json, parser_for_syslog
 from collectors.parsers.syslog import parse_syslog
 from collectors.sources.unknown_senders import UnknownSenders
 from inventory.enrich import enrich
@@ -34,6 +43,8 @@ class Context:
     max_line_bytes: int = 64 * 1024
     dead_letter_max_bytes: int = 2 * 1024 * 1024
     unknown_senders: UnknownSenders = field(default_factory=UnknownSenders)
+    max_json_bytes: int = 1024 * 1024  # one JSON document (a Windows event with a long script block is large)
+    max_json_depth: int = 32  # nesting of objects and arrays
 
 
 Step = Callable[[dict, RawMessage, Context], dict]
@@ -70,6 +81,13 @@ def step_syslog(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     return parsed
 
 
+def step_syslog_file(doc: dict, msg: RawMessage, ctx: Context) -> dict:
+    """A line read from a log file: a syslog line without <PRI> (/var/log/auth.log), or with one."""
+    parsed = parse_syslog(doc.pop("_text"), ctx.zone, msg.received, require_pri=False)
+    parsed["event"] = {"original": msg.data.rstrip(b"\r\n").decode("utf-8")}
+    return parsed
+
+
 def step_program(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     """Hand the message to its format's parser (collectors/parsers/registry.py); plain syslog otherwise."""
     spec = parser_for_syslog(doc)
@@ -84,8 +102,103 @@ def step_program(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     return doc
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _depth(value, limit: int) -> int:
+    """The nesting depth of a decoded document, stopping as soon as it passes ``limit``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, level)
+            if deepest > limit:
+                return deepest
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def step_json_decode(doc: dict, msg: RawMessage, ctx: Context) -> dict:
+    if msg.truncated or len(msg.data) > ctx.max_json_bytes:
+        raise ParseError("too_large", f"JSON document of {len(msg.data)}{'+' if msg.truncated else ''} bytes "
+                                      f"exceeds the {ctx.max_json_bytes}-byte limit")
+    data = msg.data.strip()
+    if not data:
+        raise ParseError("empty", "empty message")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError("invalid_utf8", f"not valid UTF-8 at byte {exc.start}: {exc.reason}") from exc
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise ParseError("too_deep", f"JSON nested deeper than {ctx.max_json_depth} levels") from exc
+    except ValueError as exc:
+        raise ParseError("bad_json", f"not a JSON document: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ParseError("not_an_object", f"a JSON object was expected, not {type(value).__name__}")
+    if _depth(value, ctx.max_json_depth) > ctx.max_json_depth:
+        raise ParseError("too_deep", f"JSON nested deeper than {ctx.max_json_depth} levels")
+    return {"_json": value, "_text": text}
+
+
+def step_json_shape(doc: dict, msg: RawMessage, ctx: Context) -> dict:
+    """Recognise the document's shape (or take the one the source named) and normalise it to ECS."""
+    text = doc.pop("_text")
+    spec = all_parsers().get(msg.format) if msg.format != "json" else parser_for_json(doc)
+    if spec is None:
+        raise ParseError("unknown_shape", "a JSON object of no known shape (Winlogbeat, NXLog, osquery, or an ECS "
+                                          "document with @timestamp)")
+    doc = spec.parse(doc, ParseContext(zone=ctx.zone, received=msg.received))  # type: ignore[arg-type]
+    doc.pop("_json", None)
+    if not isinstance(doc.get("event"), dict):
+        doc["event"] = {}
+    doc["event"]["original"] = text
+    ecs.put(doc, "event.dataset", ecs.get(doc, "event.dataset") or spec.dataset)
+    doc["@timestamp"] = _json_time(doc.get("@timestamp"), msg)
+    metrics.EVENTS_PARSED.labels(parser=spec.name).inc()
+    return doc
+
+
+def _json_time(value, msg: RawMessage) -> datetime:
+    if value is None:
+        return msg.received
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        head, dot, rest = value.strip().partition(".")
+        if dot:  # nanoseconds (Winlogbeat, EVTX) to the microseconds Python reads
+            digits = "".join(ch for ch in rest if ch.isdigit())
+            value = f"{head}.{digits[:6]}{rest[len(digits):]}"
+        try:
+            return ecs.parse_time(value)
+        except ValueError:
+            pass
+    raise ParseError("bad_timestamp", f"@timestamp {str(value)[:60]!r} is not an ISO 8601 time")
+
+
+def step_claims(doc: dict, msg: RawMessage, ctx: Context) -> dict:
+    """What only the suite may say is not taken from the body: ``organization.*`` (the agency) and the suite's own
+    ``soc.*`` fields. The body's claimed agency is kept apart for forensics (``soc.claimed_agency``)."""
+    organization = doc.pop("organization", None)
+    doc.pop("soc", None)
+    claimed = organization.get("id") if isinstance(organization, dict) else organization
+    if claimed is not None and claimed != "":
+        ecs.put(doc, "soc.claimed_agency", str(claimed)[:256])
+    return doc
+
+
+def step_record(doc: dict, msg: RawMessage, ctx: Context) -> dict:
+    """A line in a format the source named (``soc ingest --format cisco_asa``), with or without a syslog header."""
+    parsed = parse_record(doc.pop("_text"), msg.format, ParseContext(zone=ctx.zone, received=msg.received))
+    metrics.EVENTS_PARSED.labels(parser=msg.format).inc()
+    return parsed
+
+
 def step_enrich(doc: dict, msg: RawMessage, ctx: Context) -> dict:
-    doc = enrich(doc, ctx.inventory, sender=msg.peer or None, certificate=msg.sender_name or None)
+    doc = enrich(doc, ctx.inventory, sender=msg.peer or None, certificate=msg.sender_name or None,
+                 agency=msg.agency or None)
     if (msg.peer or msg.sender_name) and "unknown_sender" in doc.get("tags", ()):
         ctx.unknown_senders.record(msg.peer, msg.sender_name, msg.transport, msg.received)
     return doc
@@ -102,8 +215,10 @@ def step_finalize(doc: dict, msg: RawMessage, ctx: Context) -> dict:
         ecs.put(doc, "observer.ip", msg.peer)
     ecs.put(doc, "log.source.address", msg.source)
     ecs.put(doc, "ecs.version", ecs.ECS_VERSION)
-    # Identity = who sent it, when it says it happened, and what it says: a replay rewrites the same document.
-    ecs.put(doc, "event.id", ecs.event_id(msg.peer, doc["@timestamp"], ecs.get(doc, "event.original")))
+    # Identity = who sent it (the vouched-for agency, else the sender's address), when it says it happened, and what
+    # it says: a replay rewrites the same document.
+    who = f"agency:{msg.agency}" if msg.agency else msg.peer
+    ecs.put(doc, "event.id", ecs.event_id(who, doc["@timestamp"], ecs.get(doc, "event.original")))
     return doc
 
 
@@ -113,8 +228,16 @@ STEPS: dict[str, Step] = {
     "program": step_program,
     "enrich": step_enrich,
     "finalize": step_finalize,
+    "json_decode": step_json_decode,
+    "json_shape": step_json_shape,
+    "claims": step_claims,
+    "record": step_record,
+    "syslog_file": step_syslog_file,
 }
 SYSLOG_STEPS = ("decode", "syslog", "program", "enrich", "finalize")
+JSON_STEPS = ("json_decode", "json_shape", "claims", "enrich", "finalize")
+RECORD_STEPS = ("decode", "record", "claims", "enrich", "finalize")
+FILE_SYSLOG_STEPS = ("decode", "syslog_file", "program", "enrich", "finalize")  # transport "file", format "syslog"
 
 
 @dataclass
@@ -124,16 +247,32 @@ class BatchResult:
 
 
 class Pipeline:
-    def __init__(self, context: Context, steps: Iterable[str] = SYSLOG_STEPS):
-        unknown = [s for s in steps if s not in STEPS]
+    def __init__(self, context: Context, steps: Iterable[str] = SYSLOG_STEPS, json_steps: Iterable[str] = JSON_STEPS,
+                 record_steps: Iterable[str] = RECORD_STEPS, file_steps: Iterable[str] = FILE_SYSLOG_STEPS):
+        lists = {"syslog": tuple(steps), "json": tuple(json_steps), "record": tuple(record_steps),
+                 "file": tuple(file_steps)}
+        unknown = sorted({s for names in lists.values() for s in names if s not in STEPS})
         if unknown:
             raise ValueError(f"unknown pipeline steps: {', '.join(unknown)}")
         self.context = context
-        self.steps = [STEPS[s] for s in steps]
+        self.steps = [STEPS[s] for s in lists["syslog"]]
+        self.json_steps = [STEPS[s] for s in lists["json"]]
+        self.record_steps = [STEPS[s] for s in lists["record"]]
+        self.file_steps = [STEPS[s] for s in lists["file"]]
+
+    def steps_for(self, msg: RawMessage) -> list[Step]:
+        if msg.format == "syslog":
+            return self.file_steps if msg.transport == "file" else self.steps
+        if msg.format == "json":
+            return self.json_steps
+        spec = all_parsers().get(msg.format)
+        if spec is None:
+            raise ParseError("unknown_format", f"no parser named {msg.format[:64]!r}")
+        return self.json_steps if spec.carrier == "json" else self.record_steps
 
     def process(self, msg: RawMessage) -> dict:
         doc: dict = {}
-        for step in self.steps:
+        for step in self.steps_for(msg):
             doc = step(doc, msg, self.context)
         return doc
 
@@ -144,8 +283,8 @@ class Pipeline:
             raw, truncated = raw[: self.context.dead_letter_max_bytes], True
         metrics.EVENTS_FAILED.labels(reason=reason_kind).inc()
         metrics.DEAD_LETTERS.labels(reason=reason_kind).inc()
-        return DeadLetter(received=ecs.utc_iso(msg.received), source=msg.source, reason=f"{reason_kind}: {detail}",
-                          raw=raw, truncated=truncated)
+        return DeadLetter(received=ecs.utc_iso(msg.received), source=dead_letter_source(msg),
+                          reason=f"{reason_kind}: {detail}", raw=raw, truncated=truncated)
 
     def process_batch(self, messages: Iterable[RawMessage]) -> BatchResult:
         result = BatchResult()
@@ -160,9 +299,23 @@ class Pipeline:
         return result
 
 
+def dead_letter_source(msg: RawMessage) -> str:
+    """Who sent it, with the agency an authenticating source vouched for: ``http://so-tttt@10.0.0.5:0``; for a file,
+    where in it: ``file:///logs/a.jsonl:12 (agency so-tttt)``."""
+    if msg.origin:
+        return f"file://{msg.origin}" + (f" (agency {msg.agency})" if msg.agency else "")
+    source = msg.source
+    if msg.agency:
+        scheme, sep, rest = source.partition("://")
+        return f"{scheme}://{msg.agency}@{rest}" if sep else f"{source} (agency {msg.agency})"
+    return source
+
+
 def build_context(settings, inventory: Inventory) -> Context:
+    pipeline = settings.pipeline
     return Context(inventory=inventory, zone=settings.tz, max_line_bytes=settings.syslog.max_line_bytes,
-                   dead_letter_max_bytes=settings.syslog.dead_letter_max_bytes)
+                   dead_letter_max_bytes=settings.syslog.dead_letter_max_bytes,
+                   max_json_bytes=pipeline.json_max_bytes, max_json_depth=pipeline.json_max_depth)
 
 
 def received_now() -> datetime:

@@ -7,8 +7,8 @@ are deleted. After a crash (even ``kill -9``) the next start replays from the co
 a batch that was stored but not yet committed are written again under the same deterministic ``event.id``, so the
 store holds each of them once.
 
-Record on disk: ``u32 length | u32 crc32 | payload``; payload = ``f64 received, u16 peer_port, u8 flags`` then five
-length-prefixed (u8) strings ``transport, peer, agency, sender_name, format`` and the message bytes. A torn record at
+Record on disk: ``u32 length | u32 crc32 | payload``; payload = ``f64 received, u16 peer_port, u8 flags``, six u16
+string lengths, the strings ``transport, peer, agency, sender_name, format, origin`` and the message bytes. A torn record at
 the tail of the last segment (the process died mid-write) is detected by its length or checksum and cut off.
 
 The spool is bounded: ``pending_bytes`` (written and not yet committed) is compared with ``max_bytes`` by the
@@ -34,7 +34,7 @@ from soc import metrics
 log = logging.getLogger(__name__)
 
 _RECORD_HEAD = struct.Struct("<II")  # payload length, crc32 of the payload
-_PAYLOAD_HEAD = struct.Struct("<dHBBBBBB")  # received, peer_port, flags, five string lengths
+_PAYLOAD_HEAD = struct.Struct("<dHB6H")  # received, peer_port, flags, six string lengths
 _TRUNCATED = 1
 SEGMENT_SUFFIX = ".seg"
 COMMITTED_FILE = "committed"
@@ -56,8 +56,8 @@ class Position:
 
 
 def encode(msg: RawMessage) -> bytes:
-    strings = [s.encode("utf-8", "surrogateescape")[:255]
-               for s in (msg.transport, msg.peer, msg.agency, msg.sender_name, msg.format)]
+    strings = [s.encode("utf-8", "surrogateescape")[:65535]
+               for s in (msg.transport, msg.peer, msg.agency, msg.sender_name, msg.format, msg.origin)]
     payload = b"".join((_PAYLOAD_HEAD.pack(msg.received.timestamp(), msg.peer_port & 0xFFFF,
                                            _TRUNCATED if msg.truncated else 0, *map(len, strings)),
                         *strings, msg.data))
@@ -71,10 +71,10 @@ def decode(payload: bytes | memoryview) -> RawMessage:
     for length in lengths:
         strings.append(bytes(payload[at:at + length]).decode("utf-8", "surrogateescape"))
         at += length
-    transport, peer, agency, sender_name, fmt = strings
+    transport, peer, agency, sender_name, fmt, origin = strings
     return RawMessage(data=bytes(payload[at:]), transport=transport, peer=peer, peer_port=port,
                       received=datetime.fromtimestamp(received, timezone.utc), truncated=bool(flags & _TRUNCATED),
-                      agency=agency, sender_name=sender_name, format=fmt)
+                      agency=agency, sender_name=sender_name, format=fmt, origin=origin)
 
 
 def _segment_path(directory: Path, number: int) -> Path:

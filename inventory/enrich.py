@@ -19,19 +19,47 @@ def _zone(inventory: Inventory, address: str) -> str:
     return "government" if inventory.is_government(address) else "outside"
 
 
-def enrich(doc: dict, inventory: Inventory, sender: str | None = None, certificate: str | None = None) -> dict:
-    """``sender`` is the socket address; ``certificate`` the name in the sender's verified TLS client certificate,
-    which names it better than an address (NAT, relays, DHCP) and so is preferred to it."""
+def _candidate_assets(doc: dict, inventory: Inventory, sender: str | None, certificate: str | None):
+    """The assets an event may be about, best evidence first: the host it names, the verified certificate of the
+    sender (names it better than an address: NAT, relays, DHCP), the socket address, the host address it gives."""
+    hostname = ecs.get(doc, "host.hostname")
+    if isinstance(hostname, str):
+        yield inventory.asset_by_name(hostname)
+    if certificate:
+        yield inventory.asset_by_certificate(certificate)
+    if sender:
+        yield inventory.asset_by_ip(sender)
+    host_ip = ecs.get(doc, "host.ip")
+    if isinstance(host_ip, list):
+        host_ip = host_ip[0] if host_ip else None
+    if isinstance(host_ip, str):
+        yield inventory.asset_by_ip(host_ip)
+
+
+def enrich(doc: dict, inventory: Inventory, sender: str | None = None, certificate: str | None = None,
+           agency: str | None = None) -> dict:
+    """``sender`` is the socket address; ``certificate`` the name in the sender's verified TLS client certificate.
+    ``agency``: the agency an authenticating source vouched for (the API key's). It is authoritative: the event is
+    that agency's whatever the document or the sender address suggest, and only that agency's assets are matched
+    (a document naming another agency's host does not get that host's asset, criticality or agency)."""
     if certificate:
         ecs.put(doc, "soc.sender.certificate", certificate)
-    asset = (inventory.asset_by_name(ecs.get(doc, "host.hostname")) or inventory.asset_by_certificate(certificate)
-             or inventory.asset_by_ip(sender))
-    if asset is None and ecs.get(doc, "host.ip"):
-        host_ip = ecs.get(doc, "host.ip")
-        asset = inventory.asset_by_ip(host_ip[0] if isinstance(host_ip, list) else host_ip)
-    agency = None
+    asset = None
+    for found in _candidate_assets(doc, inventory, sender, certificate):
+        if found is not None and (agency is None or found.agency == agency):
+            asset = found
+            break
+    owner = None
+    if agency is not None:
+        owner = inventory.agencies.get(agency)
+        if owner is None:  # a key bound to an agency the inventory no longer has: still that agency's event
+            ecs.put(doc, "organization.id", agency)
+            tags = doc.setdefault("tags", [])
+            if isinstance(tags, list) and "unknown_agency" not in tags:
+                tags.append("unknown_agency")
     if asset is not None:
-        agency = inventory.agencies.get(asset.agency)
+        if owner is None and agency is None:
+            owner = inventory.agencies.get(asset.agency)
         ecs.put(doc, "host.name", asset.hostname)
         if asset.addresses:
             ecs.put(doc, "host.ip", list(asset.addresses))
@@ -42,20 +70,20 @@ def enrich(doc: dict, inventory: Inventory, sender: str | None = None, certifica
         ecs.put(doc, "soc.asset.criticality", asset.criticality.value)
         if asset.role:
             ecs.put(doc, "soc.asset.role", asset.role)
-    if agency is None and sender:
-        agency = inventory.agency_of(sender)
-    if agency is not None:
-        ecs.put(doc, "organization.id", agency.id)
-        ecs.put(doc, "organization.name", agency.name_en)
-        ecs.put(doc, "soc.agency.name_vi", agency.name_vi)
-        ecs.put(doc, "soc.agency.kind", agency.kind.value)
-    else:
+    if owner is None and agency is None and sender:
+        owner = inventory.agency_of(sender)
+    if owner is not None:
+        ecs.put(doc, "organization.id", owner.id)
+        ecs.put(doc, "organization.name", owner.name_en)
+        ecs.put(doc, "soc.agency.name_vi", owner.name_vi)
+        ecs.put(doc, "soc.agency.kind", owner.kind.value)
+    elif agency is None:
         tags = doc.setdefault("tags", [])
         if "unknown_sender" not in tags:
             tags.append("unknown_sender")
     for side in ("source", "destination"):
         address = ecs.get(doc, f"{side}.ip")
-        if not address:
+        if not address or not isinstance(address, str):
             continue
         ecs.put(doc, f"soc.{side}.zone", _zone(inventory, address))
         owner = inventory.agency_of(address)

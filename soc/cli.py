@@ -256,7 +256,7 @@ CLI_PLUGINS = ("collectors.cli", "collectors.packets.cli", "detections.cli", "de
 
 # Which plugin owns which command: running one command imports only its package (start-up time counts for
 # `soc hunt`); help, or a command not listed here, registers them all.
-COMMAND_PLUGINS = {"hunt": "detections.cli", "parse": "collectors.cli", "pcap": "collectors.packets.cli",
+COMMAND_PLUGINS = {"hunt": "detections.cli", "parse": "collectors.cli", "ingest": "collectors.cli", "pcap": "collectors.packets.cli",
                    "yara": "detections.yara.cli", "playbook": "playbooks.cli", "report": "reports.cli"}
 BUILT_IN = {"serve", "demo", "deadletters", "keys", "rules", "config"}
 

@@ -117,6 +117,9 @@ class PipelineConfig(_Section):
     spool_segment_bytes: int = Field(default=64 << 20, ge=64 * 1024)
     spool_sync_interval_seconds: float = Field(default=1.0, gt=0)  # fsync of what TCP/UDP wrote; HTTP syncs at once
     shutdown_drain_seconds: float = Field(default=10.0, ge=0)  # on stop, what is not stored by then waits in the spool
+    # One JSON document (HTTP ingest, JSON lines, EVTX records): larger or deeper is a dead letter with the reason.
+    json_max_bytes: int = Field(default=1_048_576, ge=1024)
+    json_max_depth: int = Field(default=32, ge=2, le=200)
 
 
 class Settings(_Section):

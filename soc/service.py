@@ -186,6 +186,8 @@ class Suite:
         batch_size = self.settings.pipeline.batch_size
         flush = self.settings.pipeline.flush_interval_seconds
         while True:
+            if self._abort.is_set():
+                return  # stopping: what is not committed stays in the spool for the next start
             batch = spool.read(batch_size, timeout=0.2)
             if not batch:
                 if self._stopping.is_set() or self._abort.is_set():
@@ -225,7 +227,7 @@ class Suite:
     def submit_nowait(self, msg: RawMessage) -> bool:
         """For sources that cannot wait (UDP): the message is dropped, and counted, when the spool is full."""
         spool = self.spool or self.open_spool()
-        if spool.full():
+        if spool.full() or spool.closed:
             UDP_DROPPED.inc()
             return False
         spool.append(msg)
@@ -238,18 +240,22 @@ class Suite:
         while spool.full():
             spool.flush()
             await asyncio.sleep(0.05)
+        if spool.closed:
+            raise ConnectionAbortedError("the collector is stopping")  # the sender reconnects to the next start
         spool.append(msg)
         self.accepted += 1
 
     def flush_spool(self) -> None:
         """Stream sources call this after each chunk they read: what they framed is on disk before they read more."""
-        if self.spool is not None:
+        if self.spool is not None and not self.spool.closed:
             self.spool.flush()
 
     async def accept(self, messages: list[RawMessage]) -> None:
         """Take a batch from an acknowledging source (HTTP ingest): returns once the batch is on disk and synced,
         so the sender may be told it was accepted; raises Backpressure when the spool has no room for it."""
         spool = self.spool or self.open_spool()
+        if spool.closed:
+            raise Backpressure(retry_after=10.0, detail="the collector is stopping")
         size = sum(len(m.data) + 64 for m in messages)
         if spool.pending_bytes + size > spool.max_bytes:
             REFUSED.labels(transport=messages[0].transport if messages else "http").inc()
@@ -266,7 +272,7 @@ class Suite:
         while True:
             await asyncio.sleep(0.02)
             spool = self.spool
-            if spool is None:
+            if spool is None or spool.closed:
                 continue
             spool.flush()  # UDP messages (and the tail of TCP chunks) become readable for the worker
             if time.monotonic() - last_sync >= interval:

@@ -79,13 +79,17 @@ def client_address(request: Request) -> str | None:
 
 
 def _audit(request: Request, principal: Principal, outcome: str, detail: str | None = None) -> None:
+    # A route may describe what it did (``request.state.audit_detail``: "12 lines, 3456 bytes", never the content)
+    # and for which agency it acted (``request.state.audit_agency``: an admin ingesting on behalf of an agency).
+    detail = detail or getattr(request.state, "audit_detail", None)
+    agency = getattr(request.state, "audit_agency", None) or principal.agency
     route = request.scope.get("route")
     record = {
         "id": uuid.uuid4().hex,
         "@timestamp": ecs.now_iso(),
         "actor": {"key_id": principal.key_id, "user": principal.user, "name": principal.name,
                   "role": principal.role, "agency": principal.agency},
-        "organization": {"id": principal.agency},
+        "organization": {"id": agency},
         "method": request.method,
         "path": request.url.path,
         "route": getattr(route, "path", None),
@@ -130,8 +134,10 @@ async def get_principal(
                             f"key exceeded; retry after {wait:.2f} s", headers={"Retry-After": str(max(1, round(wait)))})
     declared = request.headers.get("content-length")
     # Structured bodies (JSON, TAXII, forms) have one limit; raw uploads (application/octet-stream, e.g. a file to
-    # scan) are checked by their own route against its own limit.
-    structured = not request.headers.get("content-type", "").startswith("application/octet-stream")
+    # scan) and routes that declare a limit of their own (``x-own-body-limit``: NDJSON ingest) check their own.
+    route = request.scope.get("route")
+    own_limit = bool((getattr(route, "openapi_extra", None) or {}).get("x-own-body-limit"))
+    structured = not own_limit and not request.headers.get("content-type", "").startswith("application/octet-stream")
     if structured and declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
         raise HTTPException(413,
                             f"the request body may be at most {settings.max_body_bytes} bytes")

@@ -99,8 +99,17 @@ class TaxiiConfig(_Section):
     state_collection: str = "taxii_state"
 
 
+class IngestApiConfig(_Section):
+    # POST /api/v1/ingest: one NDJSON batch. Over either limit: 413 with the limit in the message.
+    max_body_bytes: int = Field(default=10 * 1_048_576, ge=1024)
+    max_lines: int = Field(default=10_000, ge=1)
+    # An admin key may send on behalf of an agency, naming it explicitly (?agency=...); the audit record says so.
+    admin_on_behalf: bool = True
+
+
 class ApiSettings(_Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    ingest: IngestApiConfig = IngestApiConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
     posture: PostureConfig = PostureConfig()
     taxii: TaxiiConfig = TaxiiConfig()

@@ -3,6 +3,7 @@ the indicator and API extensions on, keys for every role, and two agencies' data
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from contextlib import contextmanager
@@ -43,14 +44,16 @@ def event_doc(i: int, agency: str, marker: str = "") -> dict:
 
 @contextmanager
 def running_suite(tmp_path: Path, *, store_url: str | None = None, index_prefix: str | None = None,
-                  api: ApiSettings | None = None, extensions: str = EXTENSIONS):
+                  api: ApiSettings | None = None, extensions: str = EXTENSIONS, rule_dirs: list | None = None,
+                  **env):
     tmp_path.mkdir(parents=True, exist_ok=True)
     inventory = tmp_path / "province.yaml"
     shutil.copy(PROJECT / "inventory" / "sample" / "province.yaml", inventory)
     # The suite's own Linux rules only: these tests are about the API, not about every rule folder.
     settings = make_settings(tmp_path, store_url=store_url, index_prefix=index_prefix,
                              SOC__INVENTORY__PATH=str(inventory), SOC__EXTENSIONS=extensions,
-                             SOC__DETECTIONS__SIGMA_RULE_DIRS=f'["{PROJECT / "detections" / "rules" / "linux"}"]')
+                             SOC__DETECTIONS__SIGMA_RULE_DIRS=json.dumps([str(d) for d in rule_dirs or [
+                                 PROJECT / "detections" / "rules" / "linux"]]), **env)
     # Extensions read the API settings while the suite is built: hand them over as the file SOC_API_CONFIG names.
     api = api or ApiSettings()
     api_file = tmp_path / "soc_api.yaml"

@@ -8,6 +8,8 @@ inventory (their addresses are outside this machine); those routes are in the te
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -19,6 +21,14 @@ from soc_api.settings import ApiSettings, RateLimitConfig
 from tests.api_fixtures import AGENCY_A, alert_doc, event_doc, running_suite
 
 _STATE: dict = {}
+
+
+@schemathesis.serializer("application/x-ndjson")
+def _ndjson(ctx, value) -> bytes:
+    """NDJSON bodies (POST /api/v1/ingest, schema: a string of lines): the generated string as UTF-8."""
+    if isinstance(value, bytes):
+        return value
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else json.dumps(value).encode()
 
 
 @pytest.fixture(scope="module")

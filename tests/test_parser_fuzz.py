@@ -29,6 +29,18 @@ for _case in _CASES:
     text = json.dumps(_case.raw) if spec.carrier == "json" else fixture_text(_case.raw, _case.fmt)
     if text:
         SEEDS.setdefault(_case.fmt, []).append(text)
+# JSON shapes with no Elastic fixture in the corpus: the ingest tests' samples (as the agents send them) seed them.
+from tests.ingest_samples import NXLOG_4688, OSQUERY_EVENT, OSQUERY_SNAPSHOT, ecs_doc, nxlog_4625  # noqa: E402
+
+SEEDS.setdefault("nxlog_windows", []).extend(json.dumps(d) for d in (nxlog_4625(3), NXLOG_4688))
+SEEDS.setdefault("osquery", []).extend(json.dumps(d) for d in (OSQUERY_EVENT, OSQUERY_SNAPSHOT))
+SEEDS.setdefault("ecs", []).append(json.dumps(ecs_doc("seed", claim="so-yt")))
+SEEDS.setdefault("windows_eventlog", []).append(json.dumps({
+    "@timestamp": "2024-05-02T02:14:07.512Z", "event": {"code": "7045", "kind": "event"},
+    "winlog": {"channel": "System", "event_id": "7045", "provider_name": "Service Control Manager",
+               "computer_name": "PC-KT-07", "record_id": "1200",
+               "event_data": {"ServiceName": "PSEXESVC", "ImagePath": "%SystemRoot%\\PSEXESVC.exe",
+                              "ServiceType": "user mode service", "StartType": "demand start"}}}))
 FORMATS = sorted(all_parsers())
 
 

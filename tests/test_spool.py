@@ -25,7 +25,7 @@ def test_a_record_keeps_every_field():
     received = datetime(2026, 11, 22, 10, 0, 1, 123456, tzinfo=timezone.utc)
     original = RawMessage(data=b"\xff\x00not utf-8 \xe1", transport="http", peer="2001:db8::1", peer_port=65535,
                           received=received, truncated=True, agency="so-tttt", sender_name="fw01.so-tttt.gov.vn",
-                          format="json")
+                          format="json", origin="/var/log/ünicode/" + "x" * 300 + ".log:12")
     payload = memoryview(encode(original))[8:]
     assert decode(payload) == original
 

@@ -42,6 +42,10 @@ PARSER_MODULES: tuple[str, ...] = (
     "collectors.parsers.nginx",
     "collectors.parsers.apache",
     "collectors.parsers.windows",
+    # JSON documents by shape: NXLog's flat Windows events, osquery results, then any ECS document (the catch-all).
+    "collectors.parsers.nxlog",
+    "collectors.parsers.osquery",
+    "collectors.parsers.ecs_json",
 )
 
 

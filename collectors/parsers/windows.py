@@ -96,6 +96,48 @@ def normalize_event_data(channel: str | None, event_id: str | None, data: dict) 
     return data
 
 
+def _string(value):
+    """Winlogbeat sends event data as strings; the EVTX path does too: keep one type per field in the store."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return [_string(v) for v in value]
+    return value
+
+
+def normalize_winlog_record(record: dict) -> dict:
+    """A Winlogbeat document as any Winlogbeat version or agent sends it, in the shape the EVTX path produces:
+    ``winlog.event_id``, ``winlog.record_id``, ``event.code`` and the event data values as strings (Winlogbeat 7
+    sends numbers for the ids), the 4688 aliases added."""
+    winlog = record["winlog"]
+    for key in ("event_id", "record_id"):
+        if isinstance(winlog.get(key), (int, float)) and not isinstance(winlog.get(key), bool):
+            winlog[key] = str(winlog[key])
+    event = record.get("event")
+    if isinstance(event, dict) and isinstance(event.get("code"), (int, float)) and not isinstance(event.get("code"), bool):
+        event["code"] = str(event["code"])
+    user_data = winlog.get("user_data")
+    if isinstance(user_data, dict):
+        # The EVTX path flattens UserData into event_data (collectors/sources/evtx.py): so does this.
+        from collectors.sources.evtx import _event_data
+
+        flat: dict = {}
+        _event_data({k: v for k, v in user_data.items() if k != "xml_name"}, flat)
+        data = winlog.get("event_data")
+        if not isinstance(data, dict):
+            data = winlog["event_data"] = {}
+        for key, value in flat.items():
+            data.setdefault(key, value)
+        del winlog["user_data"]
+    data = winlog.get("event_data")
+    if isinstance(data, dict):
+        for key, value in list(data.items()):
+            data[key] = _string(value)
+    return record
+
+
 def _winlog(doc: dict) -> dict:
     record = doc.get("_json")
     if isinstance(record, dict) and isinstance(record.get("winlog"), dict):
@@ -128,9 +170,11 @@ def _trim_fraction(value: str) -> str:
 
 
 def _base(doc: dict, record: dict) -> tuple[dict, str]:
+    normalize_winlog_record(record)
     winlog = record["winlog"]
     data = winlog.get("event_data") if isinstance(winlog.get("event_data"), dict) else {}
-    event_id = str(winlog.get("event_id") or (record.get("event") or {}).get("code") or "")
+    event = record.get("event") if isinstance(record.get("event"), dict) else {}
+    event_id = str(winlog.get("event_id") or event.get("code") or "")
     normalize_event_data(winlog.get("channel"), event_id, data)
     out = {key: value for key, value in record.items() if key not in ("_json",)}
     doc.clear()
@@ -216,6 +260,24 @@ def parse_sysmon(doc: dict, ctx: ParseContext | None = None) -> dict:
     return doc
 
 
+def parse_eventlog(doc: dict, ctx: ParseContext | None = None) -> dict:
+    """Any other channel (System, PowerShell, TaskScheduler, Defender...): the Winlogbeat document kept, with
+    ``event.code``, ``event.provider``, ``host.name`` and the outcome from the keywords; the rules read winlog.*."""
+    record = _winlog(doc)
+    data, event_id = _base(doc, record)
+    channel = str(record["winlog"].get("channel") or "")
+    if channel == "System" and event_id == "7045":
+        action, category, types, outcome = SECURITY["7045"]
+        c.categorize(doc, category, types, outcome, action)
+    keywords = record["winlog"].get("keywords") or []
+    if isinstance(keywords, list) and not ecs.get(doc, "event.outcome"):
+        if "Audit Success" in keywords:
+            c.set(doc, "event.outcome", "success")
+        elif "Audit Failure" in keywords:
+            c.set(doc, "event.outcome", "failure")
+    return doc
+
+
 def _detector(channel_word: str):
     def detect(doc: dict) -> bool:
         record = doc.get("_json")
@@ -231,4 +293,7 @@ SPECS = [
                detect=_detector("Security"), description="Windows Security event log (Winlogbeat JSON)"),
     ParserSpec(name="windows_sysmon", dataset="windows.sysmon_operational", carrier="json", parse=parse_sysmon,
                detect=_detector("Sysmon"), description="Sysmon operational events (Winlogbeat JSON)"),
+    # After the two above: a Winlogbeat document of any other channel.
+    ParserSpec(name="windows_eventlog", dataset="windows.eventlog", carrier="json", parse=parse_eventlog,
+               detect=_detector(""), description="Any other Windows event log channel (Winlogbeat JSON)"),
 ]
