@@ -19,7 +19,12 @@ from soc import ecs
 
 _OPS = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt, "eq": operator.eq,
         "neq": operator.ne}
-MAX_EVIDENCE_KEPT = 1000  # per correlation group: events waiting in a window
+MAX_EVIDENCE_KEPT = 1000  # per correlation group: hits remembered in a window
+MAX_PENDING = 200  # per correlation group: events kept as evidence for the next firing (an alert keeps at most 200)
+# Groups whose window has passed are swept every SWEEP_EVERY hits; beyond MAX_GROUPS live groups the least recently
+# hit are dropped (a scan from thousands of addresses must not grow the collector's memory without bound).
+SWEEP_EVERY = 5000
+MAX_GROUPS = 20_000
 
 
 @dataclass
@@ -40,6 +45,10 @@ class _Hit:
     ts: float
     events: list[dict]
     value: Any = None  # value_count: the field's value
+    count: int = 0  # the events it stands for (kept when the events themselves are not)
+
+    def __post_init__(self) -> None:
+        self.count = self.count or len(self.events) or 1
 
 
 @dataclass
@@ -51,24 +60,28 @@ class _Group:
     values: dict = field(default_factory=dict)  # value -> hits in the window (value_count)
     pending: deque = field(default_factory=deque)  # hits whose events no detection has reported yet
 
-    def add(self, hit: "_Hit") -> None:
-        self.hits.append(hit)
+    def add(self, hit: "_Hit", keep_events: bool = True) -> None:
         self.pending.append(hit)
-        self.total += len(hit.events) or 1
+        if not keep_events:
+            # Counting correlations report only pending events: the window needs times, counts and values, and
+            # holding every event of it would make memory grow with the traffic.
+            hit = _Hit(hit.rule_id, hit.ts, [], hit.value, hit.count)
+        self.hits.append(hit)
+        self.total += hit.count
         if hit.value is not None:
             self.values[hit.value] = self.values.get(hit.value, 0) + 1
 
     def expire(self, horizon: float) -> None:
         while self.hits and (self.hits[0].ts < horizon or len(self.hits) > MAX_EVIDENCE_KEPT):
             old = self.hits.popleft()
-            self.total -= len(old.events) or 1
+            self.total -= old.count
             if old.value is not None:
                 left = self.values[old.value] - 1
                 if left:
                     self.values[old.value] = left
                 else:
                     del self.values[old.value]
-        while self.pending and (self.pending[0].ts < horizon or len(self.pending) > MAX_EVIDENCE_KEPT):
+        while self.pending and (self.pending[0].ts < horizon or len(self.pending) > MAX_PENDING):
             self.pending.popleft()
 
     def take_pending(self) -> list[dict]:
@@ -95,6 +108,21 @@ class CorrelationEngine:
             for ref in corr.rules:
                 self.by_source[ref].append(corr)
         self.state: dict[tuple, _Group] = {}
+        self.timespans = {corr.meta.id: corr.timespan for corr in correlations}
+        self.latest = 0.0  # the newest event time seen: windows end relative to it
+        self._fed = 0
+
+    def sweep(self) -> int:
+        """Drop the groups whose newest hit is outside their window, then the oldest beyond MAX_GROUPS."""
+        before = len(self.state)
+        for key, group in list(self.state.items()):
+            if not group.hits or group.hits[-1].ts < self.latest - self.timespans.get(key[0], 0):
+                del self.state[key]
+        if len(self.state) > MAX_GROUPS:
+            by_age = sorted(self.state.items(), key=lambda item: item[1].hits[-1].ts)
+            for key, _ in by_age[: len(self.state) - MAX_GROUPS]:
+                del self.state[key]
+        return before - len(self.state)
 
     def _group_values(self, corr: CompiledCorrelation, rule_id: str, flat: dict[str, Any]) -> tuple | None:
         values = []
@@ -111,7 +139,13 @@ class CorrelationEngine:
     def feed(self, rule_id: str, agency: str | None, flat: dict[str, Any], ts: float,
              events: list[dict]) -> list[Detection]:
         out: list[Detection] = []
-        for corr in self.by_source.get(rule_id, ()):
+        correlations = self.by_source.get(rule_id, ())
+        if correlations:
+            self.latest = max(self.latest, ts)
+            self._fed += 1
+            if self._fed % SWEEP_EVERY == 0:
+                self.sweep()
+        for corr in correlations:
             group_values = self._group_values(corr, rule_id, flat)
             if group_values is None:
                 continue
@@ -126,7 +160,7 @@ class CorrelationEngine:
             group = self.state.get(key)
             if group is None:
                 group = self.state[key] = _Group()
-            group.add(_Hit(rule_id, ts, events, value))
+            group.add(_Hit(rule_id, ts, events, value), keep_events=corr.type in ("temporal", "temporal_ordered"))
             group.expire(max(ts, group.hits[-1].ts) - corr.timespan)
             detection = self._check(corr, group, agency, dict(zip(corr.group_by, group_values)))
             if detection is None:

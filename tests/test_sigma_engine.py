@@ -299,3 +299,33 @@ def test_windows_channel_table_is_pysigmas():
     from detections.sigma.logsource import WINDOWS_SERVICE_CHANNELS
 
     assert WINDOWS_SERVICE_CHANNELS == windows_logsource_mapping
+
+
+def test_correlation_state_stays_bounded_under_a_scan_from_many_addresses():
+    """Groups that never see a second hit must not pile up: passed windows are swept, and the live ones capped."""
+    from detections import engine as engine_module
+    from detections.engine import CorrelationEngine
+    from detections.sigma.loader import CompiledCorrelation
+
+    from soc.config import DetectionsConfig
+
+    corr = next(c for c in load_rules(DetectionsConfig().sigma_rule_dirs).correlations
+                if c.meta.name == "soc_ssh_brute_force")
+    source = corr.rules[0]
+    base = 1_790_000_000.0
+
+    def flat(i: int) -> dict:
+        values = {name: f"v{i}" for name in corr.group_by}
+        values["source.ip"] = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
+        return values
+
+    # 30,000 addresses, one failed login each, one second apart: all but the last window's worth are stale.
+    correlations = CorrelationEngine([corr])
+    for i in range(30_000):
+        correlations.feed(source, "so-a", flat(i), base + i, [{"@timestamp": "x"}])
+    assert len(correlations.state) <= corr.timespan + engine_module.SWEEP_EVERY < 30_000
+    # All inside one window: the cap holds.
+    crowded = CorrelationEngine([corr])
+    for i in range(engine_module.MAX_GROUPS + 2 * engine_module.SWEEP_EVERY):
+        crowded.feed(source, "so-a", flat(i), base, [{"@timestamp": "x"}])
+    assert len(crowded.state) <= engine_module.MAX_GROUPS + engine_module.SWEEP_EVERY
