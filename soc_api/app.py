@@ -9,7 +9,10 @@ import importlib
 import pkgutil
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from soc.storage.base import StoreError
@@ -17,6 +20,19 @@ from soc_api import routers
 from soc_api.deps import store_error_http
 
 API_PREFIX = "/api/v1"
+TAXII_MEDIA = "application/taxii+json;version=2.1"
+_TAXII_TITLES = {400: "Bad request", 401: "Authentication required", 403: "Forbidden", 404: "Not found",
+                 406: "Not acceptable", 413: "Content too large", 415: "Unsupported media type",
+                 422: "Invalid request", 429: "Too many requests", 503: "Service unavailable"}
+
+
+def _is_taxii(request: Request) -> bool:
+    return request.url.path.startswith("/taxii2")
+
+
+def taxii_error(status: int, description: str, headers: dict | None = None) -> JSONResponse:
+    body = {"title": _TAXII_TITLES.get(status, "Error"), "description": description, "http_status": str(status)}
+    return JSONResponse(body, status_code=status, headers=headers, media_type=TAXII_MEDIA)
 
 
 def _router_modules():
@@ -42,7 +58,24 @@ def create_app(suite) -> FastAPI:
         # Wherever a route meets the store failing, the caller gets the same answer: 503 with Retry-After when
         # the store is unreachable or overloaded, 500 with the reason otherwise (deps.store_error_http decides).
         error = store_error_http(exc)
+        if _is_taxii(request):
+            return taxii_error(error.status_code, str(error.detail), error.headers)
         return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+    # TAXII 2.1 clients expect errors as TAXII error messages (section 3.6.1) in the TAXII media type.
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_taxii(request):
+            return taxii_error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if _is_taxii(request):
+            problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+                                 for e in exc.errors())
+            return taxii_error(422, f"invalid request: {problems}")
+        return await request_validation_exception_handler(request, exc)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:

@@ -222,3 +222,64 @@ def test_opensearch_down_for_60_seconds_during_a_replay_loses_nothing(tmp_path, 
         assert suite.spool.depth() == 0
     finally:
         runner.stop()
+
+
+def test_a_slow_store_fills_the_bounded_spool_then_tcp_is_slowed_and_udp_drops_are_counted(tmp_path):
+    """The embedded store held by another writer (a store that does not answer): the spool stops at its bound,
+    the TCP sender is held back instead of the collector buffering, UDP overflow is dropped and counted; when the
+    store answers again everything sent over TCP is stored."""
+    import sqlite3
+
+    from soc.service import UDP_DROPPED
+
+    settings = make_settings(tmp_path, SOC__PIPELINE__SPOOL_MAX_BYTES=str(256 * 1024), SOC__EXTENSIONS="[]",
+                             SOC__API__ENABLED="false")
+    suite = Suite(settings)
+    runner = SuiteThread(suite).start()
+    blocker = sqlite3.connect(tmp_path / "soc.db", isolation_level=None)
+    total = 60_000
+    padding = "x" * 300
+    state = {"sent": 0}
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")  # every write of the suite now waits
+
+        def sender() -> None:
+            with socket.create_connection(("127.0.0.1", suite.bound["syslog_tcp"])) as conn:
+                for start in range(0, total, 500):
+                    conn.sendall(b"".join(_line(i)[:-1] + f" {padding}\n".encode() for i in range(start, start + 500)))
+                    state["sent"] = start + 500
+                conn.shutdown(socket.SHUT_WR)
+                conn.settimeout(300)
+                assert conn.recv(1) == b""
+            state["done"] = True
+
+        thread = threading.Thread(target=sender, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not suite.spool.full() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert suite.spool.full(), "the spool never reached its bound"
+        time.sleep(2)
+        accepted = suite.accepted
+        time.sleep(2)
+        assert suite.accepted == accepted, "nothing more may be taken while the spool is full"
+        assert suite.spool.pending_bytes < 256 * 1024 + 2048
+        assert not state.get("done") and state["sent"] < total, "the TCP sender must be held back"
+        dropped_before = UDP_DROPPED._value.get()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for i in range(200):
+                udp.sendto(_line(total + i).rstrip(b"\n"), ("127.0.0.1", suite.bound["syslog_udp"]))
+        deadline = time.monotonic() + 10
+        while UDP_DROPPED._value.get() - dropped_before < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert UDP_DROPPED._value.get() - dropped_before == 200
+    finally:
+        blocker.execute("ROLLBACK")  # the store answers again
+        blocker.close()
+    try:
+        thread.join(timeout=300)
+        assert state.get("done"), "the TCP sender did not finish after the store came back"
+        assert suite.drain(timeout=300)
+        assert suite.store.count_events() == total
+    finally:
+        runner.stop()

@@ -100,6 +100,16 @@ def test_media_type_and_rights_are_enforced(publisher):
         assert client.post(sightings, headers={**auth, "Content-Type": TAXII},
                            content=b'{"objects": []}').status_code == 403
         assert client.get("/taxii2/other-root/", headers=auth).status_code == 404
+        # Errors are TAXII error messages (TAXII 2.1 section 3.6.1), in the TAXII media type.
+        for response, status in ((client.get(sightings, headers={"X-API-Key": keys[AGENCY_A]}), 403),
+                                 (client.get("/taxii2/other-root/", headers=auth), 404),
+                                 (client.get(url, headers=auth, params={"limit": "many"}), 422),
+                                 (client.get(url), 401)):
+            assert response.status_code == status
+            assert response.headers["content-type"] == TAXII
+            error = response.json()
+            assert error["http_status"] == str(status) and error["title"] and error["description"]
+            assert "detail" not in error
 
 
 def test_pull_from_the_suites_own_server_feeds_detection_and_remembers_where_it_stopped(publisher, tmp_path,
