@@ -298,6 +298,12 @@ class DetectionEngine:
     def evaluate(self, events: list[dict]) -> list[Detection]:
         detections: list[Detection] = []
         for doc in events:
+            if "winlog" not in doc:
+                # The routing key needs two fields: an event no rule is routed to is not flattened at all.
+                program = ecs.get(doc, "process.name")
+                if not self._route(("ecs", ecs.get(doc, "event.dataset") or "",
+                                    program if isinstance(program, str) else "")).rules:
+                    continue
             view, key = view_of(doc)
             agency = ecs.get(doc, "organization.id")
             ts = None

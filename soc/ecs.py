@@ -54,9 +54,17 @@ def put_if(doc: dict, dotted: str, value: Any) -> None:
 def flatten(doc: dict, prefix: str = "") -> dict[str, Any]:
     """Nested dict to dotted keys; lists stay lists (a Sigma value matches if any element matches)."""
     out: dict[str, Any] = {}
-    for key, value in _walk(doc, prefix):
-        out[key] = value
+    _flatten_into(out, doc, prefix)
     return out
+
+
+def _flatten_into(out: dict[str, Any], node: dict, prefix: str) -> None:
+    # Recursion into the output dict, not nested generators: it runs for every event the detections see.
+    for key, value in node.items():
+        if type(value) is dict:
+            _flatten_into(out, value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
 
 
 def _walk(node: dict, prefix: str) -> Iterator[tuple[str, Any]]:
