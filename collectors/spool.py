@@ -178,9 +178,9 @@ class Spool:
                     handle.truncate(end)
             self._sizes[number] = end
             self.recovered_records += count
-        if self._sizes:
-            pending = sum(self._sizes.values()) - (self.committed.offset if self.committed.segment in self._sizes
-                                                    else 0)
+        pending = sum(self._sizes.values()) - (self.committed.offset if self.committed.segment in self._sizes
+                                                else 0)
+        if pending:
             log.info("spool %s: %d bytes from before the last stop will be replayed", self.directory, pending)
         if self.committed.segment not in self._sizes:
             # The committed segment was finished and deleted: continue with the next one that exists.

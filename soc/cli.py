@@ -62,7 +62,12 @@ def serve(config: ConfigOption = None) -> None:
 
     settings = _settings(config)
     suite = Suite(settings, _open_store(settings))
-    loop = asyncio.new_event_loop()
+    try:  # libuv's loop: less CPU per request and per syslog chunk than the pure-Python one
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, suite.request_stop)
     typer.echo(f"soc: configuration {settings.source}; store {settings.store.url}")

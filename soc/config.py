@@ -42,6 +42,8 @@ class StoreConfig(_Section):
     ca_file: str | None = None
     verify_certs: bool = True
     timeout_seconds: float = 30.0
+    # gzip between the suite and the engine: worth its CPU over a slow link, a cost on the data centre's LAN.
+    compress: bool = False
 
     @field_validator("url")
     @classmethod

@@ -11,7 +11,7 @@ __all__ = ["AlertQuery", "DeadLetter", "DocumentQuery", "EventQuery", "Store", "
 
 def store_from_url(url: str, *, index_prefix: str = "soc", username: str | None = None,
                    password_env: str | None = None, ca_file: str | None = None, verify_certs: bool = True,
-                   timeout: float = 30.0) -> Store:
+                   timeout: float = 30.0, compress: bool = False) -> Store:
     """sqlite:///relative/path.db, sqlite:////absolute/path.db, opensearch://host:port, elasticsearch://host:port."""
     scheme = url.split("://", 1)[0]
     if scheme == "sqlite":
@@ -23,7 +23,7 @@ def store_from_url(url: str, *, index_prefix: str = "soc", username: str | None 
         from soc.storage.search import SearchStore
 
         return SearchStore(url, index_prefix=index_prefix, username=username, password_env=password_env,
-                           ca_file=ca_file, verify_certs=verify_certs, timeout=timeout)
+                           ca_file=ca_file, verify_certs=verify_certs, timeout=timeout, compress=compress)
     raise StoreError(f"unknown store URL {url!r}: use sqlite://, opensearch:// or elasticsearch://")
 
 
@@ -32,6 +32,6 @@ def open_store(settings) -> Store:
     cfg = settings.store
     store = store_from_url(cfg.url, index_prefix=cfg.index_prefix, username=cfg.username,
                            password_env=cfg.password_env, ca_file=cfg.ca_file, verify_certs=cfg.verify_certs,
-                           timeout=cfg.timeout_seconds)
+                           timeout=cfg.timeout_seconds, compress=cfg.compress)
     store.open()
     return store

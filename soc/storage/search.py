@@ -44,7 +44,7 @@ class _Engine:
 
 
 def connect(url: str, *, username: str | None = None, password: str | None = None, ca_file: str | None = None,
-            verify_certs: bool = True, timeout: float = 30.0) -> _Engine:
+            verify_certs: bool = True, timeout: float = 30.0, compress: bool = False) -> _Engine:
     parts = urlsplit(url)
     scheme, _, transport = parts.scheme.partition("+")
     http_scheme = "https" if transport == "https" else "http"
@@ -59,8 +59,8 @@ def connect(url: str, *, username: str | None = None, password: str | None = Non
 
         client = opensearchpy.OpenSearch(
             hosts=[node], http_auth=(username, password) if username else None, use_ssl=http_scheme == "https",
-            verify_certs=verify_certs, ca_certs=ca_file, timeout=timeout, http_compress=True,
-            max_retries=3, retry_on_timeout=True, pool_maxsize=32,  # the API serves many clients at once
+            verify_certs=verify_certs, ca_certs=ca_file, timeout=timeout, http_compress=compress,
+            max_retries=3, retry_on_timeout=True, pool_maxsize=64,  # the API serves many clients at once (40 threads)
         )
         errors = (opensearchpy.exceptions.OpenSearchException,)
         return _Engine("opensearch", client, helpers, errors)
@@ -71,8 +71,8 @@ def connect(url: str, *, username: str | None = None, password: str | None = Non
 
         client = elasticsearch.Elasticsearch(
             node, basic_auth=(username, password) if username else None, verify_certs=verify_certs,
-            ca_certs=ca_file, request_timeout=timeout, http_compress=True, max_retries=3, retry_on_timeout=True,
-            connections_per_node=32,
+            ca_certs=ca_file, request_timeout=timeout, http_compress=compress, max_retries=3, retry_on_timeout=True,
+            connections_per_node=64,
         )
         errors = (elasticsearch.ApiError, elastic_transport.TransportError)
         return _Engine("elasticsearch", client, helpers, errors)
@@ -93,12 +93,12 @@ def _transient(exc: BaseException) -> bool:
 class SearchStore(Store):
     def __init__(self, url: str, *, index_prefix: str = "soc", username: str | None = None,
                  password_env: str | None = None, ca_file: str | None = None, verify_certs: bool = True,
-                 timeout: float = 30.0):
+                 timeout: float = 30.0, compress: bool = False):
         password = os.environ.get(password_env) if password_env else None
         self.url = url
         self.prefix = index_prefix
         self.engine = connect(url, username=username, password=password, ca_file=ca_file,
-                              verify_certs=verify_certs, timeout=timeout)
+                              verify_certs=verify_certs, timeout=timeout, compress=compress)
         self.name = self.engine.flavour
         self.client = self.engine.client
         self.events_pattern = f"{self.prefix}-events-*"
@@ -166,9 +166,11 @@ class SearchStore(Store):
         return ok
 
     def _search(self, index: str, body: dict) -> list[dict]:
-        result = self._call("search", self.client.search, index=index, body=body,
-                            params={"ignore_unavailable": "true", "allow_no_indices": "true"})
-        return [hit["_source"] for hit in result["hits"]["hits"]]
+        # Only the documents come back: no total-hit count to compute, no metadata to send and decode.
+        result = self._call("search", self.client.search, index=index, body={**body, "track_total_hits": False},
+                            params={"ignore_unavailable": "true", "allow_no_indices": "true",
+                                    "filter_path": "hits.hits._source"})
+        return [hit["_source"] for hit in result.get("hits", {}).get("hits", ())]
 
     # --- events ----------------------------------------------------------------------------------------------
     def event_index(self, timestamp: str) -> str:
