@@ -79,7 +79,7 @@ class AlertFilter:
     @property
     def native(self) -> bool:
         """Whether the store can do all of it itself (else: a bounded scan here)."""
-        return self.entity is None and self.incident is None and self.sort == "-last_seen"
+        return self.incident is None and self.sort == "-last_seen"
 
 
 SORTS = {
@@ -171,7 +171,7 @@ class Data:
         if after is None and f.until:
             after = (f.until, "")  # (last_seen < until) is exactly "after (until, '')" in newest-first order
         return AlertQuery(agency=self.scope(f.agency), status=f.status, severity=f.severity, rule_id=f.rule_id,
-                          since=f.since, limit=limit, after=after)
+                          since=f.since, entity=f.entity, limit=limit, after=after)
 
     def list_alerts(self, f: AlertFilter, limit: int, cursor: str | None) -> Page:
         filters = f.__dict__

@@ -111,6 +111,30 @@ def test_alerts_upsert_filter_and_paginate(store):
     assert seen == [a["id"] for a in newest_first]
 
 
+def test_alerts_filter_by_entity_in_the_store(store):
+    """The entity filter is the store's (not a bounded scan): exact value, any entity kind, with the others."""
+    alerts = []
+    for i in range(10):
+        alert = _alert(i, "so-a" if i % 2 else "so-b", _ts(i))
+        alert["entities"] = {"ip": [f"198.51.100.{i}", "203.0.113.9"], "user": [f"user{i}"],
+                             "host": [f"web-{i % 3}"]}
+        alerts.append(alert)
+    store.upsert_alerts(alerts)
+    store.refresh()
+
+    def ids(**query) -> list[str]:
+        return [a["id"] for a in store.list_alerts(AlertQuery(**query))]
+
+    assert ids(entity="198.51.100.4") == ["alert-0004"]
+    assert ids(entity="user7") == ["alert-0007"]
+    assert ids(entity="web-1") == ["alert-0007", "alert-0004", "alert-0001"]
+    assert ids(entity="web-1", agency="so-a") == ["alert-0007", "alert-0001"]
+    assert len(ids(entity="203.0.113.9")) == 10
+    assert ids(entity="203.0.113") == [] and ids(entity="user") == []  # exact values, not parts
+    assert ids(entity="203.0.113.9", limit=3, after=(_ts(5), "alert-0005")) == ["alert-0004", "alert-0003",
+                                                                                "alert-0002"]
+
+
 def test_dead_letters_keep_raw_bytes_and_reason(store):
     raw = bytes(range(256)) * 4 + b"\xff\xfe"
     store.write_dead_letters([

@@ -30,6 +30,7 @@ class AlertQuery:
     rule_id: str | None = None
     fingerprint: str | None = None
     since: str | None = None  # last_seen >= since
+    entity: str | None = None  # one of the alert's entity values (address, user, host, hash), exactly
     limit: int = 100
     after: tuple[str, str] | None = None  # cursor: (last_seen, id), newest first
 

@@ -12,6 +12,7 @@ index. Index templates carry the ECS mappings (soc/storage/mappings.py).
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import uuid
@@ -88,6 +89,17 @@ def _transient(exc: BaseException) -> bool:
     if meta is not None and isinstance(getattr(meta, "status", None), int):
         return meta.status == 429 or meta.status >= 500
     return True  # no HTTP status: the request never got an answer (connection refused, timeout)
+
+
+def _entity_terms(value: str) -> list[dict]:
+    """Exact matches of one value on every entity kind; addresses are typed ``ip``, so only an address is asked
+    there (any other text would be a query error, not a miss)."""
+    terms: list[dict] = [{"term": {f"entities.{kind}": value}} for kind in ("user", "host", "hash")]
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return terms
+    return terms + [{"term": {"entities.ip": value}}]
 
 
 class SearchStore(Store):
@@ -248,6 +260,8 @@ class SearchStore(Store):
                 filters.append({"term": {field: value}})
         if query.since:
             filters.append({"range": {"last_seen": {"gte": query.since}}})
+        if query.entity is not None:
+            filters.append({"bool": {"should": _entity_terms(query.entity), "minimum_should_match": 1}})
         body: dict[str, Any] = {
             "query": {"bool": {"filter": filters}},
             "sort": [{"last_seen": {"order": "desc", "unmapped_type": "date"}},

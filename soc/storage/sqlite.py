@@ -248,6 +248,11 @@ class SqliteStore(Store):
         if query.since:
             where.append("last_seen >= ?")
             args.append(query.since)
+        if query.entity is not None:
+            # entities is {"ip": [...], "user": [...], ...}: any value of any kind, exactly.
+            where.append("EXISTS (SELECT 1 FROM json_each(doc, '$.entities') AS kind, json_each(kind.value) AS item "
+                         "WHERE item.value = ?)")
+            args.append(query.entity)
         if query.after:
             where.append("(last_seen < ? OR (last_seen = ? AND id < ?))")
             args.extend([query.after[0], query.after[0], query.after[1]])
