@@ -14,6 +14,7 @@ import asyncio
 import gc
 import json
 import logging
+import queue
 import threading
 import time
 from pathlib import Path
@@ -79,7 +80,9 @@ class Suite:
         self.alerts = AlertManager(self.store, dedup_window_seconds=settings.detections.dedup_window_seconds,
                                    max_evidence=settings.detections.max_evidence_per_alert)
         self.spool: Spool | None = None  # opened by open_spool() when the suite starts receiving
-        self._worker: threading.Thread | None = None
+        self._worker: threading.Thread | None = None  # reads the spool and parses
+        self._writer: threading.Thread | None = None  # stores, detects, commits
+        self._handoff: queue.Queue = queue.Queue(maxsize=1)
         self._stopping = threading.Event()
         self._abort = threading.Event()
         self._stop_async: asyncio.Event | None = None
@@ -97,7 +100,10 @@ class Suite:
     # --- the processing path (also used directly by tests and file ingest) -----------------------------------
     def process(self, messages: list[RawMessage]) -> BatchOutcome:
         started = time.perf_counter()
-        result = self.pipeline.process_batch(messages)
+        return self._store_and_detect(self.pipeline.process_batch(messages), len(messages), started)
+
+    def _store_and_detect(self, result, count: int, started: float) -> BatchOutcome:
+        """The second half of processing a batch: store events and dead letters, run detections, store alerts."""
         outcome = BatchOutcome(events=result.events, dead_letters=len(result.dead_letters))
         if result.events:
             write_started = time.perf_counter()
@@ -131,7 +137,7 @@ class Suite:
                                for d in detections]
                     self._with_retry("dead letters", self.store.write_dead_letters, letters)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        self.processed += len(messages)
+        self.processed += count
         return outcome
 
     @staticmethod
@@ -181,32 +187,70 @@ class Suite:
                 self.accepted += self.spool.recovered_records
         return self.spool
 
+    # Two threads: the parser reads the spool and parses batch N+1 while the writer stores, detects and commits
+    # batch N. The store's answer is mostly waiting on the network (OpenSearch) or the disk, so the two overlap;
+    # one writer keeps commits in spool order, and at most two batches are in flight.
     def _run_worker(self) -> None:
         spool = self.spool
         assert spool is not None
         batch_size = self.settings.pipeline.batch_size
         flush = self.settings.pipeline.flush_interval_seconds
+        try:
+            while not self._abort.is_set():
+                batch = spool.read(batch_size, timeout=0.2)
+                if not batch:
+                    if self._stopping.is_set():
+                        return
+                    continue
+                deadline = time.monotonic() + flush
+                while len(batch) < batch_size:
+                    remaining = deadline - time.monotonic()
+                    more = spool.read(batch_size - len(batch), timeout=remaining) if remaining > 0 else []
+                    if not more:
+                        break
+                    batch.extend(more)
+                started = time.perf_counter()
+                try:
+                    result = self.pipeline.process_batch(batch)
+                except Exception:  # a bug must not kill the worker: the writer keeps the batch as dead letters
+                    log.exception("parsing a batch of %d messages failed", len(batch))
+                    result = None
+                if not self._hand_over((batch, result, spool.read_position, started)):
+                    return
+        finally:
+            self._hand_over(None)
+
+    def _hand_over(self, item) -> bool:
+        while not self._abort.is_set():
+            if self._writer is not None and not self._writer.is_alive():
+                return False
+            try:
+                self._handoff.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run_writer(self) -> None:
+        spool = self.spool
+        assert spool is not None
         while True:
-            if self._abort.is_set():
-                return  # stopping: what is not committed stays in the spool for the next start
-            batch = spool.read(batch_size, timeout=0.2)
-            if not batch:
-                if self._stopping.is_set() or self._abort.is_set():
+            try:
+                item = self._handoff.get(timeout=0.2)
+            except queue.Empty:
+                if self._abort.is_set():
                     return
                 continue
-            deadline = time.monotonic() + flush
-            while len(batch) < batch_size:
-                remaining = deadline - time.monotonic()
-                more = spool.read(batch_size - len(batch), timeout=remaining) if remaining > 0 else []
-                if not more:
-                    break
-                batch.extend(more)
-            position = spool.read_position
+            if item is None:
+                return
+            batch, result, position, started = item
             try:
-                self.process(batch)
+                if result is None:
+                    raise RuntimeError("the pipeline failed on this batch")
+                self._store_and_detect(result, len(batch), started)
             except _Aborted:
                 return  # not committed: the next start processes this batch again
-            except Exception as exc:  # a bug must not kill the worker or lose the batch: keep it as dead letters
+            except Exception as exc:  # a bug must not kill the writer or lose the batch: keep it as dead letters
                 log.exception("processing a batch of %d messages failed", len(batch))
                 letters = [self.pipeline.dead_letter(msg, "internal_error", f"{type(exc).__name__}: {exc}")
                            for msg in batch]
@@ -216,14 +260,27 @@ class Suite:
                     return
                 except StoreError:
                     log.exception("the batch could not be kept as dead letters either; it stays in the spool")
+                    self._abort.set()
                     return
             spool.commit(position, len(batch))
             self.completed += len(batch)
 
     def start_worker(self) -> None:
         self.open_spool()
+        self._handoff = queue.Queue(maxsize=1)
+        self._writer = threading.Thread(target=self._run_writer, name="soc-store-writer", daemon=True)
         self._worker = threading.Thread(target=self._run_worker, name="soc-pipeline", daemon=True)
+        self._writer.start()
         self._worker.start()
+
+    def _join_workers(self, timeout: float | None) -> bool:
+        """Wait for the parser, then the writer; True when both have finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in (self._worker, self._writer):
+            if thread is None:
+                continue
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t is not None and t.is_alive() for t in (self._worker, self._writer))
 
     def submit_nowait(self, msg: RawMessage) -> bool:
         """For sources that cannot wait (UDP): the message is dropped, and counted, when the spool is full."""
@@ -350,12 +407,11 @@ class Suite:
         self.spool.flush()
         # The worker stores what is spooled for a while; whatever is left (the store is down, say) waits on disk.
         self._stopping.set()
-        await loop.run_in_executor(None, self._worker.join, self.settings.pipeline.shutdown_drain_seconds)
-        if self._worker.is_alive():
+        if not await loop.run_in_executor(None, self._join_workers, self.settings.pipeline.shutdown_drain_seconds):
             log.warning("stopping with %d messages still in the spool; they are processed at the next start",
                         self.spool.depth())
             self._abort.set()
-            await loop.run_in_executor(None, self._worker.join)
+            await loop.run_in_executor(None, self._join_workers, None)
         self.spool.close()
 
     def request_stop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
