@@ -330,3 +330,19 @@ class RulesHealth(BaseModel):
     loaded: int
     failed: int
     rules: list[RuleHealthOut]
+
+
+class DeadLetterOut(BaseModel):
+    id: str
+    received: str
+    source: str  # who sent it: "udp://10.20.10.10:514", a file and line for `soc ingest`
+    reason: str  # "<kind>: <detail>", kind as in soc_dead_letters_total{reason}
+    raw_base64: str  # the bytes as received (up to syslog.dead_letter_max_bytes)
+    raw_size: int
+    preview: str  # the first 4 KiB as text, undecodable bytes replaced
+    truncated: bool  # the message was longer than what is kept
+
+
+class DeadLetters(BaseModel):
+    total: int
+    dead_letters: list[DeadLetterOut]

@@ -103,6 +103,20 @@ def test_malformed_input_goes_to_dead_letters_and_the_listener_lives(suite):
         _metric(before, "soc_events_received_total", transport="tcp") == 5
     assert _metric(after, "soc_events_stored_total", store="sqlite") - \
         _metric(before, "soc_events_stored_total", store="sqlite") == 2
+    # And through the API, for analysts: the raw bytes, the source and the reason; not for agency keys.
+    import base64
+
+    from soc_api.keys import create_key
+
+    analyst, _ = create_key(store, "analyst")
+    agency, _ = create_key(store, "agency", agency="so-tttt")
+    listed = httpx.get(f"{api}/api/v1/deadletters", params={"limit": 10}, headers={"X-API-Key": analyst}).json()
+    assert listed["total"] == 5 and len(listed["dead_letters"]) == 5
+    by_reason = {d["reason"].split(":")[0]: d for d in listed["dead_letters"]}
+    assert base64.b64decode(by_reason["binary"]["raw_base64"]) == bad[0]
+    assert by_reason["line_too_long"]["raw_size"] == len(bad[1]) and len(by_reason["line_too_long"]["preview"]) == 4096
+    assert by_reason["truncated_header"]["source"].startswith("tcp://127.0.0.1:")
+    assert httpx.get(f"{api}/api/v1/deadletters", headers={"X-API-Key": agency}).status_code == 403
     # Still listening after all that.
     with socket.create_connection(("127.0.0.1", suite.bound["syslog_tcp"])) as sock:
         sock.sendall(good.replace(b"port 1 ", b"port 3 ") + b"\n")
