@@ -166,8 +166,13 @@ async def get_principal(
         await run_in_threadpool(_audit, request, principal, "ok")
 
 
+# Every route takes the caller this way. "function" scope: the code after get_principal's yield (the audit record of
+# a write) runs before the answer is sent, so a client told "done" can rely on the write being in the audit log.
+Authenticated = Depends(get_principal, scope="function")
+
+
 def require_roles(*roles: str) -> Callable[..., Principal]:
-    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Authenticated]) -> Principal:
         if principal.role not in roles and principal.role != "admin":
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs one of the roles: {', '.join(roles)}")
         return principal

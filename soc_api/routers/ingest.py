@@ -12,11 +12,11 @@ import json
 import math
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from collectors.message import RawMessage
-from soc_api.deps import get_principal
+from soc_api.deps import Authenticated
 from soc_api.keys import Principal
 from soc_api.settings import api_settings
 
@@ -104,7 +104,7 @@ def _target_agency(request: Request, principal: Principal, agency: str | None) -
                  503: {"description": "the suite is full: retry after the Retry-After seconds"}})
 async def ingest(
     request: Request,
-    principal: Annotated[Principal, Depends(get_principal)],
+    principal: Annotated[Principal, Authenticated],
     agency: Annotated[str | None, Query(max_length=64, description="admin keys only: the agency the batch is "
                                                                    "sent for")] = None,
 ) -> IngestAnswer:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi import Path as PathParam
 
 from soc_api.data import Data, data_for, invalid
-from soc_api.deps import get_principal
+from soc_api.deps import Authenticated
 from soc_api.keys import (
     KeyCreationError, Principal, create_user, create_user_key, list_users, public_key_record, revoke_key,
     set_user_disabled, USERS,
@@ -22,7 +22,7 @@ UserId = Annotated[str, PathParam(max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]{
 
 
 @router.get("/me", response_model=Me)
-def me(principal: Annotated[Principal, Depends(get_principal)]) -> Me:
+def me(principal: Annotated[Principal, Authenticated]) -> Me:
     return Me(key_id=principal.key_id, role=principal.role, agency=principal.agency, name=principal.name,
               user=principal.user)
 
