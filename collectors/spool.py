@@ -81,28 +81,18 @@ def _segment_path(directory: Path, number: int) -> Path:
     return directory / f"{number:012d}{SEGMENT_SUFFIX}"
 
 
-def _valid_end(path: Path) -> tuple[int, int]:
-    """The end of the last whole record of a segment (a torn tail is ignored), and the number of records."""
+def _valid_end(path: Path, limit: int = -1) -> tuple[int, int]:
+    """The end of the last whole record of a segment, or of its first ``limit`` bytes (a torn tail is ignored),
+    and the number of records before it."""
     end = count = 0
     with open(path, "rb") as handle:
-        data = handle.read()
+        data = handle.read(limit)
     while end + _RECORD_HEAD.size <= len(data):
         length, crc = _RECORD_HEAD.unpack_from(data, end)
         stop = end + _RECORD_HEAD.size + length
         if stop > len(data) or zlib.crc32(data[end + _RECORD_HEAD.size:stop]) != crc:
             break
         end = stop
-        count += 1
-    return end, count
-
-
-def _valid_end_before(path: Path, limit: int) -> tuple[int, int]:
-    end = count = 0
-    with open(path, "rb") as handle:
-        data = handle.read(limit)
-    while end + _RECORD_HEAD.size <= len(data):
-        length, _ = _RECORD_HEAD.unpack_from(data, end)
-        end += _RECORD_HEAD.size + length
         count += 1
     return end, count
 
@@ -168,7 +158,7 @@ class Spool:
             size = path.stat().st_size
             if number == self.committed.segment and self.committed.offset:
                 # records before the commit mark are done: count only those after it
-                done_end, done_count = _valid_end_before(path, self.committed.offset)
+                _, done_count = _valid_end(path, self.committed.offset)
                 self.recovered_records -= done_count
             end, count = _valid_end(path)
             if end < size:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from detections.sigma.loader import CompiledCorrelation, CompiledRule, RuleMeta, RuleSet
 from detections.sigma.compiler import event_text, ir_fields
-from detections.sigma.logsource import applies, descriptors_for, view_of
+from detections.sigma.logsource import applies, descriptors_for, ecs_routing_key, view_of
 from soc import ecs
 
 _OPS = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt, "eq": operator.eq,
@@ -298,13 +298,14 @@ class DetectionEngine:
     def evaluate(self, events: list[dict]) -> list[Detection]:
         detections: list[Detection] = []
         for doc in events:
-            if "winlog" not in doc:
+            if "winlog" in doc:
+                view, key = view_of(doc)
+            else:
                 # The routing key needs two fields: an event no rule is routed to is not flattened at all.
-                program = ecs.get(doc, "process.name")
-                if not self._route(("ecs", ecs.get(doc, "event.dataset") or "",
-                                    program if isinstance(program, str) else "")).rules:
+                key = ecs_routing_key(doc)
+                if not self._route(key).rules:
                     continue
-            view, key = view_of(doc)
+                view = ecs.flatten(doc)
             agency = ecs.get(doc, "organization.id")
             ts = None
             for rule in self.match(view, key):

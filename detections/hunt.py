@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from detections.engine import DetectionEngine
-from detections.sigma.logsource import routing_key, view_of, windows_routing_key, windows_view_from_evtx
+from detections.sigma.logsource import ecs_routing_key, view_of, windows_routing_key, windows_view_from_evtx
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _json_events(path: Path, errors: list[HuntError]) -> Iterator[HuntEvent]:
                 view, key = view_of(doc)
             else:  # a flat object of Windows fields (Zircolite's JSON input)
                 view = doc
-                key = windows_routing_key(view) if "Channel" in doc else routing_key(view)
+                key = windows_routing_key(view) if "Channel" in doc else ecs_routing_key(view)
             yield HuntEvent(view, key, str(path), number, view.get("TimeCreated") or doc.get("@timestamp"))
 
 

@@ -7,7 +7,9 @@ skipped with a loud message locally, and fail in CI (CI=true), where they must r
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -27,12 +29,36 @@ def pytest_report_header(config):
     return "!!! OpenSearch store tests: NO NODE (SOC_TEST_OPENSEARCH unset) - they will be SKIPPED !!!"
 
 
+def cannot_run(here: str, in_ci: str) -> None:
+    """A real part a test needs is missing: skip with the reason on a developer's machine, fail in CI (CI=true),
+    where `make test` has installed every part and each test must run."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(in_ci)
+    pytest.skip(here)
+
+
 def need_opensearch() -> str:
     if OPENSEARCH_URL:
         return OPENSEARCH_URL
-    if os.environ.get("CI") == "true":
-        pytest.fail("SOC_TEST_OPENSEARCH is not set: in CI the OpenSearch tests must run (scripts/run-tests.sh)")
-    pytest.skip("no OpenSearch node (run `make test`, which starts one; needs Java 17 and Maven)")
+    cannot_run("no OpenSearch node (run `make test`, which starts one; needs Java 17 and Maven)",
+               "SOC_TEST_OPENSEARCH is not set: in CI the OpenSearch tests must run (scripts/run-tests.sh)")
+
+
+def need_java_and_maven(what: str) -> None:
+    """Tests that start OpenSearch nodes of their own (scripts/opensearch.sh) need Java and Maven."""
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        cannot_run("no Java/Maven: `make test` installs them", f"Java and Maven are needed for {what} in CI")
+
+
+def wait_until(condition, timeout: float = 20.0, interval: float = 0.05):
+    """Poll ``condition`` until it gives something true: that value, or None when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
 
 
 def free_port() -> int:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +16,7 @@ from soc.storage.base import AlertQuery, EventQuery
 from soc_api.keys import create_key
 from soc_api.settings import ApiSettings, IngestApiConfig, RateLimitConfig
 from tests.api_fixtures import AGENCY_A, AGENCY_B, call, client_for, keys_for, running_suite
-from tests.conftest import CORPUS, PROJECT, make_settings
+from tests.conftest import CORPUS, PROJECT, make_settings, wait_until
 from tests.ingest_samples import (NXLOG_4688, OSQUERY_EVENT, OSQUERY_SNAPSHOT, WINLOGBEAT_4688, ecs_doc, line,
                                   nxlog_4625, winlogbeat7_from_evtx)
 
@@ -32,13 +30,10 @@ def ndjson(*docs) -> bytes:
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    value = wait_until(predicate, timeout)
+    if not value:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value
 
 
 @pytest.fixture(scope="module")

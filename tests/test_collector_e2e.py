@@ -17,7 +17,7 @@ import pytest
 
 from soc.service import Suite, SuiteThread
 from soc.storage import EventQuery
-from tests.conftest import make_settings
+from tests.conftest import make_settings, wait_until
 
 
 @pytest.fixture
@@ -34,15 +34,6 @@ def _metric(text: str, name: str, **labels) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def _wait_for(condition, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.skipif(shutil.which("logger") is None, reason="util-linux logger is installed by make test")
 def test_real_logger_over_tcp_and_udp(suite):
     tcp, udp = suite.bound["syslog_tcp"], suite.bound["syslog_udp"]
@@ -53,7 +44,7 @@ def test_real_logger_over_tcp_and_udp(suite):
     subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(udp), "-d", "--rfc3164", "-t", "sshd", "-p", "auth.info",
                     "Accepted password for bob from 203.0.113.10 port 4243 ssh2"], check=True, timeout=10)
     store = suite.store
-    assert _wait_for(lambda: store.count_events() >= 3)
+    assert wait_until(lambda: store.count_events() >= 3)
     events = {e["source"]["ip"]: e for e in store.search_events(EventQuery(limit=10)) if "source" in e}
     failed = events["203.0.113.9"]
     assert failed["event"]["outcome"] == "failure" and failed["user"]["name"] == "root"
@@ -84,7 +75,7 @@ def test_malformed_input_goes_to_dead_letters_and_the_listener_lives(suite):
         udp.sendto(b"\xff\xfe\x00garbage", ("127.0.0.1", suite.bound["syslog_udp"]))
         udp.sendto(good.replace(b"port 1 ", b"port 2 "), ("127.0.0.1", suite.bound["syslog_udp"]))
     store = suite.store
-    assert _wait_for(lambda: store.count_dead_letters() >= 5 and store.count_events() >= 2)
+    assert wait_until(lambda: store.count_dead_letters() >= 5 and store.count_events() >= 2)
     letters = store.list_dead_letters(10)
     reasons = sorted(d.reason.split(":")[0] for d in letters)
     assert reasons == ["binary", "invalid_utf8", "invalid_utf8", "line_too_long", "truncated_header"]
@@ -120,7 +111,7 @@ def test_malformed_input_goes_to_dead_letters_and_the_listener_lives(suite):
     # Still listening after all that.
     with socket.create_connection(("127.0.0.1", suite.bound["syslog_tcp"])) as sock:
         sock.sendall(good.replace(b"port 1 ", b"port 3 ") + b"\n")
-    assert _wait_for(lambda: store.count_events() == 3)
+    assert wait_until(lambda: store.count_events() == 3)
 
 
 def test_octet_counting_mixed_with_lines_and_split_across_reads(suite):
@@ -133,6 +124,6 @@ def test_octet_counting_mixed_with_lines_and_split_across_reads(suite):
             sock.sendall(stream[i:i + 7])
             time.sleep(0.001)
     store = suite.store
-    assert _wait_for(lambda: store.count_events() >= 3)
+    assert wait_until(lambda: store.count_events() >= 3)
     assert sorted(e["source"]["port"] for e in store.search_events(EventQuery(limit=10))) == [1, 2, 3]
     assert store.count_dead_letters() == 0

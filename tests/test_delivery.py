@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +23,7 @@ from opensearchpy.helpers import scan
 from soc.config import load_settings
 from soc.service import Suite, SuiteThread
 from soc.storage import open_store
-from tests.conftest import free_port, make_settings
+from tests.conftest import free_port, make_settings, need_java_and_maven
 
 SOC = [sys.executable, "-m", "soc.cli"]
 PROJECT = Path(__file__).resolve().parent.parent
@@ -164,10 +163,7 @@ def _start_node(port: int, data: Path, keep: bool) -> None:
 @pytest.fixture
 def own_node(tmp_path_factory):
     """An OpenSearch node of this test's own (it is stopped and started again), on its own ports."""
-    if shutil.which("java") is None or shutil.which("mvn") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Java and Maven are needed for the OpenSearch outage test in CI")
-        pytest.skip("no Java/Maven: `make test` installs them")
+    need_java_and_maven("the OpenSearch outage test")
     port = 9380
     data = tmp_path_factory.mktemp("outage-node")
     _start_node(port, data, keep=False)

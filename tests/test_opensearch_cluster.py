@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from soc.storage import EventQuery, store_from_url
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, need_java_and_maven
 
 SCRIPT = PROJECT / "scripts" / "opensearch.sh"
 PORT = int(os.environ.get("SOC_TEST_CLUSTER_PORT", "9290"))
@@ -17,10 +16,7 @@ PORT = int(os.environ.get("SOC_TEST_CLUSTER_PORT", "9290"))
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if shutil.which("java") is None or shutil.which("mvn") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Java and Maven are needed for the OpenSearch cluster test in CI")
-        pytest.skip("no Java/Maven: `make test` installs them")
+    need_java_and_maven("the OpenSearch cluster test")
     data = tmp_path_factory.mktemp("cluster")
     started = subprocess.run([str(SCRIPT), "start", "--nodes", "3", "--port", str(PORT), "--dir", str(data)],
                              capture_output=True, text=True, timeout=400, env={**os.environ, "OPENSEARCH_HEAP": "768m"})

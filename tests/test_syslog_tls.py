@@ -19,7 +19,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -33,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from soc.service import Suite, SuiteThread
 from soc.storage import EventQuery
 from soc_api.keys import create_key
-from tests.conftest import free_port, make_settings
+from tests.conftest import cannot_run, free_port, make_settings, wait_until
 
 RELAY = "relay-01.syslog.test"  # asset relay-01, agency so-tttt
 RSYSLOG = "rsyslog-relay.syslog.test"  # asset rsyslog-relay, agency so-tc
@@ -148,15 +147,6 @@ def start_suite(tmp_path, pki):
         runner.stop()
 
 
-def _wait_for(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _metrics(suite: Suite) -> str:
     return httpx.get(f"http://127.0.0.1:{suite.bound['api']}/metrics").text
 
@@ -221,7 +211,7 @@ RFC3164_PLAIN = b"<38>Nov 22 10:00:03 edge-gw-7 sshd[7]: Accepted password for b
 
 
 def _events(suite: Suite, n: int) -> list[dict]:
-    assert _wait_for(lambda: suite.store.count_events() >= n), \
+    assert wait_until(lambda: suite.store.count_events() >= n), \
         f"{suite.store.count_events()} events stored, {n} expected"
     return suite.store.search_events(EventQuery(limit=100))
 
@@ -342,9 +332,8 @@ def _need(tool: str) -> str:
     path = shutil.which(tool) or (f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else None)
     if path:
         return path
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{tool} is not installed: in CI the rsyslog forwarding tests must run (make test installs it)")
-    pytest.skip(f"{tool} is not installed (make test installs rsyslog, rsyslog-gnutls and bsdutils)")
+    cannot_run(f"{tool} is not installed (make test installs rsyslog, rsyslog-gnutls and bsdutils)",
+               f"{tool} is not installed: in CI the rsyslog forwarding tests must run (make test installs it)")
 
 
 @pytest.fixture
@@ -380,7 +369,7 @@ ruleset(name="forward") {{
             except OSError:
                 return False
 
-        assert _wait_for(listening, 20), f"rsyslogd does not listen: {log.read_text(errors='replace')}"
+        assert wait_until(listening, 20), f"rsyslogd does not listen: {log.read_text(errors='replace')}"
         return port
 
     yield start

@@ -119,19 +119,28 @@ async def _emit(buffer: bytearray, cut: bool, peer: tuple, deliver: Deliver, tra
                              sender_name=sender_name))
 
 
+async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: tuple,
+                           deliver: Deliver, keep_bytes: int, *, transport: str = "tcp", sender_name: str = "",
+                           after_chunk: Callable[[], None] | None = None,
+                           ends: tuple[type[BaseException], ...] = ()) -> None:
+    """Read one stream connection (TCP or TLS) to its end; a sender going away ends it quietly, never the listener."""
+    try:
+        await _read_lines(reader, peer, deliver, keep_bytes, transport=transport, sender_name=sender_name,
+                          after_chunk=after_chunk)
+    except (ConnectionError, asyncio.IncompleteReadError, *ends) as exc:
+        log.info("syslog %s connection from %s ended: %s", transport.upper(), peer[0], exc)
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+
 async def start_tcp(host: str, port: int, deliver: Deliver, *, keep_bytes: int,
                     after_chunk: Callable[[], None] | None = None) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("", 0)
-        try:
-            await _read_lines(reader, peer, deliver, keep_bytes, after_chunk=after_chunk)
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            log.info("syslog TCP connection from %s ended: %s", peer[0], exc)
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
+        await serve_connection(reader, writer, peer, deliver, keep_bytes, after_chunk=after_chunk)
 
     return await asyncio.start_server(handle, host, port, limit=READ_CHUNK)

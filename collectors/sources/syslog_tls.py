@@ -15,7 +15,7 @@ from typing import Callable
 
 from prometheus_client import Counter
 
-from collectors.sources.syslog import READ_CHUNK, Deliver, _read_lines
+from collectors.sources.syslog import READ_CHUNK, Deliver, serve_connection
 from soc.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -129,17 +129,8 @@ async def start_tls(host: str, port: int, deliver: Deliver, *, keep_bytes: int, 
         protocol.connection_made(transport)
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         sender_name = certificate_name(transport.get_extra_info("peercert"))
-        try:
-            await _read_lines(reader, peer, deliver, keep_bytes, transport="tls", sender_name=sender_name,
-                              after_chunk=after_chunk)
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
-            log.info("syslog TLS connection from %s ended: %s", peer[0], exc)
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
+        await serve_connection(reader, writer, peer, deliver, keep_bytes, transport="tls", sender_name=sender_name,
+                               after_chunk=after_chunk, ends=(ssl.SSLError,))
 
     def track(raw: asyncio.Transport) -> None:
         task = loop.create_task(upgrade(raw))

@@ -231,17 +231,17 @@ def view_of(doc: dict) -> tuple[dict[str, Any], tuple]:
     if "winlog" in doc:
         view = windows_view_from_ecs(doc)
         return view, windows_routing_key(view)
-    flat = ecs.flatten(doc)
-    return flat, routing_key(flat)
+    return ecs.flatten(doc), ecs_routing_key(doc)
+
+
+def ecs_routing_key(doc: dict) -> tuple:
+    """The routing key of an ECS (not Windows) document, nested or already flattened: no flattening needed."""
+    program = ecs.get(doc, "process.name")
+    return ("ecs", ecs.get(doc, "event.dataset") or "", program if isinstance(program, str) else "")
 
 
 def windows_routing_key(view: dict[str, Any]) -> tuple:
     return ("windows", str(view.get("Channel") or "").lower(), view.get("EventID"))
-
-
-def routing_key(flat: dict[str, Any]) -> tuple:
-    program = flat.get("process.name")
-    return ("ecs", flat.get("event.dataset") or "", program if isinstance(program, str) else "")
 
 
 @lru_cache(maxsize=4096)
@@ -266,7 +266,7 @@ def descriptors_for(key: tuple) -> tuple[dict[str, str], ...]:
 
 
 def event_descriptors(flat: dict[str, Any]) -> tuple[dict[str, str], ...]:
-    return descriptors_for(routing_key(flat))
+    return descriptors_for(ecs_routing_key(flat))  # ecs.get reads dotted keys of a flat view as well
 
 
 def applies(rule_logsource: dict[str, str | None], descriptors: tuple[dict[str, str], ...]) -> bool:
