@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
@@ -30,8 +31,8 @@ from collectors.parsers.syslog import parse_syslog
 from collectors.sources.unknown_senders import UnknownSenders
 from inventory.enrich import enrich
 from inventory.lookup import Inventory
-from soc import ecs, metrics
-from soc.storage.base import DeadLetter
+from soc import codec, ecs, metrics
+from soc.storage.base import DeadLetter, EncodedEvent, encode_event
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,17 @@ class Context:
     unknown_senders: UnknownSenders = field(default_factory=UnknownSenders)
     max_json_bytes: int = 1024 * 1024  # one JSON document (a Windows event with a long script block is large)
     max_json_depth: int = 32  # nesting of objects and arrays
+    # What steps count while a batch is processed; the batch's result carries it out, so a parse worker in another
+    # process reports it to the suite's metrics and unknown-sender table instead of to its own copies.
+    tally: "Tally" = field(default_factory=lambda: Tally())
+
+
+@dataclass
+class Tally:
+    parsed: Counter = field(default_factory=Counter)  # parser name → messages parsed
+    failed: Counter = field(default_factory=Counter)  # reason → messages turned into dead letters
+    # (peer, certificate name, transport) → [messages, first received, last received]
+    unknown_senders: dict = field(default_factory=dict)
 
 
 Step = Callable[[dict, RawMessage, Context], dict]
@@ -94,11 +106,11 @@ def step_program(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     if spec is None:
         ecs.put(doc, "event.module", "syslog")
         ecs.put(doc, "event.dataset", "syslog.generic")
-        metrics.EVENTS_PARSED.labels(parser="syslog").inc()
+        ctx.tally.parsed["syslog"] += 1
         return doc
     doc = spec.parse(doc, ParseContext(zone=ctx.zone, received=msg.received))  # type: ignore[arg-type]
     ecs.put(doc, "event.dataset", ecs.get(doc, "event.dataset") or spec.dataset)
-    metrics.EVENTS_PARSED.labels(parser=spec.name).inc()
+    ctx.tally.parsed[spec.name] += 1
     return doc
 
 
@@ -157,7 +169,7 @@ def step_json_shape(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     doc["event"]["original"] = text
     ecs.put(doc, "event.dataset", ecs.get(doc, "event.dataset") or spec.dataset)
     doc["@timestamp"] = _json_time(doc.get("@timestamp"), msg)
-    metrics.EVENTS_PARSED.labels(parser=spec.name).inc()
+    ctx.tally.parsed[spec.name] += 1
     return doc
 
 
@@ -192,7 +204,7 @@ def step_claims(doc: dict, msg: RawMessage, ctx: Context) -> dict:
 def step_record(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     """A line in a format the source named (``soc ingest --format cisco_asa``), with or without a syslog header."""
     parsed = parse_record(doc.pop("_text"), msg.format, ParseContext(zone=ctx.zone, received=msg.received))
-    metrics.EVENTS_PARSED.labels(parser=msg.format).inc()
+    ctx.tally.parsed[msg.format] += 1
     return parsed
 
 
@@ -200,17 +212,24 @@ def step_enrich(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     doc = enrich(doc, ctx.inventory, sender=msg.peer or None, certificate=msg.sender_name or None,
                  agency=msg.agency or None)
     if (msg.peer or msg.sender_name) and "unknown_sender" in doc.get("tags", ()):
-        ctx.unknown_senders.record(msg.peer, msg.sender_name, msg.transport, msg.received)
+        heard = ctx.tally.unknown_senders.setdefault((msg.peer, msg.sender_name, msg.transport),
+                                                     [0, msg.received, msg.received])
+        heard[0] += 1
+        heard[2] = msg.received
     return doc
 
 
 def step_finalize(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     moment = doc["@timestamp"]
     if isinstance(moment, datetime):
-        doc["@timestamp"] = ecs.utc_iso(moment)
-    ecs.put(doc, "event.kind", ecs.get(doc, "event.kind") or "event")
-    ecs.put(doc, "event.created", ecs.utc_iso(msg.received))
-    ecs.put(doc, "event.ingested", ecs.now_iso())
+        moment = doc["@timestamp"] = ecs.utc_iso(moment)
+    event = doc.get("event")
+    if not isinstance(event, dict):
+        event = doc["event"] = {}
+    if not event.get("kind"):
+        event["kind"] = "event"
+    event["created"] = ecs.utc_iso(msg.received)
+    event["ingested"] = ecs.now_iso()
     if msg.peer:
         ecs.put(doc, "observer.ip", msg.peer)
     ecs.put(doc, "log.source.address", msg.source)
@@ -218,7 +237,7 @@ def step_finalize(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     # Identity = who sent it (the vouched-for agency, else the sender's address), when it says it happened, and what
     # it says: a replay rewrites the same document.
     who = f"agency:{msg.agency}" if msg.agency else msg.peer
-    ecs.put(doc, "event.id", ecs.event_id(who, doc["@timestamp"], ecs.get(doc, "event.original")))
+    event["id"] = ecs.event_id(who, moment, event.get("original"))
     return doc
 
 
@@ -244,6 +263,31 @@ FILE_SYSLOG_STEPS = ("decode", "syslog_file", "program", "enrich", "finalize")  
 class BatchResult:
     events: list[dict] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
+    # The events serialised for the store (a parse worker sends these instead of the dicts: no pickling of nested
+    # documents between processes). Either list is made from the other when first asked for.
+    encoded: list[EncodedEvent] | None = None
+
+    def encoded_events(self) -> list[EncodedEvent]:
+        if self.encoded is None:
+            self.encoded = [encode_event(doc) for doc in self.events]
+        return self.encoded
+
+    def decoded_events(self) -> list[dict]:
+        if not self.events and self.encoded:
+            self.events = [codec.loads(e.source) for e in self.encoded]
+        return self.events
+
+    def publish(self, unknown_senders: UnknownSenders) -> None:
+        """Count the batch in the suite's metrics and note its unknown senders (in the process that serves them)."""
+        for parser, count in self.tally.parsed.items():
+            metrics.EVENTS_PARSED.labels(parser=parser).inc(count)
+        for reason, count in self.tally.failed.items():
+            metrics.EVENTS_FAILED.labels(reason=reason).inc(count)
+            metrics.DEAD_LETTERS.labels(reason=reason).inc(count)
+        for (peer, name, transport), (count, first, last) in self.tally.unknown_senders.items():
+            unknown_senders.record(peer, name, transport, last, count=count, first=first)
+        self.tally = Tally()  # published once
 
 
 class Pipeline:
@@ -276,26 +320,37 @@ class Pipeline:
             doc = step(doc, msg, self.context)
         return doc
 
-    def dead_letter(self, msg: RawMessage, reason_kind: str, detail: str) -> DeadLetter:
+    def dead_letter(self, msg: RawMessage, reason_kind: str, detail: str, count: bool = True) -> DeadLetter:
         raw = msg.data
         truncated = msg.truncated
         if len(raw) > self.context.dead_letter_max_bytes:
             raw, truncated = raw[: self.context.dead_letter_max_bytes], True
-        metrics.EVENTS_FAILED.labels(reason=reason_kind).inc()
-        metrics.DEAD_LETTERS.labels(reason=reason_kind).inc()
+        if count:
+            metrics.EVENTS_FAILED.labels(reason=reason_kind).inc()
+            metrics.DEAD_LETTERS.labels(reason=reason_kind).inc()
         return DeadLetter(received=ecs.utc_iso(msg.received), source=dead_letter_source(msg),
                           reason=f"{reason_kind}: {detail}", raw=raw, truncated=truncated)
 
-    def process_batch(self, messages: Iterable[RawMessage]) -> BatchResult:
+    def process_batch(self, messages: Iterable[RawMessage], encode: bool = False) -> BatchResult:
+        """Parse a batch. Its counts travel in the result: call ``result.publish`` where the metrics are served.
+        ``encode``: hand back the events serialised (``result.encoded``) rather than as dicts."""
         result = BatchResult()
+        tally = self.context.tally = result.tally
         for msg in messages:
             try:
                 result.events.append(self.process(msg))
             except ParseError as exc:
-                result.dead_letters.append(self.dead_letter(msg, exc.kind, str(exc)))
+                result.dead_letters.append(self.dead_letter(msg, exc.kind, str(exc), count=False))
+                tally.failed[exc.kind] += 1
             except Exception as exc:  # a parser bug must not stop the collector or lose the line
                 log.exception("pipeline step failed on a message from %s", msg.source)
-                result.dead_letters.append(self.dead_letter(msg, "internal_error", f"{type(exc).__name__}: {exc}"))
+                result.dead_letters.append(self.dead_letter(msg, "internal_error", f"{type(exc).__name__}: {exc}",
+                                                            count=False))
+                tally.failed["internal_error"] += 1
+        self.context.tally = Tally()
+        if encode:
+            result.encoded_events()
+            result.events = []
         return result
 
 

@@ -55,12 +55,26 @@ class Position:
     offset: int
 
 
+_HEADS: dict[tuple, tuple[tuple[int, ...], bytes]] = {}
+
+
+def _strings(msg: RawMessage) -> tuple[tuple[int, ...], bytes]:
+    # The strings repeat for every message of a connection: encode them once (bounded: file origins vary).
+    key = (msg.transport, msg.peer, msg.agency, msg.sender_name, msg.format, msg.origin)
+    found = _HEADS.get(key)
+    if found is None:
+        strings = [s.encode("utf-8", "surrogateescape")[:65535] for s in key]
+        found = (tuple(map(len, strings)), b"".join(strings))
+        if len(_HEADS) >= 4096:
+            _HEADS.clear()
+        _HEADS[key] = found
+    return found
+
+
 def encode(msg: RawMessage) -> bytes:
-    strings = [s.encode("utf-8", "surrogateescape")[:65535]
-               for s in (msg.transport, msg.peer, msg.agency, msg.sender_name, msg.format, msg.origin)]
+    lengths, strings = _strings(msg)
     payload = b"".join((_PAYLOAD_HEAD.pack(msg.received.timestamp(), msg.peer_port & 0xFFFF,
-                                           _TRUNCATED if msg.truncated else 0, *map(len, strings)),
-                        *strings, msg.data))
+                                           _TRUNCATED if msg.truncated else 0, *lengths), strings, msg.data))
     return _RECORD_HEAD.pack(len(payload), zlib.crc32(payload)) + payload
 
 
@@ -199,6 +213,13 @@ class Spool:
         if len(self._buffer) >= self.buffer_bytes:
             self.flush()
 
+    def extend(self, messages: list[RawMessage]) -> None:
+        self._buffer += b"".join(map(encode, messages))
+        self._buffered_records += len(messages)
+        self._records_written += len(messages)
+        if len(self._buffer) >= self.buffer_bytes:
+            self.flush()
+
     def flush(self) -> None:
         """Hand the buffered records to the operating system: from here they survive the death of the process."""
         if not self._buffer:
@@ -235,13 +256,14 @@ class Spool:
         self._sizes[self._write_segment] = 0
 
     # --- the reader's side (the pipeline worker) --------------------------------------------------------------
-    def read(self, max_records: int, timeout: float) -> list[RawMessage]:
+    def read(self, max_records: int, timeout: float, raw: bool = False) -> list:
         """Up to ``max_records`` messages after the read position, waiting up to ``timeout`` for any to come.
-        ``read_position`` is then the position to commit once they are stored."""
-        messages: list[RawMessage] = []
+        ``read_position`` is then the position to commit once they are stored. ``raw``: the records' payloads as
+        bytes, for ``decode`` elsewhere (a parse worker), instead of messages."""
+        messages: list = []
         deadline = time.monotonic() + timeout
         while True:
-            self._read_available(messages, max_records)
+            self._read_available(messages, max_records, raw)
             if messages or self._closed:
                 return messages
             remaining = deadline - time.monotonic()
@@ -257,7 +279,7 @@ class Spool:
             return True
         return any(n > position.segment and size for n, size in self._sizes.items())
 
-    def _read_available(self, out: list[RawMessage], max_records: int) -> None:
+    def _read_available(self, out: list, max_records: int, raw: bool = False) -> None:
         while len(out) < max_records:
             with self._cond:
                 position = self.read_position
@@ -286,7 +308,7 @@ class Spool:
                 if zlib.crc32(payload) != crc:
                     # Only the writer of this process wrote here since the start-up check: this is disk damage.
                     raise SpoolError(f"spool segment {position.segment} is damaged at byte {position.offset + at}")
-                out.append(decode(payload))
+                out.append(bytes(payload) if raw else decode(payload))
                 at = stop
             self.read_position = Position(position.segment, position.offset + at)
             if at == 0:

@@ -266,6 +266,11 @@ class DetectionEngine:
             streaming.append(corr)
         self.correlations = CorrelationEngine(streaming)
 
+    @property
+    def idle(self) -> bool:
+        """No rule to run: events need not even be looked at."""
+        return not self._by_logsource
+
     def _route(self, key: tuple) -> _Route:
         route = self._routes.get(key)
         if route is None:

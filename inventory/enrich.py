@@ -19,21 +19,71 @@ def _zone(inventory: Inventory, address: str) -> str:
     return "government" if inventory.is_government(address) else "outside"
 
 
-def _candidate_assets(doc: dict, inventory: Inventory, sender: str | None, certificate: str | None):
+def _candidate_assets(inventory: Inventory, hostname: str | None, certificate: str | None, sender: str | None,
+                      host_ip: str | None):
     """The assets an event may be about, best evidence first: the host it names, the verified certificate of the
     sender (names it better than an address: NAT, relays, DHCP), the socket address, the host address it gives."""
-    hostname = ecs.get(doc, "host.hostname")
-    if isinstance(hostname, str):
+    if hostname:
         yield inventory.asset_by_name(hostname)
     if certificate:
         yield inventory.asset_by_certificate(certificate)
     if sender:
         yield inventory.asset_by_ip(sender)
-    host_ip = ecs.get(doc, "host.ip")
-    if isinstance(host_ip, list):
-        host_ip = host_ip[0] if host_ip else None
-    if isinstance(host_ip, str):
+    if host_ip:
         yield inventory.asset_by_ip(host_ip)
+
+
+def _sender_plan(inventory: Inventory, hostname: str | None, certificate: str | None, sender: str | None,
+                 host_ip: str | None, agency: str | None) -> tuple[tuple[tuple[str, object], ...], tuple[str, ...]]:
+    """The fields (and tags) an event gets from who sent it and which host it names. They depend on those few
+    values alone, which repeat for every event of a sender: computed once, applied to each event."""
+    fields: list[tuple[str, object]] = []
+    tags: list[str] = []
+    if certificate:
+        fields.append(("soc.sender.certificate", certificate))
+    asset = None
+    for found in _candidate_assets(inventory, hostname, certificate, sender, host_ip):
+        if found is not None and (agency is None or found.agency == agency):
+            asset = found
+            break
+    owner = None
+    if agency is not None:
+        owner = inventory.agencies.get(agency)
+        if owner is None:  # a key bound to an agency the inventory no longer has: still that agency's event
+            fields.append(("organization.id", agency))
+            tags.append("unknown_agency")
+    if asset is not None:
+        if owner is None and agency is None:
+            owner = inventory.agencies.get(asset.agency)
+        fields.append(("host.name", asset.hostname))
+        if asset.addresses:
+            fields.append(("host.ip", tuple(asset.addresses)))
+        if asset.os:
+            fields.append(("host.os.name", asset.os))
+        fields += [("soc.asset.id", asset.id), ("soc.asset.kind", asset.kind.value),
+                   ("soc.asset.criticality", asset.criticality.value)]
+        if asset.role:
+            fields.append(("soc.asset.role", asset.role))
+    if owner is None and agency is None and sender:
+        owner = inventory.agency_of(sender)
+    if owner is not None:
+        fields += [("organization.id", owner.id), ("organization.name", owner.name_en),
+                   ("soc.agency.name_vi", owner.name_vi), ("soc.agency.kind", owner.kind.value)]
+    elif agency is None:
+        tags.append("unknown_sender")
+    return tuple(fields), tuple(tags)
+
+
+def _address_plan(inventory: Inventory, side: str, address: str) -> tuple[tuple[str, object], ...]:
+    """What the inventory says about a source or destination address: its zone, owning agency and asset."""
+    fields: list[tuple[str, object]] = [(f"soc.{side}.zone", _zone(inventory, address))]
+    owner = inventory.agency_of(address)
+    if owner is not None:
+        fields.append((f"soc.{side}.agency", owner.id))
+    side_asset = inventory.asset_by_ip(address)
+    if side_asset is not None:
+        fields.append((f"soc.{side}.asset", side_asset.id))
+    return tuple(fields)
 
 
 def enrich(doc: dict, inventory: Inventory, sender: str | None = None, certificate: str | None = None,
@@ -42,54 +92,27 @@ def enrich(doc: dict, inventory: Inventory, sender: str | None = None, certifica
     ``agency``: the agency an authenticating source vouched for (the API key's). It is authoritative: the event is
     that agency's whatever the document or the sender address suggest, and only that agency's assets are matched
     (a document naming another agency's host does not get that host's asset, criticality or agency)."""
-    if certificate:
-        ecs.put(doc, "soc.sender.certificate", certificate)
-    asset = None
-    for found in _candidate_assets(doc, inventory, sender, certificate):
-        if found is not None and (agency is None or found.agency == agency):
-            asset = found
-            break
-    owner = None
-    if agency is not None:
-        owner = inventory.agencies.get(agency)
-        if owner is None:  # a key bound to an agency the inventory no longer has: still that agency's event
-            ecs.put(doc, "organization.id", agency)
-            tags = doc.setdefault("tags", [])
-            if isinstance(tags, list) and "unknown_agency" not in tags:
-                tags.append("unknown_agency")
-    if asset is not None:
-        if owner is None and agency is None:
-            owner = inventory.agencies.get(asset.agency)
-        ecs.put(doc, "host.name", asset.hostname)
-        if asset.addresses:
-            ecs.put(doc, "host.ip", list(asset.addresses))
-        if asset.os:
-            ecs.put(doc, "host.os.name", asset.os)
-        ecs.put(doc, "soc.asset.id", asset.id)
-        ecs.put(doc, "soc.asset.kind", asset.kind.value)
-        ecs.put(doc, "soc.asset.criticality", asset.criticality.value)
-        if asset.role:
-            ecs.put(doc, "soc.asset.role", asset.role)
-    if owner is None and agency is None and sender:
-        owner = inventory.agency_of(sender)
-    if owner is not None:
-        ecs.put(doc, "organization.id", owner.id)
-        ecs.put(doc, "organization.name", owner.name_en)
-        ecs.put(doc, "soc.agency.name_vi", owner.name_vi)
-        ecs.put(doc, "soc.agency.kind", owner.kind.value)
-    elif agency is None:
-        tags = doc.setdefault("tags", [])
-        if "unknown_sender" not in tags:
-            tags.append("unknown_sender")
+    hostname = ecs.get(doc, "host.hostname")
+    if not isinstance(hostname, str):
+        hostname = None
+    host_ip = ecs.get(doc, "host.ip")
+    if isinstance(host_ip, list):
+        host_ip = host_ip[0] if host_ip else None
+    if not isinstance(host_ip, str):
+        host_ip = None
+    key = ("sender", hostname, certificate, sender, host_ip, agency)
+    fields, tags = inventory.memo(key, lambda: _sender_plan(inventory, hostname, certificate, sender, host_ip,
+                                                            agency))
+    for dotted, value in fields:
+        ecs.put(doc, dotted, list(value) if type(value) is tuple else value)  # each event gets its own list
+    for tag in tags:
+        current = doc.setdefault("tags", [])
+        if isinstance(current, list) and tag not in current:
+            current.append(tag)
     for side in ("source", "destination"):
         address = ecs.get(doc, f"{side}.ip")
         if not address or not isinstance(address, str):
             continue
-        ecs.put(doc, f"soc.{side}.zone", _zone(inventory, address))
-        owner = inventory.agency_of(address)
-        if owner is not None:
-            ecs.put(doc, f"soc.{side}.agency", owner.id)
-        side_asset = inventory.asset_by_ip(address)
-        if side_asset is not None:
-            ecs.put(doc, f"soc.{side}.asset", side_asset.id)
+        for dotted, value in inventory.memo((side, address), lambda: _address_plan(inventory, side, address)):
+            ecs.put(doc, dotted, value)
     return doc

@@ -96,6 +96,17 @@ class Inventory:
         self._government = _PrefixTable()
         for cidr in document.government_networks:
             self._government.add(cidr, True)
+        self._memo: dict[tuple, object] = {}
+
+    def memo(self, key: tuple, compute):
+        """An answer derived from this inventory alone, remembered (bounded; emptied when full). A reloaded
+        inventory is a new object, so nothing outlives the data it came from."""
+        answer = self._memo.get(key, _MISS)
+        if answer is _MISS:
+            if len(self._memo) >= _CACHE_LIMIT:
+                self._memo.clear()
+            answer = self._memo[key] = compute()
+        return answer
 
     @classmethod
     def load(cls, path: str | Path) -> "Inventory":

@@ -10,6 +10,7 @@ Enable with ``extensions: [reports.service]``; configure with the ``reports`` se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import date
 
@@ -41,23 +42,31 @@ def run_due(suite, today: date | None = None, config: ReportsConfig | None = Non
     targets: list[str | None] = list(scopes(suite.inventory, config.agencies))
     if config.province_rollup:
         targets.append(None)
+    job = getattr(suite, "job", None) or contextlib.nullcontext
     for period in due_periods(today, zone, config):
         for scope in targets:
-            langs = [lang for lang in config.languages if not exists(suite.store, scope or PROVINCE, period.label,
-                                                                      lang)]
-            if not langs:
-                continue
+            if getattr(suite, "closing", False):
+                return built  # the rest is caught up at the next start
             try:
-                for item in build_report(suite.store, suite.inventory, suite.ruleset, scope=scope, period=period,
-                                         langs=langs, formats=config.formats,
-                                         out_dir=output_dir(suite.settings, config), zone=zone,
-                                         options=GatherOptions(gap_hours_min=config.gap_hours_min)):
-                    built.append(item.record["id"])
+                with job():
+                    built += _build_one(suite, config, zone, period, scope)
             except Exception:  # one agency's failure must not stop the others' reports
+                if getattr(suite, "closing", False):
+                    return built
                 log.exception("scheduled report for %s %s failed", scope or PROVINCE, period.label)
     if built:
         log.info("scheduled reports built: %s", ", ".join(built))
     return built
+
+
+def _build_one(suite, config: ReportsConfig, zone, period: Period, scope: str | None) -> list[str]:
+    langs = [lang for lang in config.languages if not exists(suite.store, scope or PROVINCE, period.label, lang)]
+    if not langs:
+        return []
+    return [item.record["id"] for item in build_report(suite.store, suite.inventory, suite.ruleset, scope=scope,
+                                                       period=period, langs=langs, formats=config.formats,
+                                                       out_dir=output_dir(suite.settings, config), zone=zone,
+                                                       options=GatherOptions(gap_hours_min=config.gap_hours_min))]
 
 
 def attach(suite) -> None:

@@ -122,6 +122,15 @@ class PipelineConfig(_Section):
     # One JSON document (HTTP ingest, JSON lines, EVTX records): larger or deeper is a dead letter with the reason.
     json_max_bytes: int = Field(default=1_048_576, ge=1024)
     json_max_depth: int = Field(default=32, ge=2, le=200)
+    # Processes that parse batches beside the suite's own (collectors/parse_workers.py): 0 parses in the suite's
+    # thread; "auto" uses one per core when there is more than one core.
+    parse_workers: int | Literal["auto"] = "auto"
+
+    def parse_worker_count(self) -> int:
+        if self.parse_workers == "auto":
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            return min(cores, 8) if cores > 1 else 0
+        return max(0, min(int(self.parse_workers), 64))
 
 
 class Settings(_Section):

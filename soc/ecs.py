@@ -8,6 +8,7 @@ once into dotted keys.
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
@@ -16,33 +17,47 @@ ECS_VERSION = "8.17.0"
 _MISSING = object()
 
 
+# Field names repeat all day: split each dotted name once. Bounded, since JSON documents bring arbitrary names.
+_PATHS: dict[str, tuple[tuple[str, ...], str]] = {}
+
+
+def path(dotted: str) -> tuple[tuple[str, ...], str]:
+    """``"source.geo.ip"`` → ``(("source", "geo"), "ip")``, cached."""
+    found = _PATHS.get(dotted)
+    if found is None:
+        *parents, leaf = dotted.split(".")
+        found = (tuple(parents), leaf)
+        if len(_PATHS) < 8192:
+            _PATHS[dotted] = found
+    return found
+
+
 def get(doc: dict, dotted: str, default: Any = None) -> Any:
     """``get(doc, "source.ip")``; also finds keys that are themselves dotted (``{"source.ip": ...}``)."""
     if dotted in doc:
         return doc[dotted]
+    parents, leaf = _PATHS.get(dotted) or path(dotted)
     node: Any = doc
-    parts = dotted.split(".")
-    for i, part in enumerate(parts):
-        if not isinstance(node, dict):
+    for i, part in enumerate(parents):
+        child = node.get(part, _MISSING)
+        if child is _MISSING:
+            return node.get(".".join(parents[i:]) + "." + leaf, default)
+        if not isinstance(child, dict):
             return default
-        if part in node:
-            node = node[part]
-            continue
-        rest = ".".join(parts[i:])
-        return node.get(rest, default)
-    return node
+        node = child
+    return node.get(leaf, default)
 
 
 def put(doc: dict, dotted: str, value: Any) -> None:
     """Set a nested field, creating the parents: ``put(doc, "source.ip", "203.0.113.7")``."""
+    parents, leaf = _PATHS.get(dotted) or path(dotted)
     node = doc
-    parts = dotted.split(".")
-    for part in parts[:-1]:
+    for part in parents:
         child = node.get(part)
         if not isinstance(child, dict):
             child = node[part] = {}
         node = child
-    node[parts[-1]] = value
+    node[leaf] = value
 
 
 def put_if(doc: dict, dotted: str, value: Any) -> None:
@@ -76,11 +91,19 @@ def _walk(node: dict, prefix: str) -> Iterator[tuple[str, Any]]:
             yield name, value
 
 
+_ISO_CACHE: dict[datetime, str] = {}
+
+
 def utc_iso(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds, the form both stores sort and range-query correctly."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    text = _ISO_CACHE.get(moment)  # events of one second and one batch share their timestamps
+    if text is None:
+        aware = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+        text = aware.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if len(_ISO_CACHE) >= 4096:
+            _ISO_CACHE.clear()
+        _ISO_CACHE[moment] = text
+    return text
 
 
 def parse_time(value: str) -> datetime:
@@ -91,8 +114,16 @@ def parse_time(value: str) -> datetime:
     return moment
 
 
+_NOW: tuple[int, str] = (0, "")
+
+
 def now_iso() -> str:
-    return utc_iso(datetime.now(timezone.utc))
+    global _NOW
+    millis = time.time_ns() // 1_000_000
+    stamp = _NOW  # one tuple, swapped whole: threads never see a time with another time's text
+    if stamp[0] != millis:
+        stamp = _NOW = (millis, utc_iso(datetime.fromtimestamp(millis / 1000, timezone.utc)))
+    return stamp[1]
 
 
 def event_id(*parts: str | bytes | None) -> str:

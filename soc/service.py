@@ -11,6 +11,7 @@ senders are slowed (their reads pause), HTTP senders are told to retry later and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from collectors.message import RawMessage
+from collectors.parse_workers import ParseWorkers, Ticket, messages_of
 from collectors.pipeline import Pipeline, build_context
 from collectors.sources import syslog as syslog_source
 from collectors.sources import syslog_tls
@@ -31,7 +33,7 @@ from detections.engine import DetectionEngine
 from detections.sigma.loader import RuleSet, load_rules
 from detections.sigma.placeholders import placeholder_values
 from inventory.lookup import Inventory
-from soc import ecs, metrics
+from soc import codec, ecs, metrics
 from soc.config import Settings
 from soc.storage import DeadLetter, Store, StoreError, open_store
 
@@ -44,6 +46,10 @@ REFUSED = metrics.Counter("soc_ingest_refused", "Batches refused with a retry si
 
 class _Aborted(Exception):
     """The suite is stopping while the store is unreachable: the batch stays in the spool for the next start."""
+
+
+class JobRefused(Exception):
+    """The suite is closing: no new extension job may start."""
 
 
 class Backpressure(Exception):
@@ -83,6 +89,10 @@ class Suite:
         self._worker: threading.Thread | None = None  # reads the spool and parses
         self._writer: threading.Thread | None = None  # stores, detects, commits
         self._handoff: queue.Queue = queue.Queue(maxsize=1)
+        self._parse_workers: ParseWorkers | None = None  # processes that parse, when pipeline.parse_workers > 0
+        self._jobs = 0  # extension work running in other threads (see job())
+        self._jobs_changed = threading.Condition()
+        self._closing = False
         self._stopping = threading.Event()
         self._abort = threading.Event()
         self._stop_async: asyncio.Event | None = None
@@ -104,20 +114,27 @@ class Suite:
 
     def _store_and_detect(self, result, count: int, started: float) -> BatchOutcome:
         """The second half of processing a batch: store events and dead letters, run detections, store alerts."""
-        outcome = BatchOutcome(events=result.events, dead_letters=len(result.dead_letters))
-        if result.events:
+        result.publish(self.pipeline.context.unknown_senders)
+        encoded = result.encoded_events()
+        # Events from a parse worker arrive serialised; they are decoded only when something here reads them.
+        wanted = result.events or not self.engine.idle or self.event_hooks or self.alert_hooks
+        outcome = BatchOutcome(events=result.decoded_events() if wanted else [],
+                               dead_letters=len(result.dead_letters))
+        if encoded:
             write_started = time.perf_counter()
+            stored = len(encoded)
             try:
-                self._with_retry("events", self.store.write_events, result.events)
+                self._with_retry("events", self.store.write_encoded, encoded)
             except StoreError as exc:
                 # The store refused them for good (a mapping conflict, say): keep every one as a dead letter.
-                rejected = exc.rejected or [(doc, str(exc)) for doc in result.events]
+                rejected = exc.rejected or [(codec.loads(e.source), str(exc)) for e in encoded]
                 refused_ids = {ecs.get(doc, "event.id") for doc, _ in rejected if doc}
                 result.dead_letters.extend(self._event_dead_letter(doc, reason) for doc, reason in rejected if doc)
-                outcome.events = [e for e in result.events if ecs.get(e, "event.id") not in refused_ids]
+                outcome.events = [e for e in outcome.events if ecs.get(e, "event.id") not in refused_ids]
                 outcome.dead_letters = len(result.dead_letters)
+                stored -= len(refused_ids)
             metrics.STORE_WRITE_SECONDS.observe(time.perf_counter() - write_started)
-            metrics.EVENTS_STORED.labels(store=self.store.name).inc(len(outcome.events))
+            metrics.EVENTS_STORED.labels(store=self.store.name).inc(stored)
         if result.dead_letters:
             self._with_retry("dead letters", self.store.write_dead_letters, result.dead_letters)
         if outcome.events:
@@ -195,9 +212,10 @@ class Suite:
         assert spool is not None
         batch_size = self.settings.pipeline.batch_size
         flush = self.settings.pipeline.flush_interval_seconds
+        raw = self._parse_workers is not None  # workers decode the spool's records themselves
         try:
             while not self._abort.is_set():
-                batch = spool.read(batch_size, timeout=0.2)
+                batch = spool.read(batch_size, timeout=0.2, raw=raw)
                 if not batch:
                     if self._stopping.is_set():
                         return
@@ -205,13 +223,14 @@ class Suite:
                 deadline = time.monotonic() + flush
                 while len(batch) < batch_size:
                     remaining = deadline - time.monotonic()
-                    more = spool.read(batch_size - len(batch), timeout=remaining) if remaining > 0 else []
+                    more = spool.read(batch_size - len(batch), timeout=remaining, raw=raw) if remaining > 0 else []
                     if not more:
                         break
                     batch.extend(more)
                 started = time.perf_counter()
                 try:
-                    result = self.pipeline.process_batch(batch)
+                    workers = self._parse_workers
+                    result = workers.submit(batch) if workers else self.pipeline.process_batch(batch)
                 except Exception:  # a bug must not kill the worker: the writer keeps the batch as dead letters
                     log.exception("parsing a batch of %d messages failed", len(batch))
                     result = None
@@ -245,6 +264,8 @@ class Suite:
                 return
             batch, result, position, started = item
             try:
+                if isinstance(result, Ticket):
+                    result = result.result()
                 if result is None:
                     raise RuntimeError("the pipeline failed on this batch")
                 self._store_and_detect(result, len(batch), started)
@@ -253,7 +274,7 @@ class Suite:
             except Exception as exc:  # a bug must not kill the writer or lose the batch: keep it as dead letters
                 log.exception("processing a batch of %d messages failed", len(batch))
                 letters = [self.pipeline.dead_letter(msg, "internal_error", f"{type(exc).__name__}: {exc}")
-                           for msg in batch]
+                           for msg in messages_of(batch)]
                 try:
                     self._with_retry("dead letters", self.store.write_dead_letters, letters)
                 except _Aborted:
@@ -267,7 +288,11 @@ class Suite:
 
     def start_worker(self) -> None:
         self.open_spool()
-        self._handoff = queue.Queue(maxsize=1)
+        count = self.settings.pipeline.parse_worker_count()
+        if count and self._parse_workers is None:
+            self._parse_workers = ParseWorkers(self.settings, self.pipeline, count)
+        # Batches in flight: one being stored, one per worker being parsed (or one being parsed here).
+        self._handoff = queue.Queue(maxsize=max(1, count))
         self._writer = threading.Thread(target=self._run_writer, name="soc-store-writer", daemon=True)
         self._worker = threading.Thread(target=self._run_worker, name="soc-pipeline", daemon=True)
         self._writer.start()
@@ -292,16 +317,26 @@ class Suite:
         self.accepted += 1
         return True
 
-    async def submit(self, msg: RawMessage) -> None:
-        """Backpressure for stream sources: wait (and so stop reading the socket) while the spool is full."""
+    async def submit(self, messages: list[RawMessage]) -> None:
+        """Backpressure for stream sources: wait (and so stop reading the socket) while the spool is full. The
+        messages of one read go in as far as there is room (the bound is passed by one message at most), the rest
+        after the spool has drained below its bound."""
         spool = self.spool or self.open_spool()
-        while spool.full():
-            spool.flush()
-            await asyncio.sleep(0.05)
-        if spool.closed:
-            raise ConnectionAbortedError("the collector is stopping")  # the sender reconnects to the next start
-        spool.append(msg)
-        self.accepted += 1
+        at = 0
+        while at < len(messages):
+            while spool.full():
+                spool.flush()
+                await asyncio.sleep(0.05)
+            if spool.closed:
+                raise ConnectionAbortedError("the collector is stopping")  # the sender reconnects to the next start
+            room = spool.max_bytes - spool.pending_bytes
+            end = at
+            while end < len(messages) and room > 0:
+                room -= len(messages[end].data) + 64  # about a record's size on disk
+                end += 1
+            spool.extend(messages[at:end])
+            self.accepted += end - at
+            at = end
 
     def flush_spool(self) -> None:
         """Stream sources call this after each chunk they read: what they framed is on disk before they read more."""
@@ -413,6 +448,12 @@ class Suite:
             self._abort.set()
             await loop.run_in_executor(None, self._join_workers, None)
         self.spool.close()
+        self._close_parse_workers()
+
+    def _close_parse_workers(self) -> None:
+        if self._parse_workers is not None:
+            self._parse_workers.close()
+            self._parse_workers = None
 
     def request_stop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         if self._stop_async is None:
@@ -422,9 +463,33 @@ class Suite:
         else:
             loop.call_soon_threadsafe(self._stop_async.set)
 
-    def close(self) -> None:
+    @contextlib.contextmanager
+    def job(self):
+        """Work of an extension in a thread of its own (a report build) that uses the store: ``close`` waits for it
+        (a store closed under a running statement can crash the process). Raises JobRefused once closing."""
+        with self._jobs_changed:
+            if self._closing:
+                raise JobRefused("the suite is stopping")
+            self._jobs += 1
+        try:
+            yield
+        finally:
+            with self._jobs_changed:
+                self._jobs -= 1
+                self._jobs_changed.notify_all()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def close(self, jobs_timeout: float = 120.0) -> None:
+        with self._jobs_changed:
+            self._closing = True
+            if not self._jobs_changed.wait_for(lambda: self._jobs == 0, timeout=jobs_timeout):
+                log.warning("closing the store with %d extension jobs still running", self._jobs)
         if self.spool is not None and not self.spool.closed:
             self.spool.close()
+        self._close_parse_workers()
         self.store.close()
 
 

@@ -76,6 +76,9 @@ def make_settings(tmp_path: Path, store_url: str | None = None, index_prefix: st
         "SOC__SYSLOG__TCP_PORT": "0",
         "SOC__API__PORT": "0",
         "SOC__PIPELINE__FLUSH_INTERVAL_SECONDS": "0.05",
+        # A served suite would build last month's PDF reports for every agency in the background: tests of the
+        # schedule call reports.service.run_due themselves.
+        "SOC__REPORTS__SCHEDULE_ENABLED": "false",
     }
     if index_prefix:
         environ["SOC__STORE__INDEX_PREFIX"] = index_prefix

@@ -53,22 +53,8 @@ def ip(value: str | None) -> str | None:
     return _canonical_ip(value)
 
 
-@lru_cache(maxsize=4096)
-def _path(dotted: str) -> tuple[tuple[str, ...], str]:
-    parts = dotted.split(".")
-    return tuple(parts[:-1]), parts[-1]
-
-
-def set(doc: dict, dotted: str, value) -> None:  # noqa: A001 - the ECS setter every parser calls many times
-    """ecs.put with the dotted path split once per field name (the hot path of every parser)."""
-    parents, leaf = _path(dotted)
-    node = doc
-    for part in parents:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[leaf] = value
+# The ECS setter every parser calls many times (the dotted path is split once per field name).
+set = ecs.put  # noqa: A001
 
 
 def is_ip(value: str | None) -> bool:

@@ -1,7 +1,8 @@
 """Syslog sources: UDP (one message per datagram) and TCP with newline framing or octet counting (RFC 6587); TLS
 (RFC 5425) is in syslog_tls.py and frames the same way.
 
-Sources only receive and frame; they hand each message as raw bytes to ``deliver``. A line longer than the limit is
+Sources only receive and frame; they hand the messages as raw bytes to ``deliver`` (a stream's, those of each
+read together). A line longer than the limit is
 not allowed to grow memory without bound: its first ``keep_bytes`` are kept (for the dead letter), the rest is read
 and discarded up to the newline, and the message is marked truncated. ``keep_bytes`` is at least ``max_line``, so
 an oversized line shows by its length. A sender is never disconnected for bad data.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
 from collectors.message import RawMessage
@@ -18,7 +20,7 @@ from soc import metrics
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[RawMessage], Awaitable[None]]
+Deliver = Callable[[list[RawMessage]], Awaitable[None]]  # the messages framed from one read of a stream
 DeliverNowait = Callable[[RawMessage], bool]  # False when the queue is full (the message is counted as dropped)
 
 READ_CHUNK = 256 * 1024
@@ -50,25 +52,44 @@ async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Delive
     Both framings may be mixed on one connection: a syslog message starts with "<", never with a digit, so the first
     byte of each frame tells them apart (as rsyslog's imtcp does).
     TLS streams (RFC 5425: octet counting) are framed here too, once decrypted.
+    The messages framed from one read are delivered together, then ``after_chunk`` runs, then the next read.
     """
-    origin = (peer, deliver, transport, sender_name)
+    received_counter = metrics.EVENTS_RECEIVED.labels(transport=transport)
+    out: list[RawMessage] = []
+    received = datetime.now(timezone.utc)
+
+    def emit(data: bytes, cut: bool) -> None:
+        if data.endswith(b"\r"):
+            data = data[:-1]
+        if data:  # blank keep-alive lines are not messages
+            # An oversized line shows by its length (> max_line); the pipeline dead-letters it with the reason.
+            out.append(RawMessage(data=data, transport=transport, peer=peer[0], peer_port=peer[1], truncated=cut,
+                                  sender_name=sender_name, received=received))
+
     buffer = bytearray()
     cut = False  # bytes of the current line beyond keep_bytes were dropped
     pending = b""  # bytes read but not yet framed
     while True:
+        if out:
+            received_counter.inc(len(out))
+            await deliver(out)
+            out = []
         if after_chunk is not None:
             after_chunk()  # what was framed so far is in the spool before more is read (at-least-once)
         chunk = await reader.read(READ_CHUNK)
         if not chunk:
             break
+        received = datetime.now(timezone.utc)  # one reading time for the messages of one read
         data = pending + chunk
         pending = b""
         start = 0
-        while start < len(data):
-            if not buffer and data[start:start + 1].isdigit():  # octet-counted frame
+        size = len(data)
+        while start < size:
+            first = data[start]
+            if not buffer and 48 <= first <= 57:  # a digit: an octet-counted frame
                 space = data.find(b" ", start, start + 12)
                 if space < 0:
-                    if len(data) - start < 12:
+                    if size - start < 12:
                         pending = data[start:]  # the length is split across reads
                         break
                     space = start  # not a length after all: fall through to line framing
@@ -77,17 +98,22 @@ async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Delive
                     if length_text.isdigit() and 0 < int(length_text) <= keep_bytes:
                         length = int(length_text)
                         end = space + 1 + length
-                        if end > len(data):
-                            more = await reader.readexactly(end - len(data)) if not reader.at_eof() else b""
+                        if end > size:
+                            more = await reader.readexactly(end - size) if not reader.at_eof() else b""
                             data += more
-                            if end > len(data):  # the sender closed inside the frame: keep what came
-                                await _emit(bytearray(data[space + 1:]), True, *origin)
-                                start = len(data)
+                            size = len(data)
+                            if end > size:  # the sender closed inside the frame: keep what came
+                                emit(data[space + 1:], True)
+                                start = size
                                 break
-                        await _emit(bytearray(data[space + 1:end]), False, *origin)
+                        emit(data[space + 1:end], False)
                         start = end
                         continue
             newline = data.find(b"\n", start)
+            if not buffer and 0 <= newline - start <= keep_bytes:  # a whole line in this read: the common case
+                emit(data[start:newline], False)
+                start = newline + 1
+                continue
             piece = data[start:] if newline < 0 else data[start:newline]
             if len(buffer) + len(piece) > keep_bytes:
                 piece = piece[: max(keep_bytes - len(buffer), 0)]
@@ -95,28 +121,18 @@ async def _read_lines(reader: asyncio.StreamReader, peer: tuple, deliver: Delive
             buffer += piece
             if newline < 0:
                 break
-            await _emit(buffer, cut, *origin)
+            emit(bytes(buffer), cut)
             buffer, cut = bytearray(), False
             start = newline + 1
     if pending:
         buffer += pending
     if buffer:  # the sender closed without a final newline: still a message
-        await _emit(buffer, cut, *origin)
+        emit(bytes(buffer), cut)
+    if out:
+        received_counter.inc(len(out))
+        await deliver(out)
     if after_chunk is not None:
         after_chunk()
-
-
-async def _emit(buffer: bytearray, cut: bool, peer: tuple, deliver: Deliver, transport: str = "tcp",
-                sender_name: str = "") -> None:
-    data = bytes(buffer)
-    if data.endswith(b"\r"):
-        data = data[:-1]
-    if not data:
-        return  # blank keep-alive lines are not messages
-    metrics.EVENTS_RECEIVED.labels(transport=transport).inc()
-    # An oversized line shows by its length (> max_line); the pipeline dead-letters it with the reason.
-    await deliver(RawMessage(data=data, transport=transport, peer=peer[0], peer_port=peer[1], truncated=cut,
-                             sender_name=sender_name))
 
 
 async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: tuple,

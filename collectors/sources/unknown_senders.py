@@ -27,20 +27,23 @@ class UnknownSenders:
         self._entries: OrderedDict[tuple[str, str, str], dict] = OrderedDict()
         self._lock = threading.Lock()  # the pipeline worker writes, API threads read
 
-    def record(self, address: str, certificate: str, transport: str, when: datetime) -> None:
+    def record(self, address: str, certificate: str, transport: str, when: datetime, count: int = 1,
+               first: datetime | None = None) -> None:
+        """``count`` messages heard from one sender, the first at ``first`` (default ``when``), the last at ``when``."""
         key = (address, certificate, transport)
         at = ecs.utc_iso(when)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 entry = self._entries[key] = {"address": address, "certificate": certificate,
-                                              "transport": transport, "count": 0, "first_seen": at}
+                                              "transport": transport, "count": 0,
+                                              "first_seen": ecs.utc_iso(first) if first else at}
                 if len(self._entries) > self.limit:
                     self._entries.popitem(last=False)
                     self.forgotten += 1
             else:
                 self._entries.move_to_end(key)
-            entry["count"] += 1
+            entry["count"] += count
             entry["last_seen"] = at
             UNKNOWN_SENDERS.set(len(self._entries))
 

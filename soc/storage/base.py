@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
+
+from soc import codec
 
 
 @dataclass
@@ -60,6 +62,26 @@ class DeadLetter:
     id: str | None = None
 
 
+class EncodedEvent(NamedTuple):
+    """An event already serialised, with what the stores file it under. Parse workers hand these over, so the
+    writing process neither pickles nor re-encodes documents."""
+
+    id: str
+    timestamp: str  # @timestamp, ISO 8601 UTC
+    agency: str | None  # organization.id
+    source: str  # the document as compact JSON
+
+
+def encode_event(doc: dict) -> EncodedEvent:
+    event = doc.get("event")
+    event_id = event.get("id") if isinstance(event, dict) else doc.get("event.id")
+    if not event_id:
+        raise StoreError("an event without event.id cannot be stored idempotently")
+    organization = doc.get("organization")
+    agency = organization.get("id") if isinstance(organization, dict) else doc.get("organization.id")
+    return EncodedEvent(event_id, doc["@timestamp"], agency, codec.dumps(doc))
+
+
 class StoreError(Exception):
     """The store could not do what was asked; the message says why.
 
@@ -98,6 +120,10 @@ class Store(ABC):
     @abstractmethod
     def write_events(self, events: Sequence[dict]) -> int:
         """Write events (each with event.id); rewriting an id replaces it. Returns how many were written."""
+
+    def write_encoded(self, events: Sequence[EncodedEvent]) -> int:
+        """Write events serialised beforehand (encode_event); stores that can take the JSON as it is override this."""
+        return self.write_events([codec.loads(e.source) for e in events])
 
     @abstractmethod
     def get_events(self, ids: Sequence[str]) -> list[dict]: ...

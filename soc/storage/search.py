@@ -19,7 +19,7 @@ import uuid
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-from soc import ecs
+from soc import codec, ecs
 import re
 
 from soc.storage.base import (
@@ -27,9 +27,11 @@ from soc.storage.base import (
     AlertQuery,
     DeadLetter,
     DocumentQuery,
+    EncodedEvent,
     EventQuery,
     Store,
     StoreError,
+    encode_event,
 )
 from soc.storage.mappings import alert_template, dead_letter_template, document_template, event_template, key_template
 
@@ -42,6 +44,12 @@ class _Engine:
 
     def bulk(self, actions: list[dict]) -> tuple[int, list]:
         return self.helpers.bulk(self.client, actions, raise_on_error=False, stats_only=False, refresh=False)
+
+    def bulk_body(self, body: bytes, filter_path: str) -> dict:
+        """A _bulk request with a body already in NDJSON; the answer trimmed to ``filter_path``."""
+        if self.flavour == "opensearch":
+            return self.client.bulk(body=body, params={"filter_path": filter_path})
+        return self.client.bulk(operations=body, filter_path=filter_path.split(",")).body
 
 
 def connect(url: str, *, username: str | None = None, password: str | None = None, ca_file: str | None = None,
@@ -190,14 +198,37 @@ class SearchStore(Store):
         return f"{self.prefix}-events-{timestamp[0:4]}.{timestamp[5:7]}.{timestamp[8:10]}"
 
     def write_events(self, events: Sequence[dict]) -> int:
-        actions = []
-        for doc in events:
-            eid = ecs.get(doc, "event.id")
-            if not eid:
-                raise StoreError("an event without event.id cannot be stored idempotently")
-            actions.append({"_op_type": "index", "_index": self.event_index(doc["@timestamp"]), "_id": eid,
-                            "_source": doc})
-        return self._bulk(actions)
+        return self.write_encoded([encode_event(doc) for doc in events])
+
+    def write_encoded(self, events: Sequence[EncodedEvent]) -> int:
+        """One _bulk request whose body is the documents' JSON as it came (no client-side re-encoding), asking only
+        for what is needed back: whether anything failed, and which items."""
+        if not events:
+            return 0
+        lines = []
+        for e in events:
+            lines.append(codec.dumps({"index": {"_index": self.event_index(e.timestamp), "_id": e.id}}))
+            lines.append(e.source)
+        lines.append("")
+        body = "\n".join(lines).encode("utf-8")
+        try:
+            result = self.engine.bulk_body(body, "errors,items.*.error,items.*._id,items.*.status")
+        except self.engine.errors as exc:
+            raise StoreError(f"{self.name} bulk write failed: {exc}", transient=_transient(exc)) from exc
+        if not result.get("errors"):
+            return len(events)
+        failed = [item for item in (next(iter(i.values())) for i in result.get("items", ())) if item.get("error")]
+        by_id = {e.id: e for e in events}
+        transient, rejected = False, []
+        for item in failed:
+            status = item.get("status", 0)
+            if status == 429 or status >= 500:
+                transient = True
+            event = by_id.get(item.get("_id"))
+            rejected.append((codec.loads(event.source) if event else None,
+                             json.dumps(item.get("error"), default=str)[:2000]))
+        raise StoreError(f"{self.name} rejected {len(failed)} of {len(events)} documents; first: {rejected[0][1]}",
+                         transient=transient, rejected=[] if transient else rejected)
 
     def get_events(self, ids: Sequence[str]) -> list[dict]:
         if not ids:

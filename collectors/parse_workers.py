@@ -1,0 +1,152 @@
+"""Parse workers: the pipeline run in other processes, so parsing uses every core (in one process the GIL lets
+one thread parse at a time).
+
+The suite's parser thread sends each batch it reads from the spool (the records as they are on disk: the worker
+decodes them) to the next worker in turn; the writer thread
+takes the results back in the same order, so batches are still stored and committed in spool order. A worker
+receives the pipeline settings once and the inventory again whenever it changes (an edit through the API), and
+sends back the events already serialised (the writer passes that JSON to the store as it is: no pickling of
+nested documents), the dead letters, and the batch's counts for the suite's metrics.
+
+Nothing is lost to a worker: one that dies (killed, out of memory) is started again, and each batch it held is
+parsed in the suite's own process instead. Workers stop with the suite, and on their own when it is gone (their
+pipe closes).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from collectors import spool
+from collectors.message import RawMessage
+from collectors.pipeline import BatchResult, Pipeline, build_context
+
+log = logging.getLogger(__name__)
+
+# Workers are forked from a small server process that imported the pipeline once: starting one takes
+# milliseconds, and none inherits the suite's threads, sockets or locks (as a plain fork would).
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["collectors.pipeline"])
+
+
+def _serve(conn: Connection, settings: Any, inventory: Any) -> None:
+    pipeline = Pipeline(build_context(settings, inventory))
+    while True:
+        try:
+            kind, payload = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if kind == "stop":
+            return
+        if kind == "inventory":
+            pipeline.context.inventory = payload
+            continue
+        try:
+            result: BatchResult | str = pipeline.process_batch(messages_of(payload), encode=True)
+        except Exception as exc:  # process_batch keeps each message's failure; this is a bug around it
+            log.exception("a parse worker failed on a batch")
+            result = f"{type(exc).__name__}: {exc}"
+        try:
+            conn.send(result)
+        except (OSError, ValueError):
+            return
+
+
+def messages_of(batch: list) -> list[RawMessage]:
+    """A batch as the parser thread read it: spool records (bytes) for a worker, or messages."""
+    return [spool.decode(item) if isinstance(item, bytes) else item for item in batch]
+
+
+class Ticket:
+    """A batch handed to a worker: ``result()`` waits for it, or parses it here if the worker is gone."""
+
+    def __init__(self, workers: "ParseWorkers", conn: Connection | None, batch: list):
+        self._workers, self._conn, self._batch = workers, conn, batch
+
+    def result(self) -> BatchResult:
+        if self._conn is not None:
+            try:
+                answer = self._conn.recv()
+                if isinstance(answer, BatchResult):
+                    return answer
+                log.error("a parse worker could not parse a batch (%s); parsing it here", answer)
+            except (EOFError, OSError):
+                log.error("a parse worker stopped with a batch of %d messages; parsing it here", len(self._batch))
+        return self._workers.parse_here(self._batch)
+
+
+class _Worker:
+    def __init__(self, settings: Any, inventory: Any):
+        self.conn, child = _CONTEXT.Pipe()
+        self.process = _CONTEXT.Process(target=_serve, args=(child, settings, inventory), name="soc-parse-worker",
+                                        daemon=True)
+        self.process.start()
+        child.close()
+
+    def stop(self, timeout: float) -> None:
+        try:
+            self.conn.send(("stop", None))
+        except (OSError, ValueError):
+            pass
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout)
+        self.conn.close()
+
+
+class ParseWorkers:
+    """``count`` worker processes fed in turn. Only the parser thread calls ``submit``; only the writer thread
+    calls ``Ticket.result``."""
+
+    def __init__(self, settings: Any, pipeline: Pipeline, count: int):
+        self.settings = settings
+        self.pipeline = pipeline  # the suite's own: its inventory is the one to use; it parses when a worker cannot
+        self._inventory = pipeline.context.inventory
+        self._here = threading.Lock()
+        self._workers = [_Worker(settings, self._inventory) for _ in range(count)]
+        self._next = 0
+        self.restarts = 0
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def submit(self, batch: list) -> Ticket:
+        inventory = self.pipeline.context.inventory
+        if inventory is not self._inventory:  # edited: every worker takes it before its next batch
+            self._inventory = inventory
+            for worker in self._workers:
+                self._send(worker, ("inventory", inventory))
+        index = self._next
+        self._next = (index + 1) % len(self._workers)
+        worker = self._workers[index]
+        if not worker.process.is_alive():
+            log.error("parse worker %d (pid %s) died (exit code %s); starting another", index, worker.process.pid,
+                      worker.process.exitcode)
+            worker.conn.close()
+            worker = self._workers[index] = _Worker(self.settings, self._inventory)
+            self.restarts += 1
+        if not self._send(worker, ("batch", batch)):
+            return Ticket(self, None, batch)
+        return Ticket(self, worker.conn, batch)
+
+    @staticmethod
+    def _send(worker: _Worker, item: tuple) -> bool:
+        try:
+            worker.conn.send(item)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def parse_here(self, batch: list) -> BatchResult:
+        with self._here:
+            return self.pipeline.process_batch(messages_of(batch))
+
+    def close(self, timeout: float = 5.0) -> None:
+        for worker in self._workers:
+            worker.stop(timeout)
+        self._workers = []

@@ -1,0 +1,39 @@
+"""JSON encoding of documents on the store path: orjson (C, about 10x the standard library), with the standard
+library as the fallback for what orjson refuses (integers beyond 64 bits), so no document is ever refused here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def _default(value: Any) -> Any:
+    # What the standard library would have stored for a set or another odd value left in a document: its text.
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def dumps_bytes(doc: Any) -> bytes:
+    """Compact UTF-8 JSON. NaN and infinities become null (they are not JSON)."""
+    try:
+        return orjson.dumps(doc, default=_default, option=_OPTIONS)
+    except TypeError:
+        # An integer beyond 64 bits (written exactly), or a lone surrogate a JSON body carried as "\udc80" (kept
+        # escaped: it is not UTF-8).
+        return json.dumps(doc, separators=(",", ":"), default=_default).encode("ascii")
+
+
+def dumps(doc: Any) -> str:
+    return dumps_bytes(doc).decode("utf-8")
+
+
+def loads(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN or Infinity, which older versions stored through the standard library
+        return json.loads(text)
