@@ -32,6 +32,7 @@ from rich.progress import Progress  # noqa: E402
 from bench.bench_parsers import MIX, syslog_lines  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from collectors.message import RawMessage  # noqa: E402
+from soc.config import PipelineConfig  # noqa: E402
 from soc.service import Suite, SuiteThread  # noqa: E402
 from tests.conftest import free_port, make_settings  # noqa: E402
 
@@ -55,8 +56,9 @@ def stream(count: int) -> list[bytes]:
     return [f"{lines[i % len(lines)]} n{i}".encode() for i in range(count)]
 
 
-def settings_for(work: Path, store_url: str | None = None, prefix: str | None = None, rules: bool = False):
-    env = {"SOC__EXTENSIONS": "[]", "SOC__API__ENABLED": "false", "SOC__PIPELINE__BATCH_SIZE": "1000",
+def settings_for(work: Path, store_url: str | None = None, prefix: str | None = None, rules: bool = False,
+                 workers: str = "auto"):
+    env = {"SOC__PIPELINE__PARSE_WORKERS": workers,"SOC__EXTENSIONS": "[]", "SOC__API__ENABLED": "false", "SOC__PIPELINE__BATCH_SIZE": "1000",
            "SOC__PIPELINE__FLUSH_INTERVAL_SECONDS": "0.05"}
     if not rules:
         env["SOC__DETECTIONS__SIGMA_RULE_DIRS"] = "[]"
@@ -121,11 +123,32 @@ def bulk_loader_rate(documents: list[dict], url: str, prefix: str) -> float:
     return len(documents) / elapsed
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def _descendants(pid: int) -> list[int]:
+    found = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                found += [int(child), *_descendants(int(child))]
+    except OSError:  # gone meanwhile
+        pass
+    return found
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """Memory of the collector: the process and every process it started (parse workers, the server they are forked
+    from, multiprocessing's resource tracker). Returns (PSS, RSS) summed over them, in MB. PSS counts a page shared
+    by n processes as 1/n in each, so its sum is what the collector occupies; the RSS sum counts shared pages once
+    per process and is an upper bound."""
+    pss = rss = 0
+    for each in (pid, *_descendants(pid)):
+        try:
+            rss += next(int(line.split()[1]) for line in Path(f"/proc/{each}/status").read_text().splitlines()
+                        if line.startswith("VmRSS:"))
+            pss += next(int(line.split()[1]) for line in Path(f"/proc/{each}/smaps_rollup").read_text().splitlines()
+                        if line.startswith("Pss:"))
+        except (OSError, StopIteration):  # gone meanwhile
+            pass
+    return pss / 1024, rss / 1024
 
 
 FLOOD_SENDER = """
@@ -173,15 +196,16 @@ def flood(lines: list[bytes], capacity: float, work: Path, seconds: float = 30.0
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-    idle = rss_mb(serve.pid)
+    idle, idle_rss = memory_mb(serve.pid)
     offered = capacity * 10
     senders = [subprocess.Popen([sys.executable, "-c", FLOOD_SENDER, str(payload), str(offered * share),
                                  str(seconds), str(port), kind], stdout=subprocess.PIPE, text=True)
                for share, port, kind in ((0.4, tcp, "tcp"), (0.4, tcp, "tcp"), (0.2, udp, "udp"))]
-    peak = idle
+    peak, peak_rss = idle, idle_rss
     started = time.monotonic()
     while any(s.poll() is None for s in senders) and time.monotonic() - started < seconds + 120:
-        peak = max(peak, rss_mb(serve.pid))
+        pss, rss = memory_mb(serve.pid)
+        peak, peak_rss = max(peak, pss), max(peak_rss, rss)
         time.sleep(0.2)
     offered_lines = 0
     for s in senders:
@@ -197,7 +221,7 @@ def flood(lines: list[bytes], capacity: float, work: Path, seconds: float = 30.0
     def metric(name: str) -> float:
         return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith(name))
 
-    return {"idle": idle, "peak": peak, "offered": offered, "seconds": seconds, "sent": offered_lines,
+    return {"idle": idle, "peak": peak, "peak_rss": peak_rss, "offered": offered, "seconds": seconds, "sent": offered_lines,
             "received": metric("soc_events_received_total"), "udp_dropped": metric("soc_udp_dropped_total"),
             "stored": metric("soc_events_stored_total")}
 
@@ -211,7 +235,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, Progress() as progress:
         work = Path(tmp)
-        task = progress.add_task("collector", total=6)
+        task = progress.add_task("collector", total=7)
 
         def fresh(name: str) -> Path:
             path = work / name
@@ -222,38 +246,47 @@ def main() -> None:
         progress.advance(task)
         e2e, dead = tcp_rate(lines, settings_for(fresh("tcp")), work)
         progress.advance(task)
+        e2e_thread, _ = tcp_rate(lines, settings_for(fresh("tcp-thread"), workers="0"), work)
+        progress.advance(task)
         e2e_rules, _ = tcp_rate(lines, settings_for(fresh("tcp-rules"), rules=True), work)
         progress.advance(task)
         rows.append(("pipeline + SQLite store in-process, no socket, no spool (baseline)", baseline))
-        rows.append(("**syslog TCP → spool → parse → enrich → SQLite**", e2e))
+        rows.append(("syslog TCP → spool → parse → enrich → SQLite, parsing in the suite's thread "
+                     "(`parse_workers: 0`)", e2e_thread))
+        rows.append(("**syslog TCP → spool → parse → enrich → SQLite** (parse workers)", e2e))
         rows.append(("same, with the suite's Sigma rules streaming", e2e_rules))
         opensearch = os.environ.get("SOC_BENCH_OPENSEARCH")
         os_rows = []
         if opensearch:
-            prefix = f"bench-{uuid.uuid4().hex[:8]}"
-            os_settings = settings_for(fresh("os"), store_url=opensearch, prefix=prefix)
-            rate_os, _ = tcp_rate(lines, os_settings, work)
-            progress.advance(task)
+            from soc.storage import store_from_url
+
             suite = Suite(settings_for(fresh("docs")))
             documents = suite.pipeline.process_batch(
                 [RawMessage(data=line, transport="tcp", peer="127.0.0.1") for line in lines]).events
             suite.close()
-            from soc.storage import store_from_url
+            # The bulk loader before and after the collector (the node's speed drifts): the better one is the bar.
+            bulk_before = bulk_loader_rate(documents, opensearch, f"bulk-{uuid.uuid4().hex[:8]}")
+            prefix = f"bench-{uuid.uuid4().hex[:8]}"
+            rate_os, _ = tcp_rate(lines, settings_for(fresh("os"), store_url=opensearch, prefix=prefix), work)
             cleanup = store_from_url(opensearch, index_prefix=prefix)
             cleanup.client.indices.delete(index=f"{prefix}-*")
             cleanup.close()
-            bulk = bulk_loader_rate(documents, opensearch, f"bulk-{uuid.uuid4().hex[:8]}")
             progress.advance(task)
-            os_rows = [("plain bulk loader, already-serialised documents (baseline)", bulk),
+            bulk_after = bulk_loader_rate(documents, opensearch, f"bulk-{uuid.uuid4().hex[:8]}")
+            progress.advance(task)
+            os_rows = [("plain bulk loader, already-serialised documents, before the collector", bulk_before),
+                       ("the same bulk loader after the collector", bulk_after),
                        ("**syslog TCP → spool → parse → enrich → OpenSearch**", rate_os)]
         flood_result = None
         if not args.no_flood:
             flood_result = flood(lines[:20000], e2e, fresh("flood"))
         progress.advance(task)
 
+    workers = PipelineConfig().parse_worker_count()
     body = [f"{args.events:,} mixed firewall/WAF/auth syslog lines ({', '.join(MIX)}; the fixtures of "
             f"`bench_parsers.py`, each made unique), one TCP connection from a separate sender process, batches of "
-            f"1,000; the suite in one process (its sources on the event loop, one pipeline thread). "
+            f"1,000; the suite's sources on its event loop, parsing in {workers} parse worker processes "
+            f"(`pipeline.parse_workers: auto`), storing in the suite's writer thread. "
             f"{dead:,} lines end as dead letters (the fixtures include invalid records) and count as processed.",
             "", "| path | events/s |", "|---|---:|"]
     body += [f"| {name} | {rate:,.0f} |" for name, rate in rows]
@@ -264,15 +297,18 @@ def main() -> None:
     if os_rows:
         body += ["", "| into a single OpenSearch node (same machine) | events/s |", "|---|---:|"]
         body += [f"| {name} | {rate:,.0f} |" for name, rate in os_rows]
-        body += ["", f"The collector reaches **{os_rows[1][1] / os_rows[0][1]:.0%}** of the plain bulk loader's rate "
+        bar = max(os_rows[0][1], os_rows[1][1])
+        body += ["", f"The collector reaches **{os_rows[2][1] / bar:.0%}** of the better of the two bulk loader runs "
                      f"(target: at least 80%)."]
     if flood_result:
         f = flood_result
         body += ["", f"Flood: `soc serve` (SQLite, spool bound 256 MiB) offered {f['offered']:,.0f} lines/s "
                      f"(10x the end-to-end rate above) for {f['seconds']:.0f} s by two TCP senders and one UDP "
                      f"sender: {f['sent']:,} lines sent, {f['received']:,.0f} received, {f['udp_dropped']:,.0f} UDP "
-                     f"datagrams dropped and counted, {f['stored']:,.0f} stored by the end. Resident memory "
-                     f"{f['idle']:.0f} MB idle, **peak {f['peak']:.0f} MB** (target: under 300 MB)."]
+                     f"datagrams dropped and counted, {f['stored']:,.0f} stored by the end. Memory of the collector's "
+                     f"processes (the suite and its parse workers; PSS summed): {f['idle']:.0f} MB idle, **peak "
+                     f"{f['peak']:.0f} MB** (target: under 300 MB); their RSS summed, which counts shared pages once "
+                     f"per process, peaked at {f['peak_rss']:.0f} MB."]
     load = os.getloadavg()[0]
     body += ["", f"Load average at the end: {load:.1f} ({os.cpu_count()} cores)."]
     write_section("bench_collector", "Collector end to end: syslog TCP to the store", "\n".join(body))

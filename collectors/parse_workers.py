@@ -4,7 +4,7 @@ one thread parse at a time).
 The suite's parser thread sends each batch it reads from the spool (the records as they are on disk: the worker
 decodes them) to the next worker in turn; the writer thread
 takes the results back in the same order, so batches are still stored and committed in spool order. A worker
-receives the pipeline settings once and the inventory again whenever it changes (an edit through the API), and
+receives the pipeline's limits and time zone once and the inventory again whenever it changes (an edit through the API), and
 sends back the events already serialised (the writer passes that JSON to the store as it is: no pickling of
 nested documents), the dead letters, and the batch's counts for the suite's metrics.
 
@@ -15,6 +15,7 @@ pipe closes).
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import threading
@@ -23,7 +24,7 @@ from typing import Any
 
 from collectors import spool
 from collectors.message import RawMessage
-from collectors.pipeline import BatchResult, Pipeline, build_context
+from collectors.pipeline import BatchResult, Context, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,12 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["collectors.pipeline"])
 
 
-def _serve(conn: Connection, settings: Any, inventory: Any) -> None:
-    pipeline = Pipeline(build_context(settings, inventory))
+def _serve(conn: Connection, limits: dict, inventory: Any) -> None:
+    # Only the pipeline's own settings travel (not the whole configuration): a worker imports no more than the
+    # pipeline needs, and stays small.
+    pipeline = Pipeline(Context(inventory=inventory, **limits))
+    gc.collect()
+    gc.freeze()  # what the worker keeps for good (parsers, inventory) stays out of the collector's passes
     while True:
         try:
             kind, payload = conn.recv()
@@ -80,9 +85,9 @@ class Ticket:
 
 
 class _Worker:
-    def __init__(self, settings: Any, inventory: Any):
+    def __init__(self, limits: dict, inventory: Any):
         self.conn, child = _CONTEXT.Pipe()
-        self.process = _CONTEXT.Process(target=_serve, args=(child, settings, inventory), name="soc-parse-worker",
+        self.process = _CONTEXT.Process(target=_serve, args=(child, limits, inventory), name="soc-parse-worker",
                                         daemon=True)
         self.process.start()
         child.close()
@@ -103,12 +108,15 @@ class ParseWorkers:
     """``count`` worker processes fed in turn. Only the parser thread calls ``submit``; only the writer thread
     calls ``Ticket.result``."""
 
-    def __init__(self, settings: Any, pipeline: Pipeline, count: int):
-        self.settings = settings
+    def __init__(self, pipeline: Pipeline, count: int):
         self.pipeline = pipeline  # the suite's own: its inventory is the one to use; it parses when a worker cannot
-        self._inventory = pipeline.context.inventory
+        context = pipeline.context
+        self._limits = {"zone": context.zone, "max_line_bytes": context.max_line_bytes,
+                        "dead_letter_max_bytes": context.dead_letter_max_bytes,
+                        "max_json_bytes": context.max_json_bytes, "max_json_depth": context.max_json_depth}
+        self._inventory = context.inventory
         self._here = threading.Lock()
-        self._workers = [_Worker(settings, self._inventory) for _ in range(count)]
+        self._workers = [_Worker(self._limits, self._inventory) for _ in range(count)]
         self._next = 0
         self.restarts = 0
 
@@ -128,7 +136,7 @@ class ParseWorkers:
             log.error("parse worker %d (pid %s) died (exit code %s); starting another", index, worker.process.pid,
                       worker.process.exitcode)
             worker.conn.close()
-            worker = self._workers[index] = _Worker(self.settings, self._inventory)
+            worker = self._workers[index] = _Worker(self._limits, self._inventory)
             self.restarts += 1
         if not self._send(worker, ("batch", batch)):
             return Ticket(self, None, batch)

@@ -88,15 +88,17 @@ def step_decode(doc: dict, msg: RawMessage, ctx: Context) -> dict:
 
 
 def step_syslog(doc: dict, msg: RawMessage, ctx: Context) -> dict:
-    parsed = parse_syslog(doc.pop("_text"), ctx.zone, msg.received)
-    parsed["event"] = {"original": msg.data.rstrip(b"\r\n").decode("utf-8")}
+    text = doc.pop("_text")  # the line as decoded, without its line end: also the event's original
+    parsed = parse_syslog(text, ctx.zone, msg.received)
+    parsed["event"] = {"original": text}
     return parsed
 
 
 def step_syslog_file(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     """A line read from a log file: a syslog line without <PRI> (/var/log/auth.log), or with one."""
-    parsed = parse_syslog(doc.pop("_text"), ctx.zone, msg.received, require_pri=False)
-    parsed["event"] = {"original": msg.data.rstrip(b"\r\n").decode("utf-8")}
+    text = doc.pop("_text")
+    parsed = parse_syslog(text, ctx.zone, msg.received, require_pri=False)
+    parsed["event"] = {"original": text}
     return parsed
 
 

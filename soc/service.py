@@ -290,7 +290,7 @@ class Suite:
         self.open_spool()
         count = self.settings.pipeline.parse_worker_count()
         if count and self._parse_workers is None:
-            self._parse_workers = ParseWorkers(self.settings, self.pipeline, count)
+            self._parse_workers = ParseWorkers(self.pipeline, count)
         # Batches in flight: one being stored, one per worker being parsed (or one being parsed here).
         self._handoff = queue.Queue(maxsize=max(1, count))
         self._writer = threading.Thread(target=self._run_writer, name="soc-store-writer", daemon=True)

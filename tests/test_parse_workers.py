@@ -8,9 +8,11 @@ parsed by the suite, each event stored once) and is replaced; an inventory edit 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 from datetime import datetime, timezone
+from pathlib import Path
 
 from bench.bench_parsers import MIX, syslog_lines
 from soc import ecs, metrics
@@ -19,6 +21,7 @@ from soc.storage import EventQuery
 from soc_api.inventory_edit import edit_inventory
 from tests.conftest import make_settings, wait_until
 
+PROJECT = Path(__file__).resolve().parent.parent
 # Fields that differ between two runs of the same input by nature: when it was received and from which port.
 RUN_FIELDS = ("event.created", "event.ingested", "log.source.address")
 
@@ -34,8 +37,12 @@ def _send(port: int, lines: list[bytes]) -> None:
 
 
 def _served(tmp_path, workers: int) -> SuiteThread:
+    inventory = tmp_path / "province.yaml"  # its own copy: a test may edit it
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT / "inventory" / "sample" / "province.yaml", inventory)
     return SuiteThread(Suite(make_settings(tmp_path, SOC__PIPELINE__PARSE_WORKERS=str(workers),
-                                           SOC__PIPELINE__BATCH_SIZE="200"))).start()
+                                           SOC__PIPELINE__BATCH_SIZE="200",
+                                           SOC__INVENTORY__PATH=str(inventory)))).start()
 
 
 def _all_events(store) -> dict[str, dict]:

@@ -69,7 +69,22 @@ def parse_iso(text: str, zone: tzinfo) -> datetime:
     return moment
 
 
+_BSD_TIMES: dict[tuple, datetime] = {}
+
+
 def _bsd_time(match: re.Match, zone: tzinfo, received: datetime) -> datetime:
+    # The messages of one read share their reception time, and a busy sender many a timestamp: remembered (bounded).
+    key = (match.group(0), zone, received)
+    moment = _BSD_TIMES.get(key)
+    if moment is None:
+        moment = _bsd_time_uncached(match, zone, received)
+        if len(_BSD_TIMES) >= 4096:
+            _BSD_TIMES.clear()
+        _BSD_TIMES[key] = moment
+    return moment
+
+
+def _bsd_time_uncached(match: re.Match, zone: tzinfo, received: datetime) -> datetime:
     month, day = _MONTHS[match.group("mon")], int(match.group("day"))
     hour, minute, second = int(match.group("h")), int(match.group("m")), int(match.group("s"))
     micro = _fraction_micro(match.group("frac"))
