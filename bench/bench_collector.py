@@ -37,6 +37,7 @@ from soc.service import Suite, SuiteThread  # noqa: E402
 from tests.conftest import free_port, make_settings  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
+OPENSEARCH_ROUNDS = 2
 SENDER = """
 import socket, sys
 data = open(sys.argv[1], 'rb').read()
@@ -235,7 +236,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, Progress() as progress:
         work = Path(tmp)
-        task = progress.add_task("collector", total=7)
+        task = progress.add_task("collector", total=5 + OPENSEARCH_ROUNDS)
 
         def fresh(name: str) -> Path:
             path = work / name
@@ -264,19 +265,25 @@ def main() -> None:
             documents = suite.pipeline.process_batch(
                 [RawMessage(data=line, transport="tcp", peer="127.0.0.1") for line in lines]).events
             suite.close()
-            # The bulk loader before and after the collector (the node's speed drifts): the better one is the bar.
-            bulk_before = bulk_loader_rate(documents, opensearch, f"bulk-{uuid.uuid4().hex[:8]}")
-            prefix = f"bench-{uuid.uuid4().hex[:8]}"
-            rate_os, _ = tcp_rate(lines, settings_for(fresh("os"), store_url=opensearch, prefix=prefix), work)
-            cleanup = store_from_url(opensearch, index_prefix=prefix)
-            cleanup.client.indices.delete(index=f"{prefix}-*")
-            cleanup.close()
-            progress.advance(task)
-            bulk_after = bulk_loader_rate(documents, opensearch, f"bulk-{uuid.uuid4().hex[:8]}")
-            progress.advance(task)
-            os_rows = [("plain bulk loader, already-serialised documents, before the collector", bulk_before),
-                       ("the same bulk loader after the collector", bulk_after),
-                       ("**syslog TCP → spool → parse → enrich → OpenSearch**", rate_os)]
+            # The node's speed drifts (JIT warm-up, merges): a warm-up load first, then bulk loader and collector
+            # runs alternate, and each collector run is held against the better of the bulk runs beside it.
+            bulk_loader_rate(documents[:20000], opensearch, f"warmup-{uuid.uuid4().hex[:8]}")
+            bulks = [bulk_loader_rate(documents, opensearch, f"bulk-{uuid.uuid4().hex[:8]}")]
+            collector_runs = []
+            for _ in range(OPENSEARCH_ROUNDS):
+                prefix = f"bench-{uuid.uuid4().hex[:8]}"
+                rate_os, _ = tcp_rate(lines, settings_for(fresh(f"os-{prefix}"), store_url=opensearch,
+                                                          prefix=prefix), work)
+                cleanup = store_from_url(opensearch, index_prefix=prefix)
+                cleanup.client.indices.delete(index=f"{prefix}-*")
+                cleanup.close()
+                collector_runs.append(rate_os)
+                bulks.append(bulk_loader_rate(documents, opensearch, f"bulk-{uuid.uuid4().hex[:8]}"))
+                progress.advance(task)
+            for i, rate_os in enumerate(collector_runs):
+                bar = max(bulks[i], bulks[i + 1])
+                os_rows.append((f"round {i + 1}: bulk loader before / collector / bulk loader after",
+                                bulks[i], rate_os, bulks[i + 1], rate_os / bar))
         flood_result = None
         if not args.no_flood:
             flood_result = flood(lines[:20000], e2e, fresh("flood"))
@@ -292,14 +299,19 @@ def main() -> None:
     body += [f"| {name} | {rate:,.0f} |" for name, rate in rows]
     body.append("")
     body.append(f"End to end into the embedded store: **{e2e:,.0f} events/s** against the 30,000/s target "
-                f"({e2e / 30000:.0%} of it); the socket and the disk spool cost "
-                f"{max(0.0, 1 - e2e / baseline):.0%} of the in-process rate.")
+                f"({e2e / 30000:.0%} of it): {e2e / e2e_thread:.1f}x the same path parsing in the suite's own "
+                f"thread, {e2e / baseline:.1f}x the in-process baseline without socket or spool.")
     if os_rows:
-        body += ["", "| into a single OpenSearch node (same machine) | events/s |", "|---|---:|"]
-        body += [f"| {name} | {rate:,.0f} |" for name, rate in os_rows]
-        bar = max(os_rows[0][1], os_rows[1][1])
-        body += ["", f"The collector reaches **{os_rows[2][1] / bar:.0%}** of the better of the two bulk loader runs "
-                     f"(target: at least 80%)."]
+        body += ["", "| into a single OpenSearch node (same machine), 100,000 events | bulk loader before | "
+                     "**collector** | bulk loader after | collector / better bulk run |", "|---|---:|---:|---:|---:|"]
+        body += [f"| {name} | {before:,.0f} | **{rate:,.0f}** | {after:,.0f} | {ratio:.0%} |"
+                 for name, before, rate, after, ratio in os_rows]
+        ratios = sorted(row[4] for row in os_rows)
+        body += ["", "The bulk loader sends the already-serialised documents of the same events (same ids, daily "
+                     "indices and mapping) in bulks of 1,000, one at a time; it runs after a warm-up load of the "
+                     "node. The collector reaches "
+                     + " and ".join(f"**{r:.0%}**" for r in ratios)
+                     + " of the bulk loader runs beside it (target: at least 80%)."]
     if flood_result:
         f = flood_result
         body += ["", f"Flood: `soc serve` (SQLite, spool bound 256 MiB) offered {f['offered']:,.0f} lines/s "
