@@ -29,12 +29,13 @@ NAME_BY_IANA = {v: k for k, v in IANA_BY_NAME.items()}
 def kv(text: str) -> dict[str, str]:
     """``a=1 b="two words" c=`` → {"a": "1", "b": "two words", "c": ""}. Later duplicates win."""
     out: dict[str, str] = {}
-    for match in _KV.finditer(text):
-        quoted = match.group(2)
-        if quoted is not None:
-            out[match.group(1)] = _UNESCAPE.sub(r"\1", quoted) if "\\" in quoted else quoted
+    # findall builds the tuples in C; a group that did not take part is "", and an empty quoted value and an empty
+    # bare one mean the same "".
+    for name, quoted, bare in _KV.findall(text):
+        if quoted:
+            out[name] = _UNESCAPE.sub(r"\1", quoted) if "\\" in quoted else quoted
         else:
-            out[match.group(1)] = match.group(3)
+            out[name] = bare
     return out
 
 
