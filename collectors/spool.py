@@ -26,7 +26,9 @@ import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 from collectors.message import RawMessage
 from soc import metrics
@@ -55,24 +57,14 @@ class Position:
     offset: int
 
 
-_HEADS: dict[tuple, tuple[tuple[int, ...], bytes]] = {}
-
-
-def _strings(msg: RawMessage) -> tuple[tuple[int, ...], bytes]:
-    # The strings repeat for every message of a connection: encode them once (bounded: file origins vary).
-    key = (msg.transport, msg.peer, msg.agency, msg.sender_name, msg.format, msg.origin)
-    found = _HEADS.get(key)
-    if found is None:
-        strings = [s.encode("utf-8", "surrogateescape")[:65535] for s in key]
-        found = (tuple(map(len, strings)), b"".join(strings))
-        if len(_HEADS) >= 4096:
-            _HEADS.clear()
-        _HEADS[key] = found
-    return found
+@lru_cache(maxsize=4096)  # the strings repeat for every message of a connection (bounded: file origins vary)
+def _strings(*values: str) -> tuple[tuple[int, ...], bytes]:
+    encoded = [s.encode("utf-8", "surrogateescape")[:65535] for s in values]
+    return tuple(map(len, encoded)), b"".join(encoded)
 
 
 def encode(msg: RawMessage) -> bytes:
-    lengths, strings = _strings(msg)
+    lengths, strings = _strings(msg.transport, msg.peer, msg.agency, msg.sender_name, msg.format, msg.origin)
     payload = b"".join((_PAYLOAD_HEAD.pack(msg.received.timestamp(), msg.peer_port & 0xFFFF,
                                            _TRUNCATED if msg.truncated else 0, *lengths), strings, msg.data))
     return _RECORD_HEAD.pack(len(payload), zlib.crc32(payload)) + payload
@@ -207,13 +199,9 @@ class Spool:
         return self._records_written - self._records_committed
 
     def append(self, msg: RawMessage) -> None:
-        self._buffer += encode(msg)
-        self._buffered_records += 1
-        self._records_written += 1
-        if len(self._buffer) >= self.buffer_bytes:
-            self.flush()
+        self.extend((msg,))
 
-    def extend(self, messages: list[RawMessage]) -> None:
+    def extend(self, messages: Sequence[RawMessage]) -> None:
         self._buffer += b"".join(map(encode, messages))
         self._buffered_records += len(messages)
         self._records_written += len(messages)

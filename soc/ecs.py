@@ -10,33 +10,27 @@ from __future__ import annotations
 import hashlib
 import time
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from functools import lru_cache
+from typing import Any
 
 ECS_VERSION = "8.17.0"
 
 _MISSING = object()
 
 
-# Field names repeat all day: split each dotted name once. Bounded, since JSON documents bring arbitrary names.
-_PATHS: dict[str, tuple[tuple[str, ...], str]] = {}
-
-
+# Field names repeat all day: split each dotted name once (bounded: JSON documents bring arbitrary names).
+@lru_cache(maxsize=8192)
 def path(dotted: str) -> tuple[tuple[str, ...], str]:
-    """``"source.geo.ip"`` → ``(("source", "geo"), "ip")``, cached."""
-    found = _PATHS.get(dotted)
-    if found is None:
-        *parents, leaf = dotted.split(".")
-        found = (tuple(parents), leaf)
-        if len(_PATHS) < 8192:
-            _PATHS[dotted] = found
-    return found
+    """``"source.geo.ip"`` → ``(("source", "geo"), "ip")``."""
+    *parents, leaf = dotted.split(".")
+    return tuple(parents), leaf
 
 
 def get(doc: dict, dotted: str, default: Any = None) -> Any:
     """``get(doc, "source.ip")``; also finds keys that are themselves dotted (``{"source.ip": ...}``)."""
     if dotted in doc:
         return doc[dotted]
-    parents, leaf = _PATHS.get(dotted) or path(dotted)
+    parents, leaf = path(dotted)
     node: Any = doc
     for i, part in enumerate(parents):
         child = node.get(part, _MISSING)
@@ -50,7 +44,7 @@ def get(doc: dict, dotted: str, default: Any = None) -> Any:
 
 def put(doc: dict, dotted: str, value: Any) -> None:
     """Set a nested field, creating the parents: ``put(doc, "source.ip", "203.0.113.7")``."""
-    parents, leaf = _PATHS.get(dotted) or path(dotted)
+    parents, leaf = path(dotted)
     node = doc
     for part in parents:
         child = node.get(part)
@@ -82,28 +76,12 @@ def _flatten_into(out: dict[str, Any], node: dict, prefix: str) -> None:
             out[f"{prefix}{key}"] = value
 
 
-def _walk(node: dict, prefix: str) -> Iterator[tuple[str, Any]]:
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from _walk(value, name + ".")
-        else:
-            yield name, value
-
-
-_ISO_CACHE: dict[datetime, str] = {}
-
-
+@lru_cache(maxsize=4096)  # events of one second and one read share their timestamps
 def utc_iso(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds, the form both stores sort and range-query correctly."""
-    text = _ISO_CACHE.get(moment)  # events of one second and one batch share their timestamps
-    if text is None:
-        aware = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
-        text = aware.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        if len(_ISO_CACHE) >= 4096:
-            _ISO_CACHE.clear()
-        _ISO_CACHE[moment] = text
-    return text
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_time(value: str) -> datetime:

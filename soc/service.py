@@ -204,9 +204,9 @@ class Suite:
                 self.accepted += self.spool.recovered_records
         return self.spool
 
-    # Two threads: the parser reads the spool and parses batch N+1 while the writer stores, detects and commits
-    # batch N. The store's answer is mostly waiting on the network (OpenSearch) or the disk, so the two overlap;
-    # one writer keeps commits in spool order, and at most two batches are in flight.
+    # Two threads: the parser reads the spool and parses the next batches (itself, or by handing them to the parse
+    # workers) while the writer stores, detects and commits the oldest. One writer keeps commits in spool order;
+    # the handoff queue bounds the batches in flight.
     def _run_worker(self) -> None:
         spool = self.spool
         assert spool is not None
@@ -353,8 +353,7 @@ class Suite:
         if spool.pending_bytes + size > spool.max_bytes:
             REFUSED.labels(transport=messages[0].transport if messages else "http").inc()
             raise Backpressure(retry_after=5.0)
-        for msg in messages:
-            spool.append(msg)
+        spool.extend(messages)
         self.accepted += len(messages)
         spool.flush()
         await asyncio.get_running_loop().run_in_executor(None, spool.sync)

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Sequence
 
-from soc import codec
+from soc import codec, ecs
 
 
 @dataclass
@@ -73,13 +73,10 @@ class EncodedEvent(NamedTuple):
 
 
 def encode_event(doc: dict) -> EncodedEvent:
-    event = doc.get("event")
-    event_id = event.get("id") if isinstance(event, dict) else doc.get("event.id")
+    event_id = ecs.get(doc, "event.id")
     if not event_id:
         raise StoreError("an event without event.id cannot be stored idempotently")
-    organization = doc.get("organization")
-    agency = organization.get("id") if isinstance(organization, dict) else doc.get("organization.id")
-    return EncodedEvent(event_id, doc["@timestamp"], agency, codec.dumps(doc))
+    return EncodedEvent(event_id, doc["@timestamp"], ecs.get(doc, "organization.id"), codec.dumps(doc))
 
 
 class StoreError(Exception):

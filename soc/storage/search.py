@@ -174,16 +174,21 @@ class SearchStore(Store):
             raise StoreError(f"{self.name} bulk write failed: {exc}", transient=_transient(exc)) from exc
         if errors:
             by_id = {a["_id"]: a["_source"] for a in actions}
-            transient, rejected = False, []
-            for item in errors:
-                detail = next(iter(item.values()))
-                status = detail.get("status", 0)
-                if status == 429 or status >= 500:
-                    transient = True
-                rejected.append((by_id.get(detail.get("_id")), json.dumps(detail.get("error"), default=str)[:2000]))
-            raise StoreError(f"{self.name} rejected {len(errors)} of {len(actions)} documents; first: "
-                             f"{rejected[0][1]}", transient=transient, rejected=[] if transient else rejected)
+            raise self._refused(errors, by_id.get, len(actions))
         return ok
+
+    def _refused(self, failed: list[dict], document_of, total: int) -> StoreError:
+        """The error for the failed items of a _bulk answer: transient when any was 429 or 5xx (the whole write is
+        retried), else carrying each refused document and the reason, for the dead-letter store."""
+        transient, rejected = False, []
+        for item in failed:
+            detail = next(iter(item.values()))
+            status = detail.get("status", 0)
+            if status == 429 or status >= 500:
+                transient = True
+            rejected.append((document_of(detail.get("_id")), json.dumps(detail.get("error"), default=str)[:2000]))
+        return StoreError(f"{self.name} rejected {len(failed)} of {total} documents; first: {rejected[0][1]}",
+                          transient=transient, rejected=[] if transient else rejected)
 
     def _search(self, index: str, body: dict) -> list[dict]:
         # Only the documents come back: no total-hit count to compute, no metadata to send and decode.
@@ -217,18 +222,9 @@ class SearchStore(Store):
             raise StoreError(f"{self.name} bulk write failed: {exc}", transient=_transient(exc)) from exc
         if not result.get("errors"):
             return len(events)
-        failed = [item for item in (next(iter(i.values())) for i in result.get("items", ())) if item.get("error")]
+        failed = [item for item in result.get("items", ()) if next(iter(item.values())).get("error")]
         by_id = {e.id: e for e in events}
-        transient, rejected = False, []
-        for item in failed:
-            status = item.get("status", 0)
-            if status == 429 or status >= 500:
-                transient = True
-            event = by_id.get(item.get("_id"))
-            rejected.append((codec.loads(event.source) if event else None,
-                             json.dumps(item.get("error"), default=str)[:2000]))
-        raise StoreError(f"{self.name} rejected {len(failed)} of {len(events)} documents; first: {rejected[0][1]}",
-                         transient=transient, rejected=[] if transient else rejected)
+        raise self._refused(failed, lambda i: codec.loads(by_id[i].source) if i in by_id else None, len(events))
 
     def get_events(self, ids: Sequence[str]) -> list[dict]:
         if not ids:
