@@ -15,12 +15,16 @@ from typing import Any, Protocol
 from detections.sigma.loader import CompiledCorrelation, CompiledRule, RuleMeta, RuleSet
 from detections.sigma.compiler import event_text, ir_fields
 from detections.sigma.logsource import applies, descriptors_for, ecs_routing_key, view_of
-from soc import ecs
+from soc import codec, ecs
 
 _OPS = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt, "eq": operator.eq,
         "neq": operator.ne}
 MAX_EVIDENCE_KEPT = 1000  # per correlation group: hits remembered in a window
 MAX_PENDING = 200  # per correlation group: events kept as evidence for the next firing (an alert keeps at most 200)
+# Over all groups: hits whose events are kept as evidence. Beyond it the oldest hits give up their events (their
+# counts stay, so the correlations still fire right): a flood that matches rules without firing them would
+# otherwise hold MAX_PENDING events in each of up to MAX_GROUPS groups.
+MAX_EVIDENCE_TOTAL = 10_000
 # Groups whose window has passed are swept every SWEEP_EVERY hits; beyond MAX_GROUPS live groups the least recently
 # hit are dropped (a scan from thousands of addresses must not grow the collector's memory without bound).
 SWEEP_EVERY = 5000
@@ -43,12 +47,15 @@ class Detection:
 class _Hit:
     rule_id: str
     ts: float
-    events: list[dict]
+    events: list  # the evidence, each event serialised (a third of the memory of the nested dict) until reported
     value: Any = None  # value_count: the field's value
     count: int = 0  # the events it stands for (kept when the events themselves are not)
 
     def __post_init__(self) -> None:
         self.count = self.count or len(self.events) or 1
+
+    def unpack(self) -> list[dict]:
+        return [codec.loads(e) for e in self.events]
 
 
 @dataclass
@@ -82,14 +89,21 @@ class _Group:
                 else:
                     del self.values[old.value]
         while self.pending and (self.pending[0].ts < horizon or len(self.pending) > MAX_PENDING):
-            self.pending.popleft()
+            self.pending.popleft().events = []
 
-    def take_pending(self) -> list[dict]:
-        events = [e for hit in self.pending for e in hit.events]
+    def take_pending(self) -> tuple[list[dict], int]:
+        """The evidence not reported yet, and how many events it stands for (more than the events kept when the
+        evidence budget took some)."""
+        events = [e for hit in self.pending for e in hit.unpack()]
+        count = sum(hit.count for hit in self.pending)
+        for hit in self.pending:
+            hit.events = []
         self.pending.clear()
-        return events
+        return events, count
 
     def clear(self) -> None:
+        for hit in self.hits:
+            hit.events = []
         self.hits.clear()
         self.pending.clear()
         self.values.clear()
@@ -111,6 +125,7 @@ class CorrelationEngine:
         self.timespans = {corr.meta.id: corr.timespan for corr in correlations}
         self.latest = 0.0  # the newest event time seen: windows end relative to it
         self._fed = 0
+        self._evidence: deque[_Hit] = deque()  # hits holding events, oldest first (MAX_EVIDENCE_TOTAL)
 
     def sweep(self) -> int:
         """Drop the groups whose newest hit is outside their window, then the oldest beyond MAX_GROUPS."""
@@ -160,7 +175,9 @@ class CorrelationEngine:
             group = self.state.get(key)
             if group is None:
                 group = self.state[key] = _Group()
-            group.add(_Hit(rule_id, ts, events, value), keep_events=corr.type in ("temporal", "temporal_ordered"))
+            hit = _Hit(rule_id, ts, [codec.dumps(e) for e in events], value)
+            group.add(hit, keep_events=corr.type in ("temporal", "temporal_ordered"))
+            self._keep_evidence(hit)
             group.expire(max(ts, group.hits[-1].ts) - corr.timespan)
             detection = self._check(corr, group, agency, dict(zip(corr.group_by, group_values)))
             if detection is None:
@@ -171,6 +188,12 @@ class CorrelationEngine:
             chained_flat.update(detection.labels)
             out.extend(self.feed(corr.meta.id, agency, chained_flat, ts, detection.events))
         return out
+
+    def _keep_evidence(self, hit: _Hit) -> None:
+        evidence = self._evidence
+        evidence.append(hit)
+        while len(evidence) > MAX_EVIDENCE_TOTAL:
+            evidence.popleft().events = []  # a hit already reported or expired has none left anyway
 
     def _check(self, corr: CompiledCorrelation, group: _Group, agency: str | None,
                labels: dict[str, Any]) -> Detection | None:
@@ -196,15 +219,16 @@ class CorrelationEngine:
             return None
         if corr.type in ("temporal", "temporal_ordered"):
             # A sequence reports every event that made it, then fires again only when complete again.
-            new_events = [e for hit in group.hits for e in hit.events]
+            new_events = [e for hit in group.hits for e in hit.unpack()]
+            count = sum(hit.count for hit in group.hits)
             group.clear()
         else:
-            new_events = group.take_pending()
+            new_events, count = group.take_pending()
         if not new_events:
             return None
         times = [e["@timestamp"] for e in new_events]
         return Detection(meta=corr.meta, kind=corr.type, agency=agency, labels=labels, events=new_events,
-                         count=len(new_events), first_seen=min(times), last_seen=max(times))
+                         count=max(count, len(new_events)), first_seen=min(times), last_seen=max(times))
 
 
 class Matcher(Protocol):

@@ -329,3 +329,41 @@ def test_correlation_state_stays_bounded_under_a_scan_from_many_addresses():
     for i in range(engine_module.MAX_GROUPS + 2 * engine_module.SWEEP_EVERY):
         crowded.feed(source, "so-a", flat(i), base, [{"@timestamp": "x"}])
     assert len(crowded.state) <= engine_module.MAX_GROUPS + engine_module.SWEEP_EVERY
+
+
+def test_correlation_evidence_is_bounded_over_all_groups_and_counts_stay_right(monkeypatch):
+    """A flood that matches a counting correlation in many groups without firing it must not keep every event as
+    evidence (each group may keep MAX_PENDING): past the total budget the oldest hits give up their events, and an
+    alert that fires later still counts every event of its window."""
+    from detections import engine as engine_module
+    from detections.engine import CorrelationEngine
+    from soc.config import DetectionsConfig
+
+    monkeypatch.setattr(engine_module, "MAX_EVIDENCE_TOTAL", 50)
+    corr = next(c for c in load_rules(DetectionsConfig().sigma_rule_dirs).correlations
+                if c.meta.name == "soc_ssh_brute_force")
+    assert corr.type == "event_count" and corr.op == "gte" and corr.count > 2
+    source = corr.rules[0]
+    base = 1_790_000_000.0
+    correlations = CorrelationEngine([corr])
+
+    def flat(group: int) -> dict:
+        return {name: f"g{group}" for name in corr.group_by}
+
+    def event(group: int, i: int) -> dict:
+        return {"@timestamp": f"2026-09-21T10:00:{i:02d}.000Z", "event": {"id": f"g{group}-{i}"}}
+
+    below = corr.count - 1
+    for group in range(40):  # 40 groups, each one hit short of firing
+        for i in range(below):
+            assert correlations.feed(source, "so-a", flat(group), base + i, [event(group, i)]) == []
+    kept = sum(len(hit.events) for g in correlations.state.values() for hit in g.pending)
+    assert kept <= 50 < 40 * below
+    # Group 0's evidence went first; its next hit fires, counting all of its events, with the evidence still kept.
+    fired = correlations.feed(source, "so-a", flat(0), base + below, [event(0, below)])
+    assert len(fired) == 1
+    assert fired[0].count == corr.count
+    assert [e["event"]["id"] for e in fired[0].events] == [f"g0-{below}"]
+    # The last group kept all of its evidence, which comes back as the documents that were fed.
+    fired = correlations.feed(source, "so-a", flat(39), base + below, [event(39, below)])
+    assert [e["event"]["id"] for e in fired[0].events] == [f"g39-{i}" for i in range(corr.count)]
