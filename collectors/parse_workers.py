@@ -10,14 +10,17 @@ nested documents), the dead letters, and the batch's counts for the suite's metr
 
 Nothing is lost to a worker: one that dies (killed, out of memory) is started again, and each batch it held is
 parsed in the suite's own process instead. Workers stop with the suite, and on their own when it is gone (their
-pipe closes).
+socket closes).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing
+import signal
+import socket
+import subprocess
+import sys
 import threading
 from multiprocessing.connection import Connection
 from typing import Any
@@ -28,10 +31,23 @@ from collectors.pipeline import BatchResult, Context, Pipeline
 
 log = logging.getLogger(__name__)
 
-# Workers are forked from a small server process that imported the pipeline once: starting one takes
-# milliseconds, and none inherits the suite's threads, sockets or locks (as a plain fork would).
-_CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["collectors.pipeline"])
+# A worker is a fresh interpreter (subprocess) talking over a socket pair with multiprocessing's framing. Not a
+# fork: it inherits none of the suite's threads, sockets or locks. Not multiprocessing.Process either: its start
+# methods add a forkserver and a resource-tracker process (about 50 MB resident between them) that a worker needs
+# neither of. Starting one costs the pipeline's imports, about half a second, at start-up and after a crash.
+_BOOT = ("import sys; sys.path[:0] = sys.argv[2:]; "
+         "from collectors.parse_workers import main; main(int(sys.argv[1]))")
+
+
+def main(fd: int) -> None:
+    """A worker's life: its settings and inventory first, then batches until told to stop or the suite is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the suite's to handle: it stops its workers
+    conn = Connection(fd)
+    try:
+        limits, inventory = conn.recv()
+    except (EOFError, OSError):
+        return
+    _serve(conn, limits, inventory)
 
 
 def _serve(conn: Connection, limits: dict, inventory: Any) -> None:
@@ -43,7 +59,7 @@ def _serve(conn: Connection, limits: dict, inventory: Any) -> None:
     while True:
         try:
             kind, payload = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
+        except (EOFError, OSError):
             return
         if kind == "stop":
             return
@@ -86,21 +102,27 @@ class Ticket:
 
 class _Worker:
     def __init__(self, limits: dict, inventory: Any):
-        self.conn, child = _CONTEXT.Pipe()
-        self.process = _CONTEXT.Process(target=_serve, args=(child, limits, inventory), name="soc-parse-worker",
-                                        daemon=True)
-        self.process.start()
-        child.close()
+        ours, theirs = socket.socketpair()
+        with theirs:
+            # It ends on its own when the suite is gone: its end of the pair reads EOF.
+            self.process = subprocess.Popen([sys.executable, "-c", _BOOT, str(theirs.fileno()), *sys.path],
+                                            pass_fds=(theirs.fileno(),))
+        self.conn = Connection(ours.detach())
+        self.conn.send((limits, inventory))
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def stop(self, timeout: float) -> None:
         try:
             self.conn.send(("stop", None))
         except (OSError, ValueError):
             pass
-        self.process.join(timeout)
-        if self.process.is_alive():
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join(timeout)
+            self.process.wait(timeout)
         self.conn.close()
 
 
@@ -132,9 +154,9 @@ class ParseWorkers:
         index = self._next
         self._next = (index + 1) % len(self._workers)
         worker = self._workers[index]
-        if not worker.process.is_alive():
+        if not worker.alive():
             log.error("parse worker %d (pid %s) died (exit code %s); starting another", index, worker.process.pid,
-                      worker.process.exitcode)
+                      worker.process.returncode)
             worker.conn.close()
             worker = self._workers[index] = _Worker(self._limits, self._inventory)
             self.restarts += 1
