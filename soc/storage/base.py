@@ -69,14 +69,15 @@ class EncodedEvent(NamedTuple):
     id: str
     timestamp: str  # @timestamp, ISO 8601 UTC
     agency: str | None  # organization.id
-    source: str  # the document as compact JSON
+    source: bytes  # the document as compact JSON (UTF-8): what both stores take, with no conversion on the way
 
 
 def encode_event(doc: dict) -> EncodedEvent:
     event_id = ecs.get(doc, "event.id")
     if not event_id:
         raise StoreError("an event without event.id cannot be stored idempotently")
-    return EncodedEvent(event_id, doc["@timestamp"], ecs.get(doc, "organization.id"), codec.dumps(doc))
+    return EncodedEvent(event_id, doc["@timestamp"], ecs.get(doc, "organization.id"),
+                        codec.dumps_bytes(doc))
 
 
 class StoreError(Exception):

@@ -212,10 +212,10 @@ class SearchStore(Store):
             return 0
         lines = []
         for e in events:
-            lines.append(codec.dumps({"index": {"_index": self.event_index(e.timestamp), "_id": e.id}}))
+            lines.append(codec.dumps_bytes({"index": {"_index": self.event_index(e.timestamp), "_id": e.id}}))
             lines.append(e.source)
-        lines.append("")
-        body = "\n".join(lines).encode("utf-8")
+        lines.append(b"")
+        body = b"\n".join(lines)
         try:
             result = self.engine.bulk_body(body, "errors,items.*.error,items.*._id,items.*.status")
         except self.engine.errors as exc:

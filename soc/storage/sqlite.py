@@ -143,8 +143,9 @@ class SqliteStore(Store):
         conn = self._conn()
         conn.execute("BEGIN")
         try:
+            # The JSON comes as UTF-8 bytes; CAST keeps it TEXT (what json_extract reads) without a conversion.
             conn.executemany(
-                "INSERT INTO events (id, ts, agency, doc) VALUES (?, ?, ?, ?) "
+                "INSERT INTO events (id, ts, agency, doc) VALUES (?, ?, ?, CAST(? AS TEXT)) "
                 "ON CONFLICT(id) DO UPDATE SET ts=excluded.ts, agency=excluded.agency, doc=excluded.doc",
                 events,
             )
