@@ -18,37 +18,57 @@ ECS_VERSION = "8.17.0"
 _MISSING = object()
 
 
-# Field names repeat all day: split each dotted name once (bounded: JSON documents bring arbitrary names).
-@lru_cache(maxsize=8192)
+# Field names repeat all day: each dotted name is split once. A plain dict, not lru_cache: these two functions run
+# dozens of times per event, and an LRU's bookkeeping on every hit cost more than the lookup (bounded by clearing:
+# JSON documents bring arbitrary names).
+_PATHS: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {}
+_PATHS_MAX = 8192
+
+
+def _split(dotted: str) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
+    parts = dotted.split(".")
+    # For each level, the rest of the name dotted: where a document that mixes nesting and dotted keys keeps it.
+    entry = (tuple(parts[:-1]), parts[-1], tuple(".".join(parts[i:]) for i in range(len(parts))))
+    if len(_PATHS) >= _PATHS_MAX:
+        _PATHS.clear()
+    _PATHS[dotted] = entry
+    return entry
+
+
 def path(dotted: str) -> tuple[tuple[str, ...], str]:
     """``"source.geo.ip"`` → ``(("source", "geo"), "ip")``."""
-    *parents, leaf = dotted.split(".")
-    return tuple(parents), leaf
+    parents, leaf, _ = _PATHS.get(dotted) or _split(dotted)
+    return parents, leaf
 
 
 def get(doc: dict, dotted: str, default: Any = None) -> Any:
     """``get(doc, "source.ip")``; also finds keys that are themselves dotted (``{"source.ip": ...}``)."""
-    if dotted in doc:
-        return doc[dotted]
-    parents, leaf = path(dotted)
-    node: Any = doc
-    for i, part in enumerate(parents):
-        child = node.get(part, _MISSING)
-        if child is _MISSING:
-            return node.get(".".join(parents[i:]) + "." + leaf, default)
-        if not isinstance(child, dict):
+    value = doc.get(dotted, _MISSING)
+    if value is not _MISSING:
+        return value
+    parents, leaf, rests = _PATHS.get(dotted) or _split(dotted)
+    if not parents:
+        return default
+    node = doc.get(parents[0], _MISSING)  # the whole name at the top was looked up above
+    if node is _MISSING:
+        return default
+    for i in range(1, len(parents)):
+        if not isinstance(node, dict):
             return default
+        child = node.get(parents[i], _MISSING)
+        if child is _MISSING:
+            return node.get(rests[i], default)
         node = child
-    return node.get(leaf, default)
+    return node.get(leaf, default) if isinstance(node, dict) else default
 
 
 def put(doc: dict, dotted: str, value: Any) -> None:
     """Set a nested field, creating the parents: ``put(doc, "source.ip", "203.0.113.7")``."""
-    parents, leaf = path(dotted)
+    parents, leaf, _ = _PATHS.get(dotted) or _split(dotted)
     node = doc
     for part in parents:
         child = node.get(part)
-        if not isinstance(child, dict):
+        if type(child) is not dict and not isinstance(child, dict):
             child = node[part] = {}
         node = child
     node[leaf] = value
