@@ -70,16 +70,27 @@ def encode(msg: RawMessage) -> bytes:
     return _RECORD_HEAD.pack(len(payload), zlib.crc32(payload)) + payload
 
 
+@lru_cache(maxsize=4096)  # one connection's messages carry the same strings: decoded once
+def _decoded_strings(lengths: tuple[int, ...], block: bytes) -> tuple[str, ...]:
+    strings, at = [], 0
+    for length in lengths:
+        strings.append(block[at:at + length].decode("utf-8", "surrogateescape"))
+        at += length
+    return tuple(strings)
+
+
+@lru_cache(maxsize=1024)  # the messages of one read share their reception time
+def _moment(received: float) -> datetime:
+    return datetime.fromtimestamp(received, timezone.utc)
+
+
 def decode(payload: bytes | memoryview) -> RawMessage:
     received, port, flags, *lengths = _PAYLOAD_HEAD.unpack_from(payload)
     at = _PAYLOAD_HEAD.size
-    strings = []
-    for length in lengths:
-        strings.append(bytes(payload[at:at + length]).decode("utf-8", "surrogateescape"))
-        at += length
-    transport, peer, agency, sender_name, fmt, origin = strings
-    return RawMessage(data=bytes(payload[at:]), transport=transport, peer=peer, peer_port=port,
-                      received=datetime.fromtimestamp(received, timezone.utc), truncated=bool(flags & _TRUNCATED),
+    end = at + sum(lengths)
+    transport, peer, agency, sender_name, fmt, origin = _decoded_strings(tuple(lengths), bytes(payload[at:end]))
+    return RawMessage(data=bytes(payload[end:]), transport=transport, peer=peer, peer_port=port,
+                      received=_moment(received), truncated=bool(flags & _TRUNCATED),
                       agency=agency, sender_name=sender_name, format=fmt, origin=origin)
 
 
