@@ -37,7 +37,7 @@ from soc.service import Suite, SuiteThread  # noqa: E402
 from tests.conftest import free_port, make_settings  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
-OPENSEARCH_ROUNDS = 2
+OPENSEARCH_ROUNDS = 3  # the node's speed drifts by 10-30% between runs: one round proves little
 SENDER = """
 import socket, sys
 data = open(sys.argv[1], 'rb').read()
@@ -99,10 +99,26 @@ def tcp_rate(lines: list[bytes], settings, work: Path) -> tuple[float, int]:
     return len(lines) / elapsed, dead
 
 
+def prepare_indices(documents: list[dict], url: str, prefix: str) -> None:
+    """Create the daily indices a run will write to before it is timed. The fixtures' timestamps fall on 50 days, so
+    each run would otherwise start by creating 50 indices, a cost of the node's cluster state (seconds, and varying
+    a lot between runs) that is not indexing throughput and that a live stream (one or two days) never pays."""
+    from soc.storage import store_from_url
+
+    store = store_from_url(url, index_prefix=prefix)
+    store.open()  # installs the index templates
+    for index in sorted({store.event_index(doc["@timestamp"]) for doc in documents}):
+        if not store.client.indices.exists(index=index):
+            store.client.indices.create(index=index)
+    store.client.cluster.health(index=f"{prefix}-*", wait_for_status="yellow")
+    store.close()
+
+
 def bulk_loader_rate(documents: list[dict], url: str, prefix: str) -> float:
     """Plain bulk loading of already-serialised documents (same ids, same daily indices, same mapping)."""
     from soc.storage import store_from_url
 
+    prepare_indices(documents, url, prefix)
     store = store_from_url(url, index_prefix=prefix)
     store.open()
     bodies = []
@@ -136,10 +152,9 @@ def _descendants(pid: int) -> list[int]:
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
-    """Memory of the collector: the process and every process it started (parse workers, the server they are forked
-    from, multiprocessing's resource tracker). Returns (PSS, RSS) summed over them, in MB. PSS counts a page shared
-    by n processes as 1/n in each, so its sum is what the collector occupies; the RSS sum counts shared pages once
-    per process and is an upper bound."""
+    """Memory of the collector: the process and every process it started (its parse workers). Returns (PSS, RSS)
+    summed over them, in MB. PSS counts a page shared by n processes as 1/n in each, so its sum is what the collector
+    occupies; the RSS sum counts shared pages once per process and is an upper bound."""
     pss = rss = 0
     for each in (pid, *_descendants(pid)):
         try:
@@ -272,6 +287,7 @@ def main() -> None:
             collector_runs = []
             for _ in range(OPENSEARCH_ROUNDS):
                 prefix = f"bench-{uuid.uuid4().hex[:8]}"
+                prepare_indices(documents, opensearch, prefix)
                 rate_os, _ = tcp_rate(lines, settings_for(fresh(f"os-{prefix}"), store_url=opensearch,
                                                           prefix=prefix), work)
                 cleanup = store_from_url(opensearch, index_prefix=prefix)
@@ -309,18 +325,22 @@ def main() -> None:
         ratios = sorted(row[4] for row in os_rows)
         body += ["", "The bulk loader sends the already-serialised documents of the same events (same ids, daily "
                      "indices and mapping) in bulks of 1,000, one at a time; it runs after a warm-up load of the "
-                     "node. The collector reaches "
-                     + " and ".join(f"**{r:.0%}**" for r in ratios)
-                     + " of the bulk loader runs beside it (target: at least 80%)."]
+                     "node. Before each timed run, loader's or collector's, the 50 daily indices the fixtures' "
+                     "timestamps fall on are created (creating them is cluster-state work, not indexing, and "
+                     "varied by seconds between runs). The collector reaches "
+                     + ", ".join(f"**{r:.0%}**" for r in ratios)
+                     + " of the better bulk loader run beside it (target: at least 80%; "
+                     + f"{sum(r >= 0.8 for r in ratios)} of {len(ratios)} rounds at or above it)."]
     if flood_result:
         f = flood_result
         body += ["", f"Flood: `soc serve` (SQLite, spool bound 256 MiB) offered {f['offered']:,.0f} lines/s "
                      f"(10x the end-to-end rate above) for {f['seconds']:.0f} s by two TCP senders and one UDP "
                      f"sender: {f['sent']:,} lines sent, {f['received']:,.0f} received, {f['udp_dropped']:,.0f} UDP "
-                     f"datagrams dropped and counted, {f['stored']:,.0f} stored by the end. Memory of the collector's "
-                     f"processes (the suite and its parse workers; PSS summed): {f['idle']:.0f} MB idle, **peak "
-                     f"{f['peak']:.0f} MB** (target: under 300 MB); their RSS summed, which counts shared pages once "
-                     f"per process, peaked at {f['peak_rss']:.0f} MB."]
+                     f"datagrams dropped and counted, {f['stored']:,.0f} stored by the end. Memory of the collector "
+                     f"(the suite's process and its parse workers), target under 300 MB: resident memory summed over "
+                     f"the processes (RSS, which counts a page shared by two processes twice) **peaked at "
+                     f"{f['peak_rss']:.0f} MB**; their proportional share (PSS) peaked at {f['peak']:.0f} MB, "
+                     f"{f['idle']:.0f} MB idle."]
     load = os.getloadavg()[0]
     body += ["", f"Load average at the end: {load:.1f} ({os.cpu_count()} cores)."]
     write_section("bench_collector", "Collector end to end: syslog TCP to the store", "\n".join(body))
