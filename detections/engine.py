@@ -21,9 +21,9 @@ _OPS = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operato
         "neq": operator.ne}
 MAX_EVIDENCE_KEPT = 1000  # per correlation group: hits remembered in a window
 MAX_PENDING = 200  # per correlation group: events kept as evidence for the next firing (an alert keeps at most 200)
-# Over all groups: hits whose events are kept as evidence. Beyond it the oldest hits give up their events (their
-# counts stay, so the correlations still fire right): a flood that matches rules without firing them would
-# otherwise hold MAX_PENDING events in each of up to MAX_GROUPS groups.
+# Over all groups: hits still holding their events as evidence. Beyond it the oldest give them up (down to half,
+# so the bookkeeping stays O(1) a hit); their counts and times stay, so correlations still fire and count right. A
+# flood that matches rules without firing them would otherwise hold MAX_PENDING events in each of MAX_GROUPS groups.
 MAX_EVIDENCE_TOTAL = 10_000
 # Groups whose window has passed are swept every SWEEP_EVERY hits; beyond MAX_GROUPS live groups the least recently
 # hit are dropped (a scan from thousands of addresses must not grow the collector's memory without bound).
@@ -50,6 +50,8 @@ class _Hit:
     events: list  # the evidence, each event serialised (a third of the memory of the nested dict) until reported
     value: Any = None  # value_count: the field's value
     count: int = 0  # the events it stands for (kept when the events themselves are not)
+    first: str = ""  # the earliest and latest @timestamp of those events (kept when the events are not)
+    last: str = ""
 
     def __post_init__(self) -> None:
         self.count = self.count or len(self.events) or 1
@@ -68,11 +70,12 @@ class _Group:
     pending: deque = field(default_factory=deque)  # hits whose events no detection has reported yet
 
     def add(self, hit: "_Hit", keep_events: bool = True) -> None:
-        self.pending.append(hit)
+        """``keep_events``: a sequence (temporal) reports the events of its whole window, so they stay on the
+        window's hits; a counting correlation reports only what is pending since it last fired, and its window
+        keeps times, counts and values (holding every event of it would make memory grow with the traffic)."""
         if not keep_events:
-            # Counting correlations report only pending events: the window needs times, counts and values, and
-            # holding every event of it would make memory grow with the traffic.
-            hit = _Hit(hit.rule_id, hit.ts, [], hit.value, hit.count)
+            self.pending.append(hit)
+            hit = _Hit(hit.rule_id, hit.ts, [], hit.value, hit.count, hit.first, hit.last)
         self.hits.append(hit)
         self.total += hit.count
         if hit.value is not None:
@@ -81,6 +84,7 @@ class _Group:
     def expire(self, horizon: float) -> None:
         while self.hits and (self.hits[0].ts < horizon or len(self.hits) > MAX_EVIDENCE_KEPT):
             old = self.hits.popleft()
+            old.events = []
             self.total -= old.count
             if old.value is not None:
                 left = self.values[old.value] - 1
@@ -91,18 +95,27 @@ class _Group:
         while self.pending and (self.pending[0].ts < horizon or len(self.pending) > MAX_PENDING):
             self.pending.popleft().events = []
 
-    def take_pending(self) -> tuple[list[dict], int]:
-        """The evidence not reported yet, and how many events it stands for (more than the events kept when the
-        evidence budget took some)."""
-        events = [e for hit in self.pending for e in hit.unpack()]
-        count = sum(hit.count for hit in self.pending)
-        for hit in self.pending:
+    def take_pending(self) -> tuple[list[_Hit], list[dict]]:
+        """The hits not reported yet, and their evidence (fewer events than they stand for when the evidence budget
+        took some)."""
+        hits = list(self.pending)
+        events = [e for hit in hits for e in hit.unpack()]
+        for hit in hits:
             hit.events = []
         self.pending.clear()
-        return events, count
+        return hits, events
+
+    def take_window(self) -> tuple[list[_Hit], list[dict]]:
+        """A completed sequence: every hit of the window and its evidence; the window starts again empty."""
+        hits = list(self.hits)
+        events = [e for hit in hits for e in hit.unpack()]
+        self.clear()
+        return hits, events
 
     def clear(self) -> None:
         for hit in self.hits:
+            hit.events = []
+        for hit in self.pending:
             hit.events = []
         self.hits.clear()
         self.pending.clear()
@@ -152,7 +165,8 @@ class CorrelationEngine:
         return tuple(values)
 
     def feed(self, rule_id: str, agency: str | None, flat: dict[str, Any], ts: float,
-             events: list[dict]) -> list[Detection]:
+             events: list[dict], count: int = 0) -> list[Detection]:
+        """``count``: the events the match stands for, when more than ``events`` (a chained correlation's)."""
         out: list[Detection] = []
         correlations = self.by_source.get(rule_id, ())
         if correlations:
@@ -175,7 +189,9 @@ class CorrelationEngine:
             group = self.state.get(key)
             if group is None:
                 group = self.state[key] = _Group()
-            hit = _Hit(rule_id, ts, [codec.dumps(e) for e in events], value)
+            stamps = [e["@timestamp"] for e in events]
+            hit = _Hit(rule_id, ts, [codec.dumps_bytes(e) for e in events], value, count,
+                       min(stamps, default=""), max(stamps, default=""))
             group.add(hit, keep_events=corr.type in ("temporal", "temporal_ordered"))
             self._keep_evidence(hit)
             group.expire(max(ts, group.hits[-1].ts) - corr.timespan)
@@ -186,14 +202,18 @@ class CorrelationEngine:
             # A firing correlation is itself a "match" for correlations that reference it (chaining).
             chained_flat = dict(flat)
             chained_flat.update(detection.labels)
-            out.extend(self.feed(corr.meta.id, agency, chained_flat, ts, detection.events))
+            out.extend(self.feed(corr.meta.id, agency, chained_flat, ts, detection.events, detection.count))
         return out
 
     def _keep_evidence(self, hit: _Hit) -> None:
-        evidence = self._evidence
-        evidence.append(hit)
-        while len(evidence) > MAX_EVIDENCE_TOTAL:
-            evidence.popleft().events = []  # a hit already reported or expired has none left anyway
+        self._evidence.append(hit)
+        if len(self._evidence) <= MAX_EVIDENCE_TOTAL:
+            return
+        # Hits reported, expired or swept have given up their events already: only the others count.
+        live = deque(h for h in self._evidence if h.events)
+        while len(live) > MAX_EVIDENCE_TOTAL // 2:
+            live.popleft().events = []
+        self._evidence = live
 
     def _check(self, corr: CompiledCorrelation, group: _Group, agency: str | None,
                labels: dict[str, Any]) -> Detection | None:
@@ -219,16 +239,16 @@ class CorrelationEngine:
             return None
         if corr.type in ("temporal", "temporal_ordered"):
             # A sequence reports every event that made it, then fires again only when complete again.
-            new_events = [e for hit in group.hits for e in hit.unpack()]
-            count = sum(hit.count for hit in group.hits)
-            group.clear()
+            hits, new_events = group.take_window()
         else:
-            new_events, count = group.take_pending()
+            hits, new_events = group.take_pending()
         if not new_events:
             return None
-        times = [e["@timestamp"] for e in new_events]
+        times = [h.first for h in hits if h.first] + [h.last for h in hits if h.last]
+        times = times or [e["@timestamp"] for e in new_events]
         return Detection(meta=corr.meta, kind=corr.type, agency=agency, labels=labels, events=new_events,
-                         count=max(count, len(new_events)), first_seen=min(times), last_seen=max(times))
+                         count=max(sum(h.count for h in hits), len(new_events)), first_seen=min(times),
+                         last_seen=max(times))
 
 
 class Matcher(Protocol):

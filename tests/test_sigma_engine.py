@@ -331,39 +331,80 @@ def test_correlation_state_stays_bounded_under_a_scan_from_many_addresses():
     assert len(crowded.state) <= engine_module.MAX_GROUPS + engine_module.SWEEP_EVERY
 
 
+def _correlation(kind: str, rules: list[str], count: int = 3, timespan: int = 3600):
+    from detections.sigma.loader import CompiledCorrelation, RuleMeta
+
+    meta = RuleMeta(id=f"corr-{kind}-{'-'.join(rules)}", name=None, title=kind, level="high", tags=[], description="", path="")
+    return CompiledCorrelation(meta=meta, type=kind, rules=rules, group_by=["source.ip"], timespan=timespan,
+                               op="gte", count=count if kind in ("event_count", "value_count") else len(rules),
+                               fieldref=None, aliases={})
+
+
+def _evidence_event(name: str, second: int) -> dict:
+    return {"@timestamp": f"2026-09-21T10:{second // 60:02d}:{second % 60:02d}.000Z", "event": {"id": name}}
+
+
 def test_correlation_evidence_is_bounded_over_all_groups_and_counts_stay_right(monkeypatch):
     """A flood that matches a counting correlation in many groups without firing it must not keep every event as
     evidence (each group may keep MAX_PENDING): past the total budget the oldest hits give up their events, and an
-    alert that fires later still counts every event of its window."""
+    alert that fires later still counts every event of its window, with the window's times."""
     from detections import engine as engine_module
     from detections.engine import CorrelationEngine
-    from soc.config import DetectionsConfig
 
     monkeypatch.setattr(engine_module, "MAX_EVIDENCE_TOTAL", 50)
-    corr = next(c for c in load_rules(DetectionsConfig().sigma_rule_dirs).correlations
-                if c.meta.name == "soc_ssh_brute_force")
-    assert corr.type == "event_count" and corr.op == "gte" and corr.count > 2
-    source = corr.rules[0]
-    base = 1_790_000_000.0
+    corr = _correlation("event_count", ["failed-login"], count=4)
     correlations = CorrelationEngine([corr])
-
-    def flat(group: int) -> dict:
-        return {name: f"g{group}" for name in corr.group_by}
-
-    def event(group: int, i: int) -> dict:
-        return {"@timestamp": f"2026-09-21T10:00:{i:02d}.000Z", "event": {"id": f"g{group}-{i}"}}
-
-    below = corr.count - 1
-    for group in range(40):  # 40 groups, each one hit short of firing
-        for i in range(below):
-            assert correlations.feed(source, "so-a", flat(group), base + i, [event(group, i)]) == []
+    base = 1_790_000_000.0
+    for group in range(40):  # 40 addresses, each one hit short of firing
+        for i in range(3):
+            assert correlations.feed("failed-login", "so-a", {"source.ip": f"g{group}"}, base + i,
+                                     [_evidence_event(f"g{group}-{i}", i)]) == []
     kept = sum(len(hit.events) for g in correlations.state.values() for hit in g.pending)
-    assert kept <= 50 < 40 * below
-    # Group 0's evidence went first; its next hit fires, counting all of its events, with the evidence still kept.
-    fired = correlations.feed(source, "so-a", flat(0), base + below, [event(0, below)])
+    assert kept <= 50 < 40 * 3
+    # Group 0's evidence went first; its next hit fires, counting all four events and their first time.
+    fired = correlations.feed("failed-login", "so-a", {"source.ip": "g0"}, base + 3, [_evidence_event("g0-3", 3)])
     assert len(fired) == 1
-    assert fired[0].count == corr.count
-    assert [e["event"]["id"] for e in fired[0].events] == [f"g0-{below}"]
+    assert (fired[0].count, fired[0].first_seen) == (4, "2026-09-21T10:00:00.000Z")
+    assert [e["event"]["id"] for e in fired[0].events] == ["g0-3"]
     # The last group kept all of its evidence, which comes back as the documents that were fed.
-    fired = correlations.feed(source, "so-a", flat(39), base + below, [event(39, below)])
-    assert [e["event"]["id"] for e in fired[0].events] == [f"g39-{i}" for i in range(corr.count)]
+    fired = correlations.feed("failed-login", "so-a", {"source.ip": "g39"}, base + 3, [_evidence_event("g39-3", 3)])
+    assert [e["event"]["id"] for e in fired[0].events] == [f"g39-{i}" for i in range(4)]
+
+
+def test_reported_evidence_does_not_use_up_the_budget(monkeypatch):
+    """Hits already reported hold no events: a busy group firing again and again must not take a slow group's
+    evidence away."""
+    from detections import engine as engine_module
+    from detections.engine import CorrelationEngine
+
+    monkeypatch.setattr(engine_module, "MAX_EVIDENCE_TOTAL", 100)
+    busy = _correlation("event_count", ["failed-login"], count=1, timespan=10)
+    slow = _correlation("event_count", ["port-scan"], count=3)
+    correlations = CorrelationEngine([busy, slow])
+    base = 1_790_000_000.0
+    for i in range(2):
+        correlations.feed("port-scan", "so-a", {"source.ip": "slow"}, base + i, [_evidence_event(f"slow-{i}", i)])
+    for i in range(500):  # each fires at once and is reported
+        assert correlations.feed("failed-login", "so-a", {"source.ip": "busy"}, base + 2 + i / 1000,
+                                 [_evidence_event(f"busy-{i}", 2)])
+    fired = correlations.feed("port-scan", "so-a", {"source.ip": "slow"}, base + 3, [_evidence_event("slow-2", 3)])
+    assert [e["event"]["id"] for e in fired[0].events] == ["slow-0", "slow-1", "slow-2"]
+
+
+def test_a_long_sequence_reports_the_event_that_started_it():
+    """A temporal correlation reports every event of its window: more than MAX_PENDING hits in it must not cost the
+    first ones their evidence."""
+    from detections import engine as engine_module
+    from detections.engine import CorrelationEngine
+
+    correlations = CorrelationEngine([_correlation("temporal_ordered", ["a", "b", "c"])])
+    base = 1_790_000_000.0
+    correlations.feed("a", "so-a", {"source.ip": "x"}, base, [_evidence_event("a", 0)])
+    hits = engine_module.MAX_PENDING + 50
+    for i in range(hits):
+        assert correlations.feed("b", "so-a", {"source.ip": "x"}, base + 1 + i, [_evidence_event(f"b{i}", 1)]) == []
+    fired = correlations.feed("c", "so-a", {"source.ip": "x"}, base + 1 + hits, [_evidence_event("c", 2)])
+    assert len(fired) == 1
+    ids = [e["event"]["id"] for e in fired[0].events]
+    assert ids[0] == "a" and ids[-1] == "c" and len(ids) == hits + 2
+    assert (fired[0].count, fired[0].first_seen) == (hits + 2, "2026-09-21T10:00:00.000Z")
