@@ -104,11 +104,15 @@ class _Worker:
     def __init__(self, limits: dict, inventory: Any):
         ours, theirs = socket.socketpair()
         with theirs:
-            # It ends on its own when the suite is gone: its end of the pair reads EOF.
+            # It ends on its own when the suite is gone: its end of the pair reads EOF. Its own session: a Ctrl-C
+            # at the terminal is the suite's to handle (it stops its workers), even while a worker is starting.
             self.process = subprocess.Popen([sys.executable, "-c", _BOOT, str(theirs.fileno()), *sys.path],
-                                            pass_fds=(theirs.fileno(),))
+                                            pass_fds=(theirs.fileno(),), start_new_session=True)
         self.conn = Connection(ours.detach())
-        self.conn.send((limits, inventory))
+        try:
+            self.conn.send((limits, inventory))
+        except OSError as exc:  # it died starting: seen as dead before its first batch, and started again
+            log.error("parse worker (pid %s) did not take its settings: %s", self.process.pid, exc)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -122,7 +126,10 @@ class _Worker:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait(timeout)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:  # never seen; the other workers must still be stopped
+                log.error("parse worker (pid %s) did not end after SIGKILL", self.process.pid)
         self.conn.close()
 
 
@@ -157,7 +164,8 @@ class ParseWorkers:
         if not worker.alive():
             log.error("parse worker %d (pid %s) died (exit code %s); starting another", index, worker.process.pid,
                       worker.process.returncode)
-            worker.conn.close()
+            # Its connection is not closed here: the writer thread may be reading it for a ticket; it closes when
+            # the last ticket holding it is done.
             worker = self._workers[index] = _Worker(self._limits, self._inventory)
             self.restarts += 1
         if not self._send(worker, ("batch", batch)):

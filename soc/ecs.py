@@ -21,14 +21,13 @@ _MISSING = object()
 # Field names repeat all day: each dotted name is split once. A plain dict, not lru_cache: these two functions run
 # dozens of times per event, and an LRU's bookkeeping on every hit cost more than the lookup (bounded by clearing:
 # JSON documents bring arbitrary names).
-_PATHS: dict[str, tuple[tuple[str, ...], str, tuple[str, ...]]] = {}
+_PATHS: dict[str, tuple[tuple[str, ...], str]] = {}
 _PATHS_MAX = 8192
 
 
-def _split(dotted: str) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
-    parts = dotted.split(".")
-    # For each level, the rest of the name dotted: where a document that mixes nesting and dotted keys keeps it.
-    entry = (tuple(parts[:-1]), parts[-1], tuple(".".join(parts[i:]) for i in range(len(parts))))
+def _split(dotted: str) -> tuple[tuple[str, ...], str]:
+    *parents, leaf = dotted.split(".")
+    entry = (tuple(parents), leaf)
     if len(_PATHS) >= _PATHS_MAX:
         _PATHS.clear()
     _PATHS[dotted] = entry
@@ -37,8 +36,7 @@ def _split(dotted: str) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
 
 def path(dotted: str) -> tuple[tuple[str, ...], str]:
     """``"source.geo.ip"`` → ``(("source", "geo"), "ip")``."""
-    parents, leaf, _ = _PATHS.get(dotted) or _split(dotted)
-    return parents, leaf
+    return _PATHS.get(dotted) or _split(dotted)
 
 
 def get(doc: dict, dotted: str, default: Any = None) -> Any:
@@ -46,7 +44,7 @@ def get(doc: dict, dotted: str, default: Any = None) -> Any:
     value = doc.get(dotted, _MISSING)
     if value is not _MISSING:
         return value
-    parents, leaf, rests = _PATHS.get(dotted) or _split(dotted)
+    parents, leaf = _PATHS.get(dotted) or _split(dotted)
     if not parents:
         return default
     node = doc.get(parents[0], _MISSING)  # the whole name at the top was looked up above
@@ -56,15 +54,15 @@ def get(doc: dict, dotted: str, default: Any = None) -> Any:
         if not isinstance(node, dict):
             return default
         child = node.get(parents[i], _MISSING)
-        if child is _MISSING:
-            return node.get(rests[i], default)
+        if child is _MISSING:  # the rest of the name may be one dotted key here ({"event": {"module.x": ...}})
+            return node.get(".".join(parents[i:]) + "." + leaf, default)
         node = child
     return node.get(leaf, default) if isinstance(node, dict) else default
 
 
 def put(doc: dict, dotted: str, value: Any) -> None:
     """Set a nested field, creating the parents: ``put(doc, "source.ip", "203.0.113.7")``."""
-    parents, leaf, _ = _PATHS.get(dotted) or _split(dotted)
+    parents, leaf = _PATHS.get(dotted) or _split(dotted)
     node = doc
     for part in parents:
         child = node.get(part)
