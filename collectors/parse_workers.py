@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import signal
 import socket
 import subprocess
 import sys
@@ -41,7 +40,6 @@ _BOOT = ("import sys; sys.path[:0] = sys.argv[2:]; "
 
 def main(fd: int) -> None:
     """A worker's life: its settings and inventory first, then batches until told to stop or the suite is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the suite's to handle: it stops its workers
     conn = Connection(fd)
     try:
         limits, inventory = conn.recv()

@@ -209,6 +209,19 @@ class Spool:
         """Messages accepted and not yet confirmed by the store."""
         return self._records_written - self._records_committed
 
+    def room_for(self, messages: Sequence[RawMessage]) -> int:
+        """How many of ``messages``, from the first, go in before the bound: while there is room the next one goes
+        in, so the bound is passed by one message at most."""
+        room = self.max_bytes - self.pending_bytes
+        taken = 0
+        for msg in messages:
+            if room <= 0:
+                break
+            lengths, _ = _strings(msg.transport, msg.peer, msg.agency, msg.sender_name, msg.format, msg.origin)
+            room -= _RECORD_HEAD.size + _PAYLOAD_HEAD.size + sum(lengths) + len(msg.data)
+            taken += 1
+        return taken
+
     def append(self, msg: RawMessage) -> None:
         self.extend((msg,))
 

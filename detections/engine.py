@@ -128,7 +128,7 @@ def _epoch(doc: dict) -> float:
 
 
 class CorrelationEngine:
-    def __init__(self, correlations: list[CompiledCorrelation]):
+    def __init__(self, correlations: list[CompiledCorrelation], evidence_limit: int = MAX_EVIDENCE_TOTAL):
         self.correlations = correlations
         self.by_source: dict[str, list[CompiledCorrelation]] = defaultdict(list)
         for corr in correlations:
@@ -138,7 +138,8 @@ class CorrelationEngine:
         self.timespans = {corr.meta.id: corr.timespan for corr in correlations}
         self.latest = 0.0  # the newest event time seen: windows end relative to it
         self._fed = 0
-        self._evidence: deque[_Hit] = deque()  # hits holding events, oldest first (MAX_EVIDENCE_TOTAL)
+        self._evidence: deque[_Hit] = deque()  # hits holding events, oldest first (at most evidence_limit)
+        self.evidence_limit = evidence_limit
 
     def sweep(self) -> int:
         """Drop the groups whose newest hit is outside their window, then the oldest beyond MAX_GROUPS."""
@@ -207,11 +208,11 @@ class CorrelationEngine:
 
     def _keep_evidence(self, hit: _Hit) -> None:
         self._evidence.append(hit)
-        if len(self._evidence) <= MAX_EVIDENCE_TOTAL:
+        if len(self._evidence) <= self.evidence_limit:
             return
         # Hits reported, expired or swept have given up their events already: only the others count.
         live = deque(h for h in self._evidence if h.events)
-        while len(live) > MAX_EVIDENCE_TOTAL // 2:
+        while len(live) > self.evidence_limit // 2:
             live.popleft().events = []
         self._evidence = live
 

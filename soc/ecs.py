@@ -34,11 +34,6 @@ def _split(dotted: str) -> tuple[tuple[str, ...], str]:
     return entry
 
 
-def path(dotted: str) -> tuple[tuple[str, ...], str]:
-    """``"source.geo.ip"`` → ``(("source", "geo"), "ip")``."""
-    return _PATHS.get(dotted) or _split(dotted)
-
-
 def get(doc: dict, dotted: str, default: Any = None) -> Any:
     """``get(doc, "source.ip")``; also finds keys that are themselves dotted (``{"source.ip": ...}``)."""
     value = doc.get(dotted, _MISSING)
@@ -66,7 +61,7 @@ def put(doc: dict, dotted: str, value: Any) -> None:
     node = doc
     for part in parents:
         child = node.get(part)
-        if type(child) is not dict and not isinstance(child, dict):
+        if not isinstance(child, dict):
             child = node[part] = {}
         node = child
     node[leaf] = value

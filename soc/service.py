@@ -329,11 +329,7 @@ class Suite:
                 await asyncio.sleep(0.05)
             if spool.closed:
                 raise ConnectionAbortedError("the collector is stopping")  # the sender reconnects to the next start
-            room = spool.max_bytes - spool.pending_bytes
-            end = at
-            while end < len(messages) and room > 0:
-                room -= len(messages[end].data) + 64  # about a record's size on disk
-                end += 1
+            end = at + spool.room_for(messages[at:])
             spool.extend(messages[at:end])
             self.accepted += end - at
             at = end

@@ -344,16 +344,14 @@ def _evidence_event(name: str, second: int) -> dict:
     return {"@timestamp": f"2026-09-21T10:{second // 60:02d}:{second % 60:02d}.000Z", "event": {"id": name}}
 
 
-def test_correlation_evidence_is_bounded_over_all_groups_and_counts_stay_right(monkeypatch):
+def test_correlation_evidence_is_bounded_over_all_groups_and_counts_stay_right():
     """A flood that matches a counting correlation in many groups without firing it must not keep every event as
     evidence (each group may keep MAX_PENDING): past the total budget the oldest hits give up their events, and an
     alert that fires later still counts every event of its window, with the window's times."""
-    from detections import engine as engine_module
     from detections.engine import CorrelationEngine
 
-    monkeypatch.setattr(engine_module, "MAX_EVIDENCE_TOTAL", 50)
     corr = _correlation("event_count", ["failed-login"], count=4)
-    correlations = CorrelationEngine([corr])
+    correlations = CorrelationEngine([corr], evidence_limit=50)
     base = 1_790_000_000.0
     for group in range(40):  # 40 addresses, each one hit short of firing
         for i in range(3):
@@ -371,16 +369,14 @@ def test_correlation_evidence_is_bounded_over_all_groups_and_counts_stay_right(m
     assert [e["event"]["id"] for e in fired[0].events] == [f"g39-{i}" for i in range(4)]
 
 
-def test_reported_evidence_does_not_use_up_the_budget(monkeypatch):
+def test_reported_evidence_does_not_use_up_the_budget():
     """Hits already reported hold no events: a busy group firing again and again must not take a slow group's
     evidence away."""
-    from detections import engine as engine_module
     from detections.engine import CorrelationEngine
 
-    monkeypatch.setattr(engine_module, "MAX_EVIDENCE_TOTAL", 100)
     busy = _correlation("event_count", ["failed-login"], count=1, timespan=10)
     slow = _correlation("event_count", ["port-scan"], count=3)
-    correlations = CorrelationEngine([busy, slow])
+    correlations = CorrelationEngine([busy, slow], evidence_limit=100)
     base = 1_790_000_000.0
     for i in range(2):
         correlations.feed("port-scan", "so-a", {"source.ip": "slow"}, base + i, [_evidence_event(f"slow-{i}", i)])

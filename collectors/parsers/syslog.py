@@ -8,6 +8,7 @@ RFC 3164 timestamps are read in the configured zone and given the latest year th
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from collectors.message import ParseError
@@ -69,19 +70,13 @@ def parse_iso(text: str, zone: tzinfo) -> datetime:
     return moment
 
 
-_BSD_TIMES: dict[tuple, datetime] = {}
-
-
 def _bsd_time(match: re.Match, zone: tzinfo, received: datetime) -> datetime:
-    # The messages of one read share their reception time, and a busy sender many a timestamp: remembered (bounded).
-    key = (match.group(0), zone, received)
-    moment = _BSD_TIMES.get(key)
-    if moment is None:
-        moment = _bsd_time_uncached(match, zone, received)
-        if len(_BSD_TIMES) >= 4096:
-            _BSD_TIMES.clear()
-        _BSD_TIMES[key] = moment
-    return moment
+    return _bsd_time_of(match.group(0), zone, received)
+
+
+@lru_cache(maxsize=4096)  # the messages of one read share their reception time, and a busy sender its timestamps
+def _bsd_time_of(text: str, zone: tzinfo, received: datetime) -> datetime:
+    return _bsd_time_uncached(_BSD_TS.match(text), zone, received)
 
 
 def _bsd_time_uncached(match: re.Match, zone: tzinfo, received: datetime) -> datetime:
