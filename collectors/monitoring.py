@@ -288,12 +288,15 @@ def _all(store, collection: str) -> list[dict]:
 
 
 async def probe_loop(suite, config: ProbesConfig) -> None:
-    target_list = probes.targets(suite.inventory, icmp=config.icmp)
-    log.info("probes: %d checks of %d assets every %.0fs", len(target_list),
-             len({t.asset for t in target_list}), config.interval_seconds)
     loop = asyncio.get_running_loop()
+    probed = None
     while True:
         started = time.monotonic()
+        inventory = suite.inventory  # the current one: an edit or a reloaded file counts from the next round
+        if inventory is not probed:
+            probed, target_list = inventory, probes.targets(inventory, icmp=config.icmp)
+            log.info("probes: %d checks of %d assets every %.0fs", len(target_list),
+                     len({t.asset for t in target_list}), config.interval_seconds)
         results = await probes.run_probes(target_list, config.timeout_seconds, config.concurrency)
         if config.store_events and results:
             docs = [probes.to_event(r, suite.inventory) for r in results]
@@ -337,6 +340,9 @@ def attach(suite, config: MonitoringConfig | None = None) -> None:
         suite.background.append(lambda: self_monitor_loop(monitor))
     if config.source_health.enabled:
         health = build_source_health(suite, config.source_health)
+        holder = getattr(suite, "inventory_holder", None)
+        if holder is not None:
+            holder.subscribe(health.use_inventory)
         observe_batches(suite, health)
         suite.source_health = health
         suite.background.append(lambda: source_health_loop(suite, health, config.source_health))

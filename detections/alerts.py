@@ -257,6 +257,8 @@ class AlertManager:
             "first_seen": detection.first_seen,
             "last_seen": detection.last_seen,
             "evidence": [ecs.get(e, "event.id") for e in detection.events][: self.max_evidence],
+            # Whether the evidence may start containment without a person: see inventory/enrich.py (sender trust).
+            "trust": {"untrusted_events": detection.untrusted, "trusted": detection.untrusted == 0},
             "created": ecs.now_iso(),
             "updated": ecs.now_iso(),
             "history": [{"at": ecs.now_iso(), "by": "detections", "action": "raised"}],
@@ -266,6 +268,9 @@ class AlertManager:
 
     def _update(self, alert: dict, detection: Detection) -> None:
         alert["count"] += detection.count
+        trust = alert.setdefault("trust", {"untrusted_events": 0, "trusted": False})  # older alerts: unknown
+        trust["untrusted_events"] = int(trust.get("untrusted_events") or 0) + detection.untrusted
+        trust["trusted"] = bool(trust.get("trusted")) and trust["untrusted_events"] == 0
         alert["last_seen"] = max(alert["last_seen"], detection.last_seen)
         alert["first_seen"] = min(alert["first_seen"], detection.first_seen)
         evidence = alert["evidence"]

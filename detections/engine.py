@@ -41,6 +41,19 @@ class Detection:
     count: int  # how many events it adds to its alert
     first_seen: str
     last_seen: str
+    # How many of the events it stands for came from senders the suite cannot vouch for (soc.sender.trusted is not
+    # true: an unknown sender, one of another agency, a UDP datagram). Counted through the evidence budget, so a
+    # correlation that dropped events still knows. -1: count it from ``events``.
+    untrusted: int = -1
+
+    def __post_init__(self) -> None:
+        if self.untrusted < 0:
+            self.untrusted = untrusted_count(self.events)
+
+
+def untrusted_count(events: list[dict]) -> int:
+    """Events that may not serve as evidence for automatic containment (see inventory/enrich.py)."""
+    return sum(1 for doc in events if ecs.get(doc, "soc.sender.trusted") is not True)
 
 
 @dataclass
@@ -52,6 +65,7 @@ class _Hit:
     count: int = 0  # the events it stands for (kept when the events themselves are not)
     first: str = ""  # the earliest and latest @timestamp of those events (kept when the events are not)
     last: str = ""
+    untrusted: int = 0  # how many of those events came from senders not trusted (kept when the events are not)
 
     def __post_init__(self) -> None:
         self.count = self.count or len(self.events) or 1
@@ -75,7 +89,7 @@ class _Group:
         keeps times, counts and values (holding every event of it would make memory grow with the traffic)."""
         if not keep_events:
             self.pending.append(hit)
-            hit = _Hit(hit.rule_id, hit.ts, [], hit.value, hit.count, hit.first, hit.last)
+            hit = _Hit(hit.rule_id, hit.ts, [], hit.value, hit.count, hit.first, hit.last, hit.untrusted)
         self.hits.append(hit)
         self.total += hit.count
         if hit.value is not None:
@@ -166,8 +180,11 @@ class CorrelationEngine:
         return tuple(values)
 
     def feed(self, rule_id: str, agency: str | None, flat: dict[str, Any], ts: float,
-             events: list[dict], count: int = 0) -> list[Detection]:
-        """``count``: the events the match stands for, when more than ``events`` (a chained correlation's)."""
+             events: list[dict], count: int = 0, untrusted: int = -1) -> list[Detection]:
+        """``count``: the events the match stands for, when more than ``events`` (a chained correlation's);
+        ``untrusted`` likewise for how many of them came from untrusted senders (-1: count ``events``)."""
+        if untrusted < 0:
+            untrusted = untrusted_count(events)
         out: list[Detection] = []
         correlations = self.by_source.get(rule_id, ())
         if correlations:
@@ -192,7 +209,7 @@ class CorrelationEngine:
                 group = self.state[key] = _Group()
             stamps = [e["@timestamp"] for e in events]
             hit = _Hit(rule_id, ts, [codec.dumps_bytes(e) for e in events], value, count,
-                       min(stamps, default=""), max(stamps, default=""))
+                       min(stamps, default=""), max(stamps, default=""), untrusted)
             group.add(hit, keep_events=corr.type in ("temporal", "temporal_ordered"))
             self._keep_evidence(hit)
             group.expire(max(ts, group.hits[-1].ts) - corr.timespan)
@@ -203,7 +220,8 @@ class CorrelationEngine:
             # A firing correlation is itself a "match" for correlations that reference it (chaining).
             chained_flat = dict(flat)
             chained_flat.update(detection.labels)
-            out.extend(self.feed(corr.meta.id, agency, chained_flat, ts, detection.events, detection.count))
+            out.extend(self.feed(corr.meta.id, agency, chained_flat, ts, detection.events, detection.count,
+                                 detection.untrusted))
         return out
 
     def _keep_evidence(self, hit: _Hit) -> None:
@@ -238,6 +256,8 @@ class CorrelationEngine:
                             break
         if not fired:
             return None
+        # Every hit that made it fire counts for trust: the window's (counting) as well as those reported now.
+        window_untrusted = sum(h.untrusted for h in group.hits)
         if corr.type in ("temporal", "temporal_ordered"):
             # A sequence reports every event that made it, then fires again only when complete again.
             hits, new_events = group.take_window()
@@ -249,7 +269,7 @@ class CorrelationEngine:
         times = times or [e["@timestamp"] for e in new_events]
         return Detection(meta=corr.meta, kind=corr.type, agency=agency, labels=labels, events=new_events,
                          count=max(sum(h.count for h in hits), len(new_events)), first_seen=min(times),
-                         last_seen=max(times))
+                         last_seen=max(times), untrusted=max(window_untrusted, sum(h.untrusted for h in hits)))
 
 
 class Matcher(Protocol):

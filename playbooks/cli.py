@@ -89,8 +89,9 @@ def print_plan(plan: dict) -> None:
     typer.echo(f"inputs: {json.dumps(plan['inputs'], ensure_ascii=False)}")
     impact = plan["impact"]
     typer.echo(f"impact: {impact['level']}" + (f" ({'; '.join(impact['reasons'])})" if impact["reasons"] else ""))
+    reasons = plan["approval"].get("reasons") or []
     typer.echo("approval: " + ("a network admin must approve" if plan["approval"]["required"] else
-                               "runs without approval"))
+                               "runs without approval") + (f" ({'; '.join(reasons)})" if reasons else ""))
     for step in plan["steps"]:
         typer.echo(f"\nstep {step['id']} [{step['action']}]: {step.get('description', '')}")
         if step["status"] == "skipped":

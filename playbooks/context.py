@@ -9,6 +9,7 @@ from typing import Any
 
 from inventory.lookup import Inventory
 from playbooks.model import PLACEHOLDER, Condition, InputSpec, Playbook, severity_at_least
+from playbooks.values import InterfaceName, ValueRefused, normalise_address, normalise_network
 
 
 class InputError(ValueError):
@@ -61,32 +62,52 @@ def alert_value(alert: dict | None, path: str) -> Any:
     return value
 
 
+# One line of text for the free-form input types: no control character (a newline or carriage return would start a
+# new command line on a device, a new header in a mail), no quote or shell separator, at most 256 characters.
+_TEXT_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@\\-]{0,127}")  # a host or user name (DOMAIN\\user, user@realm)
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}")
+
+
 def coerce(name: str, spec: InputSpec, value: Any) -> Any:
+    """An input as its type: addresses and networks strictly parsed and normalised (an IPv4-mapped IPv6 address is
+    the IPv4 host it stands for; a scope id is refused), names checked against their grammar, text one clean line."""
     try:
+        if isinstance(value, (dict, list)):
+            raise ValueError("a single value was expected")
         if spec.type == "ip":
-            return str(ipaddress.ip_address(str(value).strip()))
+            return str(normalise_address(value, f"input {name}"))
         if spec.type == "network":
-            return str(ipaddress.ip_network(str(value).strip(), strict=False))
+            return str(normalise_network(value, f"input {name}"))
+        if spec.type == "interface":
+            return str(InterfaceName.parse(str(value).strip(), f"input {name}"))
         if spec.type == "int":
+            if isinstance(value, bool):
+                raise ValueError("not a number")
             return int(value)
         if spec.type == "duration":
             return parse_duration(value)
+        if spec.type in ("host", "user"):
+            text = str(value).strip()
+            if not _NAME.fullmatch(text):
+                raise ValueError(f"not a {spec.type} name (letters, digits and . _ @ \\ - only)")
+            return text
         if spec.type == "email":
             text = str(value).strip()
-            if not re.match(r"^[^@\s]+@[^@\s]+$", text):
+            if not _EMAIL.fullmatch(text):
                 raise ValueError("not an e-mail address")
             return text
         if spec.type == "url":
             text = str(value).strip()
-            if not re.match(r"^https?://", text):
+            if not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f\"'<>\\`]{1,2000}", text):
                 raise ValueError("not an http(s) URL")
             return text
         text = str(value)
-        if not text or "\n" in text or len(text) > 256:
-            raise ValueError("must be one line of at most 256 characters")
+        if not text or _TEXT_FORBIDDEN.search(text) or len(text) > 256:
+            raise ValueError("must be one line of at most 256 characters with no control characters")
         return text
     except (ValueError, TypeError) as exc:
-        raise InputError(f"input {name}: {value!r} is not a valid {spec.type}: {exc}") from exc
+        raise InputError(f"input {name}: {str(value)[:80]!r} is not a valid {spec.type}: {exc}") from exc
 
 
 def resolve_inputs(playbook: Playbook, alert: dict | None, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -143,8 +164,8 @@ def _networks(names: list[str], inventory: Inventory) -> list:
 
 def _in_networks(value: Any, names: list[str], inventory: Inventory) -> bool:
     try:
-        net = ipaddress.ip_network(str(value), strict=False)
-    except ValueError:
+        net = normalise_network(value)
+    except ValueRefused:
         return False
     return any(n.version == net.version and net.subnet_of(n) for n in _networks(names, inventory))
 

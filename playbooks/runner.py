@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from inventory.holder import InventoryHolder
 from inventory.lookup import Inventory
 from playbooks.actions import ACTIONS, DeviceTask, PerformContext, PlanContext, PlanError
 from playbooks.actions.base import Impact
@@ -81,6 +82,23 @@ def indexable(value: Any) -> Any:
     return value
 
 
+def evidence_distrust(alert: dict | None) -> str | None:
+    """Why the alert's evidence cannot start containment by itself, or None when it can. Evidence from an unknown
+    sender, from a sender of another agency than the alert's, or over a transport whose sender can be forged (see
+    inventory/enrich.py) may be an attacker's own lines: a person decides. A run without an alert (inputs given by
+    a person) has no evidence to doubt."""
+    if alert is None:
+        return None
+    trust = alert.get("trust")
+    if not isinstance(trust, dict):
+        return "the alert carries no record of its evidence's senders: a network admin decides"
+    if trust.get("trusted") is True and not trust.get("untrusted_events"):
+        return None
+    return (f"evidence not trusted: {trust.get('untrusted_events') or 'some'} of the alert's events came from "
+            f"unknown senders, from senders outside agency {((alert.get('organization') or {}).get('id'))}, or "
+            f"over UDP (whose sender can be forged): a network admin decides")
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -105,16 +123,31 @@ def _owner_gone(owner: dict | None) -> bool:
 
 
 class Runner:
-    def __init__(self, store: Store, inventory: Inventory, library: Library, settings: PlaybookSettings, *,
+    def __init__(self, store: Store, inventory: Inventory | InventoryHolder, library: Library,
+                 settings: PlaybookSettings, *,
                  pool: ConnectionPool | None = None, locks: DeviceLocks | None = None, data_dir: str = "data"):
         self.store = store
-        self.inventory = inventory
+        # A holder gives the inventory current at each plan (an edit through the API counts at once); a plain
+        # Inventory (tests, one-shot CLI commands) is held as it is.
+        self._inventory = inventory if isinstance(inventory, InventoryHolder) else InventoryHolder(inventory)
+        self._safety: tuple[Inventory, Safety] | None = None
         self.library = library
         self.settings = settings
         self.records = Records(store)
-        self.safety = Safety(inventory, settings)
         self.pool = pool or ConnectionPool(settings)
         self.locks = locks or DeviceLocks(settings.lock_dir or Path(data_dir) / "locks", settings.lock_timeout_seconds)
+
+    @property
+    def inventory(self) -> Inventory:
+        return self._inventory.current
+
+    @property
+    def safety(self) -> Safety:
+        """The never-block list of the current inventory (built again when the inventory changed)."""
+        inventory, cached = self.inventory, self._safety
+        if cached is None or cached[0] is not inventory:
+            cached = self._safety = (inventory, Safety(inventory, self.settings))
+        return cached[1]
 
     # --- planning --------------------------------------------------------------------------------------------
     def _playbook(self, name: str) -> Playbook:
@@ -165,10 +198,17 @@ class Runner:
             doc.update(description=description, impact=step_impact.as_dict(),
                        plan=[t.change.as_dict() | {"driver": t.device.driver} for t in tasks])
             steps.append(doc)
-        needs_approval = playbook.approval.always or impact.level == "high" or not playbook.approval.auto_low_impact
+        why_approve = [f"impact: {r}" for r in impact.reasons]
+        if playbook.approval.always:
+            why_approve.append(f"playbook {playbook.name} always waits for a network admin")
+        elif not playbook.approval.auto_low_impact:
+            why_approve.append(f"playbook {playbook.name} does not run by itself")
+        distrust = evidence_distrust(alert)
+        if distrust:
+            why_approve.append(distrust)
         return {"id": run_id, "playbook": playbook.name, "playbook_title": playbook.title, "alert_id":
                 variables["alert_id"], "agency": agency, "inputs": indexable(inputs), "impact": impact.as_dict(),
-                "approval": {"required": needs_approval}, "steps": steps,
+                "approval": {"required": bool(why_approve), "reasons": why_approve}, "steps": steps,
                 "devices": sorted({c["device"] for s in steps for c in s.get("plan", [])})}
 
     # --- creating, approving ---------------------------------------------------------------------------------
@@ -294,7 +334,8 @@ class Runner:
     def _apply_task(self, run: dict, task: DeviceTask) -> dict:
         device, driver, op = task.device, task.driver, task.operation
         entry: dict[str, Any] = {"device": device.id, "driver": device.driver, "operation": op.kind,
-                                 "target": op.target, "vlan": None if op.vlan is None else str(op.vlan), "comment": op.comment, "changed": False,
+                                 "target": str(op.target), "vlan": None if op.vlan is None else str(op.vlan),
+                                 "comment": str(op.comment), "changed": False,
                                  "status": "pending", "started": ecs.now_iso(), "exchanges": []}
         started = time.perf_counter()
         session = None
@@ -316,7 +357,7 @@ class Runner:
         driver.prepare(session)
         before = driver.observe(session, op, phase="check")
         entry["before"] = indexable(before.detail)
-        record = self.records.get_block(block_id(device.id, op.target, task.record_kind)) if task.record_kind \
+        record = self.records.get_block(block_id(device.id, str(op.target), task.record_kind)) if task.record_kind \
             else None
         if before.in_force:
             entry.update(status="unchanged", message=self._unchanged_message(run, task, before, record))
@@ -362,8 +403,9 @@ class Runner:
 
     def _record_applying(self, run: dict, task: DeviceTask, record: dict | None) -> dict:
         now = _now()
-        record = {"id": block_id(task.device.id, task.operation.target, task.record_kind),
-                  "kind": task.record_kind, "device": task.device.id, "target": task.operation.target,
+        target = str(task.operation.target)
+        record = {"id": block_id(task.device.id, target, task.record_kind),
+                  "kind": task.record_kind, "device": task.device.id, "target": target,
                   "state": "applying", "run_id": run["id"], "run_ids": [run["id"]], "playbook": run["playbook"],
                   "agency": run.get("agency"), "alert_id": run.get("alert_id"), "created": ecs.utc_iso(now),
                   "ttl_seconds": task.ttl_seconds,
@@ -400,7 +442,7 @@ class Runner:
             result = self._device_op(device, undo, phase=phase)
             kind = {"block": "block", "null_route": "null_route"}.get(op.kind)
             if kind and result["ok"]:
-                record = self.records.get_block(block_id(device.id, op.target, kind))
+                record = self.records.get_block(block_id(device.id, str(op.target), kind))
                 if record is not None and record["state"] != "removed":
                     record.update(state="removed", removed_at=ecs.now_iso(), removed_by=by)
                     self.records.save_block(record)
@@ -410,7 +452,7 @@ class Runner:
     def _device_op(self, device, op: Operation, *, phase: str) -> dict:
         """Put one operation in force on one device (lock, pooled session, check, apply, verify)."""
         driver = get_driver(device.driver)
-        result: dict[str, Any] = {"device": device.id, "operation": op.kind, "target": op.target, "ok": False,
+        result: dict[str, Any] = {"device": device.id, "operation": op.kind, "target": str(op.target), "ok": False,
                                   "at": ecs.now_iso(), "exchanges": []}
         try:
             with self.locks.hold(device.id), self.pool.session(device, driver) as session:

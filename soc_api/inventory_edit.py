@@ -50,8 +50,5 @@ def edit_inventory(suite, change: Callable[[dict], None]) -> Inventory:
             fh.write(text)
         os.replace(tmp, path)
         inventory = Inventory(document, str(path))
-        suite.inventory = inventory
-        pipeline = getattr(suite, "pipeline", None)
-        if pipeline is not None:
-            pipeline.context.inventory = inventory
+        suite.inventory_holder.replace(inventory)  # every reader (pipeline, playbooks, probes) takes it from here
         return inventory

@@ -34,7 +34,8 @@ def _alert(ip: str = "203.0.113.50", rule: str = "soc_ssh_brute_force", severity
                      "type": "correlation", "tags": ["attack.credential-access"]},
             "severity": severity, "status": "new", "organization": {"id": "so-tttt", "name": "DIC"},
             "entities": {"ip": [ip], "host": ["so-tttt-web-01"]}, "count": 8,
-            "first_seen": "2026-11-22T10:00:00.000Z", "last_seen": "2026-11-22T10:00:09.000Z"}
+            "first_seen": "2026-11-22T10:00:00.000Z", "last_seen": "2026-11-22T10:00:09.000Z",
+            "trust": {"untrusted_events": 0, "trusted": True}}
 
 
 def test_the_shipped_library_loads_clean():
@@ -119,7 +120,15 @@ def test_never_block_list_of_the_sample_province():
     with pytest.raises(SafetyRefusal, match="never-block"):
         safety.check_block(core.addresses[0])
     assert str(safety.check_block("203.0.113.200")) == "203.0.113.200/32"
-    assert str(safety.check_block("203.0.113.0/24")) == "203.0.113.0/24"
+    assert str(safety.check_block("203.0.113.128/25")) == "203.0.113.128/25"
+    # the edge firewalls' own public addresses (203.0.113.2-4) are theirs: a range that holds one is refused
+    with pytest.raises(SafetyRefusal, match="managed device dc-fw-sophos-01"):
+        safety.check_block("203.0.113.0/24")
+    # the same hosts written another way are the same hosts
+    with pytest.raises(SafetyRefusal, match="inventory never_block"):
+        safety.check_block("::ffff:10.0.1.10")
+    with pytest.raises(SafetyRefusal, match="scope id"):
+        safety.check_block("2001:db8::1%';id;'")
 
 
 def test_impact_decides_approval(tmp_path):

@@ -91,9 +91,21 @@ class SourceHealth:
         self.options = options or HealthOptions()
         self.started = time.time() if now is None else now
         self.states: dict[tuple[str, str], SourceState] = {}
+        self.use_inventory(inventory)
+
+    def use_inventory(self, inventory: Inventory) -> None:
+        """Track what this inventory expects: new sources start fresh, those it no longer lists are dropped, the
+        others keep their history (an asset moved to another agency is reported as that agency's)."""
+        states: dict[tuple[str, str], SourceState] = {}
         for asset in inventory.assets.values():
             for source in asset.log_sources:
-                self.states[(asset.id, source)] = SourceState(asset.agency, asset.id, source)
+                state = self.states.get((asset.id, source))
+                if state is None:
+                    state = SourceState(asset.agency, asset.id, source)
+                else:
+                    state.agency = asset.agency
+                states[(asset.id, source)] = state
+        self.states = states
 
     # --- observation (called from the pipeline worker for every batch) --------------------------------------
     def observe(self, events: Iterable[dict], now: float | None = None) -> int:

@@ -19,6 +19,7 @@ from inventory.model import ManagedDevice
 from playbooks.drivers import Change, Driver, Operation, get_driver
 from playbooks.safety import Safety
 from playbooks.settings import PlaybookSettings
+from playbooks.values import ValueRefused
 from soc.storage.base import Store
 
 
@@ -145,5 +146,9 @@ def device_tasks(devices: list[ManagedDevice], op: Operation, *, ttl: int | None
         driver = get_driver(device.driver)
         if not driver.supports(op.kind):
             raise PlanError(f"device {device.id} ({device.driver}) cannot {op.kind.replace('_', ' ')}")
-        tasks.append(DeviceTask(device, driver, op, driver.render(device.id, op), ttl, record_kind))
+        try:
+            change = driver.render(device.id, op)
+        except ValueRefused as exc:
+            raise PlanError(f"device {device.id}: {exc}") from exc
+        tasks.append(DeviceTask(device, driver, op, change, ttl, record_kind))
     return tasks

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from playbooks.actions.base import Action, Impact, Params, PlanContext, PlanError, device_tasks, select_devices
 from playbooks.context import InputError, parse_duration
 from playbooks.drivers import Operation
 from playbooks.safety import SafetyRefusal
+from playbooks.values import ValueRefused, normalise_network
 
 
 class BlockParams(Params):
@@ -61,9 +61,9 @@ class UnblockAction(Action):
 
     def plan(self, params: UnblockParams, ctx: PlanContext):
         try:
-            network = ipaddress.ip_network(params.address, strict=False)
-        except ValueError as exc:
-            raise SafetyRefusal(f"{params.address!r} is not an address or a range") from exc
+            network = normalise_network(params.address, "unblock: address")
+        except ValueRefused as exc:
+            raise SafetyRefusal(str(exc)) from exc
         devices = select_devices(params.devices, ctx.inventory)
         tasks = device_tasks(devices, Operation("unblock", str(network), comment=_tag(ctx.run_id)))
         impact = Impact()

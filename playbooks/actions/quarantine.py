@@ -12,6 +12,7 @@ from typing import Literal
 from playbooks.actions.base import Action, Impact, Params, PlanContext, PlanError, device_tasks, select_devices
 from playbooks.drivers import Operation
 from playbooks.safety import SafetyRefusal
+from playbooks.values import InterfaceName, ValueRefused, VlanId, normalise_address
 
 
 class QuarantineParams(Params):
@@ -29,30 +30,28 @@ class QuarantineAction(Action):
 
     def plan(self, params: QuarantineParams, ctx: PlanContext):
         inventory = ctx.inventory
+        try:
+            host_address = str(normalise_address(params.host, "quarantine: host"))
+        except ValueRefused:
+            host_address = None
         asset = inventory.assets.get(params.host) or inventory.asset_by_name(params.host) or \
-            inventory.asset_by_ip(params.host)
-        addresses = list(asset.addresses) if asset else []
-        if asset is None:
-            try:
-                import ipaddress
-
-                addresses = [str(ipaddress.ip_address(params.host))]
-            except ValueError:
-                pass
+            inventory.asset_by_ip(host_address or params.host)
+        addresses = list(asset.addresses) if asset else ([host_address] if host_address else [])
         for address in addresses:
-            import ipaddress
-
-            hit = ctx.safety.protected(ipaddress.ip_network(address))
+            hit = ctx.safety.protected(address)
             if hit is not None:
                 raise SafetyRefusal(f"{params.host} ({address}) is on the never-block list ({hit.network}: "
                                     f"{hit.why})")
         if params.mode == "vlan" and params.vlan is None:
             raise PlanError("quarantine: mode vlan needs a vlan")
-        if not params.interface or any(c in params.interface for c in "\n;|&"):
-            raise PlanError(f"quarantine: {params.interface!r} is not an interface name")
+        try:  # typed here so a bad name is a plan error that says why, not a device's confusion
+            interface = InterfaceName.parse(params.interface, "quarantine: interface")
+            vlan = VlanId.parse(params.vlan, "quarantine: vlan") if params.mode == "vlan" else None
+        except ValueRefused as exc:
+            raise PlanError(str(exc)) from exc
         devices = select_devices(params.device, inventory)
-        op = Operation("shutdown_port", params.interface) if params.mode == "shutdown" else \
-            Operation("set_vlan", params.interface, vlan=params.vlan)
+        op = Operation("shutdown_port", interface) if params.mode == "shutdown" else \
+            Operation("set_vlan", interface, vlan=vlan)
         tasks = device_tasks(devices, op)
         impact = Impact()
         impact.high(f"isolates {params.host} ({params.mode} on {params.device} {params.interface})")

@@ -36,7 +36,7 @@ class LinuxDriver(Driver):
 
     def observe(self, session, op, *, phase: str = "check"):
         answers = [self.run(session, c, phase=phase, ok=(0, 1))[0] for c in self.show_commands(op)]
-        return self.parse(op, answers)
+        return self.read(op, answers)
 
     def apply(self, session, commands: list[str], *, phase: str, comment: str = "") -> str:
         return "\n".join(self.run(session, c, phase=phase)[0] for c in commands)

@@ -8,14 +8,16 @@ cannot run here are tested on what they render and on recorded answers, and the 
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from playbooks.values import Comment, InterfaceName, Network, ValueRefused, VlanId, check_rendered
+
 OperationKind = Literal["block", "unblock", "null_route", "remove_null_route", "shutdown_port", "enable_port",
                         "set_vlan"]
+PORT_OPERATIONS = frozenset({"shutdown_port", "enable_port", "set_vlan"})
 INVERSE = {"block": "unblock", "unblock": "block", "null_route": "remove_null_route",
            "remove_null_route": "null_route", "shutdown_port": "enable_port", "enable_port": "shutdown_port",
            "set_vlan": "set_vlan"}
@@ -31,14 +33,36 @@ class UnsupportedOperation(DriverError):
 
 @dataclass(frozen=True)
 class Operation:
+    """A vendor-neutral change. Its values are typed (playbooks/values.py) whatever the caller passed: text given
+    here is parsed strictly, so an Operation that exists holds nothing a device could read as more than one token."""
+
     kind: OperationKind
-    target: str  # a network (block, null route) or an interface name (port operations)
-    vlan: int | str | None = None
-    comment: str = ""  # a short tag the device keeps beside the change (the run id)
+    target: Network | InterfaceName  # a network (block, null route) or an interface name (port operations)
+    vlan: VlanId | None = None
+    comment: Comment = Comment("")  # a short tag the device keeps beside the change (the run's tag)
+
+    def __post_init__(self) -> None:
+        if self.kind not in INVERSE:
+            raise ValueRefused(f"operation: {str(self.kind)[:40]!r} is not one of {', '.join(sorted(INVERSE))}")
+        target = InterfaceName.parse(self.target, "interface") if self.kind in PORT_OPERATIONS else \
+            Network.parse(self.target, "target")
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "vlan", None if self.vlan is None else VlanId.parse(self.vlan))
+        object.__setattr__(self, "comment", Comment.parse(self.comment or ""))
+        if self.kind == "set_vlan" and self.vlan is None:
+            raise ValueRefused("set_vlan needs a VLAN id")
 
     @property
-    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-        return ipaddress.ip_network(self.target, strict=False)
+    def network(self) -> Network:
+        if not isinstance(self.target, Network):
+            raise UnsupportedOperation(f"{self.kind} works on an interface, not a network")
+        return self.target
+
+    @property
+    def interface(self) -> InterfaceName:
+        if not isinstance(self.target, InterfaceName):
+            raise UnsupportedOperation(f"{self.kind} works on a network, not an interface")
+        return self.target
 
     def inverse(self, observed: "Observed | None" = None) -> "Operation":
         if self.kind == "set_vlan":
@@ -60,9 +84,10 @@ class Change:
     commit: bool = False  # the device needs a commit after the commands (Junos)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "operation": self.operation.kind, "target": self.operation.target,
-                "vlan": None if self.operation.vlan is None else str(self.operation.vlan), "commands": self.commands, "rollback": self.rollback,
-                "description": self.description}
+        op = self.operation
+        return {"device": self.device, "operation": op.kind, "target": str(op.target),
+                "vlan": None if op.vlan is None else str(op.vlan), "commands": self.commands,
+                "rollback": self.rollback, "description": self.description}
 
 
 @dataclass
@@ -81,16 +106,6 @@ class Session(Protocol):
     def configure(self, commands: list[str], *, phase: str, commit: bool = False, comment: str = "") -> str: ...
 
 
-def network_text(network) -> str:
-    """203.0.113.5 for a host, 198.51.100.0/24 for a range."""
-    return str(network.network_address) if network.prefixlen == network.max_prefixlen else str(network)
-
-
-def object_name(network) -> str:
-    """A device object name for a network: soc-203.0.113.5_32 (letters, digits, dot, dash, underscore only)."""
-    return f"soc-{str(network.network_address).replace(':', '-')}_{network.prefixlen}"
-
-
 class Driver(ABC):
     name: str = "driver"
     transport: str = "netmiko"  # or "http" (Sophos XML API)
@@ -105,9 +120,10 @@ class Driver(ABC):
     def render(self, device: str, op: Operation, observed: Observed | None = None) -> Change:
         if not self.supports(op.kind):
             raise UnsupportedOperation(f"the {self.name} driver cannot {op.kind.replace('_', ' ')}")
-        commands = self.commands_for(op, observed)
+        # Every command is rendered from typed values; check_rendered is the last guard against a driver bug.
+        commands = check_rendered(self.commands_for(op, observed))
         undo = op.inverse(observed)
-        rollback = self.commands_for(undo, None) if self.supports(undo.kind) else []
+        rollback = check_rendered(self.commands_for(undo, None)) if self.supports(undo.kind) else []
         return Change(device=device, operation=op, commands=commands, rollback=rollback,
                       description=self.describe(op, observed), config_mode=self.config_mode,
                       commit=self.needs_commit)
@@ -146,7 +162,17 @@ class Driver(ABC):
         answers = []
         for command in self.show_commands(op):
             answers.append(session.send(command, phase=phase))
-        return self.parse(op, answers)
+        return self.read(op, answers)
+
+    def read(self, op: Operation, answers: list[str]) -> Observed:
+        """``parse``, with an answer it cannot read (a device that is wrong or compromised) a DriverError."""
+        try:
+            return self.parse(op, answers)
+        except DriverError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise DriverError(f"the device answered something the {self.name} driver cannot read: "
+                              f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
     def apply(self, session: Session, commands: list[str], *, phase: str, comment: str = "") -> str:
         if not commands:

@@ -8,17 +8,18 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from playbooks.drivers.base import Driver, Observed, Operation
+from playbooks.drivers.base import Driver, Observed, Operation, UnsupportedOperation
+from playbooks.values import Network
 
 GROUP = "SOC-BLOCKLIST"
 
 
-def _member(net) -> str:
-    if net.prefixlen == net.max_prefixlen:
-        return f"network-object host {net.network_address}"
+def _member(net: Network) -> str:
+    if net.is_host:
+        return f"network-object host {net.address}"
     if net.version == 6:
-        return f"network-object {net}"
-    return f"network-object {net.network_address} {net.netmask}"
+        return f"network-object {net.cidr}"
+    return f"network-object {net.address} {net.netmask}"
 
 
 def _members(answer: str) -> list:
@@ -49,8 +50,10 @@ class CiscoAsaDriver(Driver):
         if op.kind in ("block", "unblock"):
             no = "" if op.kind == "block" else "no "
             return [f"object-group network {GROUP}", f" {no}{_member(net)}"]
+        if net.version == 6:  # ASA's Null0 routes are IPv4 only
+            raise UnsupportedOperation("the cisco_asa driver null-routes IPv4 destinations only")
         no = "" if op.kind == "null_route" else "no "
-        return [f"{no}route Null0 {net.network_address} {net.netmask}"]
+        return [f"{no}route Null0 {net.address} {net.netmask}"]
 
     def show_commands(self, op: Operation) -> list[str]:
         if op.kind in ("block", "unblock"):
@@ -58,7 +61,7 @@ class CiscoAsaDriver(Driver):
         return ["show running-config route | include Null0"]
 
     def parse(self, op: Operation, answers: list[str]) -> Observed:
-        net = op.network
+        net = op.network.net
         if op.kind in ("block", "unblock"):
             members = _members(answers[0])
             exact = net in members

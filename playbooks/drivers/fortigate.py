@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 
-from playbooks.drivers.base import Driver, Observed, Operation, object_name
+from playbooks.drivers.base import Driver, Observed, Operation
+from playbooks.values import object_name
 
 GROUP = "SOC-BLOCKLIST"
 
@@ -21,10 +22,10 @@ class FortigateDriver(Driver):
     def commands_for(self, op: Operation, observed: Observed | None) -> list[str]:
         net, name = op.network, object_name(op.network)
         if op.kind == "block":
-            address = ["config firewall address6", f'edit "{name}"', f"set ip6 {net}"] if net.version == 6 else \
-                ["config firewall address", f'edit "{name}"', f"set subnet {net.network_address} {net.netmask}"]
+            address = ["config firewall address6", f'edit "{name}"', f"set ip6 {net.cidr}"] if net.version == 6 else \
+                ["config firewall address", f'edit "{name}"', f"set subnet {net.address} {net.netmask}"]
             group = "addrgrp6" if net.version == 6 else "addrgrp"
-            return address + [f'set comment "{op.comment or "soc"}"', "next", "end",
+            return address + [f'set comment "{str(op.comment) or "soc"}"', "next", "end",
                               f"config firewall {group}", f'edit "{GROUP}"', f'append member "{name}"', "next",
                               "end"]
         group = "addrgrp6" if net.version == 6 else "addrgrp"
@@ -42,5 +43,5 @@ class FortigateDriver(Driver):
             line = line.strip()
             if line.startswith("set member "):
                 members = re.findall(r'"([^"]+)"', line)
-        present = object_name(op.network) in members
+        present = str(object_name(op.network)) in members
         return Observed(present if op.kind == "block" else not present, {"members": len(members)})

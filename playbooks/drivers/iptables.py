@@ -37,7 +37,7 @@ class IptablesDriver(LinuxDriver):
         session.prepared = True
 
     def commands_for(self, op: Operation, observed: Observed | None) -> list[str]:
-        tool, net = _tool(op), op.network
+        tool, net = _tool(op), op.network.cidr
         flag = "-I" if op.kind == "block" else "-D"
         # No comment match on the rules: -D must repeat a rule exactly, and the run that removes a block is not
         # the run that added it.
@@ -47,7 +47,7 @@ class IptablesDriver(LinuxDriver):
         return [f"{_tool(op)} -w -S {CHAIN}"]
 
     def parse(self, op: Operation, answers: list[str]) -> Observed:
-        net = op.network
+        net = op.network.net
         source = dest = False
         covering = None
         for side, value in _RULE.findall(answers[0]):

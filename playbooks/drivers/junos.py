@@ -22,37 +22,38 @@ class JunosDriver(Driver):
     def commands_for(self, op: Operation, observed: Observed | None) -> list[str]:
         verb = "set" if op.kind in ("block", "null_route", "shutdown_port", "set_vlan") else "delete"
         if op.kind in ("block", "unblock"):
-            return [f"{verb} policy-options prefix-list {GROUP} {op.network}"]
+            return [f"{verb} policy-options prefix-list {GROUP} {op.network.cidr}"]
         if op.kind in ("null_route", "remove_null_route"):
             family = "rib inet6.0 " if op.network.version == 6 else ""
             tail = " discard" if verb == "set" else ""
-            return [f"{verb} routing-options {family}static route {op.network}{tail}"]
+            return [f"{verb} routing-options {family}static route {op.network.cidr}{tail}"]
         if op.kind in ("shutdown_port", "enable_port"):
-            return [f"{verb} interfaces {op.target} disable"]
-        return [f"delete interfaces {op.target} unit 0 family ethernet-switching vlan members",
-                f"set interfaces {op.target} unit 0 family ethernet-switching vlan members {op.vlan}"]
+            return [f"{verb} interfaces {op.interface} disable"]
+        return [f"delete interfaces {op.interface} unit 0 family ethernet-switching vlan members",
+                f"set interfaces {op.interface} unit 0 family ethernet-switching vlan members {op.vlan}"]
 
     def show_commands(self, op: Operation) -> list[str]:
         if op.kind in ("block", "unblock"):
             return [f"show configuration policy-options prefix-list {GROUP} | display set"]
         if op.kind in ("null_route", "remove_null_route"):
             return ["show configuration routing-options | display set"]
-        return [f"show configuration interfaces {op.target} | display set"]
+        return [f"show configuration interfaces {op.interface} | display set"]
 
     def parse(self, op: Operation, answers: list[str]) -> Observed:
         answer = answers[0]
         if op.kind in ("block", "unblock"):
             members = [ipaddress.ip_network(m, strict=False) for m in
                        re.findall(rf"^set policy-options prefix-list {GROUP} (\S+)\s*$", answer, re.M)]
-            exact = op.network in members
-            covering = next((str(m) for m in members if m != op.network and m.version == op.network.version
-                             and op.network.subnet_of(m)), None)
+            net = op.network.net
+            exact = net in members
+            covering = next((str(m) for m in members if m != net and m.version == net.version
+                             and net.subnet_of(m)), None)
             blocked = exact or covering is not None
             return Observed(blocked if op.kind == "block" else not exact, {"exact": exact, "covered_by": covering})
         if op.kind in ("null_route", "remove_null_route"):
-            present = re.search(rf"static route {re.escape(str(op.network))} discard\s*$", answer, re.M) is not None
+            present = re.search(rf"static route {re.escape(op.network.cidr)} discard\s*$", answer, re.M) is not None
             return Observed(present if op.kind == "null_route" else not present)
-        disabled = re.search(rf"^set interfaces {re.escape(op.target)} disable\s*$", answer, re.M) is not None
+        disabled = re.search(rf"^set interfaces {re.escape(str(op.interface))} disable\s*$", answer, re.M) is not None
         vlan_match = re.search(r"vlan members (\S+)\s*$", answer, re.M)
         vlan = vlan_match.group(1) if vlan_match else None
         if op.kind == "shutdown_port":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from playbooks.drivers._linux import LinuxDriver
-from playbooks.drivers.base import DriverError, Observed, Operation, network_text
+from playbooks.drivers.base import DriverError, Observed, Operation
 
 TABLE = "inet soc"
 # Each a short command line: a terminal wraps long ones, and the session reads the echo of what it sent.
@@ -81,11 +81,11 @@ class NftablesDriver(LinuxDriver):
         net = op.network
         if op.kind in ("block", "unblock"):
             verb = "add" if op.kind == "block" else "delete"
-            comment = f' comment "{op.comment}"' if op.comment and op.kind == "block" else ""
-            return [f"nft {verb} element {TABLE} {_set(op)} '{{ {network_text(net)}{comment} }}'"]
+            comment = f' comment "{op.comment}"' if str(op.comment) and op.kind == "block" else ""
+            return [f"nft {verb} element {TABLE} {_set(op)} '{{ {net.text}{comment} }}'"]
         if op.kind == "null_route":
-            return [f"ip {'-6 ' if net.version == 6 else ''}route replace blackhole {net}"]
-        return [f"ip {'-6 ' if net.version == 6 else ''}route del blackhole {net}"]
+            return [f"ip {'-6 ' if net.version == 6 else ''}route replace blackhole {net.cidr}"]
+        return [f"ip {'-6 ' if net.version == 6 else ''}route del blackhole {net.cidr}"]
 
     def show_commands(self, op: Operation) -> list[str]:
         if op.kind in ("block", "unblock"):
@@ -93,7 +93,7 @@ class NftablesDriver(LinuxDriver):
         return [f"ip {'-6 ' if op.network.version == 6 else ''}-j route show type blackhole"]
 
     def parse(self, op: Operation, answers: list[str]) -> Observed:
-        net = op.network
+        net = op.network.net
         if op.kind in ("block", "unblock"):
             exact, covering = False, None
             for elem in _elements(answers[0]):
@@ -115,7 +115,7 @@ class NftablesDriver(LinuxDriver):
         return Observed(in_force=present if op.kind == "null_route" else not present, detail={})
 
     def describe(self, op: Operation, observed: Observed | None = None) -> str:
-        net = network_text(op.network)
+        net = op.network.text
         return {
             "block": f"add {net} to set {TABLE} {_set(op)}: traffic from and to it is dropped (input, forward)",
             "unblock": f"remove {net} from set {TABLE} {_set(op)}: traffic from and to it passes again",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from playbooks.drivers.base import Driver, Observed, Operation, object_name
+from playbooks.drivers.base import Driver, Observed, Operation
+from playbooks.values import object_name
 
 GROUP = "SOC-BLOCKLIST"
 ZONE = "WAN"
@@ -20,9 +21,9 @@ class SonicwallDriver(Driver):
         net, name = op.network, object_name(op.network)
         family = "ipv6" if net.version == 6 else "ipv4"
         if op.kind == "block":
-            spec = f"host {net.network_address}" if net.prefixlen == net.max_prefixlen else (
-                f"network {net.network_address} /{net.prefixlen}" if net.version == 6
-                else f"network {net.network_address} {net.netmask}")
+            spec = f"host {net.address}" if net.is_host else (
+                f"network {net.address} /{net.prefixlen}" if net.version == 6
+                else f"network {net.address} {net.netmask}")
             return [f'address-object {family} "{name}" {spec} zone {ZONE}',
                     f'address-group {family} "{GROUP}"', f'address-object {family} "{name}"', "exit", "commit"]
         return [f'address-group {family} "{GROUP}"', f'no address-object {family} "{name}"', "exit",
@@ -34,5 +35,5 @@ class SonicwallDriver(Driver):
 
     def parse(self, op: Operation, answers: list[str]) -> Observed:
         members = re.findall(r'^\s+address-object ipv[46] "?([^"\s]+)"?', answers[0], re.M)
-        present = object_name(op.network) in members
+        present = str(object_name(op.network)) in members
         return Observed(present if op.kind == "block" else not present, {"members": len(members)})

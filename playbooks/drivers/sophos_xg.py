@@ -13,7 +13,8 @@ import re
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from playbooks.drivers.base import Driver, DriverError, Observed, Operation, object_name
+from playbooks.drivers.base import Driver, DriverError, Observed, Operation
+from playbooks.values import object_name
 
 GROUP = "SOC-BLOCKLIST"
 _OK_CODES = {"200", "216"}  # 216: "Operation successful" for Remove
@@ -22,12 +23,12 @@ _OK_CODES = {"200", "216"}  # 216: "Operation successful" for Remove
 def _host(op: Operation) -> str:
     net, name = op.network, object_name(op.network)
     family = "IPv6" if net.version == 6 else "IPv4"
-    if net.prefixlen == net.max_prefixlen:
-        address = f"<HostType>IP</HostType><IPAddress>{net.network_address}</IPAddress>"
+    if net.is_host:
+        address = f"<HostType>IP</HostType><IPAddress>{net.address}</IPAddress>"
     else:
         mask = net.prefixlen if net.version == 6 else net.netmask
-        address = f"<HostType>Network</HostType><IPAddress>{net.network_address}</IPAddress><Subnet>{mask}</Subnet>"
-    return (f'<Set operation="add"><IPHost><Name>{escape(name)}</Name><IPFamily>{family}</IPFamily>{address}'
+        address = f"<HostType>Network</HostType><IPAddress>{net.address}</IPAddress><Subnet>{mask}</Subnet>"
+    return (f'<Set operation="add"><IPHost><Name>{escape(str(name))}</Name><IPFamily>{family}</IPFamily>{address}'
             f"<HostGroupList><HostGroup>{GROUP}</HostGroup></HostGroupList></IPHost></Set>")
 
 
@@ -40,10 +41,10 @@ class SophosXgDriver(Driver):
     def commands_for(self, op: Operation, observed: Observed | None) -> list[str]:
         if op.kind == "block":
             return [_host(op)]
-        return [f"<Remove><IPHost><Name>{escape(object_name(op.network))}</Name></IPHost></Remove>"]
+        return [f"<Remove><IPHost><Name>{escape(str(object_name(op.network)))}</Name></IPHost></Remove>"]
 
     def show_commands(self, op: Operation) -> list[str]:
-        return [f'<Get><IPHost><Filter><key name="Name" criteria="=">{escape(object_name(op.network))}</key>'
+        return [f'<Get><IPHost><Filter><key name="Name" criteria="=">{escape(str(object_name(op.network)))}</key>'
                 f"</Filter></IPHost></Get>"]
 
     def refusal(self, answer: str) -> str | None:
@@ -65,7 +66,7 @@ class SophosXgDriver(Driver):
         if refused:
             raise DriverError(refused)
         root = ElementTree.fromstring(answers[0])
-        name = object_name(op.network)
+        name = str(object_name(op.network))
         present = False
         for host in root.iter("IPHost"):
             if host.findtext("Name") == name:
