@@ -106,6 +106,8 @@ def coerce(name: str, spec: InputSpec, value: Any) -> Any:
         if not text or _TEXT_FORBIDDEN.search(text) or len(text) > 256:
             raise ValueError("must be one line of at most 256 characters with no control characters")
         return text
+    except ValueRefused as exc:  # already names the input, the value and why
+        raise InputError(str(exc)) from exc
     except (ValueError, TypeError) as exc:
         raise InputError(f"input {name}: {str(value)[:80]!r} is not a valid {spec.type}: {exc}") from exc
 

@@ -3,6 +3,9 @@ blocks whose time is up (and, after a restart, marks interrupted runs and reads 
 
 Enable it with ``extensions: [playbooks.service]`` in the configuration. The alert hook only matches and hands the
 run to a small thread pool, so the pipeline never waits for a device.
+
+A managed device that presents another SSH host key than the recorded one is refused (connections.py) and raises a
+critical alert, rule ``soc_device_host_key_changed``, naming the device and both fingerprints.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from inventory.holder import InventoryHolder
 from inventory.lookup import Inventory
+from inventory.model import ManagedDevice
+from playbooks.connections import ConnectionPool, HostKeyInfo
 from playbooks.loader import Library, load_library
 from playbooks.records import RunFilter
 from playbooks.runner import Actor, ConditionNotMet, Runner, RunError
 from playbooks.safety import SafetyRefusal
-from playbooks.settings import PlaybookSettings, load_playbook_settings
-from soc import metrics
+from playbooks.settings import PlaybookSettings, known_hosts_path, load_playbook_settings
+from soc import ecs, metrics
 from soc.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -30,16 +36,45 @@ RUNS_STARTED = metrics.Counter("soc_playbook_runs", "Playbook runs created, by p
 RUNS_FINISHED = metrics.Counter("soc_playbook_runs_finished", "Playbook runs finished, by playbook and state",
                                 ["playbook", "state"])
 BLOCKS_EXPIRED = metrics.Counter("soc_playbook_blocks_expired", "Blocks removed at the end of their time to live")
+HOST_KEY_MISMATCHES = metrics.Counter("soc_device_host_key_mismatches", "Connections to managed devices refused "
+                                      "because the device presented another SSH host key than the recorded one",
+                                      ["device"])
+
+HOST_KEY_RULE = "soc_device_host_key_changed"
+
+
+def _host_key_rule():
+    from detections.sigma.loader import RuleMeta
+
+    return RuleMeta(id=HOST_KEY_RULE, name=HOST_KEY_RULE, title="Managed Device SSH Host Key Changed",
+                    level="critical", tags=["attack.credential-access", "attack.t1557"],
+                    description="A managed network device presented another SSH host key than the one recorded for "
+                                "it. The suite refused the connection before sending any credential. Someone may be "
+                                "impersonating the device on the management path (to harvest its credentials), or "
+                                "the device was reinstalled or its key regenerated: check the key on the device "
+                                "itself before trusting the new one (`soc devices trust NAME --replace`).",
+                    path="playbooks/connections.py")
 
 
 class PlaybookService:
-    def __init__(self, store: Store, inventory: Inventory, settings: PlaybookSettings, *, data_dir: str = "data",
-                 library: Library | None = None, runner: Runner | None = None):
+    def __init__(self, store: Store, inventory: Inventory | InventoryHolder, settings: PlaybookSettings, *, data_dir: str = "data",
+                 library: Library | None = None, runner: Runner | None = None, alerts: Any = None,
+                 alert_hooks: list | None = None):
         self.settings = settings
+        self.store = store
+        self.data_dir = data_dir
+        self.alerts = alerts  # the suite's AlertManager; one of our own on the store when None
+        self.alert_hooks = alert_hooks if alert_hooks is not None else []
+        self._alerts_guard = threading.Lock()
         self.library = library or load_library(settings.library_dirs)
         for error in self.library.errors:
             log.error("playbook not loaded: %s", error)
-        self.runner = runner or Runner(store, inventory, self.library, settings, data_dir=data_dir)
+        if runner is None:
+            pool = ConnectionPool(settings, data_dir=data_dir, on_host_key_mismatch=self.host_key_changed)
+            runner = Runner(store, inventory, self.library, settings, data_dir=data_dir, pool=pool)
+        elif runner.pool.on_host_key_mismatch is None:
+            runner.pool.on_host_key_mismatch = self.host_key_changed
+        self.runner = runner
         self.executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="soc-playbook")
         self._claimed: set[tuple[str, str]] = set()
         self._guard = threading.Lock()
@@ -81,6 +116,66 @@ class PlaybookService:
         except Exception:
             log.exception("playbook %s for alert %s failed", name, alert["id"])
         return None
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.runner.inventory  # the current one
+
+    # --- a device presented another host key ----------------------------------------------------------------
+    def host_key_changed(self, device: ManagedDevice, expected: HostKeyInfo, presented: HostKeyInfo) -> list[dict]:
+        """Raise (or update) the critical alert for a changed device host key, with an event as its evidence.
+        Called by the connection pool after it refused the connection."""
+        from detections.alerts import AlertManager
+        from detections.engine import Detection
+
+        HOST_KEY_MISMATCHES.labels(device=device.id).inc()
+        inventory = getattr(self.inventory, "current", self.inventory)  # an inventory, or a holder of the current one
+        asset = inventory.assets.get(device.asset)
+        agency_id = asset.agency if asset is not None else None
+        agency = inventory.agencies.get(agency_id) if agency_id else None
+        known_hosts = str(getattr(self.runner.pool, "known_hosts", known_hosts_path(self.settings, self.data_dir)))
+        now = ecs.now_iso()
+        doc: dict = {"@timestamp": now}
+        ecs.put(doc, "event.kind", "alert")
+        ecs.put(doc, "event.category", ["network", "intrusion_detection"])
+        ecs.put(doc, "event.type", ["connection", "denied"])
+        ecs.put(doc, "event.outcome", "failure")
+        ecs.put(doc, "event.module", "soc")
+        ecs.put(doc, "event.dataset", "soc.playbooks")
+        ecs.put(doc, "event.action", "ssh_host_key_mismatch")
+        if agency_id:
+            ecs.put(doc, "organization.id", agency_id)
+        if agency is not None:
+            ecs.put(doc, "organization.name", agency.name_en)
+        ecs.put(doc, "host.name", asset.hostname if asset is not None else device.id)
+        ecs.put(doc, "soc.asset.id", device.asset)
+        ecs.put(doc, "destination.ip", device.management_address)
+        ecs.put(doc, "destination.port", device.port)
+        ecs.put(doc, "soc.device", {"id": device.id, "driver": device.driver})
+        ecs.put(doc, "soc.ssh_host_key", {
+            "expected": {"type": expected.name, "fingerprint": expected.fingerprint},
+            "presented": {"type": presented.name, "fingerprint": presented.fingerprint},
+            "known_hosts_file": known_hosts})
+        ecs.put(doc, "message", f"managed device {device.id} ({device.management_address}:{device.port}) presented "
+                                f"SSH host key {presented}, expected {expected}: connection refused")
+        ecs.put(doc, "event.created", now)
+        ecs.put(doc, "ecs.version", ecs.ECS_VERSION)
+        ecs.put(doc, "event.id", ecs.event_id("host_key", device.id, presented.fingerprint, now))
+        labels = {"soc.device.id": device.id, "ssh.host_key.expected": expected.fingerprint,
+                  "ssh.host_key.presented": presented.fingerprint}
+        detection = Detection(meta=_host_key_rule(), kind="host_key", agency=agency_id, labels=labels,
+                              events=[doc], count=1, first_seen=now, last_seen=now)
+        with self._alerts_guard:
+            if self.alerts is None:
+                self.alerts = AlertManager(self.store)
+        self.store.write_events([doc])
+        raised = self.alerts.handle([detection])
+        for hook in list(self.alert_hooks):
+            try:
+                hook(raised)
+            except Exception:  # an extension's bug must not hide the alert
+                log.exception("alert hook failed on the host-key alert")
+        return raised
 
     def submit_execute(self, run_id: str) -> Future:
         def work() -> dict:
@@ -124,7 +219,10 @@ def service_for(suite: Any) -> PlaybookService:
     service = getattr(suite, "playbooks", None)
     if service is None:
         settings = load_playbook_settings(suite.settings)
-        service = PlaybookService(suite.store, suite.inventory, settings, data_dir=suite.settings.data_dir)
+        # The suite's inventory holder: plans use the inventory current at that moment (an API edit counts at once).
+        inventory = getattr(suite, "inventory_holder", None) or suite.inventory
+        service = PlaybookService(suite.store, inventory, settings, data_dir=suite.settings.data_dir,
+                                  alerts=getattr(suite, "alerts", None), alert_hooks=getattr(suite, "alert_hooks", None))
         suite.playbooks = service
     return service
 

@@ -7,6 +7,10 @@ Every name carries a random suffix and every address sits in a random 10.A.B.0/2
 so parallel sessions do not collide. Only the management /30 is reachable from the root namespace; traffic never
 leaves the namespaces this helper creates. ``close()`` kills every process it started and deletes the namespaces
 (their veths go with them), and is safe to call twice or after a half-finished ``start()``.
+
+Both sshds present one ed25519 host key; ``known_hosts`` (in the work folder) pins it for both ports, as
+`soc devices trust` would, so tests that are not about pinning pass it as ``known_hosts_file``.
+``rotate_host_key()`` gives the firewall a new host key (as an impostor, or a reinstalled device, would present).
 """
 
 from __future__ import annotations
@@ -149,6 +153,9 @@ class NamespaceFirewall:
         self.server_port = 8080
         self.key_file = self.workdir / "id_ed25519"
         self.faulty_port = 2222
+        self.host_key = self.workdir / "ssh_host_ed25519_key"
+        self.known_hosts = self.workdir / "known_hosts"  # the host key pinned for both sshds
+        self._sshds: dict[str, tuple[subprocess.Popen, Path, int]] = {}
 
     # --- building ----------------------------------------------------------------------------------------------
     def start(self) -> "NamespaceFirewall":
@@ -212,7 +219,7 @@ class NamespaceFirewall:
         config = self.workdir / f"{name}_config"
         config.write_text(f"""Port {port}
 ListenAddress {self.management_address}
-HostKey {self.workdir / 'ssh_host_ed25519_key'}
+HostKey {self.host_key}
 PidFile {self.workdir / f'{name}.pid'}
 AuthorizedKeysFile {self.workdir / 'authorized_keys'}
 PermitRootLogin prohibit-password
@@ -232,7 +239,8 @@ LogLevel ERROR
 
     def _start_sshd(self) -> None:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
-        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.workdir / "ssh_host_ed25519_key"))
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key))
+        self.write_known_hosts(self.known_hosts)
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"soc-test-{self.suffix}", "-f",
              str(self.key_file))
         (self.workdir / "authorized_keys").write_text((self.workdir / "id_ed25519.pub").read_text())
@@ -248,9 +256,11 @@ LogLevel ERROR
                          self.faulty_port)
 
     def _spawn_sshd(self, config: Path, port: int) -> None:
-        proc = subprocess.Popen(["ip", "netns", "exec", self.fw_ns, "/usr/sbin/sshd", "-f", str(config), "-D", "-e"],
-                                stdout=subprocess.DEVNULL, stderr=open(self.workdir / f"{config.stem}.log", "wb"))
+        with open(self.workdir / f"{config.stem}.log", "ab") as log:
+            proc = subprocess.Popen(["ip", "netns", "exec", self.fw_ns, "/usr/sbin/sshd", "-f", str(config), "-D",
+                                     "-e"], stdout=subprocess.DEVNULL, stderr=log)
         self.processes.append(proc)
+        self._sshds[config.stem] = (proc, config, port)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -261,6 +271,39 @@ LogLevel ERROR
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("sshd did not start listening in time")
+
+    # --- host keys --------------------------------------------------------------------------------------------
+    def host_key_fingerprint(self) -> str:
+        """The sshds' host key fingerprint as ``ssh-keygen -lf`` prints it: ``SHA256:…``."""
+        return _run("ssh-keygen", "-lf", f"{self.host_key}.pub").stdout.split()[1]
+
+    def known_hosts_lines(self) -> str:
+        """known_hosts lines pinning the host key for both sshds (port 22 bare, any other port as [host]:port)."""
+        kind, blob = Path(f"{self.host_key}.pub").read_text().split()[:2]
+        names = [self.management_address if port == 22 else f"[{self.management_address}]:{port}"
+                 for port in (self.ssh_port, self.faulty_port)]
+        return "".join(f"{name} {kind} {blob}\n" for name in names)
+
+    def write_known_hosts(self, path: Path) -> Path:
+        path.write_text(self.known_hosts_lines())
+        return path
+
+    def rotate_host_key(self) -> str:
+        """Give the firewall a new host key and restart its sshds with it (sessions already open stay up, as on a
+        real device). Returns the new fingerprint. ``known_hosts`` keeps the old key."""
+        for suffix in ("", ".pub"):
+            Path(f"{self.host_key}{suffix}").unlink(missing_ok=True)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key))
+        for name, (proc, config, port) in list(self._sshds.items()):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+            self.processes.remove(proc)
+            self._spawn_sshd(config, port)
+        return self.host_key_fingerprint()
 
     # --- using ------------------------------------------------------------------------------------------------
     def connect(self, source: str, timeout: float = 1.0) -> str:
@@ -288,6 +331,10 @@ LogLevel ERROR
             "assets": [
                 {"id": "lab-srv-01", "hostname": "lab-srv-01", "kind": "server", "agency": "lab",
                  "addresses": [self.server], "services": ["ssh"]},
+                # The agency's syslog relay, on the suite's loopback: lines it forwards over TCP are the agency's
+                # own evidence (trusted); a sender the inventory does not know (127.0.0.2) is not.
+                {"id": "lab-relay-01", "hostname": "lab-relay-01", "kind": "server", "agency": "lab",
+                 "addresses": ["127.0.0.1"], "role": "syslog-relay"},
                 {"id": "lab-fw-01", "hostname": "lab-fw-01", "kind": "firewall", "agency": "lab",
                  "addresses": [self.management_address], "role": "wan-edge", "vendor": "Debian",
                  "model": "nftables"},
