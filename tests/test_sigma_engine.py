@@ -404,3 +404,29 @@ def test_a_long_sequence_reports_the_event_that_started_it():
     ids = [e["event"]["id"] for e in fired[0].events]
     assert ids[0] == "a" and ids[-1] == "c" and len(ids) == hits + 2
     assert (fired[0].count, fired[0].first_seen) == (hits + 2, "2026-09-21T10:00:00.000Z")
+
+
+def test_untrusted_evidence_is_counted_even_when_the_budget_drops_its_events():
+    """Containment trusts a correlation only if every event behind it came from a trusted sender: the count of
+    untrusted events survives the evidence budget, so an attacker cannot hide forged lines by flooding."""
+    from detections.engine import CorrelationEngine
+
+    def event(eid: str, i: int, trusted: bool) -> dict:
+        doc = _evidence_event(eid, i)
+        doc["soc"] = {"sender": {"trusted": trusted}}
+        return doc
+
+    corr = _correlation("event_count", ["failed-login"], count=4)
+    correlations = CorrelationEngine([corr], evidence_limit=10)
+    base = 1_790_000_000.0
+    for i in range(3):  # the forged lines come first...
+        correlations.feed("failed-login", "so-a", {"source.ip": "x"}, base + i, [event(f"forged-{i}", i, False)])
+    for group in range(30):  # ...a flood pushes their events out of the budget...
+        correlations.feed("failed-login", "so-a", {"source.ip": f"flood{group}"}, base + 3, [event("f", 3, True)])
+    assert sum(len(h.events) for h in correlations.state[(corr.meta.id, "so-a", ("x",))].pending) < 3
+    # ...and the trusted line that makes it fire does not make the whole detection trusted
+    [fired] = correlations.feed("failed-login", "so-a", {"source.ip": "x"}, base + 4, [event("real", 4, True)])
+    assert fired.count == 4 and fired.untrusted == 3
+    [clean] = [d for i in range(4) for d in correlations.feed("failed-login", "so-a", {"source.ip": "y"}, base + 5 + i,
+                                                            [event(f"y{i}", 5, True)])]
+    assert clean.untrusted == 0
