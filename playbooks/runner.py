@@ -89,6 +89,9 @@ def evidence_distrust(alert: dict | None) -> str | None:
     a person) has no evidence to doubt."""
     if alert is None:
         return None
+    if (alert.get("rule") or {}).get("type") == "indicator":
+        return ("the detection rests on an indicator from an outside feed (which may be wrong or poisoned): a "
+                "network admin decides")
     trust = alert.get("trust")
     if not isinstance(trust, dict):
         return "the alert carries no record of its evidence's senders: a network admin decides"

@@ -86,7 +86,7 @@ def test_inputs_come_from_the_alert_and_from_set(tmp_path):
     assert plan["agency"] == "so-tttt" and plan["alert_id"] == "a" * 32
     assert runner.plan("block_ssh_brute_force", alert=_alert(),
                        overrides={"ttl": "30m"})["inputs"]["ttl"] == "1800"
-    with pytest.raises(ValueError, match="not a valid ip"):
+    with pytest.raises(ValueError, match="not an IP address"):
         runner.plan("block_ssh_brute_force", alert=_alert(ip="not-an-ip"))
     with pytest.raises(ValueError, match="input address is required"):
         runner.plan("block_address")
@@ -129,6 +129,30 @@ def test_never_block_list_of_the_sample_province():
         safety.check_block("::ffff:10.0.1.10")
     with pytest.raises(SafetyRefusal, match="scope id"):
         safety.check_block("2001:db8::1%';id;'")
+
+
+def test_evidence_that_cannot_be_trusted_waits_for_a_network_admin(tmp_path, monkeypatch):
+    """On a non-core firewall the brute-force block would run at once; not when the alert's evidence came from an
+    untrusted sender, when its trust is unknown, or when it rests on an outside indicator feed."""
+    runner = _runner(tmp_path, library=_auto_library(tmp_path))
+    trusted = runner.plan("block_ssh_brute_force", alert=_alert())
+    assert not trusted["approval"]["required"], trusted["approval"]
+    cases = {"evidence not trusted": dict(_alert(), trust={"untrusted_events": 2, "trusted": False}),
+             "no record of its evidence": {k: v for k, v in _alert().items() if k != "trust"},
+             "indicator from an outside feed": dict(_alert(), rule=dict(_alert()["rule"], type="indicator"))}
+    for why, alert in cases.items():
+        plan = runner.plan("block_ssh_brute_force", alert=alert)
+        assert plan["approval"]["required"] and any(why in r for r in plan["approval"]["reasons"]), plan["approval"]
+
+
+def _auto_library(tmp_path: Path) -> Path:
+    """The shipped brute-force playbook aimed at the sample's non-core SonicWall (role internal)."""
+    folder = tmp_path / "library"
+    folder.mkdir()
+    doc = yaml.safe_load((LIBRARY / "block_ssh_brute_force.yml").read_text())
+    doc["steps"][0]["params"]["devices"] = {"ids": ["dc-fw-sonicwall-01"]}
+    (folder / "block_ssh_brute_force.yml").write_text(yaml.safe_dump(doc))
+    return folder
 
 
 def test_impact_decides_approval(tmp_path):
