@@ -94,7 +94,8 @@ def main() -> int:
         inventory = Inventory.load(lab.inventory(work / "inventory.yaml"))
         store = store_from_url(f"sqlite:///{work / 'soc.db'}")
         store.open()
-        settings = PlaybookSettings(lock_dir=str(work / "locks"), soc_addresses=[f"{lab.soc_address}/32"])
+        settings = PlaybookSettings(lock_dir=str(work / "locks"), soc_addresses=[f"{lab.soc_address}/32"],
+                                    known_hosts_file=str(lab.known_hosts))
         device = inventory.devices["lab-fw-01"]
         creds = resolve_credentials(device)
         base = lab.attacker.rsplit(".", 1)[0]

@@ -62,7 +62,9 @@ class PlaybookSettings(_Section):
     command_timeout_seconds: float = Field(default=20.0, gt=0)
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     connection_idle_seconds: float = Field(default=300.0, gt=0)  # pooled sessions idle longer are closed
-    known_hosts_file: str | None = None  # set to check device host keys (strict); unset accepts new keys
+    # The SSH host keys of the managed devices (OpenSSH known_hosts format), always checked: a device whose key is
+    # not recorded here is not contacted (`soc devices trust NAME` records it). Default: <data_dir>/known_hosts.
+    known_hosts_file: str | None = None
     expiry_interval_seconds: float = Field(default=5.0, gt=0)
     workers: int = Field(default=4, ge=1, le=64)
     smtp: SmtpSettings = SmtpSettings()
@@ -93,9 +95,25 @@ def _validate(data: Any, source: str) -> PlaybookSettings:
     return settings
 
 
+def known_hosts_path(settings: PlaybookSettings, data_dir: str | Path = "data") -> Path:
+    """The known-hosts file the suite checks device host keys against: the configured one, else the data folder's."""
+    if settings.known_hosts_file:
+        return Path(settings.known_hosts_file).expanduser()
+    return Path(data_dir) / "known_hosts"
+
+
 def load_playbook_settings(main_settings: Any = None, environ: dict[str, str] | None = None) -> PlaybookSettings:
     """The main configuration's ``playbooks`` section if the file (or an override) sets it, else
-    $SOC_PLAYBOOKS_CONFIG, else defaults."""
+    $SOC_PLAYBOOKS_CONFIG, else defaults. With the main configuration, an unset ``known_hosts_file`` becomes its
+    data folder's ``known_hosts``."""
+    settings = _load(main_settings, environ)
+    data_dir = getattr(main_settings, "data_dir", None) if main_settings is not None else None
+    if data_dir is not None and not settings.known_hosts_file:
+        settings.known_hosts_file = str(known_hosts_path(settings, data_dir))
+    return settings
+
+
+def _load(main_settings: Any, environ: dict[str, str] | None) -> PlaybookSettings:
     section = getattr(main_settings, "playbooks", None) if main_settings is not None else None
     explicit = "playbooks" in getattr(main_settings, "model_fields_set", {"playbooks"})
     if section is not None and explicit:

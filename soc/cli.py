@@ -256,7 +256,7 @@ def dead_letters(config: ConfigOption = None, limit: int = 20) -> None:
 # Packages add their own commands: a module here with `register(app)` is asked to add them. A newcomer finds a
 # package's commands in that package's cli.py.
 CLI_PLUGINS = ("collectors.cli", "collectors.packets.cli", "detections.cli", "detections.yara.cli", "playbooks.cli",
-               "reports.cli", "soc_api.cli")
+               "playbooks.devices_cli", "reports.cli", "soc_api.cli")
 
 
 # Which plugin owns which command: running one command imports only its package (start-up time counts for

@@ -64,6 +64,7 @@ def _runner(tmp_path: Path, lab: NamespaceFirewall, *, library: Path = LIBRARY, 
     inventory = Inventory.load(lab.inventory(tmp_path / "inventory.yaml", core=core))
     store = store_from_url(f"sqlite:///{tmp_path / 'soc.db'}")
     store.open()
+    settings.setdefault("known_hosts_file", str(lab.known_hosts))  # the lab's host key, pinned
     pb = PlaybookSettings(lock_dir=str(tmp_path / "locks"), library_dirs=[str(library)],
                           soc_addresses=[f"{lab.soc_address}/32"], **settings)
     return Runner(store, inventory, load_library(pb.library_dirs), pb)
@@ -133,7 +134,8 @@ def test_brute_force_alert_blocks_the_attacker_until_the_ttl_expires(clean, tmp_
     pb_config = tmp_path / "playbooks.yaml"
     pb_config.write_text(yaml.safe_dump({
         "library_dirs": [str(_short_ttl_library(tmp_path, 4))], "lock_dir": str(tmp_path / "locks"),
-        "expiry_interval_seconds": 0.3, "soc_addresses": [f"{lab.soc_address}/32"], "webhook": {"url": hook.url}}))
+        "expiry_interval_seconds": 0.3, "soc_addresses": [f"{lab.soc_address}/32"], "webhook": {"url": hook.url},
+        "known_hosts_file": str(lab.known_hosts)}))
     monkeypatch.setenv("SOC_PLAYBOOKS_CONFIG", str(pb_config))
     settings = make_settings(tmp_path, SOC__INVENTORY__PATH=str(lab.inventory(tmp_path / "inventory.yaml")),
                              SOC__EXTENSIONS="[playbooks.service]")
@@ -352,7 +354,8 @@ def test_iptables_driver_blocks_on_the_real_firewall(clean, tmp_path):
     inventory = Inventory(InventoryDocument.model_validate(doc))
     store = store_from_url(f"sqlite:///{tmp_path / 'soc.db'}")
     store.open()
-    pb = PlaybookSettings(lock_dir=str(tmp_path / "locks"), soc_addresses=[f"{lab.soc_address}/32"])
+    pb = PlaybookSettings(lock_dir=str(tmp_path / "locks"), soc_addresses=[f"{lab.soc_address}/32"],
+                          known_hosts_file=str(lab.known_hosts))
     runner = Runner(store, inventory, load_library(pb.library_dirs), pb, pool=ConnectionPool(pb))
     try:
         run = runner.execute(runner.create("block_address", actor=ANALYST,
@@ -383,7 +386,8 @@ def test_api_start_approve_search_and_roll_back(clean, tmp_path, monkeypatch):
     lab = clean
     pb_config = tmp_path / "playbooks.yaml"
     pb_config.write_text(yaml.safe_dump({"lock_dir": str(tmp_path / "locks"),
-                                         "soc_addresses": [f"{lab.soc_address}/32"]}))
+                                         "soc_addresses": [f"{lab.soc_address}/32"],
+                                         "known_hosts_file": str(lab.known_hosts)}))
     monkeypatch.setenv("SOC_PLAYBOOKS_CONFIG", str(pb_config))
     settings = make_settings(tmp_path, SOC__INVENTORY__PATH=str(lab.inventory(tmp_path / "inv.yaml", core=True)),
                              SOC__EXTENSIONS="[playbooks.service]")
@@ -457,7 +461,7 @@ def test_killed_during_a_run_then_restarted(clean, tmp_path):
         "approval": {"auto_low_impact": True}}))
     (tmp_path / "playbooks.yaml").write_text(yaml.safe_dump({
         "library_dirs": [str(library)], "lock_dir": str(tmp_path / "locks"), "expiry_interval_seconds": 0.3,
-        "webhook": {"url": hook.url, "timeout_seconds": 60}}))
+        "webhook": {"url": hook.url, "timeout_seconds": 60}, "known_hosts_file": str(lab.known_hosts)}))
     api_port = free_port()
     config = tmp_path / "soc.yaml"
     config.write_text(yaml.safe_dump({
@@ -533,7 +537,8 @@ def test_cli_run_show_blocks_and_expire(clean, tmp_path, monkeypatch):
 
     lab = clean
     (tmp_path / "playbooks.yaml").write_text(yaml.safe_dump({"lock_dir": str(tmp_path / "locks"),
-                                                             "soc_addresses": [f"{lab.soc_address}/32"]}))
+                                                             "soc_addresses": [f"{lab.soc_address}/32"],
+                                                             "known_hosts_file": str(lab.known_hosts)}))
     monkeypatch.setenv("SOC_PLAYBOOKS_CONFIG", str(tmp_path / "playbooks.yaml"))
     monkeypatch.setenv("SOC__STORE__URL", f"sqlite:///{tmp_path / 'soc.db'}")
     monkeypatch.setenv("SOC__DATA_DIR", str(tmp_path))
