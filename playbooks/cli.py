@@ -35,7 +35,7 @@ class _Context:
         if self._runner is None:
             from inventory.lookup import Inventory, InventoryError
             from playbooks.loader import load_library
-            from playbooks.runner import Runner
+            from playbooks.service import PlaybookService
             from playbooks.settings import PlaybookConfigError, load_playbook_settings
 
             try:
@@ -46,12 +46,15 @@ class _Context:
             library = load_library(pb_settings.library_dirs)
             for error in library.errors:
                 typer.echo(f"soc: playbook not loaded: {error}", err=True)
-            self._runner = Runner(self.store, inventory, library, pb_settings, data_dir=self.settings.data_dir)
+            # Through the service, so a device presenting another host key raises the same alert as in the suite.
+            self._service = PlaybookService(self.store, inventory, pb_settings, data_dir=self.settings.data_dir,
+                                            library=library)
+            self._runner = self._service.runner
         return self._runner
 
     def close(self) -> None:
         if self._runner is not None:
-            self._runner.pool.close_all()
+            self._service.close()
         if self.store is not None:
             self.store.close()
 
