@@ -1,13 +1,14 @@
 """The parsing and enrichment pipeline: a list of small steps, each one function, wired by name.
 
-raw bytes ─ decode ─ syslog header ─ program parser ─ inventory enrichment ─ finalize ─▶ ECS event   (syslog)
-raw bytes ─ JSON decode ─ shape parser ─ body claims ─ inventory enrichment ─ finalize ─▶ ECS event  (format json)
-raw bytes ─ decode ─ the named format's parser ─ inventory enrichment ─ finalize ─▶ ECS event       (a format name)
+raw bytes ─ decode ─ syslog header ─ program parser ─ claims ─ inventory enrichment ─ finalize ─▶ ECS event (syslog)
+raw bytes ─ JSON decode ─ shape parser ─ claims ─ inventory enrichment ─ finalize ─▶ ECS event   (format json)
+raw bytes ─ decode ─ the named format's parser ─ claims ─ inventory enrichment ─ finalize ─▶ ECS event (a format)
 
 ``RawMessage.format`` picks the list. A JSON document's shape (Winlogbeat, NXLog, osquery, any ECS document) is
 recognised by the json-carried parsers of collectors/parsers/registry.py. When the message carries an ``agency``
 (an authenticating source vouched for it: the API key's agency), that agency is authoritative: ``organization.*``
-come from the inventory agency of that id whatever the body says.
+come from the inventory agency of that id whatever the body says. Whatever the path, the claims step removes every
+field only the suite may set (SUITE_FIELDS below) before enrichment sets them.
 
 A step raises ParseError to reject a message; the pipeline turns that into a dead letter carrying the raw bytes,
 the source and the reason, so nothing received is ever silently dropped. Any other exception in a step is a bug,
@@ -192,11 +193,75 @@ def _json_time(value, msg: RawMessage) -> datetime:
     raise ParseError("bad_timestamp", f"@timestamp {str(value)[:60]!r} is not an ISO 8601 time")
 
 
+# The suite's own fields: what only the suite may say about an event. A sender's document may carry any of these
+# names (another agency's id, an export replayed, an attack: a forged agency or asset moves the event, its alerts
+# and the playbook runs they start to another agency; a forged event.id overwrites a stored event). None is taken
+# from the body: step_claims removes them on EVERY path (syslog, JSON, record formats, files), after the parser and
+# before enrichment, in whatever form the sender wrote them (dotted names are made nested first, ecs.nest). Then the
+# suite sets them: enrichment (inventory/enrich.py) organization.*, soc.*, the host.* of a known asset and the tags
+# below; finalize event.id, event.created, event.ingested, log.source.address and observer.ip (the socket address,
+# when the message came from one); the decode steps event.original (the raw text, never the body's).
+SUITE_OBJECTS = ("organization", "soc")  # whole objects; the body's claimed agency is kept in soc.claimed_agency
+SUITE_FIELDS = ("event.id", "event.created", "event.ingested", "log.source.address")
+SUITE_PEER_FIELDS = ("observer.ip",)  # the suite's only when it has the sender's address (not a file's records)
+SUITE_TAGS = frozenset({"unknown_sender", "unknown_agency"})  # neither added nor removed by a sender
+
+
+def _by_parent(names: tuple[str, ...]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+    """("event.id", "event.created") → ((("event",), ("id", "created")),): each parent object walked once."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name in names:
+        *parents, leaf = name.split(".")
+        groups.setdefault(tuple(parents), []).append(leaf)
+    return tuple((parents, tuple(leaves)) for parents, leaves in groups.items())
+
+
+_SUITE_GROUPS = _by_parent(SUITE_FIELDS)
+_SUITE_PEER_GROUPS = _by_parent(SUITE_PEER_FIELDS)
+
+
+def _drop(doc: dict, groups: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> None:
+    for parents, leaves in groups:
+        node = doc
+        for part in parents:
+            node = node.get(part)
+            if type(node) is not dict:
+                break
+        else:
+            for leaf in leaves:
+                node.pop(leaf, None)
+
+
+def _has_dotted_key(doc: dict) -> bool:
+    for key in doc:
+        if "." in key:
+            return True
+    return False
+
+
 def step_claims(doc: dict, msg: RawMessage, ctx: Context) -> dict:
-    """What only the suite may say is not taken from the body: ``organization.*`` (the agency) and the suite's own
-    ``soc.*`` fields. The body's claimed agency is kept apart for forensics (``soc.claimed_agency``)."""
-    organization = doc.pop("organization", None)
-    doc.pop("soc", None)
+    """What only the suite may say is not taken from the body (SUITE_OBJECTS, SUITE_FIELDS, SUITE_TAGS above). The
+    body's claimed agency is kept apart for forensics (``soc.claimed_agency``). The JSON parsers nest dotted names
+    themselves (ecs.nest); a dotted name any parser still left at the top is nested here, a conflict refused."""
+    if _has_dotted_key(doc):
+        try:
+            doc = ecs.nest(doc, keep=ecs.DATA_MAPS)
+        except ecs.FieldNameError as exc:
+            raise ParseError(exc.kind, str(exc)) from exc
+    organization = doc.get("organization")
+    for name in SUITE_OBJECTS:
+        doc.pop(name, None)
+    _drop(doc, _SUITE_GROUPS)
+    if msg.peer:
+        _drop(doc, _SUITE_PEER_GROUPS)
+    if "tags" in doc:
+        tags = doc["tags"]
+        tags = [tags] if isinstance(tags, str) else tags
+        kept = [t for t in tags if not (isinstance(t, str) and t in SUITE_TAGS)] if isinstance(tags, list) else []
+        if kept:
+            doc["tags"] = kept
+        else:  # not a list of tags, or only the suite's: the suite's tags must be its own to add
+            del doc["tags"]
     claimed = organization.get("id") if isinstance(organization, dict) else organization
     if claimed is not None and claimed != "":
         ecs.put(doc, "soc.claimed_agency", str(claimed)[:256])
@@ -205,14 +270,18 @@ def step_claims(doc: dict, msg: RawMessage, ctx: Context) -> dict:
 
 def step_record(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     """A line in a format the source named (``soc ingest --format cisco_asa``), with or without a syslog header."""
-    parsed = parse_record(doc.pop("_text"), msg.format, ParseContext(zone=ctx.zone, received=msg.received))
+    text = doc.pop("_text")
+    parsed = parse_record(text, msg.format, ParseContext(zone=ctx.zone, received=msg.received))
+    if not isinstance(parsed.get("event"), dict):
+        parsed["event"] = {}
+    parsed["event"]["original"] = text  # the line as read: a JSON record's own "event" object must not replace it
     ctx.tally.parsed[msg.format] += 1
     return parsed
 
 
 def step_enrich(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     doc = enrich(doc, ctx.inventory, sender=msg.peer or None, certificate=msg.sender_name or None,
-                 agency=msg.agency or None)
+                 agency=msg.agency or None, transport=msg.transport)
     if (msg.peer or msg.sender_name) and "unknown_sender" in doc.get("tags", ()):
         heard = ctx.tally.unknown_senders.setdefault((msg.peer, msg.sender_name, msg.transport),
                                                      [0, msg.received, msg.received])
@@ -255,10 +324,11 @@ STEPS: dict[str, Step] = {
     "record": step_record,
     "syslog_file": step_syslog_file,
 }
-SYSLOG_STEPS = ("decode", "syslog", "program", "enrich", "finalize")
+SYSLOG_STEPS = ("decode", "syslog", "program", "claims", "enrich", "finalize")
 JSON_STEPS = ("json_decode", "json_shape", "claims", "enrich", "finalize")
 RECORD_STEPS = ("decode", "record", "claims", "enrich", "finalize")
-FILE_SYSLOG_STEPS = ("decode", "syslog_file", "program", "enrich", "finalize")  # transport "file", format "syslog"
+# transport "file", format "syslog":
+FILE_SYSLOG_STEPS = ("decode", "syslog_file", "program", "claims", "enrich", "finalize")
 
 
 @dataclass
@@ -293,6 +363,10 @@ class BatchResult:
 
 
 class Pipeline:
+    def use_inventory(self, inventory: Inventory) -> None:
+        """From the next batch on, enrich with this inventory (parse workers receive it before their next batch)."""
+        self.context.inventory = inventory
+
     def __init__(self, context: Context, steps: Iterable[str] = SYSLOG_STEPS, json_steps: Iterable[str] = JSON_STEPS,
                  record_steps: Iterable[str] = RECORD_STEPS, file_steps: Iterable[str] = FILE_SYSLOG_STEPS):
         lists = {"syslog": tuple(steps), "json": tuple(json_steps), "record": tuple(record_steps),

@@ -33,12 +33,37 @@ def _candidate_assets(inventory: Inventory, hostname: str | None, certificate: s
         yield inventory.asset_by_ip(host_ip)
 
 
+# Transports whose sender address can be forged by anyone on the path (a UDP datagram names any source it likes).
+SPOOFABLE_TRANSPORTS = frozenset({"udp"})
+
+
+def sender_agency(inventory: Inventory, certificate: str | None, sender: str | None) -> str | None:
+    """The agency of whoever really sent the event: its verified certificate's asset, else the asset or network of
+    the socket address. Unlike the event's agency, nothing in the message itself (a host name) can change it."""
+    asset = inventory.asset_by_certificate(certificate) if certificate else None
+    if asset is None and sender:
+        asset = inventory.asset_by_ip(sender)
+    if asset is not None:
+        return asset.agency
+    owner = inventory.agency_of(sender) if sender else None
+    return owner.id if owner is not None else None
+
+
 def _sender_plan(inventory: Inventory, hostname: str | None, certificate: str | None, sender: str | None,
-                 host_ip: str | None, agency: str | None) -> tuple[tuple[tuple[str, object], ...], tuple[str, ...]]:
+                 host_ip: str | None, agency: str | None, transport: str | None = None
+                 ) -> tuple[tuple[tuple[str, object], ...], tuple[str, ...]]:
     """The fields (and tags) an event gets from who sent it and which host it names. They depend on those few
-    values alone, which repeat for every event of a sender: computed once, applied to each event."""
+    values alone, which repeat for every event of a sender: computed once, applied to each event.
+
+    ``soc.sender.trusted`` says whether the event may serve as evidence for automatic containment: true when an
+    authenticated source vouched for its agency (an API key), or when its real sender (certificate or socket
+    address, over a transport whose address cannot be forged) belongs to the agency the event is attributed to.
+    An unknown sender, a sender of another agency naming this agency's host, or a UDP datagram is not trusted."""
     fields: list[tuple[str, object]] = []
     tags: list[str] = []
+    from_agency = None if agency is not None else sender_agency(inventory, certificate, sender)
+    if from_agency is not None:
+        fields.append(("soc.sender.agency", from_agency))
     if certificate:
         fields.append(("soc.sender.certificate", certificate))
     asset = None
@@ -71,6 +96,12 @@ def _sender_plan(inventory: Inventory, hostname: str | None, certificate: str | 
                    ("soc.agency.name_vi", owner.name_vi), ("soc.agency.kind", owner.kind.value)]
     elif agency is None:
         tags.append("unknown_sender")
+    if agency is not None:
+        trusted = True
+    else:
+        trusted = (owner is not None and from_agency == owner.id
+                   and (transport or "").lower() not in SPOOFABLE_TRANSPORTS)
+    fields.append(("soc.sender.trusted", trusted))
     return tuple(fields), tuple(tags)
 
 
@@ -87,7 +118,7 @@ def _address_plan(inventory: Inventory, side: str, address: str) -> tuple[tuple[
 
 
 def enrich(doc: dict, inventory: Inventory, sender: str | None = None, certificate: str | None = None,
-           agency: str | None = None) -> dict:
+           agency: str | None = None, transport: str | None = None) -> dict:
     """``sender`` is the socket address; ``certificate`` the name in the sender's verified TLS client certificate.
     ``agency``: the agency an authenticating source vouched for (the API key's). It is authoritative: the event is
     that agency's whatever the document or the sender address suggest, and only that agency's assets are matched
@@ -100,14 +131,16 @@ def enrich(doc: dict, inventory: Inventory, sender: str | None = None, certifica
         host_ip = host_ip[0] if host_ip else None
     if not isinstance(host_ip, str):
         host_ip = None
-    key = ("sender", hostname, certificate, sender, host_ip, agency)
+    key = ("sender", hostname, certificate, sender, host_ip, agency, transport)
     fields, tags = inventory.memo(key, lambda: _sender_plan(inventory, hostname, certificate, sender, host_ip,
-                                                            agency))
+                                                            agency, transport))
     for dotted, value in fields:
         ecs.put(doc, dotted, list(value) if type(value) is tuple else value)  # each event gets its own list
-    for tag in tags:
-        current = doc.setdefault("tags", [])
-        if isinstance(current, list) and tag not in current:
+    for tag in tags:  # the suite's own tags (the claims step removed any the body wrote): a body cannot hide them
+        current = doc.get("tags")
+        if not isinstance(current, list):
+            current = doc["tags"] = [] if current is None else [current]
+        if tag not in current:
             current.append(tag)
     for side in ("source", "destination"):
         address = ecs.get(doc, f"{side}.ip")

@@ -35,21 +35,21 @@ def _split(dotted: str) -> tuple[tuple[str, ...], str]:
 
 
 def get(doc: dict, dotted: str, default: Any = None) -> Any:
-    """``get(doc, "source.ip")``; also finds keys that are themselves dotted (``{"source.ip": ...}``)."""
-    value = doc.get(dotted, _MISSING)
-    if value is not _MISSING:
-        return value
+    """``get(doc, "source.ip")``. The nested path wins: a key that is itself dotted is read only where the nested
+    path stops (a flat view ``{"source.ip": ...}``, a map of dotted names such as alert labels
+    ``{"labels": {"source.ip": ...}}``). Documents are nested at intake (collectors/pipeline.py, :func:`nest`), so a
+    sender's dotted ``"organization.id"`` can never stand in front of the ``organization.id`` the suite set."""
     parents, leaf = _PATHS.get(dotted) or _split(dotted)
     if not parents:
-        return default
-    node = doc.get(parents[0], _MISSING)  # the whole name at the top was looked up above
-    if node is _MISSING:
-        return default
+        return doc.get(leaf, default)
+    node = doc.get(parents[0], _MISSING)
+    if node is _MISSING:  # no such object: the name may be one dotted key (a flattened view)
+        return doc.get(dotted, default)
     for i in range(1, len(parents)):
         if not isinstance(node, dict):
             return default
         child = node.get(parents[i], _MISSING)
-        if child is _MISSING:  # the rest of the name may be one dotted key here ({"event": {"module.x": ...}})
+        if child is _MISSING:  # the rest of the name may be one dotted key here ({"labels": {"source.ip": ...}})
             return node.get(".".join(parents[i:]) + "." + leaf, default)
         node = child
     return node.get(leaf, default) if isinstance(node, dict) else default
@@ -71,6 +71,78 @@ def put_if(doc: dict, dotted: str, value: Any) -> None:
     """Set a field only when there is a value (None and empty strings are not stored)."""
     if value is not None and value != "":
         put(doc, dotted, value)
+
+
+class FieldNameError(ValueError):
+    """A document whose field names cannot be made nested: ``kind`` is ``dotted_conflict`` (a dotted key and a nested
+    path, or two dotted keys, give one field two values, or a value and an object) or ``bad_field_name``."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+# Maps whose keys are names of another kind than ECS paths (Windows data names, osquery columns, syslog structured
+# data parameters): a dotted key inside them is one name, kept as it is by nest().
+DATA_MAPS = ("winlog.event_data", "winlog.user_data", "osquery.result.columns", "osquery.result.decorations",
+             "osquery.result.snapshot", "osquery.result.diff_results", "log.syslog.structured_data")
+
+
+def nest(node: dict, keep: tuple[str, ...] = DATA_MAPS) -> dict:
+    """A received document with every dotted key made nested, at every depth: ``{"organization.id": "x"}`` →
+    ``{"organization": {"id": "x"}}``, ``{"soc.asset": {"id": 1}}`` → ``{"soc": {"asset": {"id": 1}}}`` — what
+    Elasticsearch and OpenSearch make of dotted names when they index, so every reader (the pipeline, ecs.get, the
+    detections, the stores) sees one field where the sender wrote it either way. Raises FieldNameError when the two
+    forms disagree (the same field given twice with different values, or as a value and as an object) and for
+    empty name parts (``"a..b"``). ``keep``: dotted paths of maps whose keys are names of another kind, copied as
+    they are (DATA_MAPS: ``winlog.event_data`` holds Windows data names). A document without dotted keys comes back
+    equal."""
+    return _nest(node, (), frozenset(tuple(k.split(".")) for k in keep))
+
+
+def _nest(node: dict, path: tuple[str, ...], keep: frozenset) -> dict:
+    out: dict = {}
+    for key, value in node.items():
+        if type(key) is str and "." in key:
+            parts = key.split(".")
+            if "" in parts:
+                raise FieldNameError("bad_field_name", f"field name {'.'.join(path + (key,))!r} has an empty part")
+        else:
+            parts = (key,)
+        target, at = out, path
+        for part in parts[:-1]:
+            at += (part,)
+            child = target.get(part, _MISSING)
+            if child is _MISSING:
+                child = target[part] = {}
+            elif not isinstance(child, dict):
+                raise FieldNameError("dotted_conflict", f"{'.'.join(at)!r} is a value and, by {key!r}, an object")
+            target = child
+        at += (parts[-1],)
+        _place(target, parts[-1], _nested_value(value, at, keep), at, key)
+    return out
+
+
+def _nested_value(value: Any, path: tuple[str, ...], keep: frozenset) -> Any:
+    if path in keep:
+        return dict(value) if isinstance(value, dict) else value  # a copy: it may be merged into
+    if isinstance(value, dict):
+        return _nest(value, path, keep)
+    if isinstance(value, list):
+        return [_nested_value(item, path, keep) for item in value]
+    return value
+
+
+def _place(target: dict, leaf: str, value: Any, path: tuple[str, ...], key: str) -> None:
+    existing = target.get(leaf, _MISSING)
+    if existing is _MISSING:
+        target[leaf] = value
+    elif isinstance(existing, dict) and isinstance(value, dict):
+        for name, child in value.items():  # both already nested: merge, the same rules below
+            _place(existing, name, child, path + (name,), key)
+    elif existing != value or type(existing) is not type(value):
+        raise FieldNameError("dotted_conflict", f"{'.'.join(path)!r} is given twice with different values "
+                                                f"(by {key!r} and by another key)")
 
 
 def flatten(doc: dict, prefix: str = "") -> dict[str, Any]:

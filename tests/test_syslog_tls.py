@@ -278,7 +278,7 @@ def test_optional_mode_names_senders_by_certificate_or_address_and_lists_unknown
     _send_tls(suite, pki, "stranger", line % b"stranger-2", source="127.0.0.2")
     events = {e["message"].removeprefix("sent by "): e for e in _events(suite, 6)}
     assert events["no-certificate"]["organization"]["id"] == "lab"  # by address
-    assert "sender" not in events["no-certificate"].get("soc", {})
+    assert "certificate" not in events["no-certificate"].get("soc", {}).get("sender", {})
     assert events["relay"]["organization"]["id"] == "so-tttt"  # by certificate, over the address
     assert events["cn-only"]["soc"]["sender"]["certificate"] == CN_ONLY
     assert events["cn-only"]["soc"]["asset"]["id"] == "relay-01"
@@ -309,7 +309,7 @@ def test_none_mode_asks_no_certificate_and_a_silent_client_times_out(start_suite
     # Not asked for, a client certificate is not sent, so it names nobody: the address does.
     _send_tls(suite, pki, "relay", b"<38>Nov 22 10:00:01 edge-gw-7 app[7]: no certificate asked\n")
     [event] = _events(suite, 1)
-    assert event["organization"]["id"] == "lab" and "sender" not in event["soc"]
+    assert event["organization"]["id"] == "lab" and "certificate" not in event["soc"]["sender"]
 
 
 def test_a_missing_certificate_file_stops_the_start_naming_the_file(tmp_path, pki):

@@ -7,7 +7,13 @@ Each agency's records carry a secret marker (in events, alerts, incidents, sight
 runs, reports and audit records). A 2xx answer must contain none of the other agency's markers, ids or its agency id;
 a 4xx answer (which may echo what was sent) none of its markers. The owner's own key is checked to find its markers
 on the listing routes, so the absence for the other agency means something. Runs on SQLite and on the real OpenSearch
-node."""
+node.
+
+Forging, too: a third agency's key sends, through the real HTTP ingest, documents that claim to be A's and B's in
+every way a body can (top-level dotted ``organization.id`` / ``soc.asset.id`` / ``event.id`` naming their events and
+assets, nested-dotted mixes, failed SSH logins that raise a brute-force alert, dotted keys contradicting nested ones).
+Its events and alerts must stay its own: the walk also checks that neither A nor B ever sees the forger's marker or
+its attacking address, that their stored events were not overwritten, and that their silent assets stay silent."""
 
 from __future__ import annotations
 
@@ -19,16 +25,21 @@ import uuid
 
 import pytest
 
+from datetime import datetime, timezone
+
 from detections.indicators.model import build
 from detections.indicators.stix import stix_id_for
 from soc_api.keys import create_key
 from soc_api.taxii.server import collection_uuid
+from soc import ecs
 from tests.api_fixtures import AGENCY_A, AGENCY_B, alert_doc, call, client_for, event_doc, running_suite
 
 WRITE = {"post", "put", "patch", "delete"}
 # Writes an agency key may make: into its own agency only (the answer names it; the snapshot checks the other's data).
 OWN_AGENCY_WRITES = {"/api/v1/ingest"}
 TAXII = "application/taxii+json;version=2.1"
+FORGER = "so-gddt"  # a third agency whose key forges A's and B's fields
+FORGED_IP = "203.0.113.250"  # the address of its failed SSH logins (a brute-force alert: the forger's own)
 
 
 def _hex(text: str) -> str:
@@ -44,9 +55,13 @@ class World:
         self.suite, self.keys = suite, keys
         self.secret = {a: f"SECRET-{a}-{uuid.uuid4().hex[:8]}" for a in (AGENCY_A, AGENCY_B)}
         self.amber_secret = f"AMBER-ONLY-{uuid.uuid4().hex[:8]}"
+        self.forger_secret = f"FORGED-{uuid.uuid4().hex[:8]}"
         self.ids: dict[str, dict[str, list[str]]] = {}
         self.assets = {a: next(x.id for x in suite.inventory.assets.values() if x.agency == a)
                        for a in (AGENCY_A, AGENCY_B)}
+        # Assets that send nothing in this test and expect log sources: posture must keep them silent.
+        self.silent_assets = {a: next(x.id for x in suite.inventory.assets.values() if x.agency == a and x.log_sources)
+                              for a in (AGENCY_A, AGENCY_B)}
 
     def seed(self) -> None:
         store = self.suite.store
@@ -102,9 +117,70 @@ class World:
                                 self.keys[agency], headers={"Content-Type": TAXII}, content=b'{"objects": []}')
                 assert response.status_code == 404
         store.refresh()
+        self.forge()
+
+    def forgeries(self) -> tuple[list[dict], list[dict]]:
+        """(documents to be stored as the forger's, documents to be refused) naming A's and B's events and assets."""
+        now = ecs.utc_iso(datetime.now(timezone.utc))
+        stored, refused = [], []
+        for victim in (AGENCY_A, AGENCY_B):
+            events, asset = self.ids[victim]["event"], self.silent_assets[victim]
+
+            def doc(n: int, **fields) -> dict:
+                return {"@timestamp": now, "message": f"{self.forger_secret} {victim} {n}",
+                        "event": {"dataset": "custom.app", "kind": "event"}, **fields}
+
+            stored += [
+                doc(1, **{"organization.id": victim, "organization.name": "claimed"}),
+                doc(2, **{"soc.asset.id": asset, "soc.asset.criticality": "critical", "soc.sender.trusted": True,
+                          "soc.sender.agency": victim}),
+                doc(3, **{"event.id": events[0], "organization.id": victim, "event.ingested": now}),
+                doc(4, **{"soc.asset": {"id": asset}, "organization": {"name.en": "claimed"}},
+                    event={"dataset": "custom.app", "id.x": events[1]}),
+                doc(5, organization={"id": victim}, event={"dataset": "custom.app", "id": events[2]},
+                    tags=["unknown_sender"]),
+            ]
+            stored += [{"@timestamp": now, "message": f"Failed password {self.forger_secret} {victim} ssh {i}",
+                        "organization.id": victim, "soc.asset.id": asset, "process": {"name": "sshd"},
+                        "event": {"dataset": "system.auth", "action": "ssh_login", "outcome": "failure",
+                                  "category": ["authentication"]},
+                        "source": {"ip": FORGED_IP}, "user": {"name": "root"}} for i in range(3)]
+            refused.append(doc(6, organization={"id": FORGER}, **{"organization.id": victim}))
+        return stored, refused
+
+    def forge(self) -> None:
+        stored, refused = self.forgeries()
+        body = b"\n".join(json.dumps(d).encode() for d in stored + refused) + b"\n"
+        with client_for(self.suite) as client:
+            answer = call(client, "POST", "/api/v1/ingest", self.keys[FORGER], content=body,
+                          headers={"Content-Type": "application/x-ndjson"})
+        assert answer.status_code == 202 and answer.json()["agency"] == FORGER, answer.text
+        assert self.suite.drain(30)
+        self.suite.store.refresh()
+        self.forged = len(stored), len(refused)
+
+    def check_forgeries(self, client) -> None:
+        """What the forger sent is its own; A's and B's records are as they were seeded."""
+        store = self.suite.store
+        assert store.count_events(FORGER) == self.forged[0]
+        for agency in (AGENCY_A, AGENCY_B):
+            assert store.count_events(agency) == 3
+            kept = store.get_events(self.ids[agency]["event"])
+            assert len(kept) == 3
+            for event in kept:
+                assert event["organization"]["id"] == agency and self.secret[agency] in event["event"]["original"]
+            posture = call(client, "GET", "/api/v1/posture", self.keys[agency])
+            assert posture.status_code == 200, posture.text
+            silent = [s["asset"] for a in posture.json()["agencies"] for s in a["log_sources"]["silent"]]
+            assert self.silent_assets[agency] in silent, (agency, posture.json())
+        letters = [d for d in store.list_dead_letters(500) if self.forger_secret.encode() in d.raw]
+        assert len(letters) == self.forged[1] and all(d.reason.startswith("dotted_conflict") for d in letters)
+        mine = call(client, "GET", "/api/v1/events", self.keys[FORGER], params={"limit": 500}).json()["events"]
+        assert len([e for e in mine if self.forger_secret in e["event"]["original"]]) == self.forged[0]
+        assert all(e["organization"]["id"] == FORGER for e in mine)
 
     def forbidden(self, other: str, success: bool) -> list[str]:
-        found = [self.secret[other], self.amber_secret]
+        found = [self.secret[other], self.amber_secret, self.forger_secret, FORGED_IP]
         if success:
             found.append(other)
             found += [i for kind, values in self.ids[other].items() if kind not in ("ip",) for i in values]
@@ -200,7 +276,7 @@ def world(request, tmp_path):
         url, prefix = request.getfixturevalue("opensearch_prefix")
         context = running_suite(tmp_path, store_url=url, index_prefix=prefix)
     with context as suite:
-        keys = {a: create_key(suite.store, "agency", agency=a)[0] for a in (AGENCY_A, AGENCY_B)}
+        keys = {a: create_key(suite.store, "agency", agency=a)[0] for a in (AGENCY_A, AGENCY_B, FORGER)}
         keys["analyst"] = create_key(suite.store, "analyst")[0]
         w = World(suite, keys)
         w.seed()
@@ -249,6 +325,8 @@ def test_every_route_keeps_each_agency_to_its_own(world):
                 assert world.secret[owner] in text, (owner, path, text[:300])
         analyst_view = call(client, "GET", "/api/v1/alerts", world.keys["analyst"]).text
         assert world.secret[AGENCY_A] in analyst_view and world.secret[AGENCY_B] in analyst_view
+        # The forger's documents are its own events (the walk below checks A and B never see them).
+        world.check_forgeries(client)
 
         before = {a: _snapshot(world, a) for a in (AGENCY_A, AGENCY_B)}
         walked, leaks, server_errors = set(), [], []

@@ -61,7 +61,11 @@ def _scalar(value):
 
 
 def winlogbeat_from_nxlog(record: dict, ctx: ParseContext | None = None) -> dict:
-    """The Winlogbeat-shaped document (as collectors/sources/evtx.py builds from EVTX) for an NXLog event."""
+    """The Winlogbeat-shaped document (as collectors/sources/evtx.py builds from EVTX) for an NXLog event.
+
+    Built anew: of the NXLog object only its named fields are read, and every other top-level name goes to
+    ``winlog.event_data`` as one data name, dots and all (xm_xml's ``Event.EventData.x``). So a top-level
+    ``"organization.id"`` or ``"soc.asset.id"`` is event data, never the event's agency or asset."""
     event_id = str(record["EventID"]).strip()
     data = {key: _scalar(value) for key, value in record.items() if key not in NXLOG_FIELDS and value is not None
             and not isinstance(value, dict)}

@@ -53,6 +53,8 @@ def _strings(row: dict) -> dict:
 
 
 def parse_osquery(doc: dict, ctx: ParseContext | None = None) -> dict:
+    # The event is built anew from the named osquery fields; column and decoration names (dotted or not) stay names
+    # under osquery.result.*: nothing of the record can reach organization.*, soc.* or event.id.
     record = _record(doc)
     out: dict = {}
     moment = _moment(record)

@@ -141,6 +141,12 @@ def normalize_winlog_record(record: dict) -> dict:
 def _winlog(doc: dict) -> dict:
     record = doc.get("_json")
     if isinstance(record, dict) and isinstance(record.get("winlog"), dict):
+        # The document is copied into the event: its dotted names made nested first, at every depth (soc.ecs.nest),
+        # but for the Windows data names of winlog.event_data / user_data, which are names, not ECS paths.
+        try:
+            record = doc["_json"] = ecs.nest(record)
+        except ecs.FieldNameError as exc:
+            raise ParseError(exc.kind, str(exc)) from exc
         return record
     raise ParseError("not_winlog", "not a Winlogbeat document (no 'winlog' object)")
 

@@ -3,7 +3,8 @@ document) from an agency's collector, authenticated by that agency's API key.
 
 Thin on purpose: each non-empty line becomes a RawMessage(format="json", transport="http", agency=<the key's
 agency>) handed to ``Suite.accept``; parsing, recognising the shape, enrichment and dead letters are the pipeline's
-(collectors/pipeline.py). The agency comes from the key, never from the body.
+(collectors/pipeline.py). The agency comes from the key, never from the body; neither does any other field only the
+suite sets (collectors/pipeline.py SUITE_FIELDS).
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ DESCRIPTION = """Send a batch of JSON documents, one per line: Windows events as
 
 Needs an API key of role `agency`: the events are that agency's (`organization.id`), whatever the documents claim
 (a claim is kept in `soc.claimed_agency`). An admin key may send on behalf of an agency by naming it in `agency`
-(recorded in the audit log); other roles are refused.
+(recorded in the audit log); other roles are refused. No field only the suite sets is taken from a document
+(`organization.*`, `soc.*`, `event.id`, `event.created`, `event.ingested`, `event.original`, `log.source.address`,
+`observer.ip`, the tags `unknown_sender` and `unknown_agency`), however it is written: dotted names
+(`"organization.id"`) are read as the nested fields they name, and a dotted name that contradicts a nested one makes
+the line a dead letter (`dotted_conflict`).
 
 The answer (202) means the batch is safely kept and will be processed; lines are **not** validated here. A line that
 is not JSON, not an object, too large or too deep, or of no known shape becomes a **dead letter** with its raw bytes,

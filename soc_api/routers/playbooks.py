@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
@@ -50,7 +51,36 @@ def _actor(principal: Principal):
 def _visible(run: dict | None, principal: Principal) -> dict:
     if run is None or (principal.is_tenant and run.get("agency") != principal.agency):
         raise HTTPException(404, "no such run")
-    return run
+    return _shown(run, principal)
+
+
+# What a device answered lists what is on it: on a device shared by agencies (the province's firewall) that is
+# every agency's blocks. An agency key gets its runs without the device's answers: no transcripts (``exchanges``:
+# each command with its answer), no state observed before a change (``before``), and messages without the answer
+# fragments drivers quote (what covered a target, an answer they could not read, a refusal, a failed command's
+# output). The plan, its own targets, the commands the suite sent for them, states and outcomes stay. Analysts and
+# network admins see everything.
+DEVICE_ANSWERS = frozenset({"exchanges", "before"})
+_COVERED = re.compile(r" \(covered by [^)]*\)")
+_QUOTED_ANSWER = re.compile(r"((?:answered something|the answer to|failed \(exit -?\d+\)|refused the change|"
+                            r"cannot read)[^:\n]*:)\s.*", re.S)
+WITHHELD = "[the device's answer is shown to analysts]"
+
+
+def _without_answers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_answers(v) for k, v in value.items() if k not in DEVICE_ANSWERS}
+    if isinstance(value, list):
+        return [_without_answers(v) for v in value]
+    if isinstance(value, str):
+        if "(covered by " in value:
+            value = _COVERED.sub(" (covered by a rule already on the device)", value)
+        return _QUOTED_ANSWER.sub(rf"\1 {WITHHELD}", value)
+    return value
+
+
+def _shown(run: dict, principal: Principal) -> dict:
+    return _without_answers(run) if principal.is_tenant else run
 
 
 @router.get("")
@@ -116,7 +146,8 @@ def search_runs(
     runs = _service(request).runner.records.find_runs(RunFilter(
         state=state, playbook=playbook, device=device, agency=tenant_scope(principal, agency), alert_id=alert_id,
         since=since, until=until, limit=limit, after=after))
-    return {"runs": runs, "next_cursor": _cursor(runs[-1]) if len(runs) == limit else None}
+    return {"runs": [_shown(run, principal) for run in runs],
+            "next_cursor": _cursor(runs[-1]) if len(runs) == limit else None}
 
 
 @router.get("/runs/{run_id}")
