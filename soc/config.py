@@ -96,6 +96,9 @@ class ApiConfig(_Section):
 
 class InventoryConfig(_Section):
     path: str = str(PROJECT_ROOT / "inventory" / "sample" / "province.yaml")
+    # How often the file is checked for changes; a changed file is used by the next enrichment, plan and probe.
+    # 0 turns the check off (edits through the API are taken at once either way).
+    reload_interval_seconds: float = Field(default=5.0, ge=0)
 
 
 class DetectionsConfig(_Section):

@@ -32,6 +32,7 @@ from detections.alerts import AlertManager
 from detections.engine import DetectionEngine
 from detections.sigma.loader import RuleSet, load_rules
 from detections.sigma.placeholders import placeholder_values
+from inventory.holder import InventoryHolder
 from inventory.lookup import Inventory
 from soc import codec, ecs, metrics
 from soc.config import Settings
@@ -71,8 +72,10 @@ class Suite:
     def __init__(self, settings: Settings, store: Store | None = None):
         self.settings = settings
         self.store = store or open_store(settings)
-        self.inventory = Inventory.load(settings.inventory.path)
+        # The one current inventory: every reader asks for it at the moment of use (see inventory/holder.py).
+        self.inventory_holder = InventoryHolder.load(settings.inventory.path)
         self.pipeline = Pipeline(build_context(settings, self.inventory))
+        self.inventory_holder.subscribe(self.pipeline.use_inventory)
         det = settings.detections
         cache_dir = Path(settings.data_dir) / det.rule_cache_dir if det.rule_cache_dir else None
         self.ruleset: RuleSet = load_rules(det.sigma_rule_dirs, pipeline=det.sigma_pipeline, cache_dir=cache_dir,
@@ -106,6 +109,22 @@ class Suite:
         self.event_hooks: list[Callable[[list[dict]], None]] = []  # called with each batch of stored events
         self.background: list[Callable[[], Awaitable[None]]] = []
         attach_extensions(self, settings.extensions)
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.inventory_holder.current
+
+    @inventory.setter
+    def inventory(self, inventory: Inventory) -> None:
+        self.inventory_holder.replace(inventory)
+
+    async def _watch_inventory_file(self) -> None:
+        """A changed inventory file is taken as soon as it is seen (an invalid one is reported and not taken)."""
+        interval = self.settings.inventory.reload_interval_seconds
+        loop = asyncio.get_running_loop()
+        while interval > 0:
+            await asyncio.sleep(interval)
+            await loop.run_in_executor(None, self.inventory_holder.reload_if_changed)
 
     # --- the processing path (also used directly by tests and file ingest) -----------------------------------
     def process(self, messages: list[RawMessage]) -> BatchOutcome:
@@ -418,6 +437,7 @@ class Suite:
             self.bound["api"] = server.servers[0].sockets[0].getsockname()[1]
         tasks = [asyncio.create_task(factory()) for factory in self.background]
         tasks.append(asyncio.create_task(self._sync_spool_periodically()))
+        tasks.append(asyncio.create_task(self._watch_inventory_file()))
         log.info("suite running: store=%s syslog udp/tcp=%s/%s api=%s", self.store.name,
                  self.bound.get("syslog_udp"), self.bound.get("syslog_tcp"), self.bound.get("api"))
         # Everything loaded so far (rules, inventory, the app) lives as long as the process: keep it out of the
