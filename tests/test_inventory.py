@@ -100,3 +100,32 @@ def test_invalid_inventories_are_refused_with_the_reason(tmp_path, change, messa
     with pytest.raises(InventoryError) as info:
         Inventory.load(_write(tmp_path, doc))
     assert message in str(info.value)
+
+
+def test_the_holder_gives_the_current_inventory_and_reloads_a_changed_file(tmp_path):
+    """One current inventory: listeners hear of a replacement, a changed file is read again, and a file that no
+    longer validates is reported and not taken (the suite keeps the inventory it has)."""
+    import os
+
+    import yaml
+
+    from inventory.holder import InventoryHolder
+    from soc.config import InventoryConfig
+
+    path = tmp_path / "province.yaml"
+    doc = yaml.safe_load(open(InventoryConfig().path, encoding="utf-8"))
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    holder = InventoryHolder.load(path)
+    heard = []
+    holder.subscribe(heard.append)
+    first = holder.current
+    assert holder.reload_if_changed() is False  # unchanged
+    doc["assets"].append({"id": "new-dns-01", "hostname": "new-dns-01", "kind": "server", "agency": doc["agencies"][0]["id"],
+                          "addresses": ["10.0.1.53"], "services": ["dns"]})
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    os.utime(path, ns=(1, 1))  # a different mtime even on a coarse clock
+    assert holder.reload_if_changed() is True
+    assert "new-dns-01" in holder.current.assets and holder.current is not first and heard == [holder.current]
+    good = holder.current
+    path.write_text("agencies: [not, valid", encoding="utf-8")
+    assert holder.reload_if_changed() is False and holder.current is good
