@@ -204,7 +204,7 @@ def _json_time(value, msg: RawMessage) -> datetime:
 SUITE_OBJECTS = ("organization", "soc")  # whole objects; the body's claimed agency is kept in soc.claimed_agency
 SUITE_FIELDS = ("event.id", "event.created", "event.ingested", "log.source.address")
 SUITE_PEER_FIELDS = ("observer.ip",)  # the suite's only when it has the sender's address (not a file's records)
-SUITE_TAGS = frozenset({"unknown_sender", "unknown_agency"})  # neither added nor removed by a sender
+SUITE_TAGS = frozenset({"unknown_sender", "unknown_agency", "host_claim_refused"})  # neither added nor removed by a sender
 
 
 def _by_parent(names: tuple[str, ...]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:

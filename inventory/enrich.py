@@ -37,12 +37,22 @@ def _candidate_assets(inventory: Inventory, hostname: str | None, certificate: s
 SPOOFABLE_TRANSPORTS = frozenset({"udp"})
 
 
-def sender_agency(inventory: Inventory, certificate: str | None, sender: str | None) -> str | None:
-    """The agency of whoever really sent the event: its verified certificate's asset, else the asset or network of
-    the socket address. Unlike the event's agency, nothing in the message itself (a host name) can change it."""
+# An asset with this role forwards other hosts' logs (a central rsyslog): the host names in its lines may name any
+# agency's hosts. Any other known sender speaks only for its own agency's hosts.
+RELAY_ROLE = "syslog-relay"
+
+
+def _sender_asset(inventory: Inventory, certificate: str | None, sender: str | None):
     asset = inventory.asset_by_certificate(certificate) if certificate else None
     if asset is None and sender:
         asset = inventory.asset_by_ip(sender)
+    return asset
+
+
+def sender_agency(inventory: Inventory, certificate: str | None, sender: str | None) -> str | None:
+    """The agency of whoever really sent the event: its verified certificate's asset, else the asset or network of
+    the socket address. Unlike the event's agency, nothing in the message itself (a host name) can change it."""
+    asset = _sender_asset(inventory, certificate, sender)
     if asset is not None:
         return asset.agency
     owner = inventory.agency_of(sender) if sender else None
@@ -66,11 +76,22 @@ def _sender_plan(inventory: Inventory, hostname: str | None, certificate: str | 
         fields.append(("soc.sender.agency", from_agency))
     if certificate:
         fields.append(("soc.sender.certificate", certificate))
+    # Whose hosts the message may name: the vouched-for agency's; else, for a known sender that is not a relay, its
+    # own agency's (a compromised server of one agency must not write as another by naming that agency's host).
+    speaks_for = agency
+    if speaks_for is None and from_agency is not None:
+        relay = _sender_asset(inventory, certificate, sender)
+        if relay is None or relay.role != RELAY_ROLE:
+            speaks_for = from_agency
     asset = None
     for found in _candidate_assets(inventory, hostname, certificate, sender, host_ip):
-        if found is not None and (agency is None or found.agency == agency):
+        if found is None:
+            continue
+        if speaks_for is None or found.agency == speaks_for:
             asset = found
             break
+        if "host_claim_refused" not in tags:
+            tags.append("host_claim_refused")
     owner = None
     if agency is not None:
         owner = inventory.agencies.get(agency)
