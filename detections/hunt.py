@@ -138,7 +138,8 @@ _WORKER_ENGINE: DetectionEngine | None = None
 
 def _hunt_one(path: Path) -> tuple[str, int, list[tuple[int, HuntEvent]], list[HuntError]]:
     engine = _WORKER_ENGINE
-    assert engine is not None
+    if engine is None:
+        raise RuntimeError("a hunt worker runs only after its initializer built the engine")
     index = {id(rule): i for i, rule in enumerate(engine.ruleset.rules)}
     errors: list[HuntError] = []
     found, events = [], 0

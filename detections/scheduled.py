@@ -230,8 +230,11 @@ def run_on_events(events: list[dict], conversion: Conversion) -> set[tuple[str, 
     conn = sqlite3.connect(":memory:")
     conn.create_function("REGEXP", 2, _regexp, deterministic=True)
     names = list(columns)
-    conn.execute("CREATE TABLE logs (" + ", ".join(f'"{n}" COLLATE NOCASE' for n in names) + ")")
-    conn.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * len(names))})",
+    # Column names are the events' field names, which a sender chooses: quoted as SQL identifiers (a '"' doubled),
+    # so no name can end the identifier. Values are always bound parameters.
+    columns_sql = ", ".join(f'{_identifier(n)} COLLATE NOCASE' for n in names)
+    conn.execute(f"CREATE TABLE logs ({columns_sql})")  # nosec B608 - identifiers quoted by _identifier
+    conn.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * len(names))})",  # nosec B608 - only "?" marks
                      [[_sql_value(row.get(n)) for n in names] for row in rows])
     matches: set[tuple[str, str]] = set()
     for rule in conversion.rules:
@@ -244,7 +247,9 @@ def run_on_events(events: list[dict], conversion: Conversion) -> set[tuple[str, 
         if programs:
             scope.append(f'"process.name" IN ({", ".join(_quote(p) for p in programs)})')
         where = rule.query.split(" WHERE ", 1)[1] if " WHERE " in rule.query else "1"
-        sql = f"SELECT DISTINCT _event_id FROM logs WHERE ({' OR '.join(scope)}) AND ({where})"
+        # The WHERE clause is the rule's own, compiled by pySigma's SQLite backend from a rule the SOC installed;
+        # event values never enter it (they are in the table), and program names are quoted literals.
+        sql = f"SELECT DISTINCT _event_id FROM logs WHERE ({' OR '.join(scope)}) AND ({where})"  # nosec B608
         try:
             found = conn.execute(sql).fetchall()
         except sqlite3.OperationalError as exc:
@@ -270,6 +275,10 @@ def _regexp(pattern: str | None, value: Any) -> bool:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _sql_value(value: Any) -> Any:

@@ -8,7 +8,7 @@ import io
 import json
 from functools import lru_cache
 from pathlib import Path
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape  # nosec B406 - escapes text for reportlab's markup; parses nothing
 
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_RIGHT

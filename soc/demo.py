@@ -60,7 +60,8 @@ def send_tcp(host: str, port: int, lines: list[bytes]) -> None:
 
 
 def _client_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    # A listener on every interface is reached on loopback; this compares a setting, it binds nothing.
+    return "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)  # nosec B104
 
 
 def suite_answers(api_url: str) -> bool:
@@ -72,7 +73,7 @@ def suite_answers(api_url: str) -> bool:
 
 def play(settings: Settings, *, syslog_host: str, syslog_port: int, api_url: str, timeout: float = 60.0,
          progress=print) -> DemoResult:
-    attacker = f"203.0.113.{random.randint(100, 250)}"  # TEST-NET-3: an outside address that is data only
+    attacker = f"203.0.113.{random.randint(100, 250)}"  # nosec B311 - TEST-NET-3 address, data only
     store = open_store(settings)
     try:
         key, _ = create_key(store, "analyst", name="soc demo", expires_in_days=1)

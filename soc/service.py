@@ -228,7 +228,8 @@ class Suite:
     # the handoff queue bounds the batches in flight.
     def _run_worker(self) -> None:
         spool = self.spool
-        assert spool is not None
+        if spool is None:
+            raise RuntimeError("the spool is opened before the worker starts")
         batch_size = self.settings.pipeline.batch_size
         flush = self.settings.pipeline.flush_interval_seconds
         raw = self._parse_workers is not None  # workers decode the spool's records themselves
@@ -271,7 +272,8 @@ class Suite:
 
     def _run_writer(self) -> None:
         spool = self.spool
-        assert spool is not None
+        if spool is None:
+            raise RuntimeError("the spool is opened before the writer starts")
         while True:
             try:
                 item = self._handoff.get(timeout=0.2)

@@ -40,4 +40,4 @@ def community_id(src: str, dst: str, proto: int, sport: int = 0, dport: int = 0,
     data = struct.pack("!H", seed) + saddr + daddr + struct.pack("!BB", proto, 0)
     if proto in _WITH_PORTS:
         data += struct.pack("!HH", sport, dport)
-    return "1:" + base64.b64encode(hashlib.sha1(data).digest()).decode("ascii")
+    return "1:" + base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode("ascii")

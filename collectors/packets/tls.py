@@ -237,7 +237,7 @@ def cipher_name(number: int) -> str:
 
 def fill_record(doc: dict, client: dict, server: dict | None) -> dict:
     ja3 = ja3_string(client)
-    tls: dict = {"client": {"ja3": hashlib.md5(ja3.encode("ascii")).hexdigest(), "ja3_string": ja3,
+    tls: dict = {"client": {"ja3": hashlib.md5(ja3.encode("ascii"), usedforsecurity=False).hexdigest(), "ja3_string": ja3,
                             "ja4": ja4(client),
                             "supported_ciphers": [cipher_name(c) for c in client["ciphers"] if not is_grease(c)]}}
     if client["server_name"]:
@@ -248,7 +248,7 @@ def fill_record(doc: dict, client: dict, server: dict | None) -> dict:
             tls["version_protocol"], tls["version"] = fields
         tls["cipher"] = cipher_name(server["cipher"])
         ja3s = ja3s_string(server)
-        tls["server"] = {"ja3s": hashlib.md5(ja3s.encode("ascii")).hexdigest()}
+        tls["server"] = {"ja3s": hashlib.md5(ja3s.encode("ascii"), usedforsecurity=False).hexdigest()}
     doc["tls"] = tls
     if client["server_name"]:
         doc.setdefault("destination", {})["domain"] = client["server_name"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import pickle
+import pickle  # nosec B403 - only for the suite's own rule cache, see _private
 import re
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -214,6 +214,18 @@ def _parse_batch(batch: list[tuple[str, str]], pipeline_name: str | None,
 
 
 # --- loading -------------------------------------------------------------------------------------------------------
+def _private(path: Path) -> bool:
+    """Only a file this user owns and no one else can write is unpickled."""
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        log.warning("ignoring the Sigma cache %s: it must belong to this user and be writable by no one else", path)
+        return False
+    return True
+
+
 def rule_files(dirs: Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
     for d in dirs:
@@ -261,10 +273,12 @@ def load_rules(dirs: Iterable[str | Path], pipeline: str | None = "soc", cache_d
     setup = _setup_key(pipeline, placeholders)
     cache: dict[str, Any] = {}
     cache_file = Path(cache_dir) / "sigma-rules.pickle" if cache_dir else None
-    if cache_file is not None and cache_file.exists():
+    if cache_file is not None and cache_file.exists() and _private(cache_file):
         try:
             with cache_file.open("rb") as fh:
-                cache = pickle.load(fh)
+                # The cache is the suite's own file in the user's or the data folder, loaded only when that user
+                # owns it and nobody else may write it (_private): unpickling it runs no one else's code.
+                cache = pickle.load(fh)  # nosec B301
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
             log.warning("ignoring the unreadable Sigma cache %s: %s", cache_file, exc)
             cache = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
+import subprocess  # nosec B404 - runs the yara tools as the reference the scanner is compared with
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +33,9 @@ def tools() -> tuple[str, str]:
 
 def version() -> str:
     yara_bin, _ = tools()
-    return subprocess.run([yara_bin, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    # argv list, no shell: paths and rule names are arguments, never parsed by a shell
+    return subprocess.run([yara_bin, "--version"],  # nosec B603
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def defines(externals: dict[str, str]) -> list[str]:
@@ -44,7 +46,9 @@ def defines(externals: dict[str, str]) -> list[str]:
 
 
 def _check_one(yarac_bin: str, health: RuleFileHealth, externals: dict[str, str], out: str) -> str:
-    proc = subprocess.run([yarac_bin, "-w", *defines(externals), health.path, out], capture_output=True, text=True)
+    # argv list, no shell: paths and rule names are arguments, never parsed by a shell
+    proc = subprocess.run([yarac_bin, "-w", *defines(externals), health.path, out],  # nosec B603
+                          capture_output=True, text=True)
     if proc.returncode == 0:
         return "accepted"
     reason = (proc.stderr or proc.stdout).strip().replace("\n", "; ")
@@ -73,7 +77,9 @@ def compile_with_cli(files: Iterable[RuleFileHealth], externals: dict[str, str],
     """One compiled file from yarac, namespace per rule file, as the suite compiles them."""
     _, yarac_bin = tools()
     args = [f"{h.namespace}:{h.path}" for h in files]
-    proc = subprocess.run([yarac_bin, "-w", *defines(externals), *args, str(out)], capture_output=True, text=True)
+    # argv list, no shell: paths and rule names are arguments, never parsed by a shell
+    proc = subprocess.run([yarac_bin, "-w", *defines(externals), *args, str(out)],  # nosec B603
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise ReferenceUnavailable(f"yarac failed on the comparable rule files: {proc.stderr.strip()}")
     return Path(out)
@@ -106,7 +112,9 @@ def parse_hits(stdout: str) -> set[tuple[str, str, str]]:
 
 
 def scan(compiled: str | Path, target: str | Path, externals: dict[str, str], **options) -> set[tuple[str, str, str]]:
-    proc = subprocess.run(scan_command(compiled, target, externals, **options), capture_output=True, text=True)
+    # argv list, no shell: paths and rule names are arguments, never parsed by a shell
+    proc = subprocess.run(scan_command(compiled, target, externals, **options),  # nosec B603
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise ReferenceUnavailable(f"yara failed: {proc.stderr.strip()}")
     return parse_hits(proc.stdout)

@@ -75,7 +75,7 @@ def write_bulk(folder: str | os.PathLike, total_bytes: int, *, seed: int = 7, fi
                ) -> list[Path]:
     """Mixed filler for throughput runs: text logs, JSON, HTML/PHP, UTF-16 text and random binary, in files of
     about ``file_bytes``, reproducible from ``seed``; every 25th file carries one of the marker samples inside."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # nosec B311 - reproducible filler for benchmarks, not a secret
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     words = ("user", "admin", "login", "failed", "accepted", "session", "GET", "POST", "/index.php", "select",

@@ -10,8 +10,10 @@ password never reaches a transcript.
 from __future__ import annotations
 
 import re
-from xml.etree import ElementTree
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape  # nosec B406 - escapes the values the suite sends; parses nothing
+
+# A device's answer may be hostile (a compromised firewall): parsed without entity expansion or external references.
+from defusedxml import ElementTree
 
 from playbooks.drivers.base import Driver, DriverError, Observed, Operation
 from playbooks.values import object_name
@@ -50,7 +52,7 @@ class SophosXgDriver(Driver):
     def refusal(self, answer: str) -> str | None:
         try:
             root = ElementTree.fromstring(answer)
-        except ElementTree.ParseError:
+        except (ElementTree.ParseError, ValueError):  # defusedxml refuses entities and DTDs with a ValueError
             return f"not an XML API answer: {answer[:120]!r}"
         login = root.findtext("Login/status")
         if login and "success" not in login.lower():

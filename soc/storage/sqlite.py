@@ -159,7 +159,8 @@ class SqliteStore(Store):
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        rows = self._conn().execute(f"SELECT doc FROM events WHERE id IN ({marks})", list(ids)).fetchall()
+        rows = self._conn().execute(f"SELECT doc FROM events WHERE id IN ({marks})",  # nosec B608 - "?" marks only
+                                    list(ids)).fetchall()
         by_id = {d["event"]["id"]: d for d in (codec.loads(r[0]) for r in rows)}
         return [by_id[i] for i in ids if i in by_id]
 
@@ -331,10 +332,9 @@ class SqliteStore(Store):
         for field, value in query.terms.items():
             values = value if isinstance(value, (list, tuple, set)) else [value]
             # A field holding a list matches if any element equals any wanted value.
-            where.append(
-                f"(json_extract(doc, ?) IN ({','.join('?' * len(values))}) OR EXISTS (SELECT 1 FROM "
-                f"json_each(doc, ?) WHERE json_each.value IN ({','.join('?' * len(values))})))"
-            )
+            marks = ",".join("?" * len(values))  # field paths and values are bound parameters
+            where.append(f"(json_extract(doc, ?) IN ({marks}) OR EXISTS (SELECT 1 FROM json_each(doc, ?) "  # nosec B608
+                         f"WHERE json_each.value IN ({marks})))")
             args.extend([_json_path(field), *values, _json_path(field), *values])
         for field, (low, high) in query.ranges.items():
             if low is not None:
@@ -350,7 +350,8 @@ class SqliteStore(Store):
             where.append(f"({sort_expr} {op} ? OR ({sort_expr} = ? AND id {op} ?))")
             args.extend(sort_args + [query.after[0]] + sort_args + [query.after[0], query.after[1]])
         direction = "DESC" if query.descending else "ASC"
-        sql = (f"SELECT doc FROM documents WHERE {' AND '.join(where)} "
+        # Every piece is one of the fixed fragments above (with "?" marks) or ASC/DESC: no caller text.
+        sql = (f"SELECT doc FROM documents WHERE {' AND '.join(where)} "  # nosec B608
                f"ORDER BY {sort_expr} {direction}, id {direction} LIMIT ?")
         rows = self._conn().execute(sql, args + sort_args + [query.limit]).fetchall()
         return [codec.loads(r[0]) for r in rows]

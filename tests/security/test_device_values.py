@@ -218,3 +218,10 @@ def test_device_answers_that_are_not_addresses_do_not_confuse_a_driver():
                 d.read(op, [answer])
             except DriverError:
                 pass  # refused as unreadable: fine; anything else escaping would be a crash
+    # an XML answer with entity expansion (a "billion laughs") is refused, not expanded
+    bomb = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+            '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><Response><IPHost><Name>&c;</Name></IPHost></Response>')
+    sophos = get_driver("sophos_xg")
+    assert sophos.refusal(bomb).startswith("not an XML API answer")
+    with pytest.raises(DriverError):
+        sophos.read(op, [bomb])
