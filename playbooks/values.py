@@ -41,6 +41,8 @@ _OBJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 # A comment or description kept beside a change (the run's tag): words, digits and a few separators, no quote.
 _COMMENT = re.compile(r"[A-Za-z0-9 ._:/-]{0,64}")
 _MAPPED_V6 = ipaddress.ip_network("::ffff:0:0/96")
+_NAT64_V6 = ipaddress.ip_network("64:ff9b::/96")  # the NAT64 well-known prefix: the IPv4 host behind a translator
+_EMBEDS_V4 = (_MAPPED_V6, _NAT64_V6)
 _COMPATIBLE_V6 = ipaddress.ip_network("::/96")  # deprecated IPv4-compatible form (::10.0.1.10)
 
 
@@ -56,10 +58,13 @@ def _shown(text: str) -> str:
 
 
 def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv4-mapped (::ffff:a.b.c.d) or IPv4-compatible (::a.b.c.d) IPv6 address stands for."""
+    """The IPv4 address an IPv4-mapped (::ffff:a.b.c.d), NAT64 (64:ff9b::a.b.c.d) or IPv4-compatible (::a.b.c.d) IPv6
+    address stands for."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
+        if address in _NAT64_V6:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if address in _COMPATIBLE_V6 and int(address) > 1:  # not :: or ::1
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
@@ -84,20 +89,27 @@ def normalise_address(value: Any, what: str = "address") -> IPAddress:
     return embedded_ipv4(address) or address
 
 
-def normalise_network(value: Any, what: str = "network") -> IPNetwork:
-    """A network read from an alert or typed by a person; a mapped IPv6 range becomes the IPv4 range it covers."""
+def _strict_network(value: Any, what: str) -> IPNetwork:
     text = _text(value, what).strip()
     if "%" in text:
-        raise ValueRefused(f"{what}: {_shown(text)} has a scope id (after '%')")
+        raise ValueRefused(f"{what}: {_shown(text)} has a scope id (after '%'); a device address never does")
     if not _NETWORK_CHARS.fullmatch(text):
         raise ValueRefused(f"{what}: {_shown(text)} is not an address or a CIDR range")
     try:
-        network = ipaddress.ip_network(text, strict=False)
+        return ipaddress.ip_network(text, strict=False)
     except ValueError as exc:
         raise ValueRefused(f"{what}: {_shown(text)} is not an address or a CIDR range: {exc}") from exc
-    if network.version == 6 and network.prefixlen >= 96 and (network.subnet_of(_MAPPED_V6)):
-        v4 = ipaddress.IPv4Address(int(network.network_address) & 0xFFFFFFFF)
-        return ipaddress.ip_network(f"{v4}/{network.prefixlen - 96}", strict=False)
+
+
+def normalise_network(value: Any, what: str = "network") -> IPNetwork:
+    """A network read from an alert or typed by a person; a range of IPv4 space written as IPv6 (mapped, or the
+    NAT64 well-known prefix) becomes the IPv4 range it covers."""
+    network = _strict_network(value, what)
+    if network.version == 6 and network.prefixlen >= 96:
+        for embedding in _EMBEDS_V4:
+            if network.subnet_of(embedding):
+                v4 = ipaddress.IPv4Address(int(network.network_address) & 0xFFFFFFFF)
+                return ipaddress.ip_network(f"{v4}/{network.prefixlen - 96}", strict=False)
     if network.version == 6 and network.prefixlen == 128 and embedded_ipv4(network.network_address):
         return ipaddress.ip_network(f"{embedded_ipv4(network.network_address)}/32")
     return network
@@ -139,16 +151,8 @@ class Network:
             return value
         if isinstance(value, Address):
             value = str(value)
-        text = _text(value, what).strip()
-        if "%" in text:
-            raise ValueRefused(f"{what}: {_shown(text)} has a scope id (after '%'); a device address never does")
-        if not _NETWORK_CHARS.fullmatch(text):
-            raise ValueRefused(f"{what}: {_shown(text)} is not an address or a CIDR range")
-        try:
-            network = ipaddress.ip_network(text, strict=False)
-        except ValueError as exc:
-            raise ValueRefused(f"{what}: {_shown(text)} is not an address or a CIDR range: {exc}") from exc
-        if network.version == 6 and (network.overlaps(_MAPPED_V6) or
+        network = _strict_network(value, what)
+        if network.version == 6 and (any(network.overlaps(e) for e in _EMBEDS_V4) or
                                      (network.subnet_of(_COMPATIBLE_V6) and network.prefixlen >= 96
                                       and int(network.network_address) > 1)):
             raise ValueRefused(f"{what}: {network} is IPv4 space written as IPv6; give the IPv4 address or range")
@@ -189,37 +193,32 @@ class Network:
 
 
 @dataclass(frozen=True)
-class Port:
+class _Number:
+    """A whole number within bounds, given as a number or as its decimal digits (no sign, no spaces inside)."""
+
     number: int
+    kind = "number"
+    low, high = 0, 0
 
     @classmethod
-    def parse(cls, value: Any, what: str = "port") -> "Port":
-        if isinstance(value, Port):
+    def parse(cls, value: Any, what: str | None = None):
+        if isinstance(value, cls):
             return value
-        text = _text(value, what).strip()
-        if not text.isdigit() or not text.isascii() or not 1 <= int(text) <= 65535:
-            raise ValueRefused(f"{what}: {_shown(text)} is not a port (1-65535)")
+        text = _text(value, what or cls.kind).strip()
+        if not text.isdigit() or not text.isascii() or not cls.low <= int(text) <= cls.high:
+            raise ValueRefused(f"{what or cls.kind}: {_shown(text)} is not {cls.described} ({cls.low}-{cls.high})")
         return cls(int(text))
 
     def __str__(self) -> str:
         return str(self.number)
 
 
-@dataclass(frozen=True)
-class VlanId:
-    number: int
+class Port(_Number):
+    kind, described, low, high = "port", "a port", 1, 65535
 
-    @classmethod
-    def parse(cls, value: Any, what: str = "vlan") -> "VlanId":
-        if isinstance(value, VlanId):
-            return value
-        text = _text(value, what).strip()
-        if not text.isdigit() or not text.isascii() or not 1 <= int(text) <= 4094:
-            raise ValueRefused(f"{what}: {_shown(text)} is not a VLAN id (1-4094)")
-        return cls(int(text))
 
-    def __str__(self) -> str:
-        return str(self.number)
+class VlanId(_Number):
+    kind, described, low, high = "vlan", "a VLAN id", 1, 4094
 
 
 @dataclass(frozen=True)

@@ -125,3 +125,31 @@ def backend_settings(request, tmp_path):
 @pytest.fixture
 def sqlite_settings(tmp_path):
     return make_settings(tmp_path)
+
+
+# --- the namespace firewall (tests/netns_firewall.py), one per test module that asks for it -----------------------
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    from tests.netns_firewall import NamespaceFirewall, need_lab
+
+    need_lab()
+    firewall = NamespaceFirewall(tmp_path_factory.mktemp("netns")).start()
+    try:
+        yield firewall
+    finally:
+        firewall.close()
+
+
+@pytest.fixture
+def clean(lab):
+    """Every test starts with no block and no blackhole route on the firewall: the attacker gets through."""
+    import subprocess
+
+    lab.nft("flush", "ruleset")
+    subprocess.run(["ip", "netns", "exec", lab.fw_ns, "ip", "route", "flush", "type", "blackhole"],
+                   capture_output=True)
+    lab.nft("add table inet filter; add chain inet filter forward { type filter hook forward priority 0; "
+            "policy accept; }")
+    assert lab.connect(lab.attacker) == "open"
+    return lab
+

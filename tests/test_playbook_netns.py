@@ -29,34 +29,12 @@ from playbooks.safety import SafetyRefusal
 from playbooks.settings import PlaybookSettings
 from soc.storage import store_from_url
 from soc.storage.base import DocumentQuery
-from tests.netns_firewall import NamespaceFirewall, need_lab
+from tests.netns_firewall import NamespaceFirewall
 
 pytestmark = pytest.mark.timeout(300)
 LIBRARY = Path(__file__).resolve().parent.parent / "playbooks" / "library"
 ANALYST = Actor("cli", "ana", "analyst")
 NETADMIN = Actor("cli", "nguyen", "network_admin")
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    need_lab()
-    firewall = NamespaceFirewall(tmp_path_factory.mktemp("netns")).start()
-    try:
-        yield firewall
-    finally:
-        firewall.close()
-
-
-@pytest.fixture
-def clean(lab):
-    """Every test starts with no block on the firewall."""
-    lab.nft("flush", "ruleset")
-    subprocess.run(["ip", "netns", "exec", lab.fw_ns, "ip", "route", "flush", "type", "blackhole"],
-                   capture_output=True)
-    lab.nft("add table inet filter; add chain inet filter forward { type filter hook forward priority 0; "
-            "policy accept; }")
-    assert lab.connect(lab.attacker) == "open"
-    return lab
 
 
 def _runner(tmp_path: Path, lab: NamespaceFirewall, *, library: Path = LIBRARY, core: bool = False,

@@ -24,30 +24,17 @@ import pytest
 import yaml
 
 from playbooks.records import RunFilter
-from tests.netns_firewall import NamespaceFirewall, need_lab
 
 INJECTED = "2001:db8::1%';id>PWNED;'"
 PWNED = [Path("/root/PWNED"), Path("/PWNED"), Path("PWNED")]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    need_lab()
-    firewall = NamespaceFirewall(tmp_path_factory.mktemp("netns")).start()
-    try:
-        yield firewall
-    finally:
-        firewall.close()
-
-
 @pytest.fixture
-def suite(lab, tmp_path, monkeypatch):
+def suite(clean, tmp_path, monkeypatch):
     from soc.service import Suite, SuiteThread
     from tests.conftest import make_settings
 
-    lab.nft("flush", "ruleset")
-    lab.nft("add table inet filter; add chain inet filter forward { type filter hook forward priority 0; "
-            "policy accept; }")
+    lab = clean
     for path in PWNED:
         path.unlink(missing_ok=True)
     pb_config = tmp_path / "playbooks.yaml"

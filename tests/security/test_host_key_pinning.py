@@ -25,33 +25,13 @@ from playbooks.settings import load_playbook_settings
 from soc.config import load_settings
 from soc.storage import store_from_url
 from soc.storage.base import AlertQuery
-from tests.netns_firewall import NamespaceFirewall, need_lab
+from tests.netns_firewall import NamespaceFirewall
 
 pytestmark = pytest.mark.timeout(300)
 PROJECT = Path(__file__).resolve().parent.parent.parent
 ANALYST = Actor("cli", "ana", "analyst")
 NETADMIN = Actor("cli", "nguyen", "network_admin")
 FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    need_lab()
-    firewall = NamespaceFirewall(tmp_path_factory.mktemp("netns-pin")).start()
-    try:
-        yield firewall
-    finally:
-        firewall.close()
-
-
-@pytest.fixture
-def clean(lab):
-    """No block on the firewall, the attacker gets through."""
-    lab.nft("flush", "ruleset")
-    lab.nft("add table inet filter; add chain inet filter forward { type filter hook forward priority 0; "
-            "policy accept; }")
-    assert lab.connect(lab.attacker) == "open"
-    return lab
 
 
 def _config(tmp_path: Path, lab: NamespaceFirewall) -> Path:
