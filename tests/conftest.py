@@ -50,6 +50,14 @@ def need_java_and_maven(what: str) -> None:
         cannot_run("no Java/Maven: `make test` installs them", f"Java and Maven are needed for {what} in CI")
 
 
+def wait_for(condition, timeout: float, what: str):
+    """``wait_until``, failing the test with what it waited for when time runs out."""
+    value = wait_until(condition, timeout, 0.1)
+    if not value:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value
+
+
 def wait_until(condition, timeout: float = 20.0, interval: float = 0.05):
     """Poll ``condition`` until it gives something true: that value, or None when ``timeout`` runs out."""
     deadline = time.monotonic() + timeout

@@ -30,6 +30,7 @@ from playbooks.settings import PlaybookSettings
 from soc.storage import store_from_url
 from soc.storage.base import DocumentQuery
 from tests.netns_firewall import NamespaceFirewall
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 LIBRARY = Path(__file__).resolve().parent.parent / "playbooks" / "library"
@@ -91,14 +92,7 @@ class _Webhook:
         self.server.server_close()
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+_wait = wait_for  # waits for a condition, failing with what it waited for
 
 
 # --- the whole path: syslog → Sigma → alert → playbook → netmiko → nftables → traffic ----------------------------

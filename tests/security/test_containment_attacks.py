@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from playbooks.records import RunFilter
+from tests.conftest import wait_for
 
 INJECTED = "2001:db8::1%';id>PWNED;'"
 PWNED = [Path("/root/PWNED"), Path("/PWNED"), Path("PWNED")]
@@ -51,14 +52,7 @@ def suite(clean, tmp_path, monkeypatch):
         running.stop()
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+_wait = wait_for  # waits for a condition, failing with what it waited for
 
 
 def _sshd_lines(address: str, host: str, zone) -> list[bytes]:
