@@ -28,14 +28,13 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from detections.engine import Detection
 from detections.inhibition import Inhibitor
-from detections.lifecycle import OPEN_STATUSES
 from detections.silences import Silences, match_labels
 from soc import ecs, metrics
 from soc.storage.base import AlertQuery, DocumentQuery, Store, StoreError
+from soc.vocabulary import OPEN_STATUSES, AlertStatus, known_severity
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-SEVERITY_ORDER = ("informational", "low", "medium", "high", "critical")
 DEFAULT_GROUP_BY = ("organization.id", "rule.id")
 RULE_STATS = "rule_stats"  # document collection: when each rule last fired
 _ENTITY_FIELDS = {
@@ -157,26 +156,27 @@ class AlertManager:
         if changed:
             self.store.upsert_alerts(list(changed.values()))
             self._write_stats()
-        return [a for a in changed.values() if a["status"] != "suppressed"]
+        return [a for a in changed.values() if a["status"] != AlertStatus.suppressed]
 
     def _suppress_or_present(self, alert: dict) -> None:
         """Silences and inhibition decide only between "new" and "suppressed": an alert an analyst has taken up
         stays where the analyst put it."""
-        if alert["status"] not in ("new", "suppressed"):
+        if alert["status"] not in (AlertStatus.new, AlertStatus.suppressed):
             return
         labels = match_labels(alert)
         silenced = self.silences.matching(alert, labels)
         inhibited = [] if silenced else self.inhibitor.inhibited_by(alert, labels)
         before = alert["status"]
         if silenced or inhibited:
-            alert["status"] = "suppressed"
+            alert["status"] = AlertStatus.suppressed.value
             alert["suppressed_by"] = {"silences": silenced, "inhibited_by": inhibited}
         else:
-            alert["status"] = "new"
+            alert["status"] = AlertStatus.new.value
             alert.pop("suppressed_by", None)
         if alert["status"] != before:
+            muted = alert["status"] == AlertStatus.suppressed
             alert["history"].append({"at": ecs.now_iso(), "by": "detections",
-                                     "action": "suppressed" if alert["status"] == "suppressed" else "unsuppressed",
+                                     "action": "suppressed" if muted else "unsuppressed",
                                      **({"details": alert["suppressed_by"]} if alert.get("suppressed_by") else {})})
 
     def _count(self, detection: Detection, alert: dict) -> None:
@@ -247,9 +247,9 @@ class AlertManager:
             "labels": labels,
             "rule": {"id": meta.id, "name": meta.name or meta.title, "title": meta.title, "type": detection.kind,
                      "description": meta.description, "tags": meta.tags, "path": meta.path},
-            "severity": meta.level if meta.level in SEVERITY_ORDER else "medium",
+            "severity": known_severity(meta.level).value,
             "threat": {"tactic": meta.tactics, "technique": meta.techniques},
-            "status": "new",
+            "status": AlertStatus.new.value,
             "group": group_of(labels, self.group_by),
             "organization": {"id": detection.agency, "name": ecs.get(first, "organization.name")},
             "entities": entities,

@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from soc.vocabulary import SEVERITIES, Severity, severity_rank
+
 DEFAULT_CACHE = Path.home() / ".cache" / "soc-suite" / "sigma"
 
 
@@ -20,7 +22,7 @@ def hunt_command(
     cache_dir: Annotated[Optional[Path], typer.Option(help="compiled-rule cache folder")] = DEFAULT_CACHE,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="parse every rule again")] = False,
     with_event: Annotated[bool, typer.Option("--event/--no-event", help="include the matched event")] = True,
-    min_level: Annotated[str, typer.Option(help="informational, low, medium, high or critical")] = "informational",
+    min_level: Annotated[str, typer.Option(help=", ".join(SEVERITIES))] = Severity.informational.value,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write detections here, not stdout")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     inventory: Annotated[Optional[Path], typer.Option(help="inventory YAML whose domain controllers, DNS servers... "
@@ -38,9 +40,8 @@ def hunt_command(
     from detections.hunt import HuntError, detection_record, hunt_files, hunt_parallel
     from detections.sigma.loader import load_rules
 
-    levels = ("informational", "low", "medium", "high", "critical")
-    if min_level not in levels:
-        raise typer.BadParameter(f"--min-level must be one of {', '.join(levels)}")
+    if min_level not in SEVERITIES:
+        raise typer.BadParameter(f"--min-level must be one of {', '.join(SEVERITIES)}")
     console = Console(stderr=True)
     try:
         files = hunt_files(list(paths))
@@ -66,11 +67,11 @@ def hunt_command(
             counts["events"] += events
             progress.update(task, advance=sizes.get(Path(source), 0))
 
-        floor = levels.index(min_level)
+        floor = severity_rank(min_level)
         sink = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
             for rule, event in hunt_parallel(engine, files, errors, workers or os.cpu_count() or 1, on_file):
-                if levels.index(rule.meta.level if rule.meta.level in levels else "medium") < floor:
+                if severity_rank(rule.meta.level) < floor:
                     continue
                 counts["detections"] += 1
                 sink.write(json.dumps(detection_record(rule, event, with_event), ensure_ascii=False, default=str)

@@ -17,11 +17,11 @@ import uuid
 from detections.silences import LabelMatcher, MatcherError, all_match, match_labels, parse_matchers
 from soc import ecs
 from soc.storage.base import AlertQuery, DocumentQuery, Store
+from soc.vocabulary import PRESENTED_OPEN_STATUSES
 
 COLLECTION = "inhibit_rules"
 MARKERS = "suite_markers"
 SEEDED = "inhibit_rules_defaults"
-OPEN_STATUSES = ("new", "acknowledged", "in_progress")
 SOURCE_SCAN_LIMIT = 500  # open source alerts looked at per rule and status: sources (uplinks down) are few
 
 DEFAULT_RULES = [
@@ -102,7 +102,7 @@ class Inhibitor:
             if not all_match(rule.target, labels):
                 continue
             hints = rule.source_query_hints(labels)
-            for status in OPEN_STATUSES:
+            for status in PRESENTED_OPEN_STATUSES:
                 for source in self.store.list_alerts(AlertQuery(status=status, limit=SOURCE_SCAN_LIMIT, **hints)):
                     if source["id"] == alert.get("id"):
                         continue

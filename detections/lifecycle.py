@@ -13,18 +13,16 @@ import uuid
 from typing import Iterable
 
 from soc import ecs
+from soc.vocabulary import ALERT_STATUSES, ANALYST_STATUSES, CLOSE_REASONS, AlertStatus, worst_severity
 
-STATUSES = ("new", "suppressed", "acknowledged", "in_progress", "closed")
-OPEN_STATUSES = ("new", "suppressed", "acknowledged", "in_progress")
-CLOSE_REASONS = ("false_positive", "true_positive", "benign", "duplicate", "merged", "other")
 # Where an alert may go from each status. Re-opening a closed alert is allowed (with a reason); "new" and
 # "suppressed" are the pipeline's to set, not an analyst's.
 TRANSITIONS = {
-    "new": {"acknowledged", "in_progress", "closed"},
-    "suppressed": {"acknowledged", "in_progress", "closed"},
-    "acknowledged": {"in_progress", "closed"},
-    "in_progress": {"acknowledged", "closed"},
-    "closed": {"in_progress"},
+    AlertStatus.new: set(ANALYST_STATUSES),
+    AlertStatus.suppressed: set(ANALYST_STATUSES),
+    AlertStatus.acknowledged: {AlertStatus.in_progress, AlertStatus.closed},
+    AlertStatus.in_progress: {AlertStatus.acknowledged, AlertStatus.closed},
+    AlertStatus.closed: {AlertStatus.in_progress},
 }
 INCIDENTS = "incidents"
 MAX_NOTE_LENGTH = 10_000
@@ -50,26 +48,28 @@ def _record(alert: dict, by: str, action: str, source: str | None = None, **deta
 
 def set_status(alert: dict, status: str, *, by: str, reason: str | None = None, comment: str | None = None,
                source: str | None = None) -> dict:
-    current = alert.get("status", "new")
-    if status not in STATUSES:
-        raise LifecycleError(f"unknown status {status!r}; statuses are {', '.join(STATUSES)}")
+    current = alert.get("status", AlertStatus.new)
+    if status not in ALERT_STATUSES:
+        raise LifecycleError(f"unknown status {status!r}; statuses are {', '.join(ALERT_STATUSES)}")
+    # Stored as plain strings, whether they came as such or as vocabulary members (an API body's enums).
+    status, reason = AlertStatus(status).value, None if reason is None else str(reason)
     if status == current:
         return alert
     if status not in TRANSITIONS.get(current, set()):
         raise LifecycleError(f"an alert cannot go from {current} to {status}", conflict=True)
-    if status == "closed":
+    if status == AlertStatus.closed:
         if reason not in CLOSE_REASONS:
             raise LifecycleError(f"closing needs a reason, one of {', '.join(CLOSE_REASONS)}")
         alert["closed_at"] = ecs.now_iso()
         alert["closed_by"] = by
         alert["close_reason"] = reason
-    elif current == "closed":
+    elif current == AlertStatus.closed:
         if not (reason or comment):
             raise LifecycleError("re-opening a closed alert needs a reason or comment")
         alert["reopened_at"] = ecs.now_iso()
         for key in ("closed_at", "closed_by", "close_reason"):
             alert.pop(key, None)
-    if status in ("acknowledged", "in_progress", "closed") and not alert.get("acknowledged_at"):
+    if status in ANALYST_STATUSES and not alert.get("acknowledged_at"):
         # Time to acknowledge counts from the first analyst action, whatever it is.
         alert["acknowledged_at"] = ecs.now_iso()
         alert["acknowledged_by"] = by
@@ -80,9 +80,9 @@ def set_status(alert: dict, status: str, *, by: str, reason: str | None = None, 
 
 
 def acknowledge(alert: dict, *, by: str, source: str | None = None) -> dict:
-    if alert.get("status") in ("acknowledged", "in_progress"):
+    if alert.get("status") in (AlertStatus.acknowledged, AlertStatus.in_progress):
         return alert
-    return set_status(alert, "acknowledged", by=by, source=source)
+    return set_status(alert, AlertStatus.acknowledged, by=by, source=source)
 
 
 def assign(alert: dict, assignee: str | None, *, by: str, source: str | None = None) -> dict:
@@ -123,9 +123,7 @@ def new_incident(alerts: Iterable[dict], *, by: str, title: str | None = None, s
     if taken:
         raise LifecycleError(f"alerts already in an incident: {', '.join(taken)}", conflict=True)
     ordered = sorted(alerts, key=lambda a: a.get("first_seen", ""))
-    severities = ("informational", "low", "medium", "high", "critical")
-    worst = max((a.get("severity", "medium") for a in alerts),
-                key=lambda s: severities.index(s) if s in severities else 2)
+    worst = worst_severity(a.get("severity") for a in alerts).value
     now = ecs.now_iso()
     incident = {
         "id": uuid.uuid4().hex,

@@ -20,7 +20,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from inventory.model import ManagedDevice
 from playbooks.drivers.base import Driver, DriverError
 from playbooks.settings import PlaybookSettings, known_hosts_path
 from soc import ecs
+from soc.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -165,17 +165,7 @@ class KnownHosts:
                     line = f"{','.join(others)} {entry.key.get_name()} {entry.key.get_base64()}"
                 kept.append(line)
             kept.append(f"{name} {key.get_name()} {key.get_base64()}")
-            fd, tmp = tempfile.mkstemp(prefix=".known_hosts.", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    out.write("\n".join(kept) + "\n")
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(self.path, "\n".join(kept) + "\n", mode=0o644)
 
 
 def _names_match(names: list[str], name: str) -> bool:

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SEVERITIES = ("informational", "low", "medium", "high", "critical")
+from soc.vocabulary import Severity, severity_at_least
+
 PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 _Strict = ConfigDict(extra="forbid")
 
@@ -23,8 +24,8 @@ class Trigger(BaseModel):
     model_config = _Strict
     rules: list[str] = []  # rule.name or rule.id
     tags: list[str] = []  # any of the rule's tags
-    severity: list[Literal["informational", "low", "medium", "high", "critical"]] = []
-    min_severity: Literal["informational", "low", "medium", "high", "critical"] | None = None
+    severity: list[Severity] = []
+    min_severity: Severity | None = None
     agencies: list[str] = []  # organization.id
 
     @model_validator(mode="after")
@@ -65,7 +66,7 @@ class Condition(BaseModel):
     in_networks: list[str] | None = None
     not_in_networks: list[str] | None = None
     matches: str | None = None
-    min_severity: Literal["informational", "low", "medium", "high", "critical"] | None = None
+    min_severity: Severity | None = None
     exists: bool | None = None
 
     @model_validator(mode="after")
@@ -150,12 +151,6 @@ def placeholders(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(placeholders(v) for v in value)) if value else set()
     return set()
-
-
-def severity_at_least(severity: str | None, minimum: str) -> bool:
-    if severity not in SEVERITIES:
-        return False
-    return SEVERITIES.index(severity) >= SEVERITIES.index(minimum)
 
 
 def trigger_matches(trigger: Trigger, alert: dict) -> bool:

@@ -22,6 +22,7 @@ from reports.model import ReportData
 from reports.periods import Period
 from reports.render_html import render_html
 from reports.render_pdf import render_pdf
+from soc.files import atomic_write
 from soc.storage.base import DocumentQuery, Store
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,7 @@ def report_id(scope: str, period: str, lang: str) -> str:
 
 def _write(path: Path, content: bytes) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(content)
-    tmp.replace(path)  # readers never see a half-written report
+    atomic_write(path, content, mode=0o644)  # readers never see a half-written report
     return {"path": str(path.resolve()), "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
 
 

@@ -23,14 +23,13 @@ from reports.periods import Period
 from reports.recommend import recommend
 from soc import ecs
 from soc.storage.base import AlertQuery, EventQuery, Store
+from soc.vocabulary import SYSLOG_SEVERITIES, Severity, severity_at_least
 
 log = logging.getLogger(__name__)
 
 EVENT_PAGE = 2000
 ALERT_PAGE = 500
 TOP_N = 10
-SEVERITY_ORDER = ("critical", "high", "medium", "low", "informational")
-SYSLOG_SEVERITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "informational", "debug")
 PROVINCE = "province"
 OWN_DATASETS = ("soc.",)
 
@@ -376,7 +375,7 @@ def _handled(store: Store, scope: str | None, period: Period, alerts: list[dict]
         ack, resolved = records.status_times(alert.get("history") or [])
         ack = alert.get("acknowledged_at") or ack  # detections/lifecycle.py keeps these on the alert
         resolved = alert.get("closed_at") or resolved
-        if ack or resolved or alert.get("severity") in ("high", "critical"):
+        if ack or resolved or severity_at_least(alert.get("severity"), Severity.high):
             rows.append(HandledRow(id=alert["id"], kind="alert", title=alert.get("summary") or
                                    ecs.get(alert, "rule.title") or alert["id"], severity=alert.get("severity", "?"),
                                    status=alert.get("status", "?"), opened=alert.get("first_seen") or alert["last_seen"],
@@ -424,7 +423,7 @@ def _by_agency(inventory: Inventory, per_agency_events: Counter, alerts: list[di
         aid = ecs.get(alert, "organization.id")
         if aid in rows:
             rows[aid].alerts += 1
-            rows[aid].high_alerts += alert.get("severity") in ("high", "critical")
+            rows[aid].high_alerts += severity_at_least(alert.get("severity"), Severity.high)
             data.ev(rows[aid].key).add_alert(alert["id"])
     for row in data.sources:
         if row.agency in rows and row.expected:

@@ -17,8 +17,9 @@ from reports import charts
 from reports.i18n import Texts
 from reports.model import Evidence, ReportData
 from soc import ecs
+from soc.vocabulary import SEVERITIES, Severity, severity_at_least
 
-SEVERITIES = ("critical", "high", "medium", "low", "informational")
+WORST_FIRST = SEVERITIES[::-1]  # the order severities are shown in
 MAX_TABLE_ROWS = 200
 
 
@@ -144,7 +145,7 @@ def build(data: ReportData, lang: str, zone: ZoneInfo) -> Document:
     expected = [s for s in data.sources if s.expected]
     reporting = sum(1 for s in expected if s.events)
     silent = sum(1 for s in expected if s.status in ("silent", "never"))
-    high = data.alerts_by_severity.get("high", 0) + data.alerts_by_severity.get("critical", 0)
+    high = sum(n for s, n in data.alerts_by_severity.items() if severity_at_least(s, Severity.high))
     ttas = [h.tta_hours for h in data.handled if h.tta_hours is not None]
     ttrs = [h.ttr_hours for h in data.handled if h.ttr_hours is not None]
     blocked = sorted({b.address for r in data.playbook_runs for b in r.blocks})
@@ -211,11 +212,11 @@ def build(data: ReportData, lang: str, zone: ZoneInfo) -> Document:
     section("alerts")
     blocks.append(Paragraph(t("text.alerts_intro")))
     if data.alerts_total:
-        sev_counts = {t.maybe("severity", s): data.alerts_by_severity.get(s, 0) for s in SEVERITIES}
+        sev_counts = {t.maybe("severity", s): data.alerts_by_severity.get(s, 0) for s in WORST_FIRST}
         blocks.append(Chart(charts.bars(sev_counts, t("text.chart_severity"), colors=charts.SEVERITY_COLOURS),
                             t("text.chart_severity"),
-                            [x for x in (n.label(f"alerts_by_severity:{s}", s) for s in SEVERITIES) if x]))
-        present = [s for s in SEVERITIES if data.alerts_by_severity.get(s)]
+                            [x for x in (n.label(f"alerts_by_severity:{s}", s) for s in WORST_FIRST) if x]))
+        present = [s for s in WORST_FIRST if data.alerts_by_severity.get(s)]
         table(["severity", "count", "share"],
               [[t.maybe("severity", s), f.int(data.alerts_by_severity[s]), f.pct(data.alerts_by_severity[s],
                                                                                  data.alerts_total)]
@@ -358,7 +359,7 @@ def _summary_evidence(data: ReportData) -> None:
         if key.startswith("alerts_by_severity:"):
             for alert_id in ev.alerts:
                 data.ev("summary:alerts").add_alert(alert_id)
-                if key.endswith(("high", "critical")):
+                if severity_at_least(key.rpartition(":")[2], Severity.high):
                     data.ev("summary:high").add_alert(alert_id)
     for row in data.sources:
         source_ev = data.evidence.get(row.key)

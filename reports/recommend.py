@@ -11,6 +11,7 @@ from statistics import median
 
 from reports.model import AssetRow, ReportData, Recommendation
 from soc import ecs
+from soc.vocabulary import AlertStatus, Severity, severity_at_least, severity_rank
 
 LONG_GAP_HOURS = 24.0
 SLOW_ACK_HOURS = 24.0
@@ -38,7 +39,8 @@ def recommend(data: ReportData, alerts: list[dict], attackers_of: dict[str, dict
                                           {"asset": asset.asset, "hostname": asset.hostname, "rule": rule,
                                            "count": count}, f"repeated:{asset.asset}|{rule}"))
     out.extend(_reoffending(data, alerts, attackers_of, runs_so_far))
-    unacked = [a for a in alerts if a.get("severity") in ("high", "critical") and a.get("status") == "new"]
+    unacked = [a for a in alerts
+               if severity_at_least(a.get("severity"), Severity.high) and a.get("status") == AlertStatus.new]
     if unacked:
         ev = data.ev("rec:unacknowledged")
         for alert in unacked:
@@ -53,8 +55,7 @@ def recommend(data: ReportData, alerts: list[dict], attackers_of: dict[str, dict
             if row.tta_hours is not None and row.tta_hours > SLOW_ACK_HOURS:
                 for alert_id in row.alert_ids:
                     ev.add_alert(alert_id)
-    order = {"high": 0, "medium": 1, "low": 2}
-    return sorted(out, key=lambda r: (order.get(r.severity, 3), r.kind, str(sorted(r.params.items()))))
+    return sorted(out, key=lambda r: (-severity_rank(r.severity), r.kind, str(sorted(r.params.items()))))
 
 
 def _reoffending(data: ReportData, alerts: list[dict], attackers_of: dict, runs: list) -> list[Recommendation]:

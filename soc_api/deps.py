@@ -166,6 +166,20 @@ async def get_principal(
         await run_in_threadpool(_audit, request, principal, "ok")
 
 
+def optional_principal(
+    request: Request,
+    api_key: Annotated[str | None, Security(_api_key_header)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+) -> Principal | None:
+    """The caller's principal when a valid key comes along, else None: for a route anyone may call (health), which
+    never refuses a caller for its key (so no rate limit and, reading only, no audit record)."""
+    presented = api_key or (bearer.credentials if bearer else None)
+    if not presented:
+        return None
+    seconds = api_settings(request.app.state.suite).key_cache_seconds
+    return cached_principal(presented, seconds) or verify_key(get_store(request), presented, cache_seconds=seconds)
+
+
 # Every route takes the caller this way. "function" scope: the code after get_principal's yield (the audit record of
 # a write) runs before the answer is sent, so a client told "done" can rely on the write being in the audit log.
 Authenticated = Depends(get_principal, scope="function")

@@ -7,9 +7,7 @@ The file is rewritten from the model, so comments in a hand-written inventory fi
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Callable
@@ -19,6 +17,7 @@ from pydantic import ValidationError
 
 from inventory.lookup import Inventory
 from inventory.model import InventoryDocument
+from soc.files import atomic_write
 
 _LOCK = threading.Lock()
 
@@ -44,11 +43,8 @@ def edit_inventory(suite, change: Callable[[dict], None]) -> Inventory:
                               allow_unicode=True)
         if path.exists():
             shutil.copy2(path, path.with_suffix(path.suffix + ".bak"))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".inventory-", suffix=".yaml")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write("# Written by the SOC API (inventory edits); the previous version is kept beside it as .bak\n")
-            fh.write(text)
-        os.replace(tmp, path)
+        atomic_write(path, "# Written by the SOC API (inventory edits); the previous version is kept beside it as "
+                           ".bak\n" + text)
         inventory = Inventory(document, str(path))
         suite.inventory_holder.replace(inventory)  # every reader (pipeline, playbooks, probes) takes it from here
         return inventory

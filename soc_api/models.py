@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Severity = Literal["informational", "low", "medium", "high", "critical"]
-Status = Literal["new", "suppressed", "acknowledged", "in_progress", "closed"]
-AnalystStatus = Literal["acknowledged", "in_progress", "closed"]
-CloseReason = Literal["false_positive", "true_positive", "benign", "duplicate", "merged", "other"]
+from soc.vocabulary import ANALYST_STATUSES, CloseReason
+
+# The statuses an analyst may set, as plain strings (a subset of soc.vocabulary.AlertStatus).
+AnalystStatus = Literal[tuple(s.value for s in ANALYST_STATUSES)]  # type: ignore[valid-type]
 Role = Literal["admin", "analyst", "network_admin", "agency", "national_centre"]
 Tlp = Literal["clear", "green", "amber", "amber+strict", "red"]
 IndicatorType = Literal["ipv4", "ipv6", "domain", "url", "md5", "sha1", "sha256", "sha512"]

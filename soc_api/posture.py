@@ -15,10 +15,9 @@ from collections import defaultdict, deque
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from detections.alerts import SEVERITY_ORDER
-from detections.lifecycle import OPEN_STATUSES
 from soc import ecs
 from soc.storage.base import DocumentQuery, EventQuery, StoreError
+from soc.vocabulary import DEFAULT_SEVERITY, PRESENTED_OPEN_STATUSES, SEVERITIES
 from soc_api.data import AlertFilter, Data
 from soc_api.settings import api_settings
 
@@ -138,11 +137,12 @@ def build_posture(data: Data, agency: str | None = None) -> dict[str, Any]:
 
     # Alerts: open ones by severity (however old), and over the window the times to acknowledge and resolve and the
     # ATT&CK techniques seen.
-    for status in OPEN_STATUSES:
+    for status in PRESENTED_OPEN_STATUSES:  # suppressed alerts are never counted as open
         for alert in data.iter_alerts(AlertFilter(status=status), cap=ALERT_CAP):
             a = per.get(ecs.get(alert, "organization.id"))
-            if a is not None and status != "suppressed":
-                a["open_alerts"][alert.get("severity", "medium")] = a["open_alerts"].get(alert.get("severity"), 0) + 1
+            if a is not None:
+                severity = alert.get("severity", DEFAULT_SEVERITY.value)
+                a["open_alerts"][severity] = a["open_alerts"].get(severity, 0) + 1
     tta: dict[str, list[float]] = defaultdict(list)
     ttr: dict[str, list[float]] = defaultdict(list)
     for alert in data.iter_alerts(AlertFilter(since=window_start), cap=ALERT_CAP):
@@ -208,12 +208,12 @@ def build_posture(data: Data, agency: str | None = None) -> dict[str, Any]:
 def _empty(agency) -> dict:
     return {"id": agency.id, "name": agency.name_en, "name_vi": agency.name_vi, "kind": agency.kind.value,
             "log_sources": {"expected": 0, "reporting": 0, "silent": []},
-            "open_alerts": {s: 0 for s in SEVERITY_ORDER}, "alerts_in_window": 0, "playbook_runs": {},
+            "open_alerts": {s.value: 0 for s in SEVERITIES}, "alerts_in_window": 0, "playbook_runs": {},
             "_seen": set()}
 
 
 def _rollup(province_id: str, agencies: list[dict], tracker) -> dict:
-    open_alerts = {s: sum(a["open_alerts"].get(s, 0) for a in agencies) for s in SEVERITY_ORDER}
+    open_alerts = {s.value: sum(a["open_alerts"].get(s, 0) for a in agencies) for s in SEVERITIES}
     runs: dict[str, int] = defaultdict(int)
     for a in agencies:
         for state, n in a["playbook_runs"].items():

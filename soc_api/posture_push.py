@@ -26,7 +26,6 @@ from soc_api.posture import build_posture
 from soc_api.settings import PostureConfig, api_settings
 
 log = logging.getLogger(__name__)
-PUSHES = "posture_pushes"
 
 
 def sign(body: bytes, key: bytes, timestamp: str) -> str:
@@ -49,7 +48,8 @@ async def push_once(suite, client: httpx.AsyncClient, *, max_attempts: int | Non
     cfg = api_settings(suite).posture
     key = signing_key(cfg)
     loop = asyncio.get_running_loop()
-    document = await loop.run_in_executor(None, build_posture, Data.system(suite, "posture-push"))
+    system = Data.system(suite, "posture-push")
+    document = await loop.run_in_executor(None, build_posture, system)
     document["document_id"] = uuid.uuid4().hex
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
     record = {"id": document["document_id"], "generated": document["generated"], "url": cfg.push_url,
@@ -73,10 +73,10 @@ async def push_once(suite, client: httpx.AsyncClient, *, max_attempts: int | Non
         if max_attempts is not None and record["attempts"] >= max_attempts:
             record["status"] = "failed"
             break
-        await loop.run_in_executor(None, suite.store.put_documents, PUSHES, [dict(record)])
+        await loop.run_in_executor(None, system.record_posture_push, record)
         await asyncio.sleep(delay)
         delay = min(delay * 2, cfg.retry_max_seconds)
-    await loop.run_in_executor(None, suite.store.put_documents, PUSHES, [dict(record)])
+    await loop.run_in_executor(None, system.record_posture_push, record)
     return record
 
 

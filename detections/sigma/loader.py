@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 
 from detections.sigma.compiler import IR_VERSION, UnsupportedRule, compile_ir, requirement
 from detections.sigma.logsource import known_logsource
+from soc.vocabulary import DEFAULT_SEVERITY
 
 log = logging.getLogger(__name__)
 _ATTACK_ID = re.compile(r"^[tgs]\d{4}", re.IGNORECASE)
@@ -124,7 +125,7 @@ class RuleSet:
 
 # --- parsing one file (runs in worker processes) -----------------------------------------------------------------
 def _meta(rule, path: str) -> RuleMeta:
-    level = rule.level.name.lower() if rule.level else "medium"
+    level = rule.level.name.lower() if rule.level else DEFAULT_SEVERITY.value
     return RuleMeta(id=str(rule.id) if rule.id else (rule.name or f"{path}:{rule.title}"), name=rule.name,
                     title=rule.title or "", level=level, tags=[str(t) for t in rule.tags],
                     description=rule.description or "", path=path)

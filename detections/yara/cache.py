@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -21,6 +19,7 @@ import yara
 
 from detections.yara.compiler import EXTERNAL_DEFAULTS, RulePack, RuleSource, compile_sources, discover
 from detections.yara.model import RuleFileHealth
+from soc.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +40,6 @@ def pack_key(sources: list[RuleSource], externals: dict[str, str]) -> str:
     return digest.hexdigest()[:40]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_entry(cache_dir: Path, key: str, started: float) -> RulePack | None:
     meta_path, rules_path = cache_dir / f"{key}.json", cache_dir / f"{key}.yarc"
     if not (meta_path.is_file() and rules_path.is_file()):
@@ -70,10 +58,10 @@ def _read_entry(cache_dir: Path, key: str, started: float) -> RulePack | None:
 
 def _write_entry(cache_dir: Path, pack: RulePack) -> None:
     rules_path = cache_dir / f"{pack.key}.yarc"
-    _atomic_write(rules_path, pack.compiled or b"")
+    atomic_write(rules_path, pack.compiled or b"", durable=False)  # a cache: an entry lost in a crash is compiled again
     meta = {"format": FORMAT, "yara_python": yara.__version__, "created": time.time(), "externals": pack.externals,
             "health": [h.to_dict() for h in pack.health]}
-    _atomic_write(cache_dir / f"{pack.key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+    atomic_write(cache_dir / f"{pack.key}.json", json.dumps(meta, ensure_ascii=False), durable=False)
     pack.compiled_path = str(rules_path)
     pack.compiled = None  # loaded from the file from now on (faster than from memory, and 16 MB less held)
     _prune(cache_dir, keep=pack.key)

@@ -1,5 +1,5 @@
 """Alerts: list (filtered, sorted, cursor-paginated), groups, one alert with its evidence; acknowledge, assign, change
-status, notes, bulk actions. All through the tenancy-enforcing data layer (soc_api/data.py)."""
+status, notes, bulk actions. All through the tenancy-enforcing data layer (soc_api/data/)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from detections import lifecycle
-from detections.alerts import SEVERITY_ORDER
+from soc.vocabulary import OPEN_STATUSES, AlertStatus, Severity, severity_rank
 from soc_api.cache import list_cache
 from soc_api.data import SORTS, AlertFilter, Data, data_for, invalid, valid_time
 from soc_api.models import (
     Alert, AlertGroup, AlertGroups, AlertPage, AlertWithEvidence, Assignment, BulkAction, BulkResult, NoteIn,
-    Severity, Status, StatusChange,
+    StatusChange,
 )
 from soc_api.settings import JSON_BODY_CAP
 
@@ -32,7 +32,7 @@ def _filter(status, severity, agency, rule_id, since, until, entity, incident, s
 @router.get("", response_model=AlertPage)
 def list_alerts(
     data: Reader,
-    status: Status | None = None,
+    status: AlertStatus | None = None,
     severity: Severity | None = None,
     agency: Annotated[str | None, Query(max_length=64)] = None,
     rule_id: Annotated[str | None, Query(max_length=200)] = None,
@@ -63,7 +63,7 @@ def list_alerts(
 @router.get("/groups", response_model=AlertGroups)
 def alert_groups(
     data: Reader,
-    status: Status | None = None,
+    status: AlertStatus | None = None,
     agency: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -77,16 +77,16 @@ def alert_groups(
         looked += 1
         group = alert.get("group") or {"key": alert["fingerprint"][:16], "labels": alert.get("labels", {})}
         entry = groups.setdefault(group["key"], {"key": group["key"], "labels": group["labels"], "count": 0,
-                                                 "open": 0, "worst_severity": "informational",
+                                                 "open": 0, "worst_severity": Severity.informational.value,
                                                  "last_seen": alert["last_seen"], "alerts": []})
         entry["count"] += 1
-        entry["open"] += alert["status"] in lifecycle.OPEN_STATUSES
-        if SEVERITY_ORDER.index(alert.get("severity", "medium")) > SEVERITY_ORDER.index(entry["worst_severity"]):
+        entry["open"] += alert["status"] in OPEN_STATUSES
+        if severity_rank(alert.get("severity")) > severity_rank(entry["worst_severity"]):
             entry["worst_severity"] = alert["severity"]
         entry["last_seen"] = max(entry["last_seen"], alert["last_seen"])
         if len(entry["alerts"]) < 50:
             entry["alerts"].append(alert["id"])
-    ordered = sorted(groups.values(), key=lambda g: (SEVERITY_ORDER.index(g["worst_severity"]), g["last_seen"]),
+    ordered = sorted(groups.values(), key=lambda g: (severity_rank(g["worst_severity"]), g["last_seen"]),
                      reverse=True)
     return AlertGroups(groups=[AlertGroup(**g) for g in ordered[:limit]], complete=looked < cap)
 
@@ -146,5 +146,5 @@ def bulk(body: BulkAction, data: Triage) -> BulkResult:
             done.append(alert_id)
         except HTTPException as exc:
             failed[alert_id] = str(exc.detail)
-    data.store.refresh()
+    data.refresh()
     return BulkResult(done=done, failed=failed)

@@ -7,9 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from soc.storage.base import DocumentQuery
 from soc_api.data import Data, data_for, valid_time
-from soc_api.deps import AUDIT
 from soc_api.models import AuditPage
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -26,8 +24,6 @@ def audit_log(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> AuditPage:
-    terms = {k: v for k, v in (("actor.key_id", key_id), ("actor.user", user)) if v}
-    ranges = {"@timestamp": (valid_time(since, "since"), None)} if since else {}
-    page = data.find(AUDIT, DocumentQuery(terms=terms, ranges=ranges, sort="@timestamp", descending=True,
-                                          limit=limit), agency=agency, cursor=cursor)
+    page = data.audit_records(key_id=key_id, user=user, since=valid_time(since, "since") if since else None,
+                              agency=agency, limit=limit, cursor=cursor)
     return AuditPage(records=page.items, next_cursor=page.next_cursor)

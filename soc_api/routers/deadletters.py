@@ -23,8 +23,8 @@ PREVIEW_BYTES = 4096
 @router.get("", response_model=DeadLetters)
 def dead_letters(data: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> DeadLetters:
     """The newest dead letters first: the raw bytes (base64, and a text preview), who sent them and why."""
-    letters = data.store.list_dead_letters(limit)
-    return DeadLetters(total=data.store.count_dead_letters(), dead_letters=[
+    letters, total = data.dead_letters(limit)
+    return DeadLetters(total=total, dead_letters=[
         DeadLetterOut(id=letter.id or "", received=letter.received, source=letter.source, reason=letter.reason,
                       raw_base64=base64.b64encode(bytes(letter.raw)).decode("ascii"), raw_size=len(letter.raw),
                       preview=bytes(letter.raw[:PREVIEW_BYTES]).decode("utf-8", "replace"),

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from soc_api.deps import _api_key_header, _bearer
-from soc_api.keys import Principal, cached_principal, verify_key
-from soc_api.settings import api_settings
+from soc_api.data import store_health
+from soc_api.deps import optional_principal
+from soc_api.keys import Principal
 
 router = APIRouter(tags=["health"])
 DETAIL_ROLES = ("admin", "analyst")
@@ -27,24 +26,13 @@ class HealthAnswer(BaseModel):
     queue_depth: int | None = None
 
 
-def _caller(request: Request, presented: str | None) -> Principal | None:
-    """The principal of a key sent along, if it is valid; health never refuses a caller for its key."""
-    if not presented:
-        return None
-    suite = request.app.state.suite
-    seconds = api_settings(suite).key_cache_seconds
-    return cached_principal(presented, seconds) or verify_key(suite.store, presented, cache_seconds=seconds)
-
-
 @router.get("/health", response_model=HealthAnswer, response_model_exclude_none=True,
             description="`status` for anyone; the store, rule and queue details for an admin or analyst key.")
 def health(request: Request,
-           api_key: Annotated[str | None, Security(_api_key_header)] = None,
-           bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> HealthAnswer:
+           principal: Annotated[Principal | None, Depends(optional_principal)] = None) -> HealthAnswer:
     suite = request.app.state.suite
-    store = suite.store.health()
+    store = store_health(suite)
     status = "ok" if store["status"] in ("green", "yellow") else "degraded"
-    principal = _caller(request, api_key or (bearer.credentials if bearer else None))
     if principal is None or principal.role not in DETAIL_ROLES:
         return HealthAnswer(status=status)
     return HealthAnswer(status=status, store=store, rules_loaded=suite.ruleset.loaded,

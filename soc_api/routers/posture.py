@@ -7,10 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from soc.storage.base import DocumentQuery
 from soc_api.data import Data, data_for
 from soc_api.posture import build_posture
-from soc_api.posture_push import PUSHES
 
 router = APIRouter(tags=["posture"])
 Reader = Annotated[Data, Depends(data_for("analyst", "network_admin", "agency", "national_centre"))]
@@ -25,4 +23,4 @@ def posture(data: Reader, agency: Annotated[str | None, Query(max_length=64)] = 
 @router.get("/posture/pushes", response_model=list[dict[str, Any]])
 def pushes(data: Leadership, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
     """The latest pushes to the national centre: when, how many attempts, accepted or the last error."""
-    return data.store.find_documents(PUSHES, DocumentQuery(sort="generated", descending=True, limit=limit))
+    return data.posture_pushes(limit)

@@ -3,8 +3,6 @@ the province roll-up and every agency's reports are for admins and SOC analysts.
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,13 +10,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict
 
-from reports.builder import COLLECTION, list_reports
-from soc.storage.base import Store
-from soc_api.deps import get_store, require_roles, tenant_scope
-from soc_api.keys import Principal
+from soc_api.data import Data, data_for
 
 router = APIRouter(prefix="/reports", tags=["reports"])
-Reader = Annotated[Principal, Depends(require_roles("analyst", "agency"))]
+Reader = Annotated[Data, Depends(data_for("analyst", "agency"))]
 MEDIA = {"pdf": "application/pdf", "html": "text/html; charset=utf-8", "evidence": "application/json"}
 
 
@@ -48,45 +43,26 @@ def _public(record: dict) -> ReportRecord:
     return ReportRecord.model_validate({**record, "formats": sorted((record.get("files") or {}).keys())})
 
 
-def _cursor(record: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps([record["generated"], record["id"]]).encode()).decode()
-
-
-def _after(cursor: str) -> tuple[str, str]:
-    try:
-        generated, rid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return str(generated), str(rid)
-    except (ValueError, TypeError) as exc:
-        raise HTTPException(400, "the cursor is not one this API issued") from exc
-
-
 @router.get("", response_model=ReportPage)
 def reports(
-    principal: Reader,
-    store: Annotated[Store, Depends(get_store)],
+    data: Reader,
     agency: Annotated[str | None, Query(max_length=64, description="an agency id, or 'province' for roll-ups")] = None,
     period: Annotated[str | None, Query(pattern=r"^\d{4}-(\d{2}|Q[1-4])$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> ReportPage:
-    scope = tenant_scope(principal, agency)
-    found = list_reports(store, agency=scope, period=period, limit=limit, after=_after(cursor) if cursor else None)
-    return ReportPage(reports=[_public(r) for r in found],
-                      next_cursor=_cursor(found[-1]) if len(found) == limit else None)
+    page = data.reports(agency=agency, period=period, limit=limit, cursor=cursor)
+    return ReportPage(reports=[_public(r) for r in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{report_id}", response_class=FileResponse,
             responses={200: {"content": {v: {} for v in MEDIA.values()}, "description": "the report file"}})
 def download(
     report_id: str,
-    principal: Reader,
-    store: Annotated[Store, Depends(get_store)],
+    data: Reader,
     format: Annotated[str, Query(pattern="^(pdf|html|evidence)$", description="pdf, html or evidence (JSON)")] = "pdf",
 ) -> FileResponse:
-    record = store.get_document(COLLECTION, report_id)
-    # Another agency's report answers exactly like a missing one.
-    if record is None or (principal.is_tenant and record.get("scope") != principal.agency):
-        raise HTTPException(404, "no such report")
+    record = data.report(report_id)  # another agency's report answers exactly like a missing one
     entry = (record.get("files") or {}).get(format)
     if not entry:
         raise HTTPException(404, f"this report was not rendered as {format}")

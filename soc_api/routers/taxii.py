@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from soc_api.data import Data, data_for, valid_time
-from soc_api.routers.indicators import service
 from soc_api.settings import TAXII_BODY_CAP, api_settings
 from soc_api.taxii import server
 from soc_api.taxii.server import TAXII_MEDIA
@@ -200,7 +199,7 @@ async def add_objects(api_root: ApiRoot, collection_id: CollectionId, request: R
         raise HTTPException(400, f"the body is not JSON: {exc}") from exc
     if not isinstance(envelope, dict):
         raise HTTPException(400, "the body must be a TAXII envelope (a JSON object)")
-    status = server.add_objects(data, c, envelope, service(data.suite))
+    status = server.add_objects(data, c, envelope)
     return TaxiiResponse(server.public_status(status), status_code=202)
 
 
@@ -229,7 +228,4 @@ def manifest(api_root: ApiRoot, collection_id: CollectionId, data: Reader, added
 @router.get("/{api_root}/status/{status_id}/", response_model=Status)
 def status(api_root: ApiRoot, status_id: Annotated[str, PathParam(max_length=64)], data: Reader) -> TaxiiResponse:
     _root(data, api_root)
-    found = data.store.get_document(server.STATUS, status_id)
-    if found is None or (found.get("owner") != data.principal.key_id and data.principal.role != "admin"):
-        raise HTTPException(404, "no such status")
-    return TaxiiResponse(server.public_status(found))
+    return TaxiiResponse(server.public_status(data.taxii_status(status_id)))

@@ -9,10 +9,7 @@ from fastapi import Path as PathParam
 
 from soc_api.data import Data, data_for, invalid
 from soc_api.deps import Authenticated
-from soc_api.keys import (
-    KeyCreationError, Principal, create_user, create_user_key, list_users, public_key_record, revoke_key,
-    set_user_disabled, USERS,
-)
+from soc_api.keys import KeyCreationError, Principal
 from soc_api.models import KeyIn, KeyRecord, Me, NewKey, User, UserIn, UserUpdate
 from soc_api.settings import JSON_BODY_CAP
 
@@ -29,15 +26,13 @@ def me(principal: Annotated[Principal, Authenticated]) -> Me:
 
 @router.get("/users", response_model=list[User])
 def users(data: Admin, limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> list[User]:
-    return [User.model_validate(u) for u in list_users(data.store, limit)]
+    return [User.model_validate(u) for u in data.users(limit)]
 
 
 @router.post("/users", response_model=User, status_code=201)
 def add_user(body: UserIn, data: Admin) -> User:
     try:
-        record = create_user(data.store, body.id, role=body.role, agency=body.agency, name=body.name,
-                             email=body.email, known_agencies=set(data.suite.inventory.agencies),
-                             created_by=data.actor)
+        record = data.create_user(body.id, role=body.role, agency=body.agency, name=body.name, email=body.email)
     except KeyCreationError as exc:
         if "exists" in str(exc):
             raise HTTPException(409, str(exc)) from exc
@@ -47,16 +42,13 @@ def add_user(body: UserIn, data: Admin) -> User:
 
 @router.get("/users/{user_id}", response_model=User)
 def get_user(user_id: UserId, data: Admin) -> User:
-    record = data.store.get_document(USERS, user_id)
-    if record is None:
-        raise HTTPException(404, "no such user")
-    return User.model_validate(record)
+    return User.model_validate(data.user(user_id))
 
 
 @router.patch("/users/{user_id}", response_model=User)
 def update_user(user_id: UserId, body: UserUpdate, data: Admin) -> User:
     """Disable (or enable again) a user: a disabled user's keys stop working at once."""
-    record = set_user_disabled(data.store, user_id, body.disabled)
+    record = data.set_user_disabled(user_id, body.disabled)
     if record is None:
         raise HTTPException(404, "no such user")
     return User.model_validate(record)
@@ -65,20 +57,20 @@ def update_user(user_id: UserId, body: UserUpdate, data: Admin) -> User:
 @router.post("/users/{user_id}/keys", response_model=NewKey, status_code=201)
 def new_key(user_id: UserId, body: KeyIn, data: Admin) -> NewKey:
     try:
-        key, record = create_user_key(data.store, user_id, name=body.name, expires_in_days=body.expires_in_days)
+        key, record = data.create_user_key(user_id, name=body.name, expires_in_days=body.expires_in_days)
     except KeyCreationError as exc:
         raise HTTPException(404 if "no user" in str(exc) else 409, str(exc)) from exc
-    return NewKey(key=key, record=KeyRecord.model_validate(public_key_record(record)))
+    return NewKey(key=key, record=KeyRecord.model_validate(record))
 
 
 @router.get("/keys", response_model=list[KeyRecord])
 def keys(data: Admin, user: Annotated[str | None, Query(max_length=64)] = None) -> list[KeyRecord]:
-    records = data.store.list_api_keys()
-    return [KeyRecord.model_validate(public_key_record(r)) for r in records if user is None or r.get("user") == user]
+    return [KeyRecord.model_validate(r) for r in data.api_keys(user)]
 
 
 @router.delete("/keys/{key_id}", response_model=KeyRecord)
 def revoke(key_id: Annotated[str, PathParam(max_length=64)], data: Admin) -> KeyRecord:
-    if not revoke_key(data.store, key_id):
+    record = data.revoke_key(key_id)
+    if record is None:
         raise HTTPException(404, "no such key")
-    return KeyRecord.model_validate(public_key_record(data.store.get_api_key(key_id)))
+    return KeyRecord.model_validate(record)

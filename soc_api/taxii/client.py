@@ -97,14 +97,14 @@ def pull_task(suite, source: TaxiiPullSource):
     """A background task for the suite: pull now, then every interval_seconds."""
 
     async def run() -> None:
-        from soc_api.routers.indicators import service
+        from soc_api.data import indicator_service
 
         loop = asyncio.get_running_loop()
         collection = api_settings(suite).taxii.state_collection
         while True:
             try:
                 result = await loop.run_in_executor(
-                    None, lambda: pull(suite.store, service(suite), source, state_collection=collection))
+                    None, lambda: pull(suite.store, indicator_service(suite), source, state_collection=collection))
                 log.info("TAXII pull %s: %d objects, %d indicators, %d skipped", source.name, result.objects,
                          result.indicators, result.skipped)
             except Exception as exc:  # the remote may be down: try again next time

@@ -26,7 +26,6 @@ from soc_api.settings import TaxiiCollectionConfig, api_settings
 
 TAXII_MEDIA = "application/taxii+json;version=2.1"
 STIX_MEDIA = "application/stix+json;version=2.1"
-STATUS = "taxii_status"
 _UUID_NS = uuid.UUID("9a7f1d2e-3b4c-4d5e-8f60-718293a4b5c6")
 
 # source -> (document collection, sort field = date_added, object type, agency field or None for shared)
@@ -78,10 +77,6 @@ def describe(data: Data, c: TaxiiCollectionConfig) -> dict:
             "media_types": [STIX_MEDIA]}
 
 
-def _tlp_terms(data: Data) -> dict:
-    return {"tlp": list(api_settings(data.suite).taxii.agency_tlp)} if data.principal.is_tenant else {}
-
-
 def _to_stix(source: str, doc: dict) -> list[dict]:
     import json
 
@@ -104,7 +99,8 @@ def objects_page(data: Data, c: TaxiiCollectionConfig, *, added_after: str | Non
     collection, sort, stix_type, agency_field = SOURCES[c.source]
     if match_type and stix_type not in match_type:
         return ObjectsPage([], [], False, None)
-    terms: dict[str, Any] = _tlp_terms(data) if c.source == "indicators" else {}
+    allowed = data.readable_tlp() if c.source == "indicators" else None
+    terms: dict[str, Any] = {"tlp": allowed} if allowed is not None else {}
     if match_id:
         # Indicators keep their STIX id as the document id; sightings and findings keep it in stix_id.
         terms["id" if c.source == "indicators" else "stix_id"] = list(match_id)
@@ -131,7 +127,7 @@ def objects_page(data: Data, c: TaxiiCollectionConfig, *, added_after: str | Non
                        last_added=max(added_values) if added_values else None)
 
 
-def add_objects(data: Data, c: TaxiiCollectionConfig, envelope: dict, service) -> dict:
+def add_objects(data: Data, c: TaxiiCollectionConfig, envelope: dict) -> dict:
     """Take the objects of an envelope into the collection; a status resource says what succeeded and what not."""
     if not can_write(data, c):
         raise HTTPException(403, "this key may not write to this collection")
@@ -159,7 +155,7 @@ def add_objects(data: Data, c: TaxiiCollectionConfig, envelope: dict, service) -
         docs.append(doc)
         successes.append({"id": obj["id"], "version": doc["modified"]})
     if docs:
-        service.upsert(docs)
+        data.indicator_service.upsert(docs)
     now = ecs.now_iso()
     status = {
         "id": str(uuid.uuid4()), "status": "complete", "request_timestamp": now, "total_count": len(objects),
@@ -167,7 +163,7 @@ def add_objects(data: Data, c: TaxiiCollectionConfig, envelope: dict, service) -
         "failures": failures, "pending_count": 0, "pendings": [],
         "owner": data.principal.key_id,
     }
-    data.store.put_documents(STATUS, [status])
+    data.save_taxii_status(status)
     return status
 
 
