@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from playbooks.records import LIVE_BLOCK_STATES, RunState, StepStatus
+
 playbook_app = typer.Typer(help="Playbooks: containment through network devices.", no_args_is_help=True)
 
 ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML configuration file")]
@@ -97,7 +99,7 @@ def print_plan(plan: dict) -> None:
                                "runs without approval") + (f" ({'; '.join(reasons)})" if reasons else ""))
     for step in plan["steps"]:
         typer.echo(f"\nstep {step['id']} [{step['action']}]: {step.get('description', '')}")
-        if step["status"] == "skipped":
+        if step["status"] == StepStatus.SKIPPED:
             typer.echo(f"  skipped: {step['message']}")
         for change in step.get("plan", []):
             typer.echo(f"  device {change['device']} ({change['driver']}): {change['description']}")
@@ -145,7 +147,7 @@ def _execute_with_progress(ctx: _Context, run: dict) -> dict:
             result["error"] = exc
 
     worker = threading.Thread(target=work, daemon=True)
-    steps = [s for s in run["steps"] if s["status"] != "skipped"]
+    steps = [s for s in run["steps"] if s["status"] != StepStatus.SKIPPED]
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                                                                                             "{task.total} steps"),
                   transient=False) as progress:
@@ -154,8 +156,8 @@ def _execute_with_progress(ctx: _Context, run: dict) -> dict:
         while worker.is_alive():
             worker.join(0.2)
             current = ctx.runner.records.get_run(run["id"]) or run
-            done = [s for s in current["steps"] if s["status"] in ("done", "failed")]
-            running = next((s["id"] for s in current["steps"] if s["status"] == "running"), None)
+            done = [s for s in current["steps"] if s["status"] in (StepStatus.DONE, StepStatus.FAILED)]
+            running = next((s["id"] for s in current["steps"] if s["status"] == StepStatus.RUNNING), None)
             progress.update(task, completed=min(len(done), len(steps)),
                             description=f"run {run['id'][:12]}" + (f": {running}" if running else ""))
         progress.update(task, completed=len(steps))
@@ -244,14 +246,14 @@ def run_playbook(
                 print_plan(plan)
             return
         run = ctx.runner.create(name, actor=_actor(ctx, key), alert_id=alert, overrides=overrides)
-        if run["state"] == "pending_approval":
+        if run["state"] == RunState.PENDING_APPROVAL:
             typer.echo(f"run {run['id']} waits for a network admin's approval: "
                        f"{'; '.join(run['impact']['reasons']) or 'the playbook always asks'}")
             typer.echo(f"  soc playbook approve {run['id']} --key <network_admin key>")
             return
         run = _execute_with_progress(ctx, run)
         typer.echo(json.dumps(run, indent=2, ensure_ascii=False)) if as_json else print_run(run)
-        raise typer.Exit(0 if run["state"] == "succeeded" else 1)
+        raise typer.Exit(0 if run["state"] == RunState.SUCCEEDED else 1)
     except SafetyRefusal as exc:
         _fail(f"refused: {exc}" + (f" (run {exc.run_id} recorded)" if getattr(exc, "run_id", None) else ""))
     except (RunError, InputError, PlanError) as exc:
@@ -270,7 +272,7 @@ def approve(run_id: str, key: KeyOption = None, config: ConfigOption = None) -> 
         run = ctx.runner.approve(run_id, _actor(ctx, key))
         run = _execute_with_progress(ctx, run)
         print_run(run)
-        raise typer.Exit(0 if run["state"] == "succeeded" else 1)
+        raise typer.Exit(0 if run["state"] == RunState.SUCCEEDED else 1)
     except PermissionError as exc:
         _fail(str(exc), 3)
     except RunError as exc:
@@ -315,8 +317,7 @@ def rollback(run_id: str, key: KeyOption = None, config: ConfigOption = None) ->
 
 @playbook_app.command("runs")
 def runs(
-    state: Annotated[Optional[str], typer.Option(help="pending_approval, running, succeeded, failed, rolled_back, "
-                                                      "reverted, rejected")] = None,
+    state: Annotated[Optional[str], typer.Option(help=", ".join(RunState))] = None,
     playbook: Annotated[Optional[str], typer.Option()] = None,
     device: Annotated[Optional[str], typer.Option()] = None,
     agency: Annotated[Optional[str], typer.Option()] = None,
@@ -364,7 +365,7 @@ def blocks(all_states: Annotated[bool, typer.Option("--all", help="also removed 
 
     ctx = _Context(config)
     try:
-        states = None if all_states else ["active", "applying", "removing"]
+        states = None if all_states else LIVE_BLOCK_STATES
         for block in Records(ctx.store).find_blocks(state=states, device=device, limit=1000):
             typer.echo(f"{block['device']:<20} {block['kind']:<10} {block['target']:<20} {block['state']:<9} "
                        f"expires {block['expires_at']}  run {block['run_id']}"

@@ -2,10 +2,12 @@
 
 A run is created from a playbook and an alert (or inputs given by hand), planned at once (every device change is
 rendered, the never-block list and the range limit are checked) and stored. High-impact runs wait in
-``pending_approval`` for a network admin; the others execute. Each device change is made under the device's lock,
-on a pooled session: read the state, apply if not already in force (idempotent), read it back, and roll back at once
-if it is not in force. A failed step rolls back everything the run changed. Every block and null route is
-recorded *before* it is sent, with its expiry, so a suite killed mid-change never leaves a block without one.
+``pending_approval`` for a network admin; the others execute. Each device change is one device transaction
+(transaction.py): under the device's lock, on a pooled session, read the state, apply if not already in force
+(idempotent), read it back, and roll back at once if it is not in force. A failed step rolls back everything the run
+changed. Every block and null route is recorded *before* it is sent, with its expiry, so a suite killed mid-change
+never leaves a block without one. Undo and expiry put the previous state back through the same transaction, and
+recovery after a restart only reads.
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ from typing import Any
 
 from inventory.holder import InventoryHolder
 from inventory.lookup import Inventory
+from inventory.model import ManagedDevice
 from playbooks.actions import ACTIONS, DeviceTask, PerformContext, PlanContext, PlanError
 from playbooks.actions.base import Impact
-from playbooks.connections import ConnectionPool, CredentialError, DeviceUnreachable
+from playbooks.connections import ConnectionPool
 from playbooks.context import check_conditions, render, resolve_inputs
-from playbooks.drivers import DriverError, Observed, Operation, get_driver
+from playbooks.drivers import Change, Driver, Observed, Operation
 from playbooks.loader import Library
-from playbooks.locks import DeviceLocks, LockTimeout
+from playbooks.locks import DeviceLocks
 from playbooks.model import Playbook
-from playbooks.records import Records, RunFilter, block_id
+from playbooks.records import (LIVE_BLOCK_STATES, Block, BlockKind, BlockState, DeviceChangeStatus, DeviceEntry,
+                               Records, Run, RunFilter, RunState, Step, StepStatus, block_id)
 from playbooks.safety import Safety, SafetyRefusal
 from playbooks.settings import PlaybookSettings
+from playbooks.transaction import DEVICE_FAILURES, DeviceTransaction, Mode, TransactionResult, TransactionStatus
 from soc import ecs
 from soc.storage.base import Store
 
@@ -52,8 +57,9 @@ class VerificationFailed(Exception):
     pass
 
 
-_DEVICE_FAILURES = (DriverError, DeviceUnreachable, CredentialError, LockTimeout, VerificationFailed, OSError,
-                    EOFError)
+_DEVICE_FAILURES = (*DEVICE_FAILURES, VerificationFailed)
+_ENTRY_STATUS = {TransactionStatus.UNCHANGED: DeviceChangeStatus.UNCHANGED,
+                 TransactionStatus.CHANGED: DeviceChangeStatus.CHANGED}  # any other outcome: failed
 
 
 @dataclass
@@ -125,6 +131,46 @@ def _owner_gone(owner: dict | None) -> bool:
     return False
 
 
+class _BlockBook:
+    """The blocks collection's side of one change on one device, kept under the device's lock: recorded applying,
+    with its expiry, before the commands are sent; active once read back; removed when rolled back. A block already
+    in force takes the run (and a later expiry, if the run's ends later)."""
+
+    def __init__(self, records: Records, settings: PlaybookSettings, run: Run, task: DeviceTask, kind: BlockKind):
+        self.records, self.settings, self.run, self.task, self.kind = records, settings, run, task, kind
+        self.target = str(task.operation.target)
+        self.id = block_id(task.device.id, self.target, kind)
+        self.block: Block | None = None
+
+    def before_commit(self, change: Change) -> None:
+        now, ttl = _now(), self.task.ttl_seconds
+        self.block = self.records.save_block(Block.applying(
+            self.run, self.kind, self.task.device.id, self.target, ttl_seconds=ttl, now=now,
+            expires_at=now + timedelta(seconds=ttl or self.settings.default_ttl_seconds),
+            previous=self.records.load_block(self.id)))
+
+    def settle(self, result: TransactionResult) -> None:
+        if result.status is TransactionStatus.UNCHANGED:
+            self._already_in_force(result)
+        elif self.block is not None and result.status is TransactionStatus.CHANGED:
+            self.block.activate()
+            self.records.save_block(self.block)
+        elif self.block is not None and result.status is TransactionStatus.ROLLED_BACK:
+            self.block.remove("rollback")
+            self.records.save_block(self.block)
+
+    def _already_in_force(self, result: TransactionResult) -> None:
+        block = self.records.load_block(self.id)
+        if block is None or block.state not in (BlockState.ACTIVE, BlockState.APPLYING):
+            result.message += " (not put there by the suite: its removal is not the suite's)"
+            return
+        new_expiry = block.extend_to(self.task.ttl_seconds, _now())
+        if new_expiry:
+            result.message += f" on the device, its expiry is now {new_expiry}"
+        block.add_run(self.run.id)
+        self.records.save_block(block)
+
+
 class Runner:
     def __init__(self, store: Store, inventory: Inventory | InventoryHolder, library: Library,
                  settings: PlaybookSettings, *,
@@ -152,6 +198,10 @@ class Runner:
             cached = self._safety = (inventory, Safety(inventory, self.settings))
         return cached[1]
 
+    def _transaction(self, device: ManagedDevice, operation: Operation, driver: Driver | None = None
+                     ) -> DeviceTransaction:
+        return DeviceTransaction(device, operation, locks=self.locks, pool=self.pool, driver=driver)
+
     # --- planning --------------------------------------------------------------------------------------------
     def _playbook(self, name: str) -> Playbook:
         playbook = self.library.get(name)
@@ -160,14 +210,18 @@ class Runner:
             raise RunError(f"no playbook {name!r} (playbooks: {known})")
         return playbook
 
-    def _plan_step(self, step_doc: dict, ctx: PlanContext) -> tuple[list[DeviceTask], Impact, str]:
-        action = ACTIONS[step_doc["action"]]
-        return action.plan(action.parse_params(step_doc["params"]), ctx)
+    def _plan_step(self, step: Step, ctx: PlanContext) -> tuple[list[DeviceTask], Impact, str]:
+        action = ACTIONS[step.action]
+        return action.plan(action.parse_params(step.params), ctx)
 
     def plan(self, name: str, *, alert: dict | None = None, alert_id: str | None = None,
              overrides: dict[str, Any] | None = None, run_id: str | None = None) -> dict:
         """Everything a run would do, device by device, without touching a device. Raises RunError,
         ConditionNotMet, InputError, PlanError or SafetyRefusal."""
+        return self._plan(name, alert=alert, alert_id=alert_id, overrides=overrides, run_id=run_id).to_doc()
+
+    def _plan(self, name: str, *, alert: dict | None, alert_id: str | None, overrides: dict[str, Any] | None,
+              run_id: str | None) -> Run:
         playbook = self._playbook(name)
         if alert is None and alert_id:
             alert = self.store.get_alert(alert_id)
@@ -186,21 +240,20 @@ class Runner:
         impact = Impact()
         steps = []
         for step in playbook.steps:
-            doc: dict[str, Any] = {"id": step.id, "action": step.action, "on_error": step.on_error,
-                                   "params": indexable(render(step.params, variables)), "status": "pending",
-                                   "devices": []}
+            planned = Step(id=step.id, action=step.action, on_error=step.on_error,
+                           params=indexable(render(step.params, variables)), status=StepStatus.PENDING, devices=[])
             skipped = check_conditions(step.when, variables, alert, self.inventory)
             if skipped:
-                doc.update(status="skipped", message=skipped, description=skipped)
-                steps.append(doc)
+                planned.status, planned.message, planned.description = StepStatus.SKIPPED, skipped, skipped
+                steps.append(planned)
                 continue
-            tasks, step_impact, description = self._plan_step(doc, ctx)
+            tasks, step_impact, description = self._plan_step(planned, ctx)
             if step_impact.level == "high":
                 for reason in step_impact.reasons:
                     impact.high(f"{step.id}: {reason}")
-            doc.update(description=description, impact=step_impact.as_dict(),
-                       plan=[t.change.as_dict() | {"driver": t.device.driver} for t in tasks])
-            steps.append(doc)
+            planned.description, planned.impact = description, step_impact.as_dict()
+            planned.plan = [t.change.as_dict() | {"driver": t.device.driver} for t in tasks]
+            steps.append(planned)
         why_approve = [f"impact: {r}" for r in impact.reasons]
         if playbook.approval.always:
             why_approve.append(f"playbook {playbook.name} always waits for a network admin")
@@ -209,10 +262,10 @@ class Runner:
         distrust = evidence_distrust(alert)
         if distrust:
             why_approve.append(distrust)
-        return {"id": run_id, "playbook": playbook.name, "playbook_title": playbook.title, "alert_id":
-                variables["alert_id"], "agency": agency, "inputs": indexable(inputs), "impact": impact.as_dict(),
-                "approval": {"required": bool(why_approve), "reasons": why_approve}, "steps": steps,
-                "devices": sorted({c["device"] for s in steps for c in s.get("plan", [])})}
+        return Run(id=run_id, playbook=playbook.name, playbook_title=playbook.title, alert_id=variables["alert_id"],
+                   agency=agency, inputs=indexable(inputs), impact=impact.as_dict(),
+                   approval={"required": bool(why_approve), "reasons": why_approve}, steps=steps,
+                   devices=sorted({c["device"] for s in steps for c in s.plan}))
 
     # --- creating, approving ---------------------------------------------------------------------------------
     def create(self, name: str, *, actor: Actor, alert: dict | None = None, alert_id: str | None = None,
@@ -222,53 +275,54 @@ class Runner:
         run_id = uuid.uuid4().hex
         now = ecs.now_iso()
         try:
-            run = self.plan(name, alert=alert, alert_id=alert_id, overrides=overrides, run_id=run_id)
+            run = self._plan(name, alert=alert, alert_id=alert_id, overrides=overrides, run_id=run_id)
         except SafetyRefusal as exc:
             playbook = self._playbook(name)
-            refused = {"id": run_id, "playbook": playbook.name, "playbook_title": playbook.title,
-                       "alert_id": alert_id or (alert or {}).get("id"),
-                       "agency": ((alert or {}).get("organization") or {}).get("id"),
-                       "inputs": indexable(overrides or {}),
-                       "state": "failed", "created": now, "finished": now, "started_by": actor.as_dict(),
-                       "steps": [], "devices": [], "approval": {"required": False},
-                       "result": {"ok": False, "refused": True, "message": f"refused: {exc}"}}
+            refused = Run(id=run_id, playbook=playbook.name, playbook_title=playbook.title,
+                          alert_id=alert_id or (alert or {}).get("id"),
+                          agency=((alert or {}).get("organization") or {}).get("id"),
+                          inputs=indexable(overrides or {}), state=RunState.FAILED, created=now, finished=now,
+                          started_by=actor.as_dict(), steps=[], devices=[], approval={"required": False},
+                          result={"ok": False, "refused": True, "message": f"refused: {exc}"})
             self.records.save_run(refused)
             self.records.audit("run_refused", run=refused, actor=actor.as_dict(), reason=str(exc))
             exc.run_id = run_id  # type: ignore[attr-defined]
             raise
-        run.update(created=now, started_by=actor.as_dict(), owner=_owner(),
-                   state="pending_approval" if run["approval"]["required"] else "running")
-        run["approval"]["policy"] = "network_admin approves" if run["approval"]["required"] else "automatic"
+        required = run.approval["required"]
+        run.created, run.started_by, run.owner = now, actor.as_dict(), _owner()
+        run.state = RunState.PENDING_APPROVAL if required else RunState.RUNNING
+        run.approval["policy"] = "network_admin approves" if required else "automatic"
         self.records.save_run(run)
-        self.records.audit("run_created", run=run, actor=actor.as_dict(), state=run["state"])
+        self.records.audit("run_created", run=run, actor=actor.as_dict(), state=run.state)
+        return run.to_doc()
+
+    def _pending(self, run_id: str, approver: Actor, deciding: str) -> Run:
+        if approver.role not in APPROVER_ROLES:
+            raise PermissionError(f"{deciding} needs the network_admin role ({approver.name} is {approver.role})")
+        run = self._get(run_id)
+        if run.state is not RunState.PENDING_APPROVAL:
+            raise RunError(f"run {run_id} is {run.state}, not pending approval")
         return run
 
     def approve(self, run_id: str, approver: Actor) -> dict:
-        if approver.role not in APPROVER_ROLES:
-            raise PermissionError(f"approving needs the network_admin role ({approver.name} is {approver.role})")
-        run = self._get(run_id)
-        if run["state"] != "pending_approval":
-            raise RunError(f"run {run_id} is {run['state']}, not pending approval")
-        run["approval"].update(approved_by=approver.as_dict(), approved_at=ecs.now_iso())
-        run.update(state="running", owner=_owner())
+        run = self._pending(run_id, approver, "approving")
+        run.approval.update(approved_by=approver.as_dict(), approved_at=ecs.now_iso())
+        run.state, run.owner = RunState.RUNNING, _owner()
         self.records.save_run(run)
         self.records.audit("run_approved", run=run, actor=approver.as_dict())
-        return run
+        return run.to_doc()
 
     def reject(self, run_id: str, approver: Actor, reason: str = "") -> dict:
-        if approver.role not in APPROVER_ROLES:
-            raise PermissionError(f"rejecting needs the network_admin role ({approver.name} is {approver.role})")
-        run = self._get(run_id)
-        if run["state"] != "pending_approval":
-            raise RunError(f"run {run_id} is {run['state']}, not pending approval")
-        run["approval"].update(rejected_by=approver.as_dict(), rejected_at=ecs.now_iso(), reason=reason)
-        run.update(state="rejected", finished=ecs.now_iso(), result={"ok": False, "message": f"rejected: {reason}"})
+        run = self._pending(run_id, approver, "rejecting")
+        run.approval.update(rejected_by=approver.as_dict(), rejected_at=ecs.now_iso(), reason=reason)
+        run.state, run.finished = RunState.REJECTED, ecs.now_iso()
+        run.result = {"ok": False, "message": f"rejected: {reason}"}
         self.records.save_run(run)
         self.records.audit("run_rejected", run=run, actor=approver.as_dict(), reason=reason)
-        return run
+        return run.to_doc()
 
-    def _get(self, run_id: str) -> dict:
-        run = self.records.get_run(run_id)
+    def _get(self, run_id: str) -> Run:
+        run = self.records.load_run(run_id)
         if run is None:
             raise RunError(f"no run {run_id}")
         return run
@@ -276,309 +330,211 @@ class Runner:
     # --- executing -------------------------------------------------------------------------------------------
     def execute(self, run_id: str) -> dict:
         run = self._get(run_id)
-        if run["state"] != "running":
-            raise RunError(f"run {run_id} is {run['state']}; only a running (approved or automatic) run executes")
+        if run.state is not RunState.RUNNING:
+            raise RunError(f"run {run_id} is {run.state}; only a running (approved or automatic) run executes")
         started = time.perf_counter()
-        run.update(started=ecs.now_iso(), owner=_owner())
-        alert = self.store.get_alert(run["alert_id"]) if run.get("alert_id") else None
-        ctx = PlanContext(self.inventory, self.safety, self.settings, run["id"], run.get("agency"), alert)
-        applied: list[tuple[dict, dict]] = []  # (step doc, device entry) of every change made, for undo
+        run.started, run.owner = ecs.now_iso(), _owner()
+        alert = self.store.get_alert(run.alert_id) if run.alert_id else None
+        ctx = PlanContext(self.inventory, self.safety, self.settings, run.id, run.agency, alert)
+        applied: list[DeviceEntry] = []  # every change made, for undo
         failure: str | None = None
-        for step in run["steps"]:
-            if step["status"] == "skipped":
+        for step in run.steps:
+            if step.status is StepStatus.SKIPPED:
                 continue
-            step.update(status="running", started=ecs.now_iso())
+            step.status, step.started = StepStatus.RUNNING, ecs.now_iso()
             step_started = time.perf_counter()
             try:
-                action = ACTIONS[step["action"]]
+                action = ACTIONS[step.action]
                 if action.device_action:
                     tasks, _, _ = self._plan_step(step, ctx)  # re-planned: the never-block list is checked again
-                    step["devices"] = []
+                    step.devices = []
                     for task in tasks:
                         entry = self._apply_task(run, task)
-                        step["devices"].append(entry)
-                        if entry["changed"]:
-                            applied.append((step, entry))
-                        if entry["status"] == "failed":
-                            raise VerificationFailed(entry["message"])
-                    step["status"] = "done"
-                    step["message"] = "; ".join(e["message"] for e in step["devices"])
+                        step.devices.append(entry)
+                        if entry.changed:
+                            applied.append(entry)
+                        if entry.status is DeviceChangeStatus.FAILED:
+                            raise VerificationFailed(entry.message)
+                    step.status = StepStatus.DONE
+                    step.message = "; ".join(e.message or "" for e in step.devices)
                 else:
-                    result = action.perform(action.parse_params(step["params"]),
-                                            PerformContext(self.store, self.settings, run, alert))
-                    step.update(status=result.pop("status", "done"), message=result.pop("message", ""),
-                                result=result)
+                    result = action.perform(action.parse_params(step.params),
+                                            PerformContext(self.store, self.settings, run.to_doc(), alert))
+                    step.status = StepStatus(result.pop("status", StepStatus.DONE))
+                    step.message, step.result = result.pop("message", ""), result
             except (SafetyRefusal, PlanError, *_DEVICE_FAILURES, RuntimeError, ValueError) as exc:
-                step.update(status="failed", message=str(exc))
-                if step.get("on_error") != "continue" or action.device_action:
-                    failure = f"step {step['id']} failed: {exc}"
+                step.status, step.message = StepStatus.FAILED, str(exc)
+                if step.on_error != "continue" or action.device_action:
+                    failure = f"step {step.id} failed: {exc}"
             except Exception as exc:  # an action's bug: the run fails and says so, the service goes on
-                log.exception("step %s of run %s failed", step["id"], run["id"])
-                step.update(status="failed", message=f"{type(exc).__name__}: {exc}")
-                failure = f"step {step['id']} failed: {type(exc).__name__}: {exc}"
-            step.update(finished=ecs.now_iso(), duration_ms=round((time.perf_counter() - step_started) * 1000, 1))
+                log.exception("step %s of run %s failed", step.id, run.id)
+                step.status, step.message = StepStatus.FAILED, f"{type(exc).__name__}: {exc}"
+                failure = f"step {step.id} failed: {type(exc).__name__}: {exc}"
+            step.finished = ecs.now_iso()
+            step.duration_ms = round((time.perf_counter() - step_started) * 1000, 1)
             self.records.save_run(run)
             if failure:
                 break
         if failure:
-            undone = self._undo(run, applied, phase="rollback", by="rollback after failure")
-            run["state"] = "failed"
-            run["result"] = {"ok": False, "message": failure, "rolled_back": bool(applied),
-                             "rollback": undone}
+            undone = self._undo(applied, phase="rollback", by="rollback after failure")
+            run.state = RunState.FAILED
+            run.result = {"ok": False, "message": failure, "rolled_back": bool(applied), "rollback": undone}
         else:
-            run["state"] = "succeeded"
-            run["result"] = {"ok": True, "message": "; ".join(s.get("message", "") for s in run["steps"]
-                                                              if s.get("message"))}
-        run.update(finished=ecs.now_iso(), duration_ms=round((time.perf_counter() - started) * 1000, 1))
+            run.state = RunState.SUCCEEDED
+            run.result = {"ok": True, "message": "; ".join(s.message for s in run.steps if s.message)}
+        run.finished, run.duration_ms = ecs.now_iso(), round((time.perf_counter() - started) * 1000, 1)
         self.records.save_run(run)
-        self.records.audit("run_finished", run=run, state=run["state"], message=run["result"]["message"])
-        return run
+        self.records.audit("run_finished", run=run, state=run.state, message=run.result["message"])
+        return run.to_doc()
 
-    def _apply_task(self, run: dict, task: DeviceTask) -> dict:
-        device, driver, op = task.device, task.driver, task.operation
-        entry: dict[str, Any] = {"device": device.id, "driver": device.driver, "operation": op.kind,
-                                 "target": str(op.target), "vlan": None if op.vlan is None else str(op.vlan),
-                                 "comment": str(op.comment), "changed": False,
-                                 "status": "pending", "started": ecs.now_iso(), "exchanges": []}
+    def _apply_task(self, run: Run, task: DeviceTask) -> DeviceEntry:
+        """One planned change on one device: the device transaction, its block recorded around it."""
+        device, op = task.device, task.operation
+        entry = DeviceEntry(device=device.id, driver=device.driver, operation=op.kind, target=str(op.target),
+                            vlan=None if op.vlan is None else str(op.vlan), comment=str(op.comment), changed=False,
+                            status=DeviceChangeStatus.PENDING, started=ecs.now_iso(), exchanges=[])
         started = time.perf_counter()
-        session = None
-        try:
-            with self.locks.hold(device.id) as waited:
-                entry["lock_wait_ms"] = round(waited * 1000, 1)
-                with self.pool.session(device, driver) as session:
-                    try:
-                        self._change(run, task, entry, session)
-                    finally:
-                        entry["exchanges"] = [e.as_dict() for e in session.take()]
-        except _DEVICE_FAILURES as exc:
-            entry.update(status="failed", message=f"{device.id}: {exc}")
-        entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        book = _BlockBook(self.records, self.settings, run, task, BlockKind(task.record_kind)) \
+            if task.record_kind else None
+        result = self._transaction(device, op, task.driver).run(
+            Mode.CHANGE, phase="apply", comment=f"soc run {run.id}",
+            before_commit=book.before_commit if book else None, settle=book.settle if book else None)
+        if result.lock_wait_ms is not None:
+            entry.lock_wait_ms = result.lock_wait_ms
+        if result.before is not None:
+            entry.before = indexable(result.before.detail)
+        if result.change is not None:
+            change = result.change
+            entry.commands, entry.rollback, entry.description = change.commands, change.rollback, change.description
+        entry.status = _ENTRY_STATUS.get(result.status, DeviceChangeStatus.FAILED)
+        entry.changed = result.status is TransactionStatus.CHANGED
+        entry.message, entry.exchanges = result.message, result.exchanges
+        entry.duration_ms = round((time.perf_counter() - started) * 1000, 1)
         return entry
 
-    def _change(self, run: dict, task: DeviceTask, entry: dict, session) -> None:
-        device, driver, op = task.device, task.driver, task.operation
-        driver.prepare(session)
-        before = driver.observe(session, op, phase="check")
-        entry["before"] = indexable(before.detail)
-        record = self.records.get_block(block_id(device.id, str(op.target), task.record_kind)) if task.record_kind \
-            else None
-        if before.in_force:
-            entry.update(status="unchanged", message=self._unchanged_message(run, task, before, record))
-            return
-        change = driver.render(device.id, op, before)
-        entry.update(commands=change.commands, rollback=change.rollback, description=change.description)
-        if task.record_kind:
-            record = self._record_applying(run, task, record)
-        try:
-            driver.apply(session, change.commands, phase="apply", comment=f"soc run {run['id']}")
-            after = driver.observe(session, op, phase="verify")
-        except DriverError as exc:
-            self._roll_back_change(session, task, change, before, record, f"the device refused: {exc}")
-            raise
-        if not after.in_force:
-            message = self._roll_back_change(session, task, change, before, record,
-                                             "verification failed: the change is not in force after apply")
-            entry.update(status="failed", changed=False, message=f"{device.id}: {message}")
-            return
-        entry.update(status="changed", changed=True, message=f"{device.id}: {change.description}")
-        if record is not None:
-            record.update(state="active", activated=ecs.now_iso())
-            self.records.save_block(record)
-
-    def _unchanged_message(self, run: dict, task: DeviceTask, before: Observed, record: dict | None) -> str:
-        device, op = task.device, task.operation
-        what = f"{op.kind.replace('_', ' ')} {op.target} is already in force on {device.id}"
-        if before.detail.get("covered_by"):
-            what += f" (covered by {before.detail['covered_by']})"
-        if record is not None and record.get("state") in ("active", "applying"):
-            new_expiry = ecs.utc_iso(_now() + timedelta(seconds=task.ttl_seconds or 0))
-            if task.ttl_seconds and new_expiry > (record.get("expires_at") or ""):
-                record["expires_at"] = new_expiry
-                what += f"; nothing changed on the device, its expiry is now {new_expiry}"
-            else:
-                what += "; nothing changed"
-            record.setdefault("run_ids", []).append(run["id"])
-            self.records.save_block(record)
-        else:
-            what += "; nothing changed" + (" (not put there by the suite: its removal is not the suite's)"
-                                           if task.record_kind else "")
-        return what
-
-    def _record_applying(self, run: dict, task: DeviceTask, record: dict | None) -> dict:
-        now = _now()
-        target = str(task.operation.target)
-        record = {"id": block_id(task.device.id, target, task.record_kind),
-                  "kind": task.record_kind, "device": task.device.id, "target": target,
-                  "state": "applying", "run_id": run["id"], "run_ids": [run["id"]], "playbook": run["playbook"],
-                  "agency": run.get("agency"), "alert_id": run.get("alert_id"), "created": ecs.utc_iso(now),
-                  "ttl_seconds": task.ttl_seconds,
-                  "expires_at": ecs.utc_iso(now + timedelta(seconds=task.ttl_seconds or
-                                                            self.settings.default_ttl_seconds)),
-                  "history": (record or {}).get("history", [])[-20:]}
-        record["history"].append({"at": ecs.utc_iso(now), "state": "applying", "run_id": run["id"]})
-        return self.records.save_block(record)
-
-    def _roll_back_change(self, session, task: DeviceTask, change, before: Observed, record: dict | None,
-                          why: str) -> str:
-        driver, op = task.driver, task.operation
-        try:
-            driver.apply(session, change.rollback, phase="rollback")
-            restored = driver.observe(session, op.inverse(before), phase="rollback")
-            outcome = "rolled back" if restored.in_force else "rollback did NOT restore the previous state"
-        except DriverError as exc:
-            outcome = f"rollback refused by the device: {exc}"
-        if record is not None:
-            record.update(state="removed", removed_at=ecs.now_iso(), removed_by="rollback")
-            self.records.save_block(record)
-        return f"{why}; {outcome}"
-
     # --- undoing ---------------------------------------------------------------------------------------------
-    def _undo(self, run: dict, applied: list[tuple[dict, dict]], *, phase: str, by: str) -> list[dict]:
+    def _undo(self, changes: list[DeviceEntry], *, phase: str, by: str) -> list[dict]:
         results = []
-        for _, entry in reversed(applied):
-            device = self.inventory.devices.get(entry["device"])
+        for entry in reversed(changes):
+            device = self.inventory.devices.get(entry.device)
             if device is None:
-                results.append({"device": entry["device"], "ok": False, "message": "device no longer in inventory"})
+                results.append({"device": entry.device, "ok": False, "message": "device no longer in inventory"})
                 continue
-            op = Operation(entry["operation"], entry["target"], entry.get("vlan"), entry.get("comment", ""))
-            undo = op.inverse(Observed(False, entry.get("before") or {}))
-            result = self._device_op(device, undo, phase=phase)
-            kind = {"block": "block", "null_route": "null_route"}.get(op.kind)
+            op = Operation(entry.operation, entry.target, entry.vlan, entry.comment)  # type: ignore[arg-type]
+            result = self._restore(device, op.inverse(Observed(False, entry.before)), phase=phase)
+            kind = BlockKind.of(op.kind)
             if kind and result["ok"]:
-                record = self.records.get_block(block_id(device.id, str(op.target), kind))
-                if record is not None and record["state"] != "removed":
-                    record.update(state="removed", removed_at=ecs.now_iso(), removed_by=by)
-                    self.records.save_block(record)
+                block = self.records.load_block(block_id(device.id, str(op.target), kind))
+                if block is not None and block.state is not BlockState.REMOVED:
+                    block.remove(by)
+                    self.records.save_block(block)
             results.append(result)
         return results
 
-    def _device_op(self, device, op: Operation, *, phase: str) -> dict:
-        """Put one operation in force on one device (lock, pooled session, check, apply, verify)."""
-        driver = get_driver(device.driver)
-        result: dict[str, Any] = {"device": device.id, "operation": op.kind, "target": str(op.target), "ok": False,
-                                  "at": ecs.now_iso(), "exchanges": []}
-        try:
-            with self.locks.hold(device.id), self.pool.session(device, driver) as session:
-                try:
-                    if driver.observe(session, op, phase="check").in_force:
-                        result.update(ok=True, message=f"{op.kind} {op.target}: already so on {device.id}")
-                    else:
-                        driver.apply(session, driver.render(device.id, op).commands, phase=phase)
-                        ok = driver.observe(session, op, phase="verify").in_force
-                        result.update(ok=ok, message=f"{op.kind} {op.target} on {device.id}: "
-                                                     f"{'done and verified' if ok else 'NOT in force after apply'}")
-                finally:
-                    result["exchanges"] = [e.as_dict() for e in session.take()]
-        except _DEVICE_FAILURES as exc:
-            result["message"] = f"{device.id}: {exc}"
-        return result
+    def _restore(self, device: ManagedDevice, op: Operation, *, phase: str) -> dict:
+        """Put one operation in force on one device (undo, expiry): compare, load, commit, verify."""
+        at = ecs.now_iso()
+        result = self._transaction(device, op).run(Mode.RESTORE, phase=phase)
+        return {"device": device.id, "operation": op.kind, "target": str(op.target), "ok": result.in_force,
+                "at": at, "exchanges": result.exchanges, "message": result.message}
 
     def rollback(self, run_id: str, actor: Actor) -> dict:
         """Undo what a succeeded run changed (an operator's decision): state rolled_back."""
         run = self._get(run_id)
-        if run["state"] not in ("succeeded", "reverted"):
-            raise RunError(f"run {run_id} is {run['state']}; only a succeeded run can be rolled back")
-        applied = [(s, e) for s in run["steps"] for e in s.get("devices", []) if e.get("changed")]
-        results = self._undo(run, applied, phase="rollback", by=f"rollback by {actor.name}")
+        if run.state not in (RunState.SUCCEEDED, RunState.REVERTED):
+            raise RunError(f"run {run_id} is {run.state}; only a succeeded run can be rolled back")
+        results = self._undo(run.changes(), phase="rollback", by=f"rollback by {actor.name}")
         ok = all(r["ok"] for r in results)
-        run.setdefault("reverts", []).extend(results)
+        run.add_reverts(results)
         if ok:
-            run["state"] = "rolled_back"
-        run["rolled_back"] = {"by": actor.as_dict(), "at": ecs.now_iso(), "ok": ok}
+            run.state = RunState.ROLLED_BACK
+        run.rolled_back = {"by": actor.as_dict(), "at": ecs.now_iso(), "ok": ok}
         self.records.save_run(run)
         self.records.audit("run_rolled_back", run=run, actor=actor.as_dict(), ok=ok)
         if not ok:
             raise RunError(f"run {run_id}: rollback incomplete: " + "; ".join(r["message"] for r in results
                                                                              if not r["ok"]))
-        return run
+        return run.to_doc()
 
     # --- expiry and recovery ---------------------------------------------------------------------------------
     def expire_due(self, now: datetime | None = None) -> list[dict]:
         """Remove every block and null route whose time is up (also those left behind by a suite that was down)."""
-        due = self.records.find_blocks(state=["active", "applying", "removing"],
-                                       expires_before=ecs.utc_iso(now or _now()))
+        due = self.records.load_blocks(state=LIVE_BLOCK_STATES, expires_before=ecs.utc_iso(now or _now()))
         results = []
         for block in due:
-            run = self.records.get_run(block["run_id"]) if block.get("run_id") else None
-            if block["state"] == "applying" and run and run.get("state") == "running" and \
-                    not _owner_gone(run.get("owner")):
+            run = self.records.load_run(block.run_id) if block.run_id else None
+            if block.state is BlockState.APPLYING and run and run.state is RunState.RUNNING and \
+                    not _owner_gone(run.owner):
                 continue  # its run is still putting it in place
             results.append(self.remove_block(block, by="expired"))
         return results
 
-    def remove_block(self, block: dict, *, by: str, actor: Actor = SYSTEM) -> dict:
-        device = self.inventory.devices.get(block["device"])
+    def remove_block(self, block: Block, *, by: str, actor: Actor = SYSTEM) -> dict:
+        device = self.inventory.devices.get(block.device)
         if device is None:
-            block.update(last_error=f"device {block['device']} is not in the inventory", state="orphaned")
+            block.last_error, block.state = f"device {block.device} is not in the inventory", BlockState.ORPHANED
             self.records.save_block(block)
-            return {"block": block["id"], "ok": False, "message": block["last_error"]}
-        kind = "unblock" if block.get("kind", "block") == "block" else "remove_null_route"
-        block["state"] = "removing"
+            return {"block": block.id, "ok": False, "message": block.last_error}
+        block.state = BlockState.REMOVING
         self.records.save_block(block)
-        result = self._device_op(device, Operation(kind, block["target"]), phase="revert")  # type: ignore[arg-type]
-        result["block"] = block["id"]
+        result = self._restore(device, Operation(block.kind.removal, block.target), phase="revert")
+        result["block"] = block.id
         result["by"] = by
         if result["ok"]:
-            block.update(state="removed", removed_at=ecs.now_iso(), removed_by=by, last_error=None)
+            block.remove(by)
+            block.last_error = None
         else:
-            block.update(state="active", last_error=result["message"], attempts=int(block.get("attempts", 0)) + 1)
+            block.state, block.last_error, block.attempts = BlockState.ACTIVE, result["message"], block.attempts + 1
         self.records.save_block(block)
         self.records.audit("block_removed" if result["ok"] else "block_removal_failed", actor=actor.as_dict(),
-                           run={"id": block.get("run_id"), "playbook": block.get("playbook"),
-                                "agency": block.get("agency")}, device=device.id, target=block["target"], by=by,
-                           message=result["message"])
-        for run_id in block.get("run_ids") or [block.get("run_id")]:
+                           run={"id": block.run_id, "playbook": block.playbook, "agency": block.agency},
+                           device=device.id, target=block.target, by=by, message=result["message"])
+        for run_id in block.run_ids or [block.run_id]:
             self._note_revert(run_id, result)
         return result
 
     def _note_revert(self, run_id: str | None, result: dict) -> None:
-        run = self.records.get_run(run_id) if run_id else None
+        run = self.records.load_run(run_id) if run_id else None
         if run is None:
             return
-        run.setdefault("reverts", []).append(result)
-        if result["ok"] and run["state"] == "succeeded":
-            remaining = [b for b in self.records.find_blocks(run_id=run_id) if b["state"] != "removed"]
+        run.add_reverts([result])
+        if result["ok"] and run.state is RunState.SUCCEEDED:
+            remaining = [b for b in self.records.find_blocks(run_id=run_id) if b["state"] != BlockState.REMOVED]
             if not remaining:
-                run["state"] = "reverted"
-                run["reverted_at"] = ecs.now_iso()
+                run.state, run.reverted_at = RunState.REVERTED, ecs.now_iso()
         self.records.save_run(run)
 
     def recover(self) -> dict:
         """After a restart: runs left running by a dead process are marked failed (interrupted); blocks caught
         half-way are read back from their device and recorded as they really are."""
         interrupted = []
-        for run in self.records.find_runs(RunFilter(state="running", limit=1000)):
-            if not _owner_gone(run.get("owner")):
+        for doc in self.records.find_runs(RunFilter(state=RunState.RUNNING, limit=1000)):
+            run = Run.from_doc(doc)
+            if not _owner_gone(run.owner):
                 continue
-            run["state"] = "failed"
-            run["interrupted"] = True
-            run["finished"] = ecs.now_iso()
-            run["result"] = {"ok": False, "message": "interrupted: the process running it stopped before it "
-                                                     "finished; its blocks keep their recorded expiry"}
+            run.state, run.interrupted, run.finished = RunState.FAILED, True, ecs.now_iso()
+            run.result = {"ok": False, "message": "interrupted: the process running it stopped before it "
+                                                  "finished; its blocks keep their recorded expiry"}
             self.records.save_run(run)
             self.records.audit("run_interrupted", run=run)
-            interrupted.append(run["id"])
+            interrupted.append(run.id)
         reconciled = []
-        for block in self.records.find_blocks(state=["applying", "removing"], limit=1000):
-            run = self.records.get_run(block["run_id"]) if block.get("run_id") else None
-            if run and run.get("state") == "running":
+        for block in self.records.load_blocks(state=[BlockState.APPLYING, BlockState.REMOVING], limit=1000):
+            run = self.records.load_run(block.run_id) if block.run_id else None
+            if run and run.state is RunState.RUNNING:
                 continue  # a live process is on it
-            device = self.inventory.devices.get(block["device"])
+            device = self.inventory.devices.get(block.device)
             if device is None:
                 continue
-            kind = "block" if block.get("kind", "block") == "block" else "null_route"
-            driver = get_driver(device.driver)
-            try:
-                with self.locks.hold(device.id), self.pool.session(device, driver) as session:
-                    in_force = driver.observe(session, Operation(kind, block["target"]), phase="check").in_force
-                    session.take()
-            except _DEVICE_FAILURES as exc:
-                block["last_error"] = f"could not read the device after restart: {exc}"
+            read = self._transaction(device, Operation(block.kind.operation, block.target)).run(Mode.READ)
+            if read.status is TransactionStatus.FAILED:
+                block.last_error = f"could not read the device after restart: {read.error}"
                 self.records.save_block(block)
                 continue
-            block["state"] = "active" if in_force else "removed"
-            if not in_force:
-                block.update(removed_at=ecs.now_iso(), removed_by="not on the device after restart")
+            if read.in_force:
+                block.state = BlockState.ACTIVE
+            else:
+                block.remove("not on the device after restart")
             self.records.save_block(block)
-            reconciled.append({"block": block["id"], "state": block["state"]})
+            reconciled.append({"block": block.id, "state": block.state.value})
         return {"interrupted": interrupted, "reconciled": reconciled}

@@ -22,7 +22,7 @@ from inventory.lookup import Inventory
 from inventory.model import ManagedDevice
 from playbooks.connections import ConnectionPool, HostKeyInfo
 from playbooks.loader import Library, load_library
-from playbooks.records import RunFilter
+from playbooks.records import RunFilter, RunState
 from playbooks.runner import Actor, ConditionNotMet, Runner, RunError
 from playbooks.safety import SafetyRefusal
 from playbooks.settings import PlaybookSettings, known_hosts_path, load_playbook_settings
@@ -101,14 +101,14 @@ class PlaybookService:
                 return None  # already run before a restart
             run = runner.create(name, actor=Actor("alert", f"alert {alert['id']}"), alert=alert)
             RUNS_STARTED.labels(playbook=name, started_by="alert").inc()
-            if run["state"] == "running":
+            if run["state"] == RunState.RUNNING:
                 run = runner.execute(run["id"])
                 RUNS_FINISHED.labels(playbook=name, state=run["state"]).inc()
             return run
         except ConditionNotMet as exc:
             runner.records.audit("run_not_applicable", run={"playbook": name}, alert_id=alert["id"], reason=str(exc))
         except SafetyRefusal as exc:
-            RUNS_FINISHED.labels(playbook=name, state="failed").inc()
+            RUNS_FINISHED.labels(playbook=name, state=RunState.FAILED).inc()
             log.warning("playbook %s for alert %s refused: %s", name, alert["id"], exc)
         except (RunError, ValueError) as exc:
             runner.records.audit("run_not_started", run={"playbook": name}, alert_id=alert["id"], reason=str(exc))

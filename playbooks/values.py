@@ -36,6 +36,8 @@ _NETWORK_CHARS = re.compile(r"[0-9A-Fa-f.:]{2,45}(?:/[0-9]{1,3})?")
 # eth0, Ethernet1/49/1. A letter first (so it can never read as an option or a number), then letters, digits and
 # / . : _ - only.
 _INTERFACE = re.compile(r"[A-Za-z][A-Za-z0-9/._:-]{0,63}")
+# VLAN names (Junos, and switches that name VLANs): a letter first, so a name never reads as a number.
+_VLAN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,31}")
 # Object names the suite creates on devices (soc-203.0.113.5_32, SOC-BLOCKLIST).
 _OBJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 # A comment or description kept beside a change (the run's tag): words, digits and a few separators, no quote.
@@ -217,8 +219,31 @@ class Port(_Number):
     kind, described, low, high = "port", "a port", 1, 65535
 
 
-class VlanId(_Number):
-    kind, described, low, high = "vlan", "a VLAN id", 1, 4094
+@dataclass(frozen=True)
+class VlanId:
+    """A VLAN by number (1-4094), or by name where the vendor names VLANs (Junos: ``vlan members default``)."""
+
+    value: str
+
+    @classmethod
+    def parse(cls, value: Any, what: str = "vlan") -> "VlanId":
+        if isinstance(value, VlanId):
+            return value
+        text = _text(value, what).strip()
+        if text.isascii() and text.isdigit() and 1 <= int(text) <= 4094:
+            return cls(str(int(text)))
+        if _VLAN_NAME.fullmatch(text) and not text.isdigit():
+            return cls(text)
+        raise ValueRefused(f"{what}: {_shown(text)} is not a VLAN (a number 1-4094, or a name: a letter, then "
+                           f"letters, digits and . _ - only)")
+
+    @property
+    def number(self) -> int | None:
+        """The VLAN's number, or None for a VLAN given by name."""
+        return int(self.value) if self.value.isdigit() else None
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,15 @@ import yaml
 from inventory.lookup import Inventory
 from inventory.model import InventoryDocument
 from playbooks.actions.indicator import indicator_id
-from playbooks.connections import ConnectionPool
+from playbooks.connections import ConnectionPool, HostKeyNotTrusted
+from playbooks.drivers import Operation
 from playbooks.loader import load_library
 from playbooks.locks import DeviceLocks, LockTimeout
 from playbooks.records import BLOCKS, RunFilter, block_id
 from playbooks.runner import Actor, Runner, RunError
 from playbooks.safety import SafetyRefusal
 from playbooks.settings import PlaybookSettings
+from playbooks.transaction import DeviceTransaction, Mode, TransactionStatus
 from soc.storage import store_from_url
 from soc.storage.base import DocumentQuery
 from tests.netns_firewall import NamespaceFirewall
@@ -165,6 +167,74 @@ def test_failed_verification_rolls_back_and_fails_the_run(clean, tmp_path):
     block = runner.store.get_document(BLOCKS, block_id("lab-fw-faulty", f"{lab.attacker}/32", "block"))
     assert block["state"] == "removed" and block["removed_by"] == "rollback"
     assert lab.attacker not in lab.blocked_elements()
+    assert lab.connect(lab.attacker) == "open"
+
+
+# --- the device transaction itself (playbooks/transaction.py) -----------------------------------------------------
+def test_transaction_rolls_back_at_once_when_verify_fails_and_reports_it(clean, tmp_path):
+    """On lab-fw-faulty (an nft that acknowledges changes and makes none) the transaction commits, reads the block
+    back, finds it not in force, sends the undo at once and reads the previous state back; its typed result says
+    all of it. before_commit runs before any command that changes the device; settle once the outcome is known."""
+    lab = clean
+    runner = _runner(tmp_path, lab)
+    op = Operation("block", f"{lab.attacker}/32", comment="soc-test")
+    tx = DeviceTransaction(runner.inventory.devices["lab-fw-faulty"], op, locks=runner.locks, pool=runner.pool)
+    seen: list[tuple] = []
+    result = tx.run(Mode.CHANGE, comment="soc test",
+                    before_commit=lambda change: seen.append(("before_commit",
+                                                              [x.phase for x in tx.session.transcript])),
+                    settle=lambda outcome: seen.append(("settle", outcome.status)))
+    assert result.status is TransactionStatus.ROLLED_BACK and not result.in_force
+    assert result.before.in_force is False and result.after.in_force is False
+    assert result.restored is True and result.error is None
+    assert result.change.commands and result.change.rollback
+    assert result.message == ("lab-fw-faulty: verification failed: the change is not in force after apply; "
+                              "rolled back")
+    phases = [x["phase"] for x in result.exchanges]
+    assert list(dict.fromkeys(phases)) == ["prepare", "check", "apply", "verify", "rollback"]
+    assert {x["device"] for x in result.exchanges} == {"lab-fw-faulty"}
+    assert seen[0][0] == "before_commit" and "check" in seen[0][1] and "apply" not in seen[0][1]
+    assert seen[1:] == [("settle", TransactionStatus.ROLLED_BACK)]
+    assert lab.attacker not in lab.blocked_elements() and lab.connect(lab.attacker) == "open"
+
+
+def test_transaction_modes_on_the_real_firewall(clean, tmp_path):
+    """CHANGE puts a block in force and reads it back; again, it sends nothing; READ only reads; RESTORE (expiry,
+    undo) puts the previous state back with neither prepare nor rollback, and on the faulty sshd leaves an
+    unverified change as it is; a device that is not pinned is a FAILED result, never an exception."""
+    lab = clean
+    runner = _runner(tmp_path, lab)
+    block = Operation("block", f"{lab.attacker}/32")
+
+    def run(op: Operation, mode: Mode, device: str = "lab-fw-01", on: Runner = runner, **kw):
+        return DeviceTransaction(on.inventory.devices[device], op, locks=on.locks, pool=on.pool).run(mode, **kw)
+
+    def phases(result) -> set[str]:
+        return {x["phase"] for x in result.exchanges}
+
+    changed = run(block, Mode.CHANGE)
+    assert changed.status is TransactionStatus.CHANGED and changed.in_force and changed.after.in_force
+    assert changed.lock_wait_ms is not None and changed.message == f"lab-fw-01: {changed.change.description}"
+    assert lab.connect(lab.attacker, timeout=0.5) == "timeout"
+    again = run(block, Mode.CHANGE)
+    assert again.status is TransactionStatus.UNCHANGED and again.change is None and "apply" not in phases(again)
+    assert again.message.endswith("is already in force on lab-fw-01; nothing changed")
+    read = run(block, Mode.READ)
+    assert read.status is TransactionStatus.UNCHANGED and phases(read) == {"check"}
+    removed = run(block.inverse(), Mode.RESTORE, phase="revert")
+    assert removed.status is TransactionStatus.CHANGED and removed.message.endswith("done and verified")
+    assert phases(removed) == {"check", "revert", "verify"}
+    assert run(block, Mode.READ).status is TransactionStatus.NOT_IN_FORCE
+    assert lab.connect(lab.attacker) == "open"
+    unverified = run(block, Mode.RESTORE, device="lab-fw-faulty", phase="revert")
+    assert unverified.status is TransactionStatus.UNVERIFIED and not unverified.in_force
+    assert "rollback" not in phases(unverified) and unverified.restored is None
+    (tmp_path / "unpinned").mkdir()
+    (tmp_path / "empty_known_hosts").write_text("")
+    unpinned = _runner(tmp_path / "unpinned", lab, known_hosts_file=str(tmp_path / "empty_known_hosts"))
+    failed = run(block, Mode.CHANGE, on=unpinned)
+    assert failed.status is TransactionStatus.FAILED and isinstance(failed.error, HostKeyNotTrusted)
+    assert failed.exchanges == [] and failed.before is None and "soc devices trust lab-fw-01" in failed.message
     assert lab.connect(lab.attacker) == "open"
 
 

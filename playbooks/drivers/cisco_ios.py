@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from playbooks.drivers.base import Driver, Observed, Operation
+from playbooks.drivers.base import Driver, Observed, Operation, UnsupportedOperation
 from playbooks.values import Network
 
 GROUP = "SOC-BLOCKLIST"
@@ -64,7 +64,9 @@ class CiscoIosDriver(Driver):
             return [f"{no}ip route {net.address} {net.netmask} Null0 tag {NULL_TAG}"]
         if op.kind in ("shutdown_port", "enable_port"):
             return [f"interface {op.interface}", " shutdown" if op.kind == "shutdown_port" else " no shutdown"]
-        return [f"interface {op.interface}", f" switchport access vlan {op.vlan}"]
+        if op.vlan is None or op.vlan.number is None:  # IOS names access VLANs by number only
+            raise UnsupportedOperation(f"the cisco_ios driver sets an access VLAN by number, not {op.vlan}")
+        return [f"interface {op.interface}", f" switchport access vlan {op.vlan.number}"]
 
     def show_commands(self, op: Operation) -> list[str]:
         if op.kind in ("block", "unblock"):

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from playbooks.records import LIVE_BLOCK_STATES, BlockState, RunState
 from soc_api.deps import require_roles, tenant_scope
 from soc_api.keys import Principal
 
@@ -21,7 +22,8 @@ router = APIRouter(prefix="/playbooks", tags=["playbooks"])
 Reader = Annotated[Principal, Depends(require_roles("analyst", "network_admin", "agency"))]
 Starter = Annotated[Principal, Depends(require_roles("analyst", "network_admin"))]
 Approver = Annotated[Principal, Depends(require_roles("network_admin"))]
-STATE_PATTERN = "^(pending_approval|running|succeeded|failed|rolled_back|reverted|rejected)$"
+STATE_PATTERN = f"^({'|'.join(RunState)})$"
+BLOCK_STATE_PATTERN = f"^({'|'.join(BlockState)})$"
 
 
 class StartRequest(BaseModel):
@@ -112,7 +114,7 @@ def start_run(name: str, principal: Starter, request: Request,
     except (RunError, InputError, PlanError) as exc:
         status = 404 if str(exc).startswith(("no playbook", "no alert")) else 422
         raise HTTPException(status, str(exc)) from exc
-    if run["state"] == "running":
+    if run["state"] == RunState.RUNNING:
         service.submit_execute(run["id"])
     return run
 
@@ -192,9 +194,9 @@ def rollback_run(run_id: str, principal: Approver, request: Request) -> dict[str
 @router.get("/blocks")
 def list_blocks(
     principal: Starter, request: Request,
-    state: Annotated[str | None, Query(pattern="^(applying|active|removing|removed|orphaned)$")] = None,
+    state: Annotated[str | None, Query(pattern=BLOCK_STATE_PATTERN)] = None,
     device: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
-    states = state or ["applying", "active", "removing"]
+    states = state or LIVE_BLOCK_STATES
     return {"blocks": _service(request).runner.records.find_blocks(state=states, device=device, limit=limit)}
