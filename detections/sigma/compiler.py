@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Any, Callable
+from detections.sigma.errors import UnsupportedRule
 
 IR_VERSION = 2  # bump when the tuples below change: it is part of the cache key
 Event = dict[str, Any]  # flattened: {"source.ip": "...", "event.category": ["authentication"], ...}
@@ -30,10 +31,6 @@ ValueTest = Callable[[Any], bool]
 KEYWORD_FIELDS = ("message", "event.original")
 # Literals shorter than this are not worth prefiltering on (they occur in nearly every event).
 MIN_LITERAL = 3
-
-
-class UnsupportedRule(Exception):
-    """The rule uses something this evaluator cannot run; the message is the reason shown in rule health."""
 
 
 # --- IR -> closures -----------------------------------------------------------------------------------------------
@@ -358,11 +355,4 @@ def event_text(flat: Event, fields: tuple[str, ...] | None = None) -> str:
     return "\x00".join(parts).casefold()
 
 
-def compile_rule(rule) -> Predicate:
-    """A predicate for a pySigma SigmaRule (convenience for tests and tools)."""
-    from detections.sigma.to_ir import rule_ir
-
-    return compile_ir(rule_ir(rule))
-
-
-__all__ = ["compile_rule", "compile_ir", "requirement", "event_text", "ir_fields", "UnsupportedRule", "IR_VERSION"]
+__all__ = ["compile_ir", "requirement", "event_text", "ir_fields", "UnsupportedRule", "IR_VERSION"]

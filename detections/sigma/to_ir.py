@@ -32,7 +32,7 @@ from sigma.types import (
 )
 
 
-from detections.sigma.compiler import UnsupportedRule
+from detections.sigma.errors import UnsupportedRule
 
 def _string_ir(value: SigmaString, keyword: bool = False) -> tuple:
     if value.contains_placeholder():
