@@ -96,6 +96,25 @@ def test_forged_lines_from_a_known_sender_over_udp_wait_for_a_network_admin(suit
     _nothing_reached_the_firewall(lab)
 
 
+def test_the_demonstrated_cef_lines_over_udp_never_reach_the_firewall(suite, lab):
+    """The attack as it was shown: six CEF lines over UDP whose src carries a scope id with shell text raise the
+    brute-force alert; the playbook refuses the address (and the evidence is UDP from an unknown sender anyway)."""
+    now = datetime.now(timezone.utc).astimezone(suite.settings.tz)
+    line = (f"<134>{now:%b} {now.day:2d} {now:%H:%M:%S} fw CEF:0|OpenSSH|sshd|8.9|4625|Failed password|5|"
+            f"act=ssh_login outcome=failure dproc=sshd src={INJECTED} suser=root")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.2", 0))
+        for _ in range(6):
+            sock.sendto(line.encode(), ("127.0.0.1", suite.bound["syslog_udp"]))
+    alerts = _wait(lambda: _brute_force_alerts(suite), 30, "the brute-force alert the CEF lines raise")
+    assert alerts[0]["labels"]["source.ip"] == INJECTED and alerts[0]["trust"]["trusted"] is False
+    refused = _wait(lambda: suite.playbooks.runner.records.find_audit(event="run_not_started"), 20,
+                    "the playbook's refusal in the audit trail")
+    assert "scope id" in refused[0]["reason"]
+    assert [r for r in _runs(suite, "block_ssh_brute_force") if r["state"] != "failed"] == []
+    _nothing_reached_the_firewall(lab)
+
+
 def test_a_scope_id_in_an_agency_document_never_reaches_the_firewall(suite, lab):
     from soc_api.keys import create_key
 
