@@ -125,14 +125,18 @@ class PipelineConfig(_Section):
     # One JSON document (HTTP ingest, JSON lines, EVTX records): larger or deeper is a dead letter with the reason.
     json_max_bytes: int = Field(default=1_048_576, ge=1024)
     json_max_depth: int = Field(default=32, ge=2, le=200)
-    # Processes that parse batches beside the suite's own (collectors/parse_workers.py): 0 parses in the suite's
-    # thread; "auto" uses one per core when there is more than one core.
+    # Processes that parse batches beside the suite's own (collectors/parse_workers.py): "auto" uses one per core (at
+    # least one: only a worker can be stopped in the middle of a record). 0 parses in the suite's thread, where the
+    # parse_timeout_seconds budget cannot be enforced.
     parse_workers: int | Literal["auto"] = "auto"
+    # Time budget of one record in a parse worker: a record still being parsed after it becomes a dead letter
+    # (reason parse_timeout) and its worker is killed and replaced; the batch's other records are parsed.
+    parse_timeout_seconds: float = Field(default=2.0, gt=0, le=3600)
 
     def parse_worker_count(self) -> int:
         if self.parse_workers == "auto":
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            return min(cores, 8) if cores > 1 else 0
+            return max(1, min(cores, 8))
         return max(0, min(int(self.parse_workers), 64))
 
 

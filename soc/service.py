@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from collectors.message import RawMessage
-from collectors.parse_workers import ParseWorkers, Ticket, messages_of
+from collectors.parse_workers import Abandoned, ParseWorkers, Ticket, messages_of
 from collectors.pipeline import Pipeline, build_context
 from collectors.sources import syslog as syslog_source
 from collectors.sources import syslog_tls
@@ -251,6 +251,8 @@ class Suite:
                 try:
                     workers = self._parse_workers
                     result = workers.submit(batch) if workers else self.pipeline.process_batch(batch)
+                except Abandoned:
+                    return  # stopping: what was read stays in the spool
                 except Exception:  # a bug must not kill the worker: the writer keeps the batch as dead letters
                     log.exception("parsing a batch of %d messages failed", len(batch))
                     result = None
@@ -290,7 +292,7 @@ class Suite:
                 if result is None:
                     raise RuntimeError("the pipeline failed on this batch")
                 self._store_and_detect(result, len(batch), started)
-            except _Aborted:
+            except (_Aborted, Abandoned):
                 return  # not committed: the next start processes this batch again
             except Exception as exc:  # a bug must not kill the writer or lose the batch: keep it as dead letters
                 log.exception("processing a batch of %d messages failed", len(batch))
@@ -311,7 +313,9 @@ class Suite:
         self.open_spool()
         count = self.settings.pipeline.parse_worker_count()
         if count and self._parse_workers is None:
-            self._parse_workers = ParseWorkers(self.pipeline, count)
+            # Each record within pipeline.parse_timeout_seconds, or its worker is killed (collectors/parse_workers.py)
+            self._parse_workers = ParseWorkers(self.pipeline, count, abort=self._abort,
+                                               timeout=self.settings.pipeline.parse_timeout_seconds)
         # Batches in flight: one being stored, one per worker being parsed (or one being parsed here).
         self._handoff = queue.Queue(maxsize=max(1, count))
         self._writer = threading.Thread(target=self._run_writer, name="soc-store-writer", daemon=True)
@@ -463,6 +467,10 @@ class Suite:
             log.warning("stopping with %d messages still in the spool; they are processed at the next start",
                         self.spool.depth())
             self._abort.set()
+            # Whatever a parse worker is doing (a record within its budget, or stuck), it is killed now: the parser
+            # thread may be blocked sending it a batch, and nothing it holds is committed (replayed at the start).
+            if self._parse_workers is not None:
+                self._parse_workers.kill()
             await loop.run_in_executor(None, self._join_workers, None)
         self.spool.close()
         self._close_parse_workers()

@@ -3,25 +3,25 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from collectors.message import ParseError
 from collectors.parsers import common as c
+from collectors.parsers import linear_re as rx
 from collectors.parsers import web_access as web
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
 
 # [vhost[:port] ]client[:port] ident user [time] "request" status bytes ["referer" "agent"]
-_ACCESS = re.compile(r'^(?:(?P<first>\S+) )?(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] '
+_ACCESS = rx.compile(r'^(?:(?P<first>\S+) )?(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] '
                      r'"(?P<request>[^"]*)" (?P<status>\d{3}|-) (?P<bytes>\d+|-)'
                      r'(?: "(?P<referrer>[^"]*)")?(?: "(?P<agent>[^"]*)")?')
 # mod_ssl request log: [time] client protocol cipher "request" bytes
-_SSL = re.compile(r'^\[(?P<time>[^\]]+)\] (?P<client>\S+) (?P<proto>\S+) (?P<cipher>\S+) "(?P<request>[^"]*)" '
+_SSL = rx.compile(r'^\[(?P<time>[^\]]+)\] (?P<client>\S+) (?P<proto>\S+) (?P<cipher>\S+) "(?P<request>[^"]*)" '
                   r'(?P<bytes>\d+|-)')
-_ERROR = re.compile(r"^\[(?P<time>[A-Z][a-z]{2} [A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}(?:\.\d+)? \d{4})\] "
+_ERROR = rx.compile(r"^\[(?P<time>[A-Z][a-z]{2} [A-Z][a-z]{2} +\d{1,2} \d{2}:\d{2}:\d{2}(?:\.\d+)? \d{4})\] "
                     r"\[(?:(?P<module>[^:\]]+):)?(?P<level>[^\]]+)\](?: \[pid (?P<pid>\d+)(?::tid (?P<tid>\d+))?\])?"
-                    r"(?: (?:[^\[\]]*?: )?\[client (?P<client>[^\]]+)\])?(?: (?P<message>.*))?$", re.DOTALL)
+                    r"(?: (?:[^\[\]]*?: )?\[client (?P<client>[^\]]+)\])?(?: (?P<message>.*))?$", rx.DOTALL)
 ERROR_LEVELS = frozenset({"emerg", "alert", "crit", "error", "warn"})
 
 
@@ -101,5 +101,7 @@ SPECS = [
                detect=detect_access, programs=("httpd", "apache2", "apache"),
                description="Apache httpd access log (common, combined, vhost, SSL request log)"),
     ParserSpec(name="apache_error", dataset="apache.error", carrier="syslog", parse=parse_apache_error,
-               detect=detect_error, programs=("httpd", "apache2", "apache"), description="Apache httpd error log"),
+               detect=detect_error, programs=("httpd", "apache2", "apache"), description="Apache httpd error log",
+               max_message_chars=16384,
+               max_message_why="httpd formats an error line in a buffer of 8 KiB (MAX_STRING_LEN)"),
 ]

@@ -6,18 +6,22 @@ ENRICHED``: ``AUID="alice"`` after the record) give the acting user's name.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 
 from collectors.message import ParseError
 from collectors.parsers import common as c
+from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
 
-_RECORD = re.compile(r"^(?:node=(?P<node>\S+) )?type=(?P<type>[A-Z0-9_]+) msg=audit\((?P<sec>\d+)(?:\.(?P<frac>\d+))?"
-                     r":(?P<seq>\d+)\):\s*(?P<body>.*)$", re.DOTALL)
-_OP = re.compile(r"op=(?P<op>.*?)(?= [\w-]+=|$)")
-_HEX = re.compile(r"^(?:[0-9A-F]{2})+$")
+# The record's head; its body is the rest of the line (what "\s*(?P<body>.*)$" with DOTALL captured: matched as a
+# slice, RE2 would otherwise track a capture over the whole record).
+_RECORD = rx.compile(r"^(?:node=(?P<node>\S+) )?type=(?P<type>[A-Z0-9_]+) msg=audit\((?P<sec>\d+)(?:\.(?P<frac>\d+))?"
+                     r":(?P<seq>\d+)\):\s*")
+# op= runs to the next " key=" or the end. The lookahead that said so ((?= [\w-]+=|$)) is spelled as an
+# alternative here (RE2 has no lookarounds): the value is the same group, only the match's end differs (unused).
+_OP = rx.compile(r"op=(?P<op>.*?)(?: [\w-]+=|$)")
+_HEX_DIGITS = "0123456789ABCDEF"
 # record type → (action, category, type)
 RECORDS = {
     "ADD_GROUP": ("added-group-account-to", "iam", ("group", "creation")),
@@ -66,12 +70,18 @@ SYSCALLS = {
 }
 
 
+def _hex(text: str) -> bool:
+    """Upper-case hex digits in pairs (an encoded value), as ^(?:[0-9A-F]{2})+$ told (a final newline allowed)."""
+    body = text[:-1] if text.endswith("\n") else text
+    return bool(body) and len(body) % 2 == 0 and not body.strip(_HEX_DIGITS)
+
+
 def _value(text: str | None) -> str | None:
     if text is None:
         return None
     if len(text) >= 2 and text[0] == text[-1] == '"':
         return text[1:-1]
-    if text not in ("?", "(null)") and _HEX.match(text) and len(text) >= 4:
+    if len(text) >= 4 and _hex(text):
         try:
             return bytes.fromhex(text).decode("utf-8")
         except (ValueError, UnicodeDecodeError):
@@ -80,10 +90,11 @@ def _value(text: str | None) -> str | None:
 
 
 def parse_record(doc: dict, text: str) -> None:
-    match = _RECORD.match(text.strip())
+    text = text.strip()
+    match = _RECORD.match(text)
     if not match:
         raise ParseError("not_auditd", "line does not start with 'type=... msg=audit(seconds:serial):'")
-    record_type, body = match.group("type"), match.group("body")
+    record_type, body = match.group("type"), text[match.end():]
     moment = datetime.fromtimestamp(int(match.group("sec")), tz=timezone.utc)
     frac = match.group("frac") or "0"
     doc["@timestamp"] = moment.replace(microsecond=int(frac[:6].ljust(6, "0")))
@@ -170,4 +181,6 @@ SPEC = ParserSpec(
     detect=detect,
     programs=("audispd", "auditd", "audisp-syslog"),
     description="Linux auditd records (raw and enriched log format)",
+    max_message_chars=32768,
+    max_message_why="an audit record is at most 8970 bytes (MAX_AUDIT_MESSAGE_LENGTH), enriched names added",
 )

@@ -7,15 +7,18 @@ unescaped.
 
 from __future__ import annotations
 
-import re
-
 from collectors.message import ParseError
 from collectors.parsers import common as c
+from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
 
-_KEY = re.compile(r"(?:^|(?<=\s))([A-Za-z0-9_.\[\]-]+)=")
-_ESCAPE = re.compile(r"\\(.)")
+# A key starts the extension or follows whitespace. Kept on CPython's re (one match per key, dozens per line):
+# backtracking-free because only a position after whitespace can start a key, each key run is scanned from its start
+# once, and giving characters back cannot find an "=" inside a run of key characters.
+_KEY = rx.backtracking_free(r"(?:^|(?<=\s))([A-Za-z0-9_.\[\]-]+)=",
+                            why="starts only after whitespace; a key run cannot contain '='")
+_ESCAPE = rx.compile(r"\\(.)")
 # extension key → ECS field
 FIELDS = {
     "act": "event.action", "app": "network.protocol", "cat": "event.category_raw", "cs1": None,
@@ -62,7 +65,9 @@ def extension(text: str) -> dict[str, str]:
     for i, key in enumerate(keys):
         end = keys[i + 1].start() if i + 1 < len(keys) else len(text)
         value = text[key.end():end].strip()
-        out[key.group(1)] = _ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
+        if "\\" in value:
+            value = _ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value)
+        out[key.group(1)] = value
     return out
 
 

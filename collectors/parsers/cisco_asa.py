@@ -8,19 +8,21 @@ Messages without a pattern are still kept as events from that firewall, with the
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from collectors.parsers import common as c
+from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
 
+# Every pattern here runs on text a sender controls: RE2 (linear time; collectors/parsers/linear_re.py). Before, the
+# lazy groups of 113019/113004 and "message repeated" backtracked in polynomial time on a crafted 64 KB line.
 # "%ASA-6-302013:", "%ASA-session-6-106015:", "%FTD-4-106023:"; the id may be missing on old FTD messages.
-_HEADER = re.compile(r"%(?P<product>ASA|FTD|FWSM|PIX)-(?:(?P<suffix>[^0-9\s-]+)-)?(?P<severity>\d)-(?P<id>\d+)?:?\s*")
+_HEADER = rx.compile(r"%(?P<product>ASA|FTD|FWSM|PIX)-(?:(?P<suffix>[^0-9\s-]+)-)?(?P<severity>\d)-(?P<id>\d+)?:?\s*")
 # A second timestamp some configurations put before the header: "Sep 25 15:47:07 EDT: %ASA-..."
-_INNER_TIME = re.compile(r"(?:\w{3} )?(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2})(?: (?P<year>\d{4}))? "
+_INNER_TIME = rx.compile(r"(?:\w{3} )?(?P<mon>[A-Z][a-z]{2}) +(?P<day>\d{1,2})(?: (?P<year>\d{4}))? "
                          r"(?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<frac>\d{1,6}))?(?: (?P<tz>[A-Z]{2,5}))?:? ")
-_REPEATED = re.compile(r"message repeated \d+ times: \[\s*(?P<inner>.*?)\s*\]$")
+_REPEATED = rx.compile(r"message repeated \d+ times: \[\s*(?P<inner>.*?)\s*\]$")
 LEVELS = ("emergency", "alert", "critical", "error", "warning", "notification", "informational", "debug")
 
 DENIED = (("network",), ("connection", "denied"), "success", "firewall-rule")
@@ -90,87 +92,80 @@ CATEGORIES: dict[str, tuple] = {
 ACL_VERDICT = {"permitted": (("connection", "allowed"), "success"), "est-allowed": (("connection", "allowed"), "success"),
                "denied": (("connection", "denied"), "success")}
 
-_ADDR_PORT = r"(?P<{p}a>[^\s/()]+?)(?:/(?P<{p}p>\d+))?"
-
-
-def _ap(prefix: str) -> str:
-    return _ADDR_PORT.format(p=prefix)
-
-
-# "iface:addr/port" tokens: interface names may themselves contain colons (v1:outside) and addresses may be IPv6.
-_TOKEN = r"(?P<{p}tok>\S+?)"
+# "iface:addr/port" tokens (the *tok groups): interface names may themselves contain colons (v1:outside) and
+# addresses may be IPv6.
 P = {
-    "106001": re.compile(r"(?P<dir>\w+) (?P<proto>\w+) connection denied from (?P<sa>\S+?)/(?P<sp>\d+) to "
+    "106001": rx.compile(r"(?P<dir>\w+) (?P<proto>\w+) connection denied from (?P<sa>\S+?)/(?P<sp>\d+) to "
                          r"(?P<da>\S+?)/(?P<dp>\d+) flags .*? on interface (?P<sif>\S+)"),
-    "106006": re.compile(r"Deny (?P<dir>\w+) (?P<proto>\w+) from (?P<sa>\S+?)/(?P<sp>\d+) to (?P<da>\S+?)/(?P<dp>\d+)"
+    "106006": rx.compile(r"Deny (?P<dir>\w+) (?P<proto>\w+) from (?P<sa>\S+?)/(?P<sp>\d+) to (?P<da>\S+?)/(?P<dp>\d+)"
                          r" on interface (?P<sif>\S+)"),
-    "106007": re.compile(r"Deny (?P<dir>\w+) (?P<proto>\w+) from (?P<sa>\S+?)/(?P<sp>\d+) to (?P<da>\S+?)/(?P<dp>\d+)"
+    "106007": rx.compile(r"Deny (?P<dir>\w+) (?P<proto>\w+) from (?P<sa>\S+?)/(?P<sp>\d+) to (?P<da>\S+?)/(?P<dp>\d+)"
                          r" due to"),
-    "106010": re.compile(r"Deny (?P<dir>\w+) (?:protocol (?P<iana>\d+)|(?P<proto>\S+)) src (?P<stok>\S+) "
+    "106010": rx.compile(r"Deny (?P<dir>\w+) (?:protocol (?P<iana>\d+)|(?P<proto>\S+)) src (?P<stok>\S+) "
                          r"(?:.*? )?dst (?P<dtok>[^\s(]+)"),
-    "106012": re.compile(r"Deny IP from (?P<sa>\S+) to (?P<da>\S+?),"),
-    "106014": re.compile(r"Deny (?P<dir>\w+) (?P<proto>\S+) src (?P<stok>\S+) (?:.*? )?dst (?P<dtok>[^\s(]+)"),
-    "106015": re.compile(r"Deny (?P<proto>\S+) \(no connection\) from (?P<sa>\S+?)/(?P<sp>\d+) to "
+    "106012": rx.compile(r"Deny IP from (?P<sa>\S+) to (?P<da>\S+?),"),
+    "106014": rx.compile(r"Deny (?P<dir>\w+) (?P<proto>\S+) src (?P<stok>\S+) (?:.*? )?dst (?P<dtok>[^\s(]+)"),
+    "106015": rx.compile(r"Deny (?P<proto>\S+) \(no connection\) from (?P<sa>\S+?)/(?P<sp>\d+) to "
                          r"(?P<da>\S+?)/(?P<dp>\d+) flags .*? on interface (?P<sif>\S+)"),
-    "106016": re.compile(r"Deny IP spoof from \((?P<sa>[^)]+)\) to (?P<da>\S+) on interface (?P<sif>\S+)"),
-    "106017": re.compile(r"Deny IP due to Land Attack from (?P<sa>\S+) to (?P<da>\S+)"),
-    "106021": re.compile(r"Deny (?P<proto>\S+) reverse path check from (?P<sa>\S+) to (?P<da>\S+) on interface "
+    "106016": rx.compile(r"Deny IP spoof from \((?P<sa>[^)]+)\) to (?P<da>\S+) on interface (?P<sif>\S+)"),
+    "106017": rx.compile(r"Deny IP due to Land Attack from (?P<sa>\S+) to (?P<da>\S+)"),
+    "106021": rx.compile(r"Deny (?P<proto>\S+) reverse path check from (?P<sa>\S+) to (?P<da>\S+) on interface "
                          r"(?P<sif>\S+)"),
-    "106022": re.compile(r"Deny (?P<proto>\S+) connection spoof from (?P<sa>\S+) to (?P<da>\S+) on interface "
+    "106022": rx.compile(r"Deny (?P<proto>\S+) connection spoof from (?P<sa>\S+) to (?P<da>\S+) on interface "
                          r"(?P<sif>\S+)"),
-    "106023": re.compile(r"Deny (?:protocol (?P<iana>\d+)|(?P<proto>\S+)) src (?P<stok>\S+?)(?:\((?P<suser>[^)]*)\))?"
+    "106023": rx.compile(r"Deny (?:protocol (?P<iana>\d+)|(?P<proto>\S+)) src (?P<stok>\S+?)(?:\((?P<suser>[^)]*)\))?"
                          r" (?:\(.*?\) )?dst (?P<dtok>[^\s(]+?)(?:\((?P<duser>[^)]*)\))?[ (].*?by access-group "
                          r"\"(?P<acl>[^\"]+)\""),
-    "106027": re.compile(r"Deny src (?P<sa>\S+) dst (?P<da>\S+) by access-group \"(?P<acl>[^\"]+)\""),
-    "106100": re.compile(r"access-list (?P<acl>\S+) (?P<verdict>\S+) (?P<proto>\S+) (?P<sif>[^/\s]+)/(?P<sa>[^(\s]+)"
+    "106027": rx.compile(r"Deny src (?P<sa>\S+) dst (?P<da>\S+) by access-group \"(?P<acl>[^\"]+)\""),
+    "106100": rx.compile(r"access-list (?P<acl>\S+) (?P<verdict>\S+) (?P<proto>\S+) (?P<sif>[^/\s]+)/(?P<sa>[^(\s]+)"
                          r"\((?P<sp>\d+)\).*?-> (?P<dif>[^/\s]+)/(?P<da>[^(\s]+)\((?P<dp>\d+)\)"),
-    "106102": re.compile(r"access-list (?P<acl>\S+) (?P<verdict>\S+) (?P<proto>\S+) for user (?P<user>\S+) "
+    "106102": rx.compile(r"access-list (?P<acl>\S+) (?P<verdict>\S+) (?P<proto>\S+) for user (?P<user>\S+) "
                          r"(?P<sif>[^/\s]+)/(?P<sa>[^(\s]+)\((?P<sp>\d+)\).*?-> (?P<dif>[^/\s]+)/(?P<da>[^(\s]+)"
                          r"\((?P<dp>\d+)\)"),
-    "113004": re.compile(r"AAA user \S+ Successful\s*: server =\s*(?P<da>\S+)\s*: user =\s*(?P<suser>.+?)\s*$"),
-    "113005": re.compile(r"AAA user \S+ Rejected\s*: reason = (?P<reason>.+?)\s*: server =\s*(?P<da>\S+)\s*: "
+    "113004": rx.compile(r"AAA user \S+ Successful\s*: server =\s*(?P<da>\S+)\s*: user =\s*(?P<suser>.+?)\s*$"),
+    "113005": rx.compile(r"AAA user \S+ Rejected\s*: reason = (?P<reason>.+?)\s*: server =\s*(?P<da>\S+)\s*: "
                          r"user =\s*(?P<suser>.*?)\s*: user IP =\s*(?P<sa>\S+)"),
-    "113008": re.compile(r"AAA transaction status ACCEPT\s*: user = (?P<suser>.+)"),
-    "113012": re.compile(r"AAA user authentication Successful\s*: local database\s*: [Uu]ser = (?P<suser>\S+)"),
-    "113015": re.compile(r"AAA user authentication Rejected\s*: reason = (?P<reason>.+?)\s*: local database\s*: "
+    "113008": rx.compile(r"AAA transaction status ACCEPT\s*: user = (?P<suser>.+)"),
+    "113012": rx.compile(r"AAA user authentication Successful\s*: local database\s*: [Uu]ser = (?P<suser>\S+)"),
+    "113015": rx.compile(r"AAA user authentication Rejected\s*: reason = (?P<reason>.+?)\s*: local database\s*: "
                          r"[Uu]ser = (?P<suser>.*?)\s*: [Uu]ser IP = (?P<sa>\S+)"),
-    "113019": re.compile(r"Group = (?P<group>.*?), Username = (?P<suser>.*?), IP = (?P<da>[^,]+), Session "
+    "113019": rx.compile(r"Group = (?P<group>.*?), Username = (?P<suser>.*?), IP = (?P<da>[^,]+), Session "
                          r"disconnected\. Session Type: (?P<stype>[^,]*), Duration: (?P<dur>[^,]*), Bytes xmt: "
                          r"(?P<sbytes>\d+), Bytes rcv: (?P<dbytes>\d+), Reason: (?P<reason>.*)"),
-    "113021": re.compile(r"Attempted console login failed\. User (?P<suser>\S+) did NOT"),
-    "302013": re.compile(r"Built (?P<dir>\w+) (?P<proto>\S+) connection (?P<conn>\d+) for (?P<ftok>\S+) \((?P<fnat>[^)]*)"
+    "113021": rx.compile(r"Attempted console login failed\. User (?P<suser>\S+) did NOT"),
+    "302013": rx.compile(r"Built (?P<dir>\w+) (?P<proto>\S+) connection (?P<conn>\d+) for (?P<ftok>\S+) \((?P<fnat>[^)]*)"
                          r"\)(?:\((?P<fuser>[^)]*)\))? to (?P<ttok>\S+) \((?P<tnat>[^)]*)\)(?:\((?P<tuser>[^)]*)\))?"),
-    "302014": re.compile(r"Teardown (?P<proto>\S+) connection (?P<conn>\d+) for (?P<ftok>[^\s(]+)(?:\((?P<fuser>[^)]*)"
+    "302014": rx.compile(r"Teardown (?P<proto>\S+) connection (?P<conn>\d+) for (?P<ftok>[^\s(]+)(?:\((?P<fuser>[^)]*)"
                          r"\))? to (?P<ttok>[^\s(]+)(?:\((?P<tuser>[^)]*)\))?(?: duration (?P<dur>\S+))?(?: bytes "
                          r"(?P<bytes>\d+))?"),
-    "302020": re.compile(r"(?P<verb>Built|Teardown) (?:(?P<dir>inbound|outbound) )?(?P<proto>\S+) connection for faddr "
+    "302020": rx.compile(r"(?P<verb>Built|Teardown) (?:(?P<dir>inbound|outbound) )?(?P<proto>\S+) connection for faddr "
                          r"(?P<ftok>[^\s/]+)/\d+\s*(?:\([^)]*\) )?gaddr (?P<gtok>[^\s/]+)/\d+ laddr "
                          r"(?P<ltok>[^\s/]+)/\d+"),
-    "302022": re.compile(r"Built \S+ stub (?P<proto>\S+) connection for (?P<ftok>\S+) .*?to (?P<ttok>\S+)"),
-    "304001": re.compile(r"(?:(?P<suser>\S+)@)?(?P<sa>[0-9a-fA-F.:]+)(?:\([^)]*\))? .*?Accessed URL "
+    "302022": rx.compile(r"Built \S+ stub (?P<proto>\S+) connection for (?P<ftok>\S+) .*?to (?P<ttok>\S+)"),
+    "304001": rx.compile(r"(?:(?P<suser>\S+)@)?(?P<sa>[0-9a-fA-F.:]+)(?:\([^)]*\))? .*?Accessed URL "
                          r"(?P<da>[^\s:]+):(?P<url>\S+)"),
-    "304002": re.compile(r"Access denied URL (?P<url>\S+) SRC (?P<sa>\S+) (?:.*?)DEST (?P<da>\S+) on interface "
+    "304002": rx.compile(r"Access denied URL (?P<url>\S+) SRC (?P<sa>\S+) (?:.*?)DEST (?P<da>\S+) on interface "
                          r"(?P<sif>\S+)"),
-    "305011": re.compile(r"(?:Built|Teardown) \S+ (?P<proto>\S+) translation from (?P<ftok>[^\s(]+)(?:\([^)]*\))?"
+    "305011": rx.compile(r"(?:Built|Teardown) \S+ (?P<proto>\S+) translation from (?P<ftok>[^\s(]+)(?:\([^)]*\))?"
                          r"(?:\s*\([^)]*\))? to (?P<ttok>\S+)"),
-    "313001": re.compile(r"Denied (?P<proto>\S+) type=(?P<itype>\d+), code=(?P<icode>\d+) from (?P<sa>\S+) on "
+    "313001": rx.compile(r"Denied (?P<proto>\S+) type=(?P<itype>\d+), code=(?P<icode>\d+) from (?P<sa>\S+) on "
                          r"interface (?P<sif>\S+)"),
-    "313004": re.compile(r"Denied (?P<proto>\S+) type=(?P<itype>\d+), from .*?addr (?P<sa>\S+) on interface "
+    "313004": rx.compile(r"Denied (?P<proto>\S+) type=(?P<itype>\d+), from .*?addr (?P<sa>\S+) on interface "
                          r"(?P<sif>\S+) to (?P<da>[^:\s]+)"),
-    "313009": re.compile(r"Denied invalid (?P<proto>\S+) code (?P<icode>\d+), for (?P<ftok>\S+) \([^)]*\) to "
+    "313009": rx.compile(r"Denied invalid (?P<proto>\S+) code (?P<icode>\d+), for (?P<ftok>\S+) \([^)]*\) to "
                          r"(?P<ttok>\S+) \([^)]*\)"),
-    "434004": re.compile(r"process (?P<proto>\S+) flow from (?P<ftok>\S+) to (?P<ttok>\S+)"),
-    "605004": re.compile(r"Login denied from (?P<sa>[^/\s]+)/(?P<sp>\d+) to (?P<dif>[^:\s]+):(?P<da>[^/\s]+)/"
+    "434004": rx.compile(r"process (?P<proto>\S+) flow from (?P<ftok>\S+) to (?P<ttok>\S+)"),
+    "605004": rx.compile(r"Login denied from (?P<sa>[^/\s]+)/(?P<sp>\d+) to (?P<dif>[^:\s]+):(?P<da>[^/\s]+)/"
                          r"(?P<service>\S+) for user \"(?P<suser>[^\"]*)\""),
-    "605005": re.compile(r"Login permitted from (?P<sa>[^/\s]+)/(?P<sp>\d+) to (?P<dif>[^:\s]+):(?P<da>[^/\s]+)/"
+    "605005": rx.compile(r"Login permitted from (?P<sa>[^/\s]+)/(?P<sp>\d+) to (?P<dif>[^:\s]+):(?P<da>[^/\s]+)/"
                          r"(?P<service>\S+) for user \"(?P<suser>[^\"]*)\""),
-    "607001": re.compile(r"Pre-allocate SIP .*?(?P<proto>TCP|UDP) secondary channel for (?P<ttok>\S+) to "
+    "607001": rx.compile(r"Pre-allocate SIP .*?(?P<proto>TCP|UDP) secondary channel for (?P<ttok>\S+) to "
                          r"(?P<ftok>\S+) from"),
-    "611101": re.compile(r"User authentication succeeded: (?:IP address: (?P<sa>[^,]+), )?Uname: (?P<suser>.+)"),
-    "611102": re.compile(r"User authentication failed: (?:IP address: (?P<sa>[^,]+), )?Uname: (?P<suser>.+)"),
-    "716039": re.compile(r"Group <(?P<group>[^>]*)> User <(?P<suser>[^>]*)> IP <(?P<sa>[^>]*)>"),
-    "734001": re.compile(r"DAP: User (?P<suser>[^,]+), Addr (?P<sa>[^,]+), Connection (?P<conn>[^:]+):"),
-    "751025": re.compile(r"Local:(?P<local>\S+) Remote:(?P<remote>\S+) Username:(?P<suser>\S+)"),
+    "611101": rx.compile(r"User authentication succeeded: (?:IP address: (?P<sa>[^,]+), )?Uname: (?P<suser>.+)"),
+    "611102": rx.compile(r"User authentication failed: (?:IP address: (?P<sa>[^,]+), )?Uname: (?P<suser>.+)"),
+    "716039": rx.compile(r"Group <(?P<group>[^>]*)> User <(?P<suser>[^>]*)> IP <(?P<sa>[^>]*)>"),
+    "734001": rx.compile(r"DAP: User (?P<suser>[^,]+), Addr (?P<sa>[^,]+), Connection (?P<conn>[^:]+):"),
+    "751025": rx.compile(r"Local:(?P<local>\S+) Remote:(?P<remote>\S+) Username:(?P<suser>\S+)"),
 }
 for _same, _as in (("106002", None), ("106018", None), ("106020", None), ("302015", "302013"),
                    ("302016", "302014"), ("302018", "302014"), ("302023", "302014"), ("302021", "302020"),
@@ -178,12 +173,13 @@ for _same, _as in (("106002", None), ("106018", None), ("106020", None), ("30201
     if _as:
         P[_same] = P[_as]
 # "Group <g> User <u> IP <ip>" and "Group g User u IP ip" (AnyConnect, SVC and many VPN messages).
-_GROUP_USER_IP = re.compile(r"Group <(?P<group>[^>]*)> User <(?P<suser>[^>]*)> IP <(?P<sa>[^>]*)>|"
+_GROUP_USER_IP = rx.compile(r"Group <(?P<group>[^>]*)> User <(?P<suser>[^>]*)> IP <(?P<sa>[^>]*)>|"
                             r"Group (?P<group2>\S+) User (?P<suser2>\S+) IP (?P<sa2>[0-9a-fA-F.:]+)")
 GROUP_USER_IP_IDS = frozenset({"113029", "113030", "113031", "113032", "113033", "113034", "113035", "113036",
                                "113038", "113039", "716001", "716002", "716058", "716059", "722011", "722022",
                                "722023", "722028", "722032", "722033", "722034", "722037", "722051", "722055"})
-_SVC_TRANSPORT = re.compile(r"(?:First|New) (?P<proto>TCP|UDP) SVC connection")
+_SVC_TRANSPORT = rx.compile(r"(?:First|New) (?P<proto>TCP|UDP) SVC connection")
+_TERMINATING = rx.compile(r"Terminating the VPN connection attempt from (\S+?)\.")
 
 
 def _split_iface(token: str) -> tuple[str | None, str, str | None]:
@@ -238,7 +234,7 @@ def _interfaces(doc: dict, ingress: str | None, egress: str | None) -> None:
     c.put(doc, "observer.egress.interface.name", egress)
 
 
-def _apply(doc: dict, mid: str, m: re.Match) -> None:
+def _apply(doc: dict, mid: str, m: rx.Match) -> None:
     g = m.groupdict()
     proto = g.get("proto")
     if g.get("iana"):
@@ -307,15 +303,16 @@ def _inner_time(text: str, ctx: ParseContext) -> datetime | None:
     match = _INNER_TIME.match(text)
     if not match:
         return None
-    zone = c.abbreviation_zone(match.group("tz")) or ctx.zone
-    year = int(match.group("year")) if match.group("year") else ctx.received.astimezone(zone).year
-    micro = int((match.group("frac") or "0").ljust(6, "0"))
+    g = match.groupdict()
+    zone = c.abbreviation_zone(g["tz"]) or ctx.zone
+    year = int(g["year"]) if g["year"] else ctx.received.astimezone(zone).year
+    micro = int((g["frac"] or "0").ljust(6, "0"))
     try:
-        moment = datetime(year, c.MONTHS[match.group("mon").lower()], int(match.group("day")), int(match.group("h")),
-                          int(match.group("m")), int(match.group("s")), micro, tzinfo=zone)
+        moment = datetime(year, c.MONTHS[g["mon"].lower()], int(g["day"]), int(g["h"]), int(g["m"]), int(g["s"]),
+                          micro, tzinfo=zone)
     except (KeyError, ValueError):
         return None
-    if not match.group("year") and moment > ctx.received.astimezone(zone).replace(tzinfo=zone):
+    if not g["year"] and moment > ctx.received.astimezone(zone).replace(tzinfo=zone):
         moment = moment.replace(year=year - 1)
     return moment
 
@@ -346,7 +343,7 @@ def parse_cisco_asa(doc: dict, ctx: ParseContext) -> dict:
     if not mid:
         return doc
     c.set(doc, "event.code", mid)
-    repeated = _REPEATED.match(body)
+    repeated = _REPEATED.match(body) if body.startswith("message repeated ") else None
     if repeated:
         body = repeated.group("inner")
     pattern = P.get(mid)
@@ -364,7 +361,7 @@ def parse_cisco_asa(doc: dict, ctx: ParseContext) -> dict:
         if svc and mid in ("722033", "722034"):
             c.transport(doc, svc.group("proto"))
     elif mid == "113040":
-        group = re.match(r"Terminating the VPN connection attempt from (\S+?)\.", body)
+        group = _TERMINATING.match(body)
         if group:
             c.set(doc, "source.user.group.name", group.group(1))
     category = CATEGORIES.get(mid)

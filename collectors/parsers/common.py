@@ -7,17 +7,24 @@ lists), so documents from different devices can be queried with the same fields 
 from __future__ import annotations
 
 import ipaddress
-import re
 from functools import lru_cache
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from collectors.message import ParseError
+from collectors.parsers import linear_re as rx
 from soc import ecs
 
-# key=value or key="quoted value" (backslash escapes inside quotes). Possessive quantifiers: linear time on any
-# input, an unterminated quote simply falls back to the bare-token branch.
-_KV = re.compile(r'([A-Za-z_][\w.\-]*+)=(?:"((?:[^"\\]++|\\.)*+)"|(\S*+))')
-_UNESCAPE = re.compile(r"\\(.)")
+# key=value or key="quoted value" (backslash escapes inside quotes). The leftmost key: a run of name characters
+# [\w.-] from its first [A-Za-z_], then "=". Kept on CPython's re (dozens of matches per line; see
+# linear_re.backtracking_free): each match takes a key's whole run, possessively, and the "=value" only if an "="
+# follows (the second group tells a pair from a word), so no position inside a run is tried again (the pattern
+# "([A-Za-z_][\w.\-]*+)=..." alone restarted at every character of a run without "=": 64 KiB of "a" took seconds).
+# A quoted value's scan stops at the next unescaped quote, which every later `key="` has; an unterminated one falls
+# back to the bare value.
+_KV = rx.backtracking_free(
+    r'([A-Za-z_][\w.\-]*+)(?:(=)(?:"((?:[^"\\]++|\\.)*+)"|(\S*+)))?+',
+    why="possessive runs over disjoint classes; a key's run is consumed whole, with or without '='")
+_UNESCAPE = rx.compile(r"\\(.)")
 
 IANA_BY_NAME = {"icmp": "1", "igmp": "2", "ipv4": "4", "tcp": "6", "egp": "8", "igp": "9", "pup": "12", "udp": "17",
                 "rdp": "27", "irtp": "28", "dccp": "33", "idpr": "35", "ipv6": "41", "ipv6-route": "43",
@@ -31,7 +38,9 @@ def kv(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     # findall builds the tuples in C; a group that did not take part is "", and an empty quoted value and an empty
     # bare one mean the same "".
-    for name, quoted, bare in _KV.findall(text):
+    for name, equals, quoted, bare in _KV.findall(text):
+        if not equals:
+            continue  # a word without "=" after it
         if quoted:
             out[name] = _UNESCAPE.sub(r"\1", quoted) if "\\" in quoted else quoted
         else:
@@ -155,7 +164,7 @@ def fixed_zone(text: str | None) -> tzinfo | None:
     return timezone(sign * timedelta(hours=hours, minutes=minutes))
 
 
-_OFFSET = re.compile(r"([+-])(\d{1,2}):?(\d{2})?")
+_OFFSET = rx.bounded(r"([+-])(\d{1,2}):?(\d{2})?")
 
 # US/European abbreviations some devices put after the time (Cisco: "Sep 25 15:47:07 EDT"). Ambiguous ones
 # (IST, BST) are left out on purpose: the configured zone is used instead.
@@ -178,7 +187,7 @@ def local_time(year: int, month: int, day: int, hour: int, minute: int, second: 
         raise ParseError("bad_timestamp", f"no such date or time: {exc}") from exc
 
 
-_DATE_TIME = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})[ T](\d{1,2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?")
+_DATE_TIME = rx.bounded(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})[ T](\d{1,2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?")
 
 
 def date_time(text: str, zone: tzinfo) -> datetime:
@@ -197,7 +206,7 @@ MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", 
                                       "dec"), start=1)}
 
 # Common Log Format: 10/Oct/2000:13:55:36 -0700
-_CLF = re.compile(r"(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(?: ([+-]\d{4}))?")
+_CLF = rx.bounded(r"(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(?: ([+-]\d{4}))?")
 
 
 def clf_time(text: str, zone: tzinfo) -> datetime:
@@ -241,7 +250,7 @@ def categorize(doc: dict, category=None, types=None, outcome: str | None = None,
         set(doc, "event.action", action)
 
 
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_SCHEME = rx.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 def url_parts(doc: dict, original: str, prefix: str = "url") -> None:

@@ -6,15 +6,14 @@ The log prefix is the rule's own label: Ubiquiti/EdgeOS write ``[RULESET-RULE-A|
 
 from __future__ import annotations
 
-import re
-
 from collectors.message import ParseError
 from collectors.parsers import common as c
+from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
 
-_UBIQUITI = re.compile(r"\[(?P<set>[^\]\s]+)-(?P<rule>[^\]\s-]+)-(?P<act>[ADR])\]$")
-_UPTIME = re.compile(r"^\[\s*\d+\.\d+\]\s*")
+_UBIQUITI = rx.compile(r"\[(?P<set>[^\]\s]+)-(?P<rule>[^\]\s-]+)-(?P<act>[ADR])\]$")
+_UPTIME = rx.compile(r"^\[\s*\d+\.\d+\]\s*")
 _FLAGS = frozenset({"CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN", "DF", "MF", "CE"})
 ACTIONS = {"A": "accept", "D": "drop", "R": "reject"}
 DENY_WORDS = ("drop", "deny", "reject", "block")
@@ -80,4 +79,6 @@ SPEC = ParserSpec(
     parse=parse_iptables,
     detect=detect,
     description="Linux netfilter (iptables/nftables) kernel log lines, incl. Ubiquiti EdgeOS prefixes",
+    max_message_chars=4096,
+    max_message_why="the kernel writes a log record of at most 1 KiB (printk)",
 )

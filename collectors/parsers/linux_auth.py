@@ -7,8 +7,8 @@ Field choices follow the Elastic ``system.auth`` pipeline so that the fixtures i
 from __future__ import annotations
 
 import ipaddress
-import re
 
+from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
 
@@ -16,17 +16,17 @@ PROGRAMS = frozenset({"sshd", "sudo", "su", "login", "sshd-session", "systemd-lo
                       "useradd", "userdel", "usermod", "groupadd", "groupdel", "groupmod", "gpasswd", "chage",
                       "chpasswd"})
 
-_SSH_LOGIN = re.compile(
+_SSH_LOGIN = rx.compile(
     r"(?P<result>Accepted|Failed|Invalid|Postponed) (?P<method>[\w-]+) for (?:invalid user )?(?P<user>.*?) "
     r"from (?P<ip>[0-9a-fA-F.:]+) port (?P<port>\d+)(?: (?P<proto>ssh2?))?(?:: (?P<sig>.*))?$"
 )
-_SSH_INVALID_USER = re.compile(r"Invalid user (?P<user>.*?) from (?P<ip>[0-9a-fA-F.:]+)(?: port (?P<port>\d+))?$")
-_SSH_DISCONNECT = re.compile(
+_SSH_INVALID_USER = rx.compile(r"Invalid user (?P<user>.*?) from (?P<ip>[0-9a-fA-F.:]+)(?: port (?P<port>\d+))?$")
+_SSH_DISCONNECT = rx.compile(
     r"(?:Disconnected from|Connection closed by|Received disconnect from) (?:(?:invalid |authenticating )?user "
     r"(?P<user>\S+) )?(?P<ip>[0-9a-fA-F.:]+) port (?P<port>\d+)"
 )
-_SSH_NO_IDENT = re.compile(r"Did not receive identification string from (?P<ip>[0-9a-fA-F.:]+)(?: port (?P<port>\d+))?")
-_SUDO = re.compile(
+_SSH_NO_IDENT = rx.compile(r"Did not receive identification string from (?P<ip>[0-9a-fA-F.:]+)(?: port (?P<port>\d+))?")
+_SUDO = rx.compile(
     r"\s*(?P<user>\S+) : (?:(?P<error>[^;]+?) ; )?(?:TTY=(?P<tty>\S+) ; )?PWD=(?P<pwd>.+?) ; USER=(?P<target>\S+) ; "
     r"(?:GROUP=\S+ ; )?(?:ENV=.*? ; )?COMMAND=(?P<command>.*)$"
 )
@@ -117,9 +117,9 @@ def parse_sudo(doc: dict, message: str) -> bool:
     return True
 
 
-_SSH_PAM_ERROR = re.compile(r"error: PAM: (?P<reason>.+?) for (?:illegal user |invalid user )?(?P<user>\S+) from "
+_SSH_PAM_ERROR = rx.compile(r"error: PAM: (?P<reason>.+?) for (?:illegal user |invalid user )?(?P<user>\S+) from "
                             r"(?P<host>\S+)$")
-_PAM_FAILURE = re.compile(r"(?:pam_unix\((?P<service>[^:)]+):(?P<phase>\w+)\): authentication failure;|PAM \d+ more "
+_PAM_FAILURE = rx.compile(r"(?:pam_unix\((?P<service>[^:)]+):(?P<phase>\w+)\): authentication failure;|PAM \d+ more "
                           r"authentication failures?;)(?P<kv>.*)$")
 
 
@@ -162,31 +162,31 @@ def _set_user_if_absent(doc: dict, name: str) -> None:
         _user(doc, name)
 
 
-_ACCOUNT_MESSAGES: list[tuple[re.Pattern, tuple]] = [
+_ACCOUNT_MESSAGES: list[tuple[rx.Pattern, tuple]] = [
     # (pattern, (category, type, action, outcome, user group or None))
-    (re.compile(r"new group: name=(?P<group>[^,\s]+)"), (["iam"], ["group", "creation"], None, "success", None)),
-    (re.compile(r"group added to \S+: name=(?P<group>[^,\s]+)"),
+    (rx.compile(r"new group: name=(?P<group>[^,\s]+)"), (["iam"], ["group", "creation"], None, "success", None)),
+    (rx.compile(r"group added to \S+: name=(?P<group>[^,\s]+)"),
      (["iam"], ["group", "creation"], "group-added", "success", None)),
-    (re.compile(r"group '(?P<group>[^']+)' removed(?: from \S+)?"),
+    (rx.compile(r"group '(?P<group>[^']+)' removed(?: from \S+)?"),
      (["iam"], ["group", "deletion"], "group-deleted", "success", None)),
-    (re.compile(r"new user: name=(?P<user>[^,\s]+)"), (["iam"], ["user", "creation"], None, "success", "user")),
-    (re.compile(r"failed adding user '(?P<user>[^']+)'"), (["iam"], ["user", "creation"], None, "failure", "user")),
-    (re.compile(r"delete user '(?P<user>[^']+)'"), (["iam"], ["user", "deletion"], None, "success", "user")),
-    (re.compile(r"delete '(?P<member>[^']+)' from (?:shadow )?group '(?P<group>[^']+)'"),
+    (rx.compile(r"new user: name=(?P<user>[^,\s]+)"), (["iam"], ["user", "creation"], None, "success", "user")),
+    (rx.compile(r"failed adding user '(?P<user>[^']+)'"), (["iam"], ["user", "creation"], None, "failure", "user")),
+    (rx.compile(r"delete user '(?P<user>[^']+)'"), (["iam"], ["user", "deletion"], None, "success", "user")),
+    (rx.compile(r"delete '(?P<member>[^']+)' from (?:shadow )?group '(?P<group>[^']+)'"),
      (["iam"], ["user", "deletion"], "group-member-removed", "success", None)),
-    (re.compile(r"removed (?:shadow )?group '(?P<group>[^']+)'"),
+    (rx.compile(r"removed (?:shadow )?group '(?P<group>[^']+)'"),
      (["iam"], ["user", "deletion"], None, "success", None)),
-    (re.compile(r"add '(?P<user>[^']+)' to (?:shadow )?group '(?P<group>[^']+)'"),
+    (rx.compile(r"add '(?P<user>[^']+)' to (?:shadow )?group '(?P<group>[^']+)'"),
      (["iam"], ["user", "change"], "group-member-added", "success", "user")),
-    (re.compile(r"change user '(?P<user>[^']+)' "), (["iam"], ["user", "change"], None, "success", "user")),
-    (re.compile(r"user (?P<member>\S+) (?:added|removed) by (?P<user>\S+) (?:to|from) group (?P<group>\S+)"),
+    (rx.compile(r"change user '(?P<user>[^']+)' "), (["iam"], ["user", "change"], None, "success", "user")),
+    (rx.compile(r"user (?P<member>\S+) (?:added|removed) by (?P<user>\S+) (?:to|from) group (?P<group>\S+)"),
      (["iam"], ["change"], None, "success", "user")),
-    (re.compile(r"password check failed for user \((?P<user>[^)]+)\)"),
+    (rx.compile(r"password check failed for user \((?P<user>[^)]+)\)"),
      (["authentication"], ["info"], None, "failure", "user")),
-    (re.compile(r"pam_faillock\([^)]*\): Consecutive login failures for user (?P<user>\S+) account temporarily "
+    (rx.compile(r"pam_faillock\([^)]*\): Consecutive login failures for user (?P<user>\S+) account temporarily "
                 r"locked"), (["authentication"], ["info"], "account-locked", "failure", "user")),
 ]
-_PASSWORD_CHANGED = re.compile(r"pam_unix\([^)]*:chauthtok\): (?:password changed for (?P<user>\S+)|(?P<bad>.+))$")
+_PASSWORD_CHANGED = rx.compile(r"pam_unix\([^)]*:chauthtok\): (?:password changed for (?P<user>\S+)|(?P<bad>.+))$")
 
 
 def parse_account(doc: dict, message: str) -> bool:
@@ -239,4 +239,6 @@ SPEC = ParserSpec(
     parse=parse_linux_auth,
     programs=tuple(sorted(PROGRAMS)),
     description="Linux authentication: sshd, sudo, su, PAM (auth.log / secure)",
+    max_message_chars=8192,
+    max_message_why="sshd logs at most 1 KiB a message (MSGBUFSIZ), sudo splits its lines at 960 bytes",
 )

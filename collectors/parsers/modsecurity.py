@@ -8,20 +8,22 @@ Fields follow the Elastic ``modsecurity.auditlog`` integration; rule matches (``
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 
 from collectors.message import ParseError
 from collectors.parsers import common as c
+from collectors.parsers import linear_re as rx
 from collectors.parsers import web_access as web
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
 
-_NATIVE_SECTION = re.compile(r"^--([0-9A-Za-z]+)-([A-Z])--$", re.MULTILINE)
+_NATIVE_SECTION = rx.compile(r"^--([0-9A-Za-z]+)-([A-Z])--$", rx.MULTILINE)
 # v2 native A section: [10/May/2022:04:52:04 +0000] unique-id client-ip client-port server-ip server-port
-_NATIVE_A = re.compile(r"^\[(?P<time>[^\]]+)\] (?P<id>\S+) (?P<cip>\S+) (?P<cport>\d+) (?P<sip>\S+) (?P<sport>\d+)")
-_RULE_ID = re.compile(r'\[id "(?P<id>\d+)"\]')
-_RULE_MSG = re.compile(r'\[msg "(?P<msg>[^"]*)"\]')
+_NATIVE_A = rx.compile(r"^\[(?P<time>[^\]]+)\] (?P<id>\S+) (?P<cip>\S+) (?P<cport>\d+) (?P<sip>\S+) (?P<sport>\d+)")
+_RULE_ID = rx.compile(r'\[id "(?P<id>\d+)"\]')
+_RULE_MSG = rx.compile(r'\[msg "(?P<msg>[^"]*)"\]')
+_RECORD_START = rx.compile(r"^--[0-9A-Za-z]+-A--$")
+_RECORD_END = rx.compile(r"^--[0-9A-Za-z]+-Z--$")
 
 
 def _asctime(text: str, zone) -> datetime:
@@ -150,10 +152,10 @@ def records(lines):
     for line in lines:
         if record:
             record.append(line)
-            if re.match(r"^--[0-9A-Za-z]+-Z--$", line.strip()):
+            if _RECORD_END.match(line.strip()):
                 yield "\n".join(record)
                 record = []
-        elif re.match(r"^--[0-9A-Za-z]+-A--$", line.strip()):
+        elif _RECORD_START.match(line.strip()):
             record = [line]
         elif line.strip():
             yield line

@@ -3,21 +3,22 @@ integration does. Both come from the program ``nginx`` over syslog; detect() tel
 
 from __future__ import annotations
 
-import re
-
 from collectors.message import ParseError
 from collectors.parsers import common as c
+from collectors.parsers import linear_re as rx
 from collectors.parsers import web_access as web
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
 
 # [host[:port] ] remote_addr_list - user [time] "request" status bytes "referer" "agent"
-_ACCESS = re.compile(r'^"?(?P<remote>[^\[\]"]*?) - (?P<user>\S+) \[(?P<time>[^\]]+)\] '
+_ACCESS = rx.compile(r'^"?(?P<remote>[^\[\]"]*?) - (?P<user>\S+) \[(?P<time>[^\]]+)\] '
                      r'"(?P<request>[^"]*)" (?P<status>\d{3}) (?P<bytes>\d+|-)'
                      r'(?: "(?P<referrer>[^"]*)")?(?: "(?P<agent>[^"]*)")?')
-_ERROR = re.compile(r"^(?P<time>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?P<level>\w+)\] (?P<pid>\d+)#(?P<tid>\d+): "
-                    r"(?:\*(?P<conn>\d+) )?(?P<message>.*)", re.DOTALL)
-_CLIENT = re.compile(r", client: (?P<ip>[^,\s]+)")
+# The error line's head; the message is the rest (sliced off: a trailing "(?P<message>.*)" capture would make RE2
+# track it over the whole line).
+_ERROR = rx.compile(r"^(?P<time>\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}) \[(?P<level>\w+)\] (?P<pid>\d+)#(?P<tid>\d+): "
+                    r"(?:\*(?P<conn>\d+) )?")
+_CLIENT = rx.compile(r", client: (?P<ip>[^,\s]+)")
 
 
 def parse_nginx_access(doc: dict, ctx: ParseContext) -> dict:
@@ -38,7 +39,7 @@ def parse_nginx_access(doc: dict, ctx: ParseContext) -> dict:
         else:
             c.put(doc, "url.domain", address)
             c.endpoint(doc, "destination", None, port)
-    remotes = [r for r in re.split(r"[,\s]+", remote_text.strip()) if r]
+    remotes = remote_text.replace(",", " ").split()  # the non-empty parts between runs of commas and spaces
     if remotes:
         c.set(doc, "nginx.access.remote_ip_list", remotes)
         c.endpoint(doc, "source", remotes[0])
@@ -62,8 +63,8 @@ def parse_nginx_error(doc: dict, ctx: ParseContext) -> dict:
     c.set(doc, "log.level", match.group("level"))
     c.set(doc, "process.pid", int(match.group("pid")))
     c.set(doc, "process.thread.id", int(match.group("tid")))
-    doc["message"] = match.group("message")
-    client = _CLIENT.search(match.group("message"))
+    doc["message"] = message = text[match.end():]
+    client = _CLIENT.search(message)
     if client:
         c.endpoint(doc, "source", client.group("ip"))
     return doc
@@ -81,5 +82,7 @@ SPECS = [
     ParserSpec(name="nginx_access", detect_by_content=False, dataset="nginx.access", carrier="syslog", parse=parse_nginx_access,
                detect=detect_access, programs=("nginx",), description="nginx access log (combined format)"),
     ParserSpec(name="nginx_error", dataset="nginx.error", carrier="syslog", parse=parse_nginx_error,
-               detect=detect_error, programs=("nginx",), description="nginx error log"),
+               detect=detect_error, programs=("nginx",), description="nginx error log",
+               max_message_chars=4096,
+               max_message_why="nginx writes an error line of at most 2 KiB (NGX_MAX_ERROR_STR)"),
 ]

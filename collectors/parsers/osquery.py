@@ -89,7 +89,8 @@ def parse_osquery(doc: dict, ctx: ParseContext | None = None) -> dict:
             value = columns.get(column)
             if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) not in ("", "-1"):
                 if field.endswith((".pid", ".port")):
-                    if str(value).isdigit() and int(value) < 2 ** 31:
+                    # (a pid or port has at most 10 digits: int() of a 64 KB digit string raises, "²" too)
+                    if str(value).isdecimal() and len(str(value)) <= 10 and int(value) < 2 ** 31:
                         c.set(out, field, int(value))
                 elif field.endswith(".ip"):
                     if c.is_ip(str(value)):

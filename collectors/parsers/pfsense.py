@@ -9,10 +9,10 @@ lines come here when the sender is known to be a pfSense/OPNsense box (``--forma
 from __future__ import annotations
 
 import json
-import re
 
 from collectors.message import ParseError
 from collectors.parsers import common as c
+from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
 
@@ -52,10 +52,10 @@ def _filterlog(doc: dict, text: str) -> None:
         c.endpoint(doc, "destination", None, rest[1])
 
 
-_PEER = re.compile(r"^(?:(?P<user>[^/\s]+)/)?(?P<ip>[0-9a-fA-F.:]+?):(?P<port>\d+) (?:\[(?P<user2>[^\]]+)\] )?"
+_PEER = rx.compile(r"^(?:(?P<user>[^/\s]+)/)?(?P<ip>[0-9a-fA-F.:]+?):(?P<port>\d+) (?:\[(?P<user2>[^\]]+)\] )?"
                    r"(?P<rest>.*)$")
-_VPN_AUTH = re.compile(r"user '(?P<user>[^']+)' (?P<verb>authenticated|could not authenticate)")
-_TLS_ERR = re.compile(r"TLS Error: .*?from \[AF_INET6?\](?P<ip>[0-9a-fA-F.:]+?):(?P<port>\d+)")
+_VPN_AUTH = rx.compile(r"user '(?P<user>[^']+)' (?P<verb>authenticated|could not authenticate)")
+_TLS_ERR = rx.compile(r"TLS Error: .*?from \[AF_INET6?\](?P<ip>[0-9a-fA-F.:]+?):(?P<port>\d+)")
 
 
 def _openvpn(doc: dict, text: str) -> None:
@@ -81,7 +81,7 @@ def _openvpn(doc: dict, text: str) -> None:
         c.user(doc, peer.group("user") or peer.group("user2"))
 
 
-_GUI_LOGIN = re.compile(r"(?P<ok>Successful login|authentication error) for user '(?P<user>[^']*)' from:? "
+_GUI_LOGIN = rx.compile(r"(?P<ok>Successful login|authentication error) for user '(?P<user>[^']*)' from:? "
                         r"(?P<ip>[0-9a-fA-F.:]+)")
 
 
@@ -94,14 +94,14 @@ def _php_fpm(doc: dict, text: str) -> None:
         c.endpoint(doc, "source", login.group("ip"))
 
 
-_HAPROXY_HTTP = re.compile(r"^(?P<ip>[0-9a-fA-F.:]+?):(?P<port>\d+) \[(?P<ts>[^\]]+)\] (?P<frontend>\S+) "
+_HAPROXY_HTTP = rx.compile(r"^(?P<ip>[0-9a-fA-F.:]+?):(?P<port>\d+) \[(?P<ts>[^\]]+)\] (?P<frontend>\S+) "
                            r"(?P<backend>[^/\s]+)/(?P<server>\S+) (?P<timers>[-\d/]+) (?P<status>-?\d+) "
                            r"(?P<bytes>\d+) .*?\"(?P<request>[^\"]*)\"")
-_HAPROXY_TCP = re.compile(r"^(?P<ip>[0-9a-fA-F.:]+?):(?P<port>\d+) \[(?P<ts>[^\]]+)\] (?P<rest>.*)$")
-_HAPROXY_CONNECT = re.compile(r"^Connect from (?P<sip>[0-9a-fA-F.:]+?):(?P<sp>\d+) to (?P<dip>[0-9a-fA-F.:]+?):"
+_HAPROXY_TCP = rx.compile(r"^(?P<ip>[0-9a-fA-F.:]+?):(?P<port>\d+) \[(?P<ts>[^\]]+)\] (?P<rest>.*)$")
+_HAPROXY_CONNECT = rx.compile(r"^Connect from (?P<sip>[0-9a-fA-F.:]+?):(?P<sp>\d+) to (?P<dip>[0-9a-fA-F.:]+?):"
                               r"(?P<dp>\d+)")
-_BACKEND_ADDR = re.compile(r"^\S+?/(?P<ip>[0-9a-fA-F.:]+?):(?P<port>\d+):")
-_REQUEST = re.compile(r"^(?P<method>[A-Z]+) (?P<url>\S+)(?: HTTP/(?P<version>[\d.]+))?$")
+_BACKEND_ADDR = rx.compile(r"^\S+?/(?P<ip>[0-9a-fA-F.:]+?):(?P<port>\d+):")
+_REQUEST = rx.compile(r"^(?P<method>[A-Z]+) (?P<url>\S+)(?: HTTP/(?P<version>[\d.]+))?$")
 
 
 def _http_result(doc: dict, status: int | None) -> None:
@@ -148,7 +148,7 @@ def _haproxy(doc: dict, text: str, ctx: ParseContext) -> None:
         c.endpoint(doc, "destination", backend.group("ip"), backend.group("port"))
 
 
-_SQUID = re.compile(r"^\[?(?P<ts>\d+\.\d+)\s+(?P<elapsed>\d+)\]?(?:\([^)]*\))?\s+(?P<ip>\S+) (?P<result>[A-Z_]+)/"
+_SQUID = rx.compile(r"^\[?(?P<ts>\d+\.\d+)\s+(?P<elapsed>\d+)\]?(?:\([^)]*\))?\s+(?P<ip>\S+) (?P<result>[A-Z_]+)/"
                     r"(?P<status>\d+) (?P<bytes>\d+) (?P<method>\S+) (?P<url>\S+) (?P<user>\S+) (?P<hier>[A-Z_]+)/"
                     r"(?P<peer>\S+)")
 
@@ -197,9 +197,9 @@ def _squid_url(doc: dict, url: str, method: str | None) -> None:
     c.url_parts(doc, url)
 
 
-_SNORT = re.compile(r"\[(?P<sig>\d+:\d+:\d+)\] (?P<desc>.*?) \[Classification: (?P<class>[^\]]*)\] "
+_SNORT = rx.compile(r"\[(?P<sig>\d+:\d+:\d+)\] (?P<desc>.*?) \[Classification: (?P<class>[^\]]*)\] "
                     r"\[Priority: (?P<prio>\d+)\] \{(?P<proto>[^}]+)\} (?P<src>\S+) -> (?P<dst>\S+)")
-_UNBOUND = re.compile(r"\[\d+:\d+\] info: (?P<ip>[0-9a-fA-F.:]+) (?P<name>\S+) (?P<qtype>\S+) (?P<qclass>\S+)")
+_UNBOUND = rx.compile(r"\[\d+:\d+\] info: (?P<ip>[0-9a-fA-F.:]+) (?P<name>\S+) (?P<qtype>\S+) (?P<qclass>\S+)")
 
 
 def _split_host_port(value: str) -> tuple[str, str | None]:

@@ -16,12 +16,16 @@ senders the inventory does not pin to a format).
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
 from functools import lru_cache
 from typing import Callable, Iterable
 
+from collectors.parsers import linear_re as rx
 from soc import ecs
+
+# C0 controls but tab, newline and carriage return: binary content, not a text log record (one C-speed scan).
+_BINARY = rx.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 # Modules that define a SPEC. Adding a format = adding a module here.
 # Order matters for detection: a message goes to the first format whose detect() accepts it, so formats with
@@ -69,6 +73,30 @@ class ParserSpec:
     # False when the text alone cannot tell this format from another (nginx and Apache write the same combined
     # access line): such a format is chosen by its program name, and by `--format auto` only as a last resort.
     detect_by_content: bool = True
+    # The longest message (the text after the syslog header) the format's producer can write, where it has such a
+    # bound, with generous room: a longer one was not written by it, and becomes a dead letter (reason too_long)
+    # before the parser runs. ``max_message_why`` names the producer's limit. None: the pipeline's own limit only
+    # (syslog.max_line_bytes, 64 KiB; pipeline.json_max_bytes).
+    max_message_chars: int | None = None
+    max_message_why: str = ""
+
+
+def _bounded(spec: ParserSpec) -> ParserSpec:
+    """The spec with its parse refusing a message over ``max_message_chars`` first."""
+    limit, parse = spec.max_message_chars, spec.parse
+
+    def parse_within_bound(doc: dict, ctx: ParseContext) -> dict:
+        text = doc.get("message")
+        if text is None:
+            text = ecs.get(doc, "event.original") or ""
+        if isinstance(text, str) and len(text) > limit:  # type: ignore[operator]
+            from collectors.message import ParseError
+
+            raise ParseError("too_long", f"a {spec.name} message has at most {limit} characters "
+                                         f"({spec.max_message_why}); this one has {len(text)}")
+        return parse(doc, ctx)
+
+    return replace(spec, parse=parse_within_bound)
 
 
 @lru_cache(maxsize=1)
@@ -79,7 +107,7 @@ def all_parsers() -> dict[str, ParserSpec]:
         for spec in getattr(module, "SPECS", None) or [module.SPEC]:
             if spec.name in specs:
                 raise ValueError(f"parser {spec.name!r} is defined twice ({module_name})")
-            specs[spec.name] = spec
+            specs[spec.name] = _bounded(spec) if spec.max_message_chars else spec
     return specs
 
 
@@ -133,7 +161,7 @@ def parse_record(text: str, fmt: str, ctx: ParseContext) -> dict:
     from collectors.message import ParseError
     from collectors.parsers.syslog import parse_syslog
 
-    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text):
+    if _BINARY.search(text):
         raise ParseError("binary", "binary content (control or NUL bytes) in a text log record")
     if fmt == "auto":
         spec, doc = _detect_record(text, ctx)

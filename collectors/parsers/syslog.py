@@ -7,31 +7,43 @@ RFC 3164 timestamps are read in the configured zone and given the latest year th
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from datetime import datetime, timedelta, timezone, tzinfo
+from typing import TYPE_CHECKING
 
 from collectors.message import ParseError
+from collectors.parsers import linear_re as rx
 
-_PRI = re.compile(r"<(\d{1,3})>")
-_RFC5424 = re.compile(
-    r"(?P<version>[1-9]\d{0,2}) (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) (?P<msgid>\S+)"
-    r"(?: (?P<rest>.*))?$",
-    re.DOTALL,
-)
+if TYPE_CHECKING:
+    import re  # the matches of bounded patterns are re's
+
+# Every pattern here runs on text a sender controls (collectors/parsers/linear_re.py): bounded() ones are anchored
+# and can read at most a few hundred characters (cost independent of the line's length; CPython's re, cheap per
+# call, as they run on every message), compile() ones run on RE2 (linear time).
+_PRI = rx.bounded(r"<(\d{1,3})>")
+# RFC 5424 header: VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID, then " " and the rest (structured data and
+# message), or the end. Only the header is matched (the rest is sliced off): RE2 would otherwise track a capture
+# over the whole message. Same results as the one pattern "...(?P<msgid>\S+)(?: (?P<rest>.*))?$" (DOTALL): the
+# fields are single-space separated runs of non-space, so the header matches one way or not at all.
+_RFC5424 = rx.compile(r"(?P<version>[1-9]\d{0,2}) (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<procid>\S+) "
+                      r"(?P<msgid>\S+)")
+_RFC5424_FIRST = frozenset("123456789")  # what _RFC5424 can start with: no match is tried otherwise
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 # "Nov 22 16:10:01", "Nov  2 16:10:01", optionally with a year after the day or fractions of a second.
-_BSD_TS = re.compile(
+_BSD_TS = rx.bounded(
     r"(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(?P<day>\d{1,2})"
     r"(?: (?P<year>\d{4}))? (?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})(?:\.(?P<frac>\d{1,6}))?:? "
 )
-_ISO_TS = re.compile(r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?) ")
-_TAG = re.compile(r"(?P<tag>[^\s\[\]:]{1,64})(?:\[(?P<pid>[^\]\s]{1,20})\])?: ?")
-_HOST = re.compile(r"(?P<host>[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}) ")
+_ISO_TS = rx.bounded(r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?) ")
+_TAG = rx.bounded(r"(?P<tag>[^\s\[\]:]{1,64})(?:\[(?P<pid>[^\]\s]{1,20})\])?: ?")
+_HOST = rx.bounded(r"(?P<host>[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}) ")
 # Devices that send no timestamp or hostname after <PRI> (FortiGate "date=... time=...", SonicWall "id=firewall",
 # Sophos 'device="SFW"', CEF/LEEF, Cisco "%ASA-6-302013:"): the message starts right away with its own payload.
-_HEADERLESS_PAYLOAD = re.compile(r"(?:CEF:\d|LEEF:\d|%[A-Z][A-Z0-9_]*-|[A-Za-z_][\w.-]{0,40}=)")
+_HEADERLESS_PAYLOAD = rx.compile(r"(?:CEF:\d|LEEF:\d|%[A-Z][A-Z0-9_]*-|[A-Za-z_][\w.-]{0,40}=)")
+# A cut-short timestamp: a month name (a whole word: no word character after it) or a year and a dash.
+_CUT_TIMESTAMP = rx.bounded(r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)(?P<more>\w?)|\d{4}-")
+_LONG_FRACTION = rx.compile(r"\.(\d{6})\d+")
 # Tags that are really the start of the payload: CEF:0|..., LEEF:1.0|..., %ASA-4-106023: ...
 _NOT_A_TAG = frozenset({"CEF", "LEEF"})
 
@@ -42,7 +54,7 @@ SEVERITIES = ("emergency", "alert", "critical", "error", "warning", "notice", "i
 
 
 def _priority(line: str) -> tuple[int, int]:
-    match = _PRI.match(line)
+    match = _PRI.match(line) if line.startswith("<") else None
     if not match:
         if line.startswith("<"):
             raise ParseError("truncated_header", "syslog header is cut short inside <PRI>")
@@ -60,7 +72,8 @@ def _fraction_micro(frac: str | None) -> int:
 def parse_iso(text: str, zone: tzinfo) -> datetime:
     value = text.replace("Z", "+00:00")
     # Python 3.11 reads at most 6 fraction digits; RFC 5424 allows up to 6 too, some senders send 9.
-    value = re.sub(r"\.(\d{6})\d+", r".\1", value)
+    if "." in value:
+        value = _LONG_FRACTION.sub(r".\1", value)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
@@ -177,7 +190,14 @@ def parse_syslog(line: str, zone: tzinfo, received: datetime, require_pri: bool 
     body = line[pos:]
     if not body.strip():
         raise ParseError("truncated_header", "syslog line ends after <PRI>")
-    match = _RFC5424.match(body)
+    match = _RFC5424.match(body) if body[:1] in _RFC5424_FIRST else None
+    rest = ""
+    if match:
+        after = body[match.end():]
+        if after.startswith(" "):
+            rest = after[1:]
+        elif after not in ("", "\n"):  # ("$" of the whole pattern: the end, or before a final newline)
+            match = None
     if match and (match.group("ts") == "-" or match.group("ts")[:4].isdigit()):
         ts = match.group("ts")
         moment = received if ts == "-" else parse_iso(ts, timezone.utc)
@@ -191,11 +211,10 @@ def parse_syslog(line: str, zone: tzinfo, received: datetime, require_pri: bool 
             doc["process"] = {"name": app}
         if procid:
             syslog["procid"] = procid
-            if procid.isdigit():
+            if procid.isdecimal() and len(procid) <= 10:  # a process id (32 bits); int() of 64 KiB of digits raises
                 doc.setdefault("process", {})["pid"] = int(procid)
         if msgid:
             syslog["msgid"] = msgid
-        rest = match.group("rest") or ""
         if rest:
             sd, message = _structured_data(rest)
             if sd:
@@ -221,7 +240,8 @@ def parse_syslog(line: str, zone: tzinfo, received: datetime, require_pri: bool 
                 doc["@timestamp"] = received
                 doc["message"] = payload
                 return doc
-            if re.match(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\b|\d{4}-", body):
+            cut = _CUT_TIMESTAMP.match(body)
+            if cut and not cut.group("more"):  # (the month must end at a word boundary)
                 raise ParseError("truncated_header", "syslog timestamp is cut short")
             raise ParseError("bad_header", "no RFC 3164 or RFC 5424 timestamp after <PRI>")
         moment = parse_iso(ts_match.group("ts"), zone)

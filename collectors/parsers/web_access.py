@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import unquote
 
 from collectors.parsers import common as c
+from collectors.parsers import linear_re as rx
 from soc import ecs
 
-_REQUEST = re.compile(r"(?P<method>[A-Za-z]+) (?P<url>\S+)(?: HTTP/(?P<version>\d+(?:\.\d+)?))?$")
+_REQUEST = rx.compile(r"(?P<method>[A-Za-z]+) (?P<url>\S+)(?: HTTP/(?P<version>\d+(?:\.\d+)?))?$")
 
 
 def request(doc: dict, line: str, decode_query: bool = False) -> None:
