@@ -66,23 +66,26 @@ def _sender_plan(inventory: Inventory, hostname: str | None, certificate: str | 
     values alone, which repeat for every event of a sender: computed once, applied to each event.
 
     ``soc.sender.trusted`` says whether the event may serve as evidence for automatic containment: true when an
-    authenticated source vouched for its agency (an API key), or when its real sender (certificate or socket
-    address, over a transport whose address cannot be forged) belongs to the agency the event is attributed to.
-    An unknown sender, a sender of another agency naming this agency's host, or a UDP datagram is not trusted."""
+    authenticated source vouched for its agency (an API key), or when the event is about its real sender itself —
+    the inventory asset its certificate or socket address names, over a transport whose address cannot be forged.
+    An unknown sender, a sender of another agency, a relay forwarding other hosts' lines (it cannot vouch for where
+    they came from: anyone may have sent them to it over UDP), or a UDP datagram is not trusted.
+    ``soc.sender.asset`` is that asset, when the sender is one."""
     fields: list[tuple[str, object]] = []
     tags: list[str] = []
     from_agency = None if agency is not None else sender_agency(inventory, certificate, sender)
     if from_agency is not None:
         fields.append(("soc.sender.agency", from_agency))
+    sender_asset = _sender_asset(inventory, certificate, sender) if agency is None else None
+    if sender_asset is not None:
+        fields.append(("soc.sender.asset", sender_asset.id))
     if certificate:
         fields.append(("soc.sender.certificate", certificate))
     # Whose hosts the message may name: the vouched-for agency's; else, for a known sender that is not a relay, its
     # own agency's (a compromised server of one agency must not write as another by naming that agency's host).
     speaks_for = agency
-    if speaks_for is None and from_agency is not None:
-        relay = _sender_asset(inventory, certificate, sender)
-        if relay is None or relay.role != RELAY_ROLE:
-            speaks_for = from_agency
+    if speaks_for is None and from_agency is not None and (sender_asset is None or sender_asset.role != RELAY_ROLE):
+        speaks_for = from_agency
     asset = None
     for found in _candidate_assets(inventory, hostname, certificate, sender, host_ip):
         if found is None:
@@ -120,7 +123,7 @@ def _sender_plan(inventory: Inventory, hostname: str | None, certificate: str | 
     if agency is not None:
         trusted = True
     else:
-        trusted = (owner is not None and from_agency == owner.id
+        trusted = (sender_asset is not None and asset is sender_asset
                    and (transport or "").lower() not in SPOOFABLE_TRANSPORTS)
     fields.append(("soc.sender.trusted", trusted))
     return tuple(fields), tuple(tags)

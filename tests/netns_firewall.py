@@ -329,12 +329,13 @@ LogLevel ERROR
             "agencies": [{"id": "lab", "name_vi": "Phòng thử", "name_en": "Lab agency", "kind": "department",
                           "parent": "province", "networks": [{"cidr": agency_net, "zone": "internal"}]}],
             "assets": [
+                # The protected server also sends its own logs from the suite's loopback (127.0.0.1): lines about
+                # itself over TCP are trusted evidence; a sender the inventory does not know (127.0.0.2) is not.
                 {"id": "lab-srv-01", "hostname": "lab-srv-01", "kind": "server", "agency": "lab",
-                 "addresses": [self.server], "services": ["ssh"]},
-                # The agency's syslog relay, on the suite's loopback: lines it forwards over TCP are the agency's
-                # own evidence (trusted); a sender the inventory does not know (127.0.0.2) is not.
+                 "addresses": [self.server, "127.0.0.1"], "services": ["ssh"]},
+                # The agency's syslog relay: it may name the agency's hosts, but cannot vouch for lines it forwards.
                 {"id": "lab-relay-01", "hostname": "lab-relay-01", "kind": "server", "agency": "lab",
-                 "addresses": ["127.0.0.1"], "role": "syslog-relay"},
+                 "addresses": ["127.0.0.3"], "role": "syslog-relay"},
                 {"id": "lab-fw-01", "hostname": "lab-fw-01", "kind": "firewall", "agency": "lab",
                  "addresses": [self.management_address], "role": "wan-edge", "vendor": "Debian",
                  "model": "nftables"},

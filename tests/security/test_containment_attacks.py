@@ -84,9 +84,22 @@ def test_forged_lines_from_an_unknown_tcp_sender_wait_for_a_network_admin(suite,
     _nothing_reached_the_firewall(lab)
 
 
+def test_lines_a_relay_forwards_wait_for_a_network_admin(suite, lab):
+    """A relay (an rsyslog that takes UDP from anyone and forwards over TCP) names the agency's hosts, but cannot
+    vouch for lines it forwards: they are the agency's events, never evidence for automatic containment."""
+    with socket.create_connection(("127.0.0.1", suite.bound["syslog_tcp"]), timeout=10,
+                                  source_address=("127.0.0.3", 0)) as sock:  # lab-relay-01
+        sock.sendall(b"".join(line + b"\n" for line in _sshd_lines(lab.attacker, "lab-srv-01", suite.settings.tz)))
+    [run] = _wait(lambda: _runs(suite, "block_ssh_brute_force"), 30, "the run to be planned")
+    assert run["state"] == "pending_approval" and run["agency"] == "lab"
+    assert any("evidence not trusted" in r for r in run["approval"]["reasons"]), run["approval"]
+    time.sleep(1.0)
+    _nothing_reached_the_firewall(lab)
+
+
 def test_forged_lines_from_a_known_sender_over_udp_wait_for_a_network_admin(suite, lab):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))  # the agency's relay address: known, but a datagram's source can be forged
+        sock.bind(("127.0.0.1", 0))  # the server's own address: known, but a datagram's source can be forged
         for line in _sshd_lines(lab.attacker, "lab-srv-01", suite.settings.tz):
             sock.sendto(line, ("127.0.0.1", suite.bound["syslog_udp"]))
     [run] = _wait(lambda: _runs(suite, "block_ssh_brute_force"), 30, "the run to be planned")
