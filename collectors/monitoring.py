@@ -197,9 +197,11 @@ class SourceHealthAlerts:
             if tr.new in ALERTING and (tr.new != "never" or self.config.alert_never_reported):
                 doc = health_event(tr, self.suite.inventory)
                 evidence.append(doc)
+                # The suite's own observation: trusted evidence (untrusted=0).
                 detections.append(Detection(meta=_rule_meta(ALERTING[tr.new]), kind="source_health",
                                             agency=state.agency, labels=labels, events=[doc], count=1,
-                                            first_seen=doc["@timestamp"], last_seen=doc["@timestamp"]))
+                                            first_seen=doc["@timestamp"], last_seen=doc["@timestamp"],
+                                            untrusted=0))
             if tr.old in ALERTING and tr.new == "ok":
                 for rule in {ALERTING[tr.old]}:
                     probe = Detection(meta=_rule_meta(rule), kind="source_health", agency=state.agency,

@@ -21,7 +21,7 @@ import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
 import json
@@ -204,7 +204,7 @@ def _json_time(value, msg: RawMessage) -> datetime:
 SUITE_OBJECTS = ("organization", "soc")  # whole objects; the body's claimed agency is kept in soc.claimed_agency
 SUITE_FIELDS = ("event.id", "event.created", "event.ingested", "log.source.address")
 SUITE_PEER_FIELDS = ("observer.ip",)  # the suite's only when it has the sender's address (not a file's records)
-SUITE_TAGS = frozenset({"unknown_sender", "unknown_agency", "host_claim_refused"})  # neither added nor removed by a sender
+SUITE_TAGS = frozenset({"unknown_sender", "unknown_agency", "host_claim_refused", "future_timestamp"})  # neither added nor removed by a sender
 
 
 def _by_parent(names: tuple[str, ...]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
@@ -290,10 +290,23 @@ def step_enrich(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     return doc
 
 
+# An event may not say it happened later than this after it arrived. A sender's clock may be off by minutes; a time
+# further ahead would hold correlation windows, alert deduplication and posture hostage to a date of its choosing.
+FUTURE_TOLERANCE = timedelta(minutes=15)
+
+
 def step_finalize(doc: dict, msg: RawMessage, ctx: Context) -> dict:
-    moment = doc["@timestamp"]
+    moment = claimed = doc["@timestamp"]
     if isinstance(moment, datetime):
         moment = doc["@timestamp"] = ecs.utc_iso(moment)
+        if claimed.tzinfo is not None and claimed - msg.received > FUTURE_TOLERANCE:
+            # The arrival time stands in for it; the claim is kept, and the event id still comes from it (a replay
+            # of the same line must rewrite the same document).
+            doc["@timestamp"] = ecs.utc_iso(msg.received)
+            ecs.put(doc, "soc.claimed_timestamp", moment)
+            tags = doc.setdefault("tags", [])
+            if isinstance(tags, list) and "future_timestamp" not in tags:
+                tags.append("future_timestamp")
     event = doc.get("event")
     if not isinstance(event, dict):
         event = doc["event"] = {}

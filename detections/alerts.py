@@ -36,6 +36,7 @@ from soc.vocabulary import OPEN_STATUSES, AlertStatus, known_severity
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_GROUP_BY = ("organization.id", "rule.id")
+UNTRUSTED_LABEL = "soc.evidence"
 RULE_STATS = "rule_stats"  # document collection: when each rule last fired
 _ENTITY_FIELDS = {
     "ip": ("source.ip", "destination.ip"),
@@ -73,6 +74,10 @@ def labels_of(detection: Detection) -> dict[str, Any]:
                 labels[name] = value[0] if isinstance(value, list) else value
     else:
         labels.update({k: v for k, v in detection.labels.items()})
+    if detection.untrusted:
+        # Evidence the suite cannot vouch for makes an alert of its own: forged lines must not be able to absorb
+        # (and so hold back) the detections that trusted senders later make of the same thing.
+        labels[UNTRUSTED_LABEL] = "untrusted"
     return labels
 
 

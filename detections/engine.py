@@ -8,6 +8,7 @@ and an alert must belong to exactly one of them (tenancy), so a brute force is c
 from __future__ import annotations
 
 import operator
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +29,9 @@ MAX_EVIDENCE_TOTAL = 10_000
 # Groups whose window has passed are swept every SWEEP_EVERY hits; beyond MAX_GROUPS live groups the least recently
 # hit are dropped (a scan from thousands of addresses must not grow the collector's memory without bound).
 SWEEP_EVERY = 5000
+# Correlations take an event's time as it says, but never more than this ahead of the clock (the collectors already
+# replace a time further ahead with the arrival time; files read by soc hunt are in the past).
+FUTURE_TOLERANCE_SECONDS = 900
 MAX_GROUPS = 20_000
 
 
@@ -384,7 +388,8 @@ class DetectionEngine:
                                                 events=[doc], count=1, first_seen=doc["@timestamp"],
                                                 last_seen=doc["@timestamp"]))
                 if rule.meta.id in self.correlations.by_source:
-                    ts = _epoch(doc) if ts is None else ts
+                    # Never ahead of now (plus a clock's error): a future time would end every window early.
+                    ts = min(_epoch(doc), time.time() + FUTURE_TOLERANCE_SECONDS) if ts is None else ts
                     detections.extend(self.correlations.feed(rule.meta.id, agency, view, ts, [doc]))
         # Correlations referenced only by other correlations do not alert on their own unless "generate" says so.
         generate = {c.meta.id: c.generate for c in self.ruleset.correlations}

@@ -10,6 +10,7 @@ None stays null. The states are ``StrEnum`` members: equal to their text, writte
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +22,8 @@ from pydantic import BaseModel, ConfigDict
 from playbooks.drivers.base import INVERSE, OperationKind
 from soc import ecs
 from soc.storage.base import DocumentQuery, Store
+
+log = logging.getLogger(__name__)
 
 RUNS = "playbook_runs"
 BLOCKS = "blocks"
@@ -313,7 +316,18 @@ class Records:
                                                                limit=limit))
 
     def load_blocks(self, **where: Any) -> list[Block]:
-        return [Block.from_doc(doc) for doc in self.find_blocks(**where)]
+        """The blocks as records. A stored document that is not a valid block (written by an older version, or
+        tampered with) is set aside as orphaned with the reason, so one bad record never stops expiry or
+        recovery for the others."""
+        blocks = []
+        for doc in self.find_blocks(**where):
+            try:
+                blocks.append(Block.from_doc(doc))
+            except ValueError as exc:
+                log.error("block record %s is not valid and is set aside: %s", doc.get("id"), exc)
+                doc.update(state=BlockState.ORPHANED.value, last_error=f"not a valid block record: {exc}"[:500])
+                self.store.put_documents(BLOCKS, [doc])
+        return blocks
 
     # --- audit events ----------------------------------------------------------------------------------------
     def audit(self, event: str, *, run: Run | dict | None = None, actor: dict | None = None, **detail: Any) -> None:

@@ -28,7 +28,7 @@ from inventory.model import ManagedDevice
 from playbooks.actions import ACTIONS, DeviceTask, PerformContext, PlanContext, PlanError
 from playbooks.actions.base import Impact
 from playbooks.connections import ConnectionPool
-from playbooks.context import check_conditions, render, resolve_inputs
+from playbooks.context import InputError, check_conditions, render, resolve_inputs
 from playbooks.drivers import Change, Driver, Observed, Operation
 from playbooks.loader import Library
 from playbooks.locks import DeviceLocks
@@ -38,6 +38,7 @@ from playbooks.records import (LIVE_BLOCK_STATES, Block, BlockKind, BlockState, 
 from playbooks.safety import Safety, SafetyRefusal
 from playbooks.settings import PlaybookSettings
 from playbooks.transaction import DEVICE_FAILURES, DeviceTransaction, Mode, TransactionResult, TransactionStatus
+from playbooks.values import ValueRefused
 from soc import ecs
 from soc.storage.base import Store
 
@@ -230,6 +231,8 @@ class Runner:
         overrides = dict(overrides or {})
         run_id = run_id or uuid.uuid4().hex
         agency = overrides.pop("agency", None) or ((alert or {}).get("organization") or {}).get("id")
+        if agency is not None and agency not in self.inventory.agencies:
+            raise InputError(f"agency {str(agency)[:80]!r} is not an agency of the inventory")
         inputs = resolve_inputs(playbook, alert, overrides)
         variables = {**inputs, "alert_id": (alert or {}).get("id"), "agency": agency, "run_id": run_id,
                      "playbook": playbook.name}
@@ -262,10 +265,25 @@ class Runner:
         distrust = evidence_distrust(alert)
         if distrust:
             why_approve.append(distrust)
+        if alert is not None:
+            why_approve.extend(self._outside_agency(steps, agency))
         return Run(id=run_id, playbook=playbook.name, playbook_title=playbook.title, alert_id=variables["alert_id"],
                    agency=agency, inputs=indexable(inputs), impact=impact.as_dict(),
                    approval={"required": bool(why_approve), "reasons": why_approve}, steps=steps,
                    devices=sorted({c["device"] for s in steps for c in s.plan}))
+
+    def _outside_agency(self, steps: list[Step], agency: str | None) -> list[str]:
+        """An alert of one agency changes another agency's devices only with a network admin's approval: an
+        agency's key or senders must not steer containment on devices that are not that agency's."""
+        reasons = []
+        for device_id in sorted({c["device"] for s in steps for c in (s.plan or [])}):
+            device = self.inventory.devices.get(device_id)
+            asset = self.inventory.assets.get(device.asset) if device else None
+            owner = asset.agency if asset else None
+            if owner != agency:
+                reasons.append(f"device {device_id} is agency {owner}'s, the alert agency {agency}'s: a network "
+                               f"admin decides")
+        return reasons
 
     # --- creating, approving ---------------------------------------------------------------------------------
     def create(self, name: str, *, actor: Actor, alert: dict | None = None, alert_id: str | None = None,
@@ -475,9 +493,15 @@ class Runner:
             block.last_error, block.state = f"device {block.device} is not in the inventory", BlockState.ORPHANED
             self.records.save_block(block)
             return {"block": block.id, "ok": False, "message": block.last_error}
+        try:
+            removal = Operation(block.kind.removal, block.target)
+        except ValueRefused as exc:  # written by an older version or tampered with: never sent to a device
+            block.last_error, block.state = f"not a valid target, not sent to the device: {exc}", BlockState.ORPHANED
+            self.records.save_block(block)
+            return {"block": block.id, "ok": False, "message": block.last_error}
         block.state = BlockState.REMOVING
         self.records.save_block(block)
-        result = self._restore(device, Operation(block.kind.removal, block.target), phase="revert")
+        result = self._restore(device, removal, phase="revert")
         result["block"] = block.id
         result["by"] = by
         if result["ok"]:
@@ -526,7 +550,13 @@ class Runner:
             device = self.inventory.devices.get(block.device)
             if device is None:
                 continue
-            read = self._transaction(device, Operation(block.kind.operation, block.target)).run(Mode.READ)
+            try:
+                operation = Operation(block.kind.operation, block.target)
+            except ValueRefused as exc:
+                block.last_error, block.state = f"not a valid target: {exc}", BlockState.ORPHANED
+                self.records.save_block(block)
+                continue
+            read = self._transaction(device, operation).run(Mode.READ)
             if read.status is TransactionStatus.FAILED:
                 block.last_error = f"could not read the device after restart: {read.error}"
                 self.records.save_block(block)

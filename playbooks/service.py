@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from soc import ecs, metrics
 from soc.storage.base import Store
 
 log = logging.getLogger(__name__)
+CLAIMED_MAX = 50_000
 
 RUNS_STARTED = metrics.Counter("soc_playbook_runs", "Playbook runs created, by playbook and how they were started",
                                ["playbook", "started_by"])
@@ -76,7 +78,9 @@ class PlaybookService:
             runner.pool.on_host_key_mismatch = self.host_key_changed
         self.runner = runner
         self.executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="soc-playbook")
-        self._claimed: set[tuple[str, str]] = set()
+        # (alert, playbook) pairs already started here; bounded (the oldest forgotten first): a forgotten pair is
+        # still found in the store's runs before a second run is made (_run_for_alert).
+        self._claimed: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._guard = threading.Lock()
         self.recovered: dict | None = None
 
@@ -91,7 +95,9 @@ class PlaybookService:
                 with self._guard:
                     if key in self._claimed:
                         continue  # the same alert updated again: one run per alert and playbook
-                    self._claimed.add(key)
+                    self._claimed[key] = None
+                    if len(self._claimed) > CLAIMED_MAX:
+                        self._claimed.popitem(last=False)
                 self.executor.submit(self._run_for_alert, playbook.name, alert)
 
     def _run_for_alert(self, name: str, alert: dict) -> dict | None:
@@ -164,7 +170,7 @@ class PlaybookService:
         labels = {"soc.device.id": device.id, "ssh.host_key.expected": expected.fingerprint,
                   "ssh.host_key.presented": presented.fingerprint}
         detection = Detection(meta=_host_key_rule(), kind="host_key", agency=agency_id, labels=labels,
-                              events=[doc], count=1, first_seen=now, last_seen=now)
+                              events=[doc], count=1, first_seen=now, last_seen=now, untrusted=0)  # the suite's own
         with self._alerts_guard:
             if self.alerts is None:
                 self.alerts = AlertManager(self.store)

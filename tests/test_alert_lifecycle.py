@@ -148,3 +148,20 @@ def test_default_inhibition_rule_is_data_and_stays_deleted(tmp_path):
     assert store.delete_document(COLLECTION, "uplink-down-mutes-silent-sources")
     assert Inhibitor(store).rules() == []  # a restart does not bring it back
     store.close()
+
+
+def test_untrusted_evidence_makes_an_alert_of_its_own(tmp_path):
+    """Forged lines raise their own alert: a later detection from trusted senders of the same thing is not absorbed
+    by it (and so not held back behind its approval), and the trusted alert carries its own trust."""
+    store = open_store(make_settings(tmp_path))
+    manager = AlertManager(store)
+    [untrusted] = manager.handle([_detection(1)])  # its event says nothing of a trusted sender
+    real = _detection(2)
+    real.events[0]["soc"] = {"sender": {"trusted": True}}
+    real.untrusted = -1
+    real.__post_init__()  # counted again from its (now trusted) event
+    [trusted] = manager.handle([real])
+    assert untrusted["id"] != trusted["id"] and untrusted["labels"]["soc.evidence"] == "untrusted"
+    assert untrusted["trust"] == {"untrusted_events": 1, "trusted": False}
+    assert trusted["trust"] == {"untrusted_events": 0, "trusted": True} and "soc.evidence" not in trusted["labels"]
+    store.close()

@@ -135,11 +135,14 @@ def test_evidence_that_cannot_be_trusted_waits_for_a_network_admin(tmp_path, mon
     """On a non-core firewall the brute-force block would run at once; not when the alert's evidence came from an
     untrusted sender, when its trust is unknown, or when it rests on an outside indicator feed."""
     runner = _runner(tmp_path, library=_auto_library(tmp_path))
-    trusted = runner.plan("block_ssh_brute_force", alert=_alert())
+    own = dict(_alert(), organization={"id": "dc", "name": "Data centre"})  # the SonicWall's own agency
+    trusted = runner.plan("block_ssh_brute_force", alert=own)
     assert not trusted["approval"]["required"], trusted["approval"]
-    cases = {"evidence not trusted": dict(_alert(), trust={"untrusted_events": 2, "trusted": False}),
-             "no record of its evidence": {k: v for k, v in _alert().items() if k != "trust"},
-             "indicator from an outside feed": dict(_alert(), rule=dict(_alert()["rule"], type="indicator"))}
+    cases = {"evidence not trusted": dict(own, trust={"untrusted_events": 2, "trusted": False}),
+             "no record of its evidence": {k: v for k, v in own.items() if k != "trust"},
+             "indicator from an outside feed": dict(own, rule=dict(own["rule"], type="indicator")),
+             # an alert of another agency (its key, its senders) does not steer the data centre's firewall
+             "device dc-fw-sonicwall-01 is agency dc's, the alert agency so-tttt's": _alert()}
     for why, alert in cases.items():
         plan = runner.plan("block_ssh_brute_force", alert=alert)
         assert plan["approval"]["required"] and any(why in r for r in plan["approval"]["reasons"]), plan["approval"]
@@ -153,6 +156,21 @@ def _auto_library(tmp_path: Path) -> Path:
     doc["steps"][0]["params"]["devices"] = {"ids": ["dc-fw-sonicwall-01"]}
     (folder / "block_ssh_brute_force.yml").write_text(yaml.safe_dump(doc))
     return folder
+
+
+def test_a_block_of_a_known_host_or_for_an_unknown_agency_is_refused_or_waits(tmp_path):
+    from inventory.model import InventoryDocument
+
+    # an agency's public server outside every listed network is still a known host: a person decides
+    doc = SAMPLE.document.model_dump(mode="json")
+    doc["assets"].append({"id": "so-tttt-portal-01", "hostname": "so-tttt-portal-01", "kind": "server",
+                          "agency": "so-tttt", "addresses": ["198.18.7.7"]})
+    runner = _runner(tmp_path)
+    runner = Runner(runner.store, Inventory(InventoryDocument.model_validate(doc)), runner.library, runner.settings)
+    plan = runner.plan("block_address", overrides={"address": "198.18.7.7", "firewall_role": "internal"})
+    assert plan["approval"]["required"] and any("so-tttt-portal-01" in r for r in plan["impact"]["reasons"])
+    with pytest.raises(ValueError, match="not an agency of the inventory"):
+        runner.plan("block_address", overrides={"address": "203.0.113.99", "agency": "nobody\r\nX-Injected: 1"})
 
 
 def test_impact_decides_approval(tmp_path):
@@ -283,7 +301,7 @@ def test_notify_indicator_and_case_note(tmp_path):
         [message] = smtp.messages
         assert "Subject: blocked 203.0.113.50" in message and run["id"] in message
         [indicator] = runner.store.find_documents("indicators", DocumentQuery())
-        assert indicator["value"] == "203.0.113.50" and indicator["run_id"] == run["id"]
+        assert indicator["values"] == ["203.0.113.50"] and indicator["run_id"] == run["id"]
         note = runner.store.get_document("case_notes", "a" * 32)
         assert note["entries"][0]["text"] == "checked 203.0.113.50"
         # a second run for the same alert updates the note and the indicator, never duplicates them

@@ -19,7 +19,7 @@ from inventory.model import ManagedDevice
 from playbooks.drivers import Change, Driver, Operation, get_driver
 from playbooks.safety import Safety
 from playbooks.settings import PlaybookSettings
-from playbooks.values import ValueRefused
+from playbooks.values import ValueRefused, normalise_network
 from soc.storage.base import Store
 
 
@@ -107,6 +107,21 @@ class Action(ABC):
     def perform(self, params: Params, ctx: PerformContext) -> dict[str, Any]:
         """Do a non-device action; returns what happened (status: done | skipped, message)."""
         raise NotImplementedError
+
+
+def assets_in(inventory: Inventory, network) -> list[str]:
+    """The inventory assets with an address inside ``network`` (an ipaddress network): blocking one cuts off a
+    host the province knows, whatever network it sits in."""
+    found = []
+    for asset in inventory.assets.values():
+        for address in asset.addresses:
+            try:
+                if normalise_network(address).subnet_of(network):
+                    found.append(asset.id)
+                    break
+            except (ValueRefused, TypeError):
+                continue
+    return found
 
 
 def select_devices(spec: Any, inventory: Inventory) -> list[ManagedDevice]:

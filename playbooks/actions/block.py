@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from playbooks.actions.base import Action, Impact, Params, PlanContext, PlanError, device_tasks, select_devices
+from playbooks.actions.base import (Action, Impact, Params, PlanContext, PlanError, assets_in, device_tasks,
+                                    select_devices)
 from playbooks.context import InputError, parse_duration
 from playbooks.drivers import Operation
 from playbooks.safety import SafetyRefusal
@@ -48,6 +49,9 @@ class BlockAction(Action):
         if ctx.inventory.is_government(str(network.network_address)) or \
                 ctx.inventory.agency_of(str(network.network_address)) is not None:
             impact.high(f"{network} is inside the province's own networks: this isolates a server or a user")
+        known = assets_in(ctx.inventory, network)
+        if known:
+            impact.high(f"{network} holds inventory asset(s) {', '.join(known[:5])}: this cuts off a known host")
         for device in devices:
             if device.core:
                 impact.high(f"changes core device {device.id}")

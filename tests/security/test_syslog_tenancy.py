@@ -16,7 +16,7 @@ import yaml
 
 from soc import ecs
 from soc.storage.base import EventQuery
-from tests.conftest import make_settings, wait_until
+from tests.conftest import PROJECT, make_settings, wait_until
 
 INVENTORY = {
     "province": {"id": "province", "name_vi": "Tỉnh", "name_en": "Province", "kind": "province"},
@@ -68,5 +68,39 @@ def test_a_known_sender_cannot_write_as_another_agency_by_naming_its_host(tmp_pa
         b_events = [e["message"].split()[-1] for e in suite.store.search_events(EventQuery(agency="agency-b",
                                                                                              limit=10))]
         assert "from-a" not in b_events
+    finally:
+        running.stop()
+
+
+def test_a_line_dated_in_the_future_cannot_hold_the_suite_to_its_date(tmp_path):
+    """An RFC 5424 line dated 2031 from anyone: stored at its arrival time, its claim kept and tagged, so it cannot
+    end every correlation window early, keep an alert open until 2031 or make a silent asset look alive. The
+    brute force that follows is still detected."""
+    from soc.service import Suite, SuiteThread
+    from soc.storage.base import AlertQuery
+
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(INVENTORY), encoding="utf-8")
+    settings = make_settings(tmp_path, SOC__INVENTORY__PATH=str(inventory), SOC__TIMEZONE="UTC",
+                             SOC__DETECTIONS__SIGMA_RULE_DIRS='["' + str(PROJECT / "detections" / "rules" /
+                                                                         "linux") + '"]')
+    running = SuiteThread(Suite(settings)).start()
+    try:
+        suite = running.suite
+        port = suite.bound["syslog_tcp"]
+        with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.3", 0)) as sock:
+            sock.sendall(b"<38>1 2031-01-01T00:00:00Z a-web-01 sshd 1 - - Failed password for root from "
+                         b"203.0.113.66 port 1 ssh2 poisoned\n")
+        now = datetime.now(timezone.utc)
+        with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.3", 0)) as sock:
+            sock.sendall(b"".join(f"<38>{now:%b} {now.day:2d} {now:%H:%M:%S} a-web-01 sshd[{i}]: Failed password "
+                                  f"for root from 203.0.113.66 port {4000 + i} ssh2\n".encode() for i in range(8)))
+        poisoned = wait_until(lambda: [e for e in suite.store.search_events(EventQuery(limit=50))
+                                       if e["message"].endswith("poisoned")], 20)
+        assert poisoned and "future_timestamp" in poisoned[0]["tags"]
+        assert poisoned[0]["@timestamp"] < "2030" and poisoned[0]["soc"]["claimed_timestamp"].startswith("2031")
+        alerts = wait_until(lambda: [a for a in suite.store.list_alerts(AlertQuery(limit=20))
+                                     if a["rule"]["name"] == "soc_ssh_brute_force"], 20)
+        assert alerts and alerts[0]["last_seen"] < "2030"
     finally:
         running.stop()
