@@ -319,3 +319,22 @@ def _runner(tmp_path: Path, library: Path = LIBRARY, **settings) -> Runner:
     store.open()
     pb = PlaybookSettings(lock_dir=str(tmp_path / "locks"), library_dirs=[str(library)], **settings)
     return Runner(store, SAMPLE, load_library(pb.library_dirs), pb)
+
+
+def test_an_invalid_block_record_is_set_aside_and_expiry_goes_on(tmp_path):
+    """A block record with a target no device may be sent (written by an older version, or tampered with) never
+    reaches a device and never stops the expiry of the others."""
+    from playbooks.records import BLOCKS
+
+    runner = _runner(tmp_path)
+    device = next(iter(SAMPLE.devices))
+    bad = {"id": "bad-1", "kind": "block", "device": device, "target": "2001:db8::1%';id;'", "state": "active",
+           "run_id": "r1", "run_ids": ["r1"], "created": "2026-01-01T00:00:00.000Z",
+           "expires_at": "2026-01-01T01:00:00.000Z", "history": []}
+    broken = {"id": "bad-2", "kind": "no-such-kind", "state": "active", "expires_at": "2026-01-01T01:00:00.000Z"}
+    runner.store.put_documents(BLOCKS, [bad, broken])
+    results = runner.expire_due()
+    assert [r["ok"] for r in results] == [False] and "not a valid target" in results[0]["message"]
+    assert runner.store.get_document(BLOCKS, "bad-1")["state"] == "orphaned"
+    assert runner.store.get_document(BLOCKS, "bad-2")["state"] == "orphaned"
+    assert runner.expire_due() == []  # set aside for good
