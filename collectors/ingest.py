@@ -1,6 +1,6 @@
 """`soc ingest PATH...`: files into the suite offline — the same pipeline, store and detections as live input.
 
-EVTX files become Winlogbeat documents (collectors/sources/evtx.py) sent through the JSON pipeline, JSON lines
+EVTX files become Winlogbeat documents (soc/windows.py) sent through the JSON pipeline, JSON lines
 (``.json``, ``.jsonl``, ``.ndjson``) one document per line, any other file one line at a time through the syslog
 pipeline (a line without <PRI> is fine) or the parser named by ``--format``. Messages go to ``Suite.process`` in
 batches. A file that cannot be read, or an EVTX file that is damaged, is reported and the run goes on with the next
@@ -71,7 +71,7 @@ def kind_of(path: Path) -> str:
 def evtx_messages(path: Path, agency: str, report: FileReport) -> Iterator[RawMessage]:
     import evtx
 
-    from collectors.sources.evtx import winlogbeat_document
+    from soc.windows import winlogbeat_from_evtx
 
     try:
         records = evtx.PyEvtxParser(str(path), number_of_threads=1).records_json()
@@ -86,7 +86,7 @@ def evtx_messages(path: Path, agency: str, report: FileReport) -> Iterator[RawMe
             raise FileFailed(f"damaged EVTX after {report.records} records: {exc}") from exc
         number = record.get("event_record_id")
         try:
-            doc = winlogbeat_document(json.loads(record["data"]))
+            doc = winlogbeat_from_evtx(json.loads(record["data"]))
             data = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             # The record's own JSON goes to the pipeline as it is: it becomes a dead letter with the reason.

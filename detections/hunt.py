@@ -1,9 +1,9 @@
 """Offline hunting, like Hayabusa or Zircolite: Sigma rules over EVTX files, folders and JSON lines.
 
 Events are read with the ``evtx`` package (a Rust EVTX parser) or as JSON lines (an EVTX record as JSON, a
-Winlogbeat/ECS document, or a flat object of fields), shown to the rules as described in logsource.py, and matched by
-the same engine the live pipeline uses. Single-event rules only: SigmaHQ's rule packs hold no correlations, and a
-hunt spread over worker processes by file cannot see across files.
+Winlogbeat/ECS document, or a flat object of fields), shown to the rules as soc/windows.py and logsource.py describe,
+and matched by the same engine the live pipeline uses. Single-event rules only: SigmaHQ's rule packs hold no
+correlations, and a hunt spread over worker processes by file cannot see across files.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from detections.engine import DetectionEngine
-from detections.sigma.logsource import ecs_routing_key, view_of, windows_routing_key, windows_view_from_evtx
+from detections.sigma.logsource import ecs_routing_key, view_of
+from soc.windows import routing_key, view_from_evtx
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,11 @@ def _evtx_events(path: Path, errors: list[HuntError]) -> Iterator[HuntEvent]:
             errors.append(HuntError(str(path), None, f"damaged EVTX record: {exc}"))
             return
         try:
-            view = windows_view_from_evtx(json.loads(record["data"]))
+            view = view_from_evtx(json.loads(record["data"]))
         except (ValueError, KeyError, TypeError) as exc:
             errors.append(HuntError(str(path), record.get("event_record_id"), f"bad record: {exc}"))
             continue
-        yield HuntEvent(view, windows_routing_key(view), str(path), record.get("event_record_id"),
+        yield HuntEvent(view, routing_key(view), str(path), record.get("event_record_id"),
                         record.get("timestamp"))
 
 
@@ -90,13 +91,13 @@ def _json_events(path: Path, errors: list[HuntError]) -> Iterator[HuntEvent]:
                 errors.append(HuntError(str(path), number, f"not a JSON object: {exc}"))
                 continue
             if "Event" in doc and isinstance(doc["Event"], dict):
-                view = windows_view_from_evtx(doc)
-                key = windows_routing_key(view)
+                view = view_from_evtx(doc)
+                key = routing_key(view)
             elif "winlog" in doc or "@timestamp" in doc or "event" in doc:
                 view, key = view_of(doc)
             else:  # a flat object of Windows fields (Zircolite's JSON input)
                 view = doc
-                key = windows_routing_key(view) if "Channel" in doc else ecs_routing_key(view)
+                key = routing_key(view) if "Channel" in doc else ecs_routing_key(view)
             yield HuntEvent(view, key, str(path), number, view.get("TimeCreated") or doc.get("@timestamp"))
 
 

@@ -60,23 +60,18 @@ class Conversion:
 
 def windows_scope(logsource: dict[str, str | None]) -> list[tuple[str, list[str] | None]]:
     """(channel, event ids or None for any) pairs a Windows rule's logsource applies to, as streaming routes them."""
-    from detections.sigma.logsource import (
-        OTHER_WINDOWS_CATEGORIES,
-        SYSMON_CATEGORIES,
-        SYSMON_CHANNEL,
-        windows_channel_services,
-    )
+    from soc.windows import EVENT_CATEGORIES, SYSMON_CATEGORIES, SYSMON_CHANNEL, channel_services
 
     scope: list[tuple[str, list[str] | None]] = []
     category, service = logsource.get("category"), logsource.get("service")
     if service and not category:
-        scope += [(channel, None) for channel, services in windows_channel_services().items() if service in services]
+        scope += [(channel, None) for channel, services in channel_services().items() if service in services]
     if category:
         sysmon = [str(i) for i, cats in SYSMON_CATEGORIES.items() if category in cats]
         if sysmon and (not service or service == "sysmon"):
             scope.append((SYSMON_CHANNEL, sysmon))
-        for (channel, event_id), cats in OTHER_WINDOWS_CATEGORIES.items():
-            if category in cats and (not service or service in windows_channel_services().get(channel, ())):
+        for (channel, event_id), cats in EVENT_CATEGORIES.items():
+            if category in cats and (not service or service in channel_services().get(channel, ())):
                 scope.append((channel, [str(event_id)]))
     return scope
 

@@ -296,9 +296,9 @@ def test_soc_hunt_prints_one_json_detection_per_line(tmp_path):
 def test_windows_channel_table_is_pysigmas():
     from sigma.pipelines.common import windows_logsource_mapping
 
-    from detections.sigma.logsource import WINDOWS_SERVICE_CHANNELS
+    from soc.windows import SERVICE_CHANNELS
 
-    assert WINDOWS_SERVICE_CHANNELS == windows_logsource_mapping
+    assert SERVICE_CHANNELS == windows_logsource_mapping
 
 
 def test_correlation_state_stays_bounded_under_a_scan_from_many_addresses():

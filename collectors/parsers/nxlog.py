@@ -14,6 +14,7 @@ from datetime import datetime
 from collectors.message import ParseError
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
+from soc.windows import record_value
 
 # NXLog's own fields (im_msvistalog and the core): everything else at the top level is the event's data.
 NXLOG_FIELDS = frozenset({
@@ -52,22 +53,14 @@ def _time(value, ctx: ParseContext | None) -> str | None:
     return ecs.utc_iso(moment)
 
 
-def _scalar(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return value
-
-
 def winlogbeat_from_nxlog(record: dict, ctx: ParseContext | None = None) -> dict:
-    """The Winlogbeat-shaped document (as collectors/sources/evtx.py builds from EVTX) for an NXLog event.
+    """The Winlogbeat-shaped document (as soc/windows.py builds from EVTX) for an NXLog event.
 
     Built anew: of the NXLog object only its named fields are read, and every other top-level name goes to
     ``winlog.event_data`` as one data name, dots and all (xm_xml's ``Event.EventData.x``). So a top-level
     ``"organization.id"`` or ``"soc.asset.id"`` is event data, never the event's agency or asset."""
     event_id = str(record["EventID"]).strip()
-    data = {key: _scalar(value) for key, value in record.items() if key not in NXLOG_FIELDS and value is not None
+    data = {key: record_value(value) for key, value in record.items() if key not in NXLOG_FIELDS and value is not None
             and not isinstance(value, dict)}
     keywords = record.get("Keywords")
     words = []
@@ -82,7 +75,7 @@ def winlogbeat_from_nxlog(record: dict, ctx: ParseContext | None = None) -> dict
         "event_id": event_id,
         "provider_name": record.get("SourceName") if isinstance(record.get("SourceName"), str) else None,
         "computer_name": record.get("Hostname") if isinstance(record.get("Hostname"), str) else None,
-        "record_id": _scalar(record.get("RecordNumber")) if record.get("RecordNumber") is not None else None,
+        "record_id": record_value(record.get("RecordNumber")) if record.get("RecordNumber") is not None else None,
         "event_data": data,
     }
     if words:

@@ -13,6 +13,7 @@ from collectors.message import ParseError
 from collectors.parsers import common as c
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
+from soc.windows import normalize_winlogbeat
 
 # id → (action, category, type, outcome or None)
 SECURITY = {
@@ -82,62 +83,6 @@ LOGON_FAILED_REASON = {"0xc000006a": "wrong password", "0xc0000064": "no such us
                        "0xc0000072": "account disabled", "0xc000006f": "outside logon hours"}
 
 
-# Security 4688 describes a process creation with other names than Sysmon's; Sigma's process_creation rules use
-# Sysmon's. Both names are kept, at ingest, so streaming, scheduled and hunting detection all see the same fields.
-WINDOWS_FIELD_ALIASES: dict[tuple[str, str], dict[str, str]] = {
-    ("security", "4688"): {"NewProcessName": "Image", "ParentProcessName": "ParentImage"},
-}
-
-
-def normalize_event_data(channel: str | None, event_id: str | None, data: dict) -> dict:
-    for source, alias in WINDOWS_FIELD_ALIASES.get((str(channel or "").lower(), str(event_id or "")), {}).items():
-        if source in data and alias not in data:
-            data[alias] = data[source]
-    return data
-
-
-def _string(value):
-    """Winlogbeat sends event data as strings; the EVTX path does too: keep one type per field in the store."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, list):
-        return [_string(v) for v in value]
-    return value
-
-
-def normalize_winlog_record(record: dict) -> dict:
-    """A Winlogbeat document as any Winlogbeat version or agent sends it, in the shape the EVTX path produces:
-    ``winlog.event_id``, ``winlog.record_id``, ``event.code`` and the event data values as strings (Winlogbeat 7
-    sends numbers for the ids), the 4688 aliases added."""
-    winlog = record["winlog"]
-    for key in ("event_id", "record_id"):
-        if isinstance(winlog.get(key), (int, float)) and not isinstance(winlog.get(key), bool):
-            winlog[key] = str(winlog[key])
-    event = record.get("event")
-    if isinstance(event, dict) and isinstance(event.get("code"), (int, float)) and not isinstance(event.get("code"), bool):
-        event["code"] = str(event["code"])
-    user_data = winlog.get("user_data")
-    if isinstance(user_data, dict):
-        # The EVTX path flattens UserData into event_data (collectors/sources/evtx.py): so does this.
-        from collectors.sources.evtx import _event_data
-
-        flat: dict = {}
-        _event_data({k: v for k, v in user_data.items() if k != "xml_name"}, flat)
-        data = winlog.get("event_data")
-        if not isinstance(data, dict):
-            data = winlog["event_data"] = {}
-        for key, value in flat.items():
-            data.setdefault(key, value)
-        del winlog["user_data"]
-    data = winlog.get("event_data")
-    if isinstance(data, dict):
-        for key, value in list(data.items()):
-            data[key] = _string(value)
-    return record
-
-
 def _winlog(doc: dict) -> dict:
     record = doc.get("_json")
     if isinstance(record, dict) and isinstance(record.get("winlog"), dict):
@@ -176,12 +121,11 @@ def _trim_fraction(value: str) -> str:
 
 
 def _base(doc: dict, record: dict) -> tuple[dict, str]:
-    normalize_winlog_record(record)
+    normalize_winlogbeat(record)  # ids as text, UserData into event_data, the aliases Sigma rules use
     winlog = record["winlog"]
     data = winlog.get("event_data") if isinstance(winlog.get("event_data"), dict) else {}
     event = record.get("event") if isinstance(record.get("event"), dict) else {}
     event_id = str(winlog.get("event_id") or event.get("code") or "")
-    normalize_event_data(winlog.get("channel"), event_id, data)
     out = {key: value for key, value in record.items() if key not in ("_json",)}
     doc.clear()
     doc.update(out)

@@ -2,7 +2,7 @@
 
 A pipeline is a list of small transformations, each limited to the log sources it is for. Windows rules need no field
 mapping: Windows events (EVTX files, Winlogbeat documents) are presented to the rules with their own field names
-(Image, CommandLine, TargetUserName, ...) by detections/sigma/logsource.py, which is what Sigma's Windows rules are
+(Image, CommandLine, TargetUserName, ...) by soc/windows.py's view, which is what Sigma's Windows rules are
 written against. Other sources are stored as ECS, so their Sigma field names are mapped to ECS names here.
 Pipelines are built by name inside each loader process (they are code, not data to pickle).
 """
@@ -21,6 +21,8 @@ from sigma.processing.transformations import (
 from sigma.processing.transformations.base import DetectionItemTransformation
 from sigma.rule import SigmaDetectionItem
 from sigma.types import SigmaString, SpecialChars
+
+from soc import windows
 
 KEYWORDS_FIELD = "_keywords"
 
@@ -118,8 +120,7 @@ def soc_sql_pipeline(placeholders: dict[str, list[str]] | None = None) -> Proces
 
 
 # Windows fields in stored Winlogbeat documents (scheduled detection queries the store, not an EVTX view).
-WINLOG_FIELDS = {"EventID": "winlog.event_id", "Channel": "winlog.channel", "Provider_Name": "winlog.provider_name",
-                 "Computer": "winlog.computer_name", "EventRecordID": "winlog.record_id"}
+WINLOG_FIELDS = {name: f"winlog.{key}" for name, key in windows.SYSTEM_FIELDS.items()}
 
 
 def _winlog_field(field: str | None) -> str | None:
