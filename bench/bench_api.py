@@ -225,12 +225,12 @@ def start_own_node() -> str:
 def start_server(tmp: Path, env: dict, cache_seconds: float, port: int) -> subprocess.Popen:
     """The API as it runs in production: `soc serve`, in its own process (the clients must not share its
     interpreter), with the rate limit out of the way and the given alert-list cache."""
-    api_config = tmp / "soc_api.yaml"
-    api_config.write_text(f"rate_limit: {{requests_per_second: 100000, burst: 100000}}\n"
-                          f"alert_list_cache_seconds: {cache_seconds}\n")
+    api_config = tmp / "soc.yaml"
+    api_config.write_text(f"soc_api:\n  rate_limit: {{requests_per_second: 100000, burst: 100000}}\n"
+                          f"  alert_list_cache_seconds: {cache_seconds}\n")
     server_log = (tmp / "serve.log").open("ab")  # a file: a full pipe would stall the server
-    server = subprocess.Popen([sys.executable, "-m", "soc.cli", "serve"], cwd=ROOT,
-                              env=dict(os.environ, **env, SOC_API_CONFIG=str(api_config)),
+    server = subprocess.Popen([sys.executable, "-m", "suite.cli", "serve"], cwd=ROOT,
+                              env=dict(os.environ, **env, SOC_CONFIG=str(api_config)),
                               stdout=subprocess.DEVNULL, stderr=server_log)
     deadline = time.monotonic() + 120
     while True:

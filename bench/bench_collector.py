@@ -32,8 +32,8 @@ from rich.progress import Progress  # noqa: E402
 from bench.bench_parsers import MIX, syslog_lines  # noqa: E402
 from bench.report import write_section  # noqa: E402
 from collectors.message import RawMessage  # noqa: E402
-from soc.config import PipelineConfig  # noqa: E402
-from soc.service import Suite, SuiteThread  # noqa: E402
+from collectors.settings import PipelineConfig  # noqa: E402
+from suite.runtime import Suite, SuiteThread  # noqa: E402
 from tests.conftest import free_port, make_settings  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ def tcp_rate(lines: list[bytes], settings, work: Path) -> tuple[float, int]:
         started = time.perf_counter()
         sender = subprocess.Popen([sys.executable, "-c", SENDER, str(payload), str(suite.bound["syslog_tcp"])])
         sender.wait(timeout=900)
-        while suite.accepted < len(lines):  # the sender has closed: everything is read
+        while suite.intake.accepted < len(lines):  # the sender has closed: everything is read
             time.sleep(0.01)
         assert suite.drain(timeout=900)
         elapsed = time.perf_counter() - started
@@ -201,7 +201,7 @@ def flood(lines: list[bytes], capacity: float, work: Path, seconds: float = 30.0
         "pipeline": {"spool_max_bytes": 256 << 20},
     }))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOC__")}
-    serve = subprocess.Popen([sys.executable, "-m", "soc.cli", "serve", "--config", str(config)], cwd=PROJECT,
+    serve = subprocess.Popen([sys.executable, "-m", "suite.cli", "serve", "--config", str(config)], cwd=PROJECT,
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while True:

@@ -25,7 +25,7 @@ from bench.report import write_section  # noqa: E402
 CORPUS = ROOT.parent / "shared" / "corpus"
 RULES = CORPUS / "sigmahq" / "rules"
 EVTX = CORPUS / "evtx-attack-samples"
-SOC = [sys.executable, "-m", "soc.cli"]
+SOC = [sys.executable, "-m", "suite.cli"]
 ZIRCOLITE_PRECONVERTED_EPS = 8255 / 14
 ZIRCOLITE_RUNTIME_EPS = 8255 / 43
 
@@ -104,7 +104,7 @@ def evaluation_section() -> str:
 
 def streaming_section() -> str:
     from collectors.message import RawMessage
-    from soc.service import Suite
+    from suite.runtime import Suite
     from soc.storage import open_store
     from tests.conftest import make_settings
 

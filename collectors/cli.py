@@ -150,9 +150,9 @@ def _zone(name: str | None):
             typer.echo(f"soc parse: unknown time zone {name!r}", err=True)
             raise typer.Exit(2) from exc
     try:
-        from soc.config import load_settings
+        from soc.plugins import commands
 
-        return load_settings().tz
+        return commands().settings(None).tz
     except Exception:  # no configuration here: timestamps without a zone are read as UTC
         return timezone.utc
 
@@ -172,19 +172,18 @@ def register_ingest(app: typer.Typer) -> None:
         """Ingest files through the pipeline into the configured store, running the detections: EVTX, JSON lines
         and plain log files. Prints a summary; exits 1 if a file could not be read (the others are ingested)."""
         from collectors.parsers.registry import all_parsers
-        from soc.cli import _open_store, _settings
+        from soc.plugins import commands
 
         if fmt is not None and fmt not in ("json", "syslog") and fmt not in all_parsers():
             typer.echo(f"soc ingest: unknown format {fmt!r}; `soc parse --list` shows the formats", err=True)
             raise typer.Exit(2)
-        settings = _settings(config)
+        settings = commands().settings(config)
         from collectors.ingest import OFFLINE_SKIPPED_EXTENSIONS, expand, ingest
-        from soc.service import Suite
 
         settings = settings.model_copy(update={
             "extensions": [e for e in settings.extensions if e not in OFFLINE_SKIPPED_EXTENSIONS]})
         files, missing = expand(paths)
-        suite = Suite(settings, _open_store(settings))
+        suite = commands().build_suite(settings, commands().open_store(settings))
         try:
             if agency is not None and agency not in suite.inventory.agencies:
                 typer.echo(f"soc ingest: no agency {agency!r} in the inventory {settings.inventory.path} (known: "

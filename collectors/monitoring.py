@@ -21,14 +21,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import REGISTRY, Gauge
+
 from soc import metrics as soc_metrics
-from prometheus_client import REGISTRY, Gauge, Histogram
 
 from collectors.monitoring_config import (MonitoringConfig, ProbesConfig, SelfMonitorConfig,  # noqa: F401
                                           SourceHealthConfig, monitoring_config)
 from collectors.sources import probes
 from collectors.sources.source_health import HealthOptions, SourceHealth, Transition
-from soc import ecs, metrics
+from soc import ecs
 from soc.storage.base import DocumentQuery, StoreError
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,10 @@ STORE_STATUS = Gauge("soc_store_cluster_status", "1 for the store's current clus
                      ["status"])
 STORE_CHECK_SECONDS = Gauge("soc_store_health_check_seconds", "How long the last store health check took")
 DEAD_LETTERS_STORED = Gauge("soc_dead_letters_stored", "Dead letters kept in the store")
-SPOOL_DEPTH = Gauge("soc_spool_depth", "Messages accepted but not yet processed, per spool", ["spool"])
+SPOOL_DEPTH = soc_metrics.SPOOL_DEPTH  # kept current by the intake (collectors/intake.py)
 COLLECTOR_RATE = Gauge("soc_collector_events_per_second", "Messages received per second since the previous refresh",
                        ["transport"])
-RULE_EVAL_SECONDS = soc_metrics.RULE_EVAL_SECONDS  # observed by the suite itself (soc/service.py)
+RULE_EVAL_SECONDS = soc_metrics.RULE_EVAL_SECONDS  # observed by the detection stage (detections/stage.py)
 PLAYBOOK_RUNS_RECENT = Gauge("soc_playbook_runs_recent", "Playbook runs started in the recent window, by status",
                              ["status"])
 PLAYBOOK_FAILURES_RECENT = Gauge("soc_playbook_failures_recent", "Playbook runs that failed in the recent window")
@@ -92,10 +93,6 @@ class SelfMonitor:
             DEAD_LETTERS_STORED.set(store.count_dead_letters())
         except Exception as exc:
             log.warning("dead letter count failed: %s", exc)
-        spool = getattr(self.suite, "spool", None)  # the disk spool between the sources and the pipeline
-        if spool is not None:
-            SPOOL_DEPTH.labels("disk").set(spool.depth())
-            metrics.QUEUE_DEPTH.set(spool.depth())
         now = time.monotonic()
         totals = _received_totals()
         if self._last_totals is not None and now > (self._last_time or now):
@@ -210,12 +207,7 @@ class SourceHealthAlerts:
         if evidence:
             self.suite.store.write_events(evidence)
         if detections:
-            raised = self.suite.alerts.handle(detections)
-            for hook in getattr(self.suite, "alert_hooks", []):
-                try:
-                    hook(raised)
-                except Exception:  # an extension's bug must not stop monitoring
-                    log.exception("alert hook failed on source-health alerts")
+            raised = self.suite.alerts.raise_alerts(detections)  # stored, and every alert hook hears of them
         return raised
 
     def _resolve(self, fp: str, state) -> None:
@@ -234,33 +226,10 @@ class SourceHealthAlerts:
                                                     "comment": f"{state.source} of {state.asset} is reporting again"})
                 a["updated"] = now
 
-            editor = getattr(self.suite.alerts, "edit", None)
-            if editor is not None:
-                editor(alert["id"], close)
-            else:
-                close(alert)
-                self.suite.store.upsert_alerts([alert])
+            self.suite.alerts.edit(alert["id"], close)
 
 
 # --- wiring -------------------------------------------------------------------------------------------------------
-def observe_batches(suite, health: SourceHealth) -> None:
-    """Let source health see every batch of stored events."""
-    hooks = getattr(suite, "event_hooks", None)
-    if isinstance(hooks, list):
-        hooks.append(health.observe)
-        return
-    process = suite.process
-
-    def observed(messages):
-        outcome = process(messages)
-        try:
-            health.observe(outcome.events)
-        except Exception:  # never let monitoring break the pipeline
-            log.exception("source health could not observe a batch")
-        return outcome
-
-    suite.process = observed
-
 
 def build_source_health(suite, config: SourceHealthConfig) -> SourceHealth:
     options = HealthOptions(window_seconds=config.window_seconds,
@@ -334,19 +303,19 @@ async def self_monitor_loop(monitor: SelfMonitor) -> None:
         await asyncio.sleep(monitor.config.refresh_seconds)
 
 
-def attach(suite, config: MonitoringConfig | None = None) -> None:
-    config = config or monitoring_config(suite.settings)
+def register(services, registry, config: MonitoringConfig | None = None) -> None:
+    """Suite extension (soc/plugins.py): the self-monitor, log-source health (it sees every stored batch and the
+    inventory as it changes) and probes, as configured."""
+    config = config or monitoring_config(services.settings)
     if config.suite.enabled:
-        monitor = SelfMonitor(suite, config.suite)
-        suite.self_monitor = monitor
-        suite.background.append(lambda: self_monitor_loop(monitor))
+        monitor = SelfMonitor(services, config.suite)
+        registry.provide("self_monitor", monitor)
+        registry.run_in_background(lambda: self_monitor_loop(monitor))
     if config.source_health.enabled:
-        health = build_source_health(suite, config.source_health)
-        holder = getattr(suite, "inventory_holder", None)
-        if holder is not None:
-            holder.subscribe(health.use_inventory)
-        observe_batches(suite, health)
-        suite.source_health = health
-        suite.background.append(lambda: source_health_loop(suite, health, config.source_health))
+        health = build_source_health(services, config.source_health)
+        services.inventory_holder.subscribe(health.use_inventory)
+        registry.on_events(health.observe)
+        registry.provide("source_health", health)
+        registry.run_in_background(lambda: source_health_loop(services, health, config.source_health))
     if config.probes.enabled:
-        suite.background.append(lambda: probe_loop(suite, config.probes))
+        registry.run_in_background(lambda: probe_loop(services, config.probes))

@@ -16,7 +16,7 @@ not, so nothing inside the worker could be relied on). That record becomes a dea
 ``parse_timeout`` (raw bytes, sender, reason, like any other), the batch's other records are parsed again in a spare
 worker (under the same budget: another slow record there is set aside the same way), and the killed worker is
 replaced before its next batch. A budget cannot be enforced on parsing in the suite's own thread
-(``pipeline.parse_workers: 0``): there only the parsers' linear time (collectors/parsers/linear_re.py) holds a
+(``pipeline.parse_workers: 0``): there only the parsers' linear time (soc/linear_re.py) holds a
 record's cost down.
 
 Nothing is lost to a worker: one that dies (killed, out of memory) is started again, and each batch it held is

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 
-from detections.silences import LabelMatcher, MatcherError, all_match, match_labels, parse_matchers
+from detections.silences import LabelMatcher, MatcherError, all_match, match_labels, parse_matchers, stored_matchers
 from soc import ecs
 from soc.storage.base import AlertQuery, DocumentQuery, Store
 from soc.vocabulary import PRESENTED_OPEN_STATUSES
@@ -51,11 +51,17 @@ def new_rule(source: list[dict], target: list[dict], equal: list[str], *, create
 
 
 class _Rule:
-    def __init__(self, doc: dict):
+    def __init__(self, doc: dict, source: list[LabelMatcher], target: list[LabelMatcher]):
         self.doc = doc
-        self.source: list[LabelMatcher] = parse_matchers(doc["source_matchers"])
-        self.target: list[LabelMatcher] = parse_matchers(doc["target_matchers"])
+        self.source, self.target = source, target
         self.equal: list[str] = list(doc.get("equal") or [])
+
+    @classmethod
+    def of(cls, doc: dict) -> "_Rule | None":
+        """The rule of a stored document; None (logged) if a matcher of it is refused now (it inhibits nothing)."""
+        source = stored_matchers(doc, "source_matchers", "inhibition rule")
+        target = stored_matchers(doc, "target_matchers", "inhibition rule") if source is not None else None
+        return None if source is None or target is None else cls(doc, source, target)
 
     def source_query_hints(self, target_labels: dict[str, str]) -> dict:
         """Narrow the store query for source alerts by what the matchers and equal labels pin down exactly."""
@@ -90,7 +96,7 @@ class Inhibitor:
                     self.store.put_documents(MARKERS, [{"id": SEEDED, "at": ecs.now_iso()}])
                 self._seed = False
                 docs = self.store.find_documents(COLLECTION, DocumentQuery(limit=10_000))
-                self._rules = [_Rule(d) for d in docs]
+                self._rules = [rule for rule in map(_Rule.of, docs) if rule is not None]
                 self._loaded_at = time.monotonic()
             return self._rules
 

@@ -23,7 +23,6 @@ import functools
 import itertools
 import json
 import logging
-import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from detections.sigma.compiler import KEYWORD_FIELDS
 from detections.sigma.loader import rule_files
 from detections.sigma.logsource import DATASET_LOGSOURCES, PROGRAM_SERVICES, applies
 from detections.sigma.pipelines import KEYWORDS_FIELD, build_pipeline
-from soc import ecs
+from soc import ecs, linear_re
 from soc.storage.base import EventQuery, Store
 
 log = logging.getLogger(__name__)
@@ -257,15 +256,22 @@ def run_on_events(events: list[dict], conversion: Conversion) -> set[tuple[str, 
 
 
 @functools.lru_cache(maxsize=4096)
-def _compiled(pattern: str) -> re.Pattern:
-    return re.compile(pattern)
+def _compiled(pattern: str) -> linear_re.Pattern | None:
+    try:
+        return linear_re.compile_runtime(pattern)
+    except linear_re.error as exc:
+        log.warning("a scheduled rule's |re is not run (RE2 cannot run it with re's meaning): %s", exc)
+        return None
 
 
-def _regexp(pattern: str | None, value: Any) -> bool:
-    """SQLite's REGEXP operator, which the SQLite backend emits for |re (SQLite ships no implementation)."""
+def _regexp(pattern: str | None, value: Any) -> bool | None:
+    """SQLite's REGEXP operator, which the SQLite backend emits for |re (SQLite ships no implementation). Event text
+    is untrusted: the match runs on RE2, in linear time (soc/linear_re.py), as streaming's |re does. A pattern RE2
+    cannot run (streaming refuses its rule) is NULL, unknown, in SQL: neither it nor its negation selects a row."""
     if pattern is None or value is None:
         return False
-    return _compiled(pattern).search(str(value)) is not None
+    regex = _compiled(pattern)
+    return None if regex is None else regex.search(str(value)) is not None
 
 
 def _quote(text: str) -> str:

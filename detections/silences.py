@@ -4,6 +4,12 @@ A matcher is ``{"name": "source.ip", "op": "=", "value": "203.0.113.7"}`` with o
 ``!~``. Regular expressions are anchored (the whole label value must match), and a missing label reads as the empty
 string, as in Alertmanager. A silence matches an alert when every one of its matchers does.
 
+Label values come from events (a host name, a user name: whatever a sender wrote), and matchers run under the alert
+manager's lock, so a regular expression must cost time linear in the value, whatever the pattern: matchers run on
+RE2 (soc/linear_re.py, Python's ``re`` syntax and meaning; Alertmanager's own matchers are RE2 too). What RE2 cannot
+run with ``re``'s meaning (backreferences, lookarounds, ``\b``) is refused when the matcher is made, with the reason
+(a 422 from the API). Matchers see at most MAX_LABEL_VALUE characters of a label value.
+
 What a silenced detection becomes (the choice this suite makes): the alert is still raised or updated and stored,
 with its count and evidence, but its status is ``suppressed`` (with ``suppressed_by`` naming the silences), so it is
 never presented as new: not in the "new" queue, not in open-alert counts by severity, not handed to alert hooks
@@ -12,19 +18,24 @@ never presented as new: not in the "new" queue, not in open-alert counts by seve
 
 from __future__ import annotations
 
-import re
+import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from soc import ecs
+from soc import ecs, linear_re
 from soc.storage.base import DocumentQuery, Store
+
+log = logging.getLogger(__name__)
 
 COLLECTION = "silences"
 OPS = ("=", "!=", "=~", "!~")
 MAX_REGEX_LENGTH = 512
+# What matchers see of a label value. Labels are names and addresses (a DNS name ends at 253 characters); the cap
+# bounds the cost of every matcher of every silence on every alert, whatever a sender put in a field.
+MAX_LABEL_VALUE = 1024
 
 
 class MatcherError(ValueError):
@@ -51,9 +62,10 @@ class LabelMatcher:
             if len(value) > MAX_REGEX_LENGTH:
                 raise MatcherError(f"a matcher regex may be at most {MAX_REGEX_LENGTH} characters")
             try:
-                re.compile(value)
-            except re.error as exc:
-                raise MatcherError(f"matcher {name}{op}{value!r}: not a valid regular expression: {exc}") from exc
+                _regex(value)
+            except linear_re.error as exc:
+                raise MatcherError(f"matcher {name}{op}{value!r}: not a regular expression the suite can run in "
+                                   f"linear time (RE2, with Python's re syntax): {exc}") from exc
         return cls(name, op, value)
 
     def matches(self, labels: dict[str, str]) -> bool:
@@ -69,20 +81,36 @@ class LabelMatcher:
         return {"name": self.name, "op": self.op, "value": self.value}
 
 
-_REGEX_CACHE: dict[str, re.Pattern] = {}
+_REGEX_CACHE: dict[str, linear_re.Pattern] = {}
 
 
-def _regex(pattern: str) -> re.Pattern:
+def _regex(pattern: str) -> linear_re.Pattern:
     compiled = _REGEX_CACHE.get(pattern)
     if compiled is None:
         if len(_REGEX_CACHE) > 4096:
             _REGEX_CACHE.clear()
-        compiled = _REGEX_CACHE[pattern] = re.compile(pattern)
+        compiled = _REGEX_CACHE[pattern] = linear_re.compile_runtime(pattern)
     return compiled
 
 
 def parse_matchers(raw: Iterable[dict]) -> list[LabelMatcher]:
     return [LabelMatcher.parse(m) for m in raw]
+
+
+_REFUSED_STORED: set[tuple[str, str]] = set()  # (what, id) already logged: documents are read again every few seconds
+
+
+def stored_matchers(doc: dict, key: str, what: str) -> list[LabelMatcher] | None:
+    """The matchers of a stored silence or inhibition rule, or None (logged once) when one of them is refused now (a
+    regular expression stored before matchers ran on RE2): such a document matches nothing, and one bad document
+    never stops the alert manager."""
+    try:
+        return parse_matchers(doc.get(key) or [])
+    except MatcherError as exc:
+        if (what, str(doc.get("id"))) not in _REFUSED_STORED:
+            _REFUSED_STORED.add((what, str(doc.get("id"))))
+            log.warning("%s %s is ignored: %s", what, doc.get("id"), exc)
+        return None
 
 
 def all_match(matchers: Iterable[LabelMatcher], labels: dict[str, str]) -> bool:
@@ -103,11 +131,18 @@ def match_labels(alert: dict) -> dict[str, str]:
 
 
 def _text(value: Any) -> str:
+    """A label value as matchers see it: text, at most MAX_LABEL_VALUE characters."""
     if value is None:
         return ""
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value)
+    if not isinstance(value, list):
+        return str(value)[:MAX_LABEL_VALUE]
+    parts, size = [], 0
+    for item in value:
+        parts.append(str(item))
+        size += len(parts[-1]) + 1
+        if size > MAX_LABEL_VALUE:
+            break
+    return ",".join(parts)[:MAX_LABEL_VALUE]
 
 
 def new_silence(matchers: list[dict], *, starts_at: str | None, ends_at: str, created_by: str, comment: str) -> dict:
@@ -161,7 +196,8 @@ class Silences:
                 now = ecs.now_iso()
                 docs = self.store.find_documents(COLLECTION, DocumentQuery(ranges={"ends_at": (now, None)},
                                                                            sort="ends_at", limit=10_000))
-                self._cached = [(d, parse_matchers(d["matchers"])) for d in docs]
+                self._cached = [(d, matchers) for d in docs
+                                if (matchers := stored_matchers(d, "matchers", "silence")) is not None]
                 self._loaded_at = time.monotonic()
             return self._cached
 

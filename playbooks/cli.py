@@ -26,10 +26,10 @@ def register(app: typer.Typer) -> None:
 
 class _Context:
     def __init__(self, config: str | None, *, need_store: bool = True):
-        from soc.cli import _open_store, _settings
+        from soc.plugins import commands
 
-        self.settings = _settings(config)
-        self.store = _open_store(self.settings) if need_store else None
+        self.settings = commands().settings(config)
+        self.store = commands().open_store(self.settings) if need_store else None
         self._runner = None
 
     @property
@@ -38,12 +38,12 @@ class _Context:
             from inventory.lookup import Inventory, InventoryError
             from playbooks.loader import load_library
             from playbooks.service import PlaybookService
-            from playbooks.settings import PlaybookConfigError, load_playbook_settings
+            from playbooks.settings import load_playbook_settings
 
             try:
                 pb_settings = load_playbook_settings(self.settings)
                 inventory = Inventory.load(self.settings.inventory.path)
-            except (PlaybookConfigError, InventoryError) as exc:
+            except InventoryError as exc:
                 _fail(str(exc), 2)
             library = load_library(pb_settings.library_dirs)
             for error in library.errors:

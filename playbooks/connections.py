@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import re
 import threading
 import time
 from contextlib import contextmanager
@@ -30,7 +29,7 @@ from typing import Any, Callable, Iterator
 from inventory.model import ManagedDevice
 from playbooks.drivers.base import Driver, DriverError
 from playbooks.settings import PlaybookSettings, known_hosts_path
-from soc import ecs
+from soc import ecs, linear_re
 from soc.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -249,13 +248,31 @@ def resolve_credentials(device: ManagedDevice, environ: dict[str, str] | None = 
     return Credentials(username=ref.username, password=password, key_file=key_file, secret=secret)
 
 
-# Configuration lines that carry secrets on the vendors we drive, whatever the value is.
+# Configuration lines that carry secrets on the vendors we drive, whatever the value is. Device answers are text a
+# compromised device chooses: both run on RE2, in time linear in the answer (soc/linear_re.py). On re, the second
+# (lazy, DOTALL) was quadratic: 660 kB of "<Password>" held the API for minutes. "\b" before the keyword is written
+# as a start or a non-word character (RE2 has no Unicode \b); an unclosed <Password> (a cut answer) is masked to
+# the end.
 _SECRET_LINES = [
-    re.compile(r"(?im)\b(password|passwd|secret|pre-shared-key|psk|community|key-string|authentication-key)"
-               r"(\s+(?:\d\s+)?)(\S+)"),
-    re.compile(r"(?is)(<Password>)(.*?)(</Password>)"),
+    linear_re.compile(r"(\A|\W)(password|passwd|secret|pre-shared-key|psk|community|key-string|authentication-key)"
+                      r"(\s+(?:\d\s+)?)(\S+)", linear_re.IGNORECASE),
+    linear_re.compile(r"(<Password>)(.*?)(</Password>|\Z)", linear_re.IGNORECASE | linear_re.DOTALL),
 ]
 MASK = "********"
+# What the suite keeps of one device answer: drivers read at most ANSWER_MAX_CHARS of it (the SOC's own block list
+# of some 25,000 entries), a transcript keeps at most TRANSCRIPT_MAX_CHARS of each command and answer (runs are
+# stored documents, read by people). What is cut is replaced by a line that says so (cut()).
+ANSWER_MAX_CHARS = 1 << 20
+TRANSCRIPT_MAX_CHARS = 64 << 10
+
+
+def cut(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and a line saying it was cut."""
+    return text if len(text) <= limit else text[:limit] + cut_marker(len(text), limit)
+
+
+def cut_marker(size: int, limit: int) -> str:
+    return f"\n[soc: cut here: the device answered {size} characters, the suite keeps {limit}]"
 
 
 class Masker:
@@ -265,8 +282,21 @@ class Masker:
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, MASK)
-        text = _SECRET_LINES[0].sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+        text = _SECRET_LINES[0].sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{MASK}", text)
         return _SECRET_LINES[1].sub(lambda m: f"{m.group(1)}{MASK}{m.group(3)}", text)
+
+    def transcript(self, text: str, limit: int = TRANSCRIPT_MAX_CHARS) -> str:
+        """What a transcript keeps of a command or answer: at most ``limit`` characters, masked, then the cut
+        marker. A cut through a secret would leave its start, which replace() no longer finds: that start goes
+        too. (The masked text has no secret left, so cutting it again, where masks made it longer, is safe.)"""
+        if len(text) <= limit:
+            masked = self(text)
+            return masked if len(masked) <= limit else masked[:limit] + cut_marker(len(text), limit)
+        kept = text[:limit]
+        # The longest start of a secret the cut may have left: removing it removes every one.
+        started = max((size for secret in self.secrets for size in range(1, len(secret))
+                       if kept.endswith(secret[:size])), default=0)
+        return self(kept[:len(kept) - started])[:limit] + cut_marker(len(text), limit)
 
 
 @dataclass
@@ -288,9 +318,12 @@ class _Recorder:
     masker: Masker
     transcript: list[Exchange] = field(default_factory=list)
 
-    def record(self, phase: str, command: str, answer: str, started_wall: str, seconds: float) -> None:
-        self.transcript.append(Exchange(self.device_id, phase, self.masker(command), self.masker(answer),
-                                        started_wall, round(seconds * 1000, 1)))
+    def record(self, phase: str, command: str, answer: str, started_wall: str, seconds: float) -> str:
+        """Keeps the exchange (masked, cut to TRANSCRIPT_MAX_CHARS) and returns the answer as drivers read it (cut
+        to ANSWER_MAX_CHARS)."""
+        self.transcript.append(Exchange(self.device_id, phase, self.masker.transcript(command),
+                                        self.masker.transcript(answer), started_wall, round(seconds * 1000, 1)))
+        return cut(answer, ANSWER_MAX_CHARS)
 
     def take(self) -> list[Exchange]:
         taken, self.transcript = self.transcript, []
@@ -310,8 +343,7 @@ class NetmikoSession(_Recorder):
         # The prompt was found at login and the suite never changes it: asking for it again before every command
         # (netmiko's default) costs a round trip per command.
         answer = self.connection.send_command(command, read_timeout=self.timeout, auto_find_prompt=False)
-        self.record(phase, command, answer, wall, time.perf_counter() - started)
-        return answer
+        return self.record(phase, command, answer, wall, time.perf_counter() - started)
 
     def configure(self, commands: list[str], *, phase: str, commit: bool = False, comment: str = "") -> str:
         wall, started = ecs.now_iso(), time.perf_counter()
@@ -319,9 +351,8 @@ class NetmikoSession(_Recorder):
         if commit:
             answer += "\n" + self.connection.commit(comment=comment or "soc playbook")
             answer += self.connection.exit_config_mode()
-        self.record(phase, "\n".join(commands) + ("\ncommit" if commit else ""), answer, wall,
-                    time.perf_counter() - started)
-        return answer
+        return self.record(phase, "\n".join(commands) + ("\ncommit" if commit else ""), answer, wall,
+                           time.perf_counter() - started)
 
     def alive(self) -> bool:
         try:
@@ -355,8 +386,7 @@ class SophosApiSession(_Recorder):
         wall, started = ecs.now_iso(), time.perf_counter()
         request = f"<Request>{self._login}{command}</Request>"
         response = self.client.post("/webconsole/APIController", data={"reqxml": request})
-        self.record(phase, command, response.text, wall, time.perf_counter() - started)
-        return response.text
+        return self.record(phase, command, response.text, wall, time.perf_counter() - started)
 
     def configure(self, commands: list[str], *, phase: str, commit: bool = False, comment: str = "") -> str:
         return "\n".join(self.send(c, phase=phase) for c in commands)

@@ -10,12 +10,14 @@ from typing import Any
 from inventory.lookup import Inventory
 from playbooks.model import PLACEHOLDER, Condition, InputSpec, Playbook, severity_at_least
 from playbooks.values import InterfaceName, ValueRefused, normalise_address, normalise_network
+from soc import linear_re
 
 
 class InputError(ValueError):
     pass
 
 
+MAX_MATCHED_CHARS = 4096  # of an alert value a playbook condition's pattern reads
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -195,7 +197,9 @@ def condition_holds(cond: Condition, variables: dict[str, Any], alert: dict | No
     if cond.not_in_networks is not None:
         return (value is not None and not _in_networks(value, cond.not_in_networks, inventory),
                 f"{subject} ({value}) not in {cond.not_in_networks}")
-    return re.search(cond.matches or "", str(value or "")) is not None, f"{subject} matches {cond.matches!r}"
+    # A playbook author's pattern over alert values (a sender's text): linear time, checked when the library loads.
+    matched = linear_re.compile_runtime(cond.matches or "").search(str(value or "")[:MAX_MATCHED_CHARS])
+    return matched is not None, f"{subject} matches {cond.matches!r}"
 
 
 def check_conditions(conditions: list[Condition], variables: dict[str, Any], alert: dict | None,

@@ -31,14 +31,14 @@ def _load(config: str | None):
     """The inventory, the playbook settings and the known-hosts file of the configuration."""
     from inventory.lookup import Inventory, InventoryError
     from playbooks.connections import KnownHosts
-    from playbooks.settings import PlaybookConfigError, known_hosts_path, load_playbook_settings
-    from soc.cli import _settings
+    from playbooks.settings import known_hosts_path, load_playbook_settings
+    from soc.plugins import commands
 
-    settings = _settings(config)
+    settings = commands().settings(config)
     try:
         pb_settings = load_playbook_settings(settings)
         inventory = Inventory.load(settings.inventory.path)
-    except (PlaybookConfigError, InventoryError) as exc:
+    except InventoryError as exc:
         _fail(str(exc), 2)
     return inventory, pb_settings, KnownHosts(known_hosts_path(pb_settings, settings.data_dir))
 

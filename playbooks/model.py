@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from soc import linear_re
 from soc.vocabulary import Severity, severity_at_least
 
 PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
@@ -79,7 +80,7 @@ class Condition(BaseModel):
             raise ValueError("a condition has exactly one test (equals, not_equals, one_of, not_one_of, "
                              "in_networks, not_in_networks, matches, min_severity, exists)")
         if self.matches is not None:
-            re.compile(self.matches)
+            linear_re.compile_runtime(self.matches)  # refused here if it cannot run in linear time
         return self
 
 

@@ -60,13 +60,13 @@ def _host_key_rule():
 
 class PlaybookService:
     def __init__(self, store: Store, inventory: Inventory | InventoryHolder, settings: PlaybookSettings, *, data_dir: str = "data",
-                 library: Library | None = None, runner: Runner | None = None, alerts: Any = None,
-                 alert_hooks: list | None = None):
+                 library: Library | None = None, runner: Runner | None = None, alerts: Any = None):
         self.settings = settings
         self.store = store
         self.data_dir = data_dir
-        self.alerts = alerts  # the suite's AlertManager; one of our own on the store when None
-        self.alert_hooks = alert_hooks if alert_hooks is not None else []
+        # The suite's alert sink (soc/plugins.py AlertSink: stores and tells every alert hook); without a suite (a
+        # one-shot command) an AlertManager of our own on the store.
+        self.alerts = alerts
         self._alerts_guard = threading.Lock()
         self.library = library or load_library(settings.library_dirs)
         for error in self.library.errors:
@@ -171,17 +171,12 @@ class PlaybookService:
                   "ssh.host_key.presented": presented.fingerprint}
         detection = Detection(meta=_host_key_rule(), kind="host_key", agency=agency_id, labels=labels,
                               events=[doc], count=1, first_seen=now, last_seen=now, untrusted=0)  # the suite's own
-        with self._alerts_guard:
-            if self.alerts is None:
-                self.alerts = AlertManager(self.store)
         self.store.write_events([doc])
-        raised = self.alerts.handle([detection])
-        for hook in list(self.alert_hooks):
-            try:
-                hook(raised)
-            except Exception:  # an extension's bug must not hide the alert
-                log.exception("alert hook failed on the host-key alert")
-        return raised
+        with self._alerts_guard:
+            alerts = self.alerts
+        if alerts is None:
+            return AlertManager(self.store).handle([detection])
+        return alerts.raise_alerts([detection])
 
     def submit_execute(self, run_id: str) -> Future:
         def work() -> dict:
@@ -220,29 +215,21 @@ class PlaybookService:
         self.runner.pool.close_all()
 
 
-def service_for(suite: Any) -> PlaybookService:
-    """The suite's playbook service: the attached one, or one built on demand (the API without the extension)."""
-    service = getattr(suite, "playbooks", None)
-    if service is None:
-        settings = load_playbook_settings(suite.settings)
-        # The suite's inventory holder: plans use the inventory current at that moment (an API edit counts at once).
-        inventory = getattr(suite, "inventory_holder", None) or suite.inventory
-        service = PlaybookService(suite.store, inventory, settings, data_dir=suite.settings.data_dir,
-                                  alerts=getattr(suite, "alerts", None), alert_hooks=getattr(suite, "alert_hooks", None))
-        suite.playbooks = service
-    return service
+def build_service(services: Any) -> PlaybookService:
+    """A playbook service on the suite's services: its store, its inventory holder (plans use the inventory current
+    at that moment: an API edit counts at once), its alert sink."""
+    settings = load_playbook_settings(services.settings)
+    return PlaybookService(services.store, services.inventory_holder, settings, data_dir=services.settings.data_dir,
+                           alerts=services.alerts)
 
 
-def attach(suite: Any) -> None:
-    service = service_for(suite)
-    suite.alert_hooks.append(service.on_alerts)
-    suite.background.append(service.run_background)
-    original_close = suite.close
-
-    def close() -> None:
-        service.close()
-        original_close()
-
-    suite.close = close
+def register(services: Any, registry: Any) -> None:
+    """Suite extension (soc/plugins.py): alerts start the playbooks that match them; expiry and recovery run in the
+    background; the service is provided as ``playbooks`` (the API reads it)."""
+    service = build_service(services)
+    registry.provide("playbooks", service)
+    registry.on_alerts(service.on_alerts)
+    registry.run_in_background(service.run_background)
+    registry.on_close(service.close)
     log.info("playbooks: %d loaded from %s, %d failed", len(service.library.playbooks),
              ", ".join(str(Path(d)) for d in service.settings.library_dirs), len(service.library.errors))

@@ -1,34 +1,20 @@
 """Playbook settings: SMTP and webhook defaults, safety limits, locks, timings.
 
-Read from the main configuration's ``playbooks`` section when the suite has one, else from the YAML file named by
-``$SOC_PLAYBOOKS_CONFIG``, else the defaults below. A bad file stops with the file, the key and the reason, like
-the main configuration.
+The ``playbooks`` section of the one configuration (suite/settings.py), validated with it: a bad value stops the
+suite with the file, the key and the reason.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ENV_FILE = "SOC_PLAYBOOKS_CONFIG"
+from soc.config import PROJECT_ROOT, Section
 
 
-class PlaybookConfigError(Exception):
-    def __init__(self, source: str, key: str, reason: str):
-        self.source, self.key, self.reason = source, key, reason
-        super().__init__(f"playbook configuration error in {source}: {key or '(top level)'}: {reason}")
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SmtpSettings(_Section):
+class SmtpSettings(Section):
     host: str | None = None  # no host: e-mail steps are skipped and say why
     port: int = Field(default=25, ge=1, le=65535)
     starttls: bool = False
@@ -39,13 +25,13 @@ class SmtpSettings(_Section):
     timeout_seconds: float = Field(default=10.0, gt=0)
 
 
-class WebhookSettings(_Section):
+class WebhookSettings(Section):
     url: str | None = None  # the default for notify steps that name none
     timeout_seconds: float = Field(default=5.0, gt=0)
     token_env: str | None = None  # sent as "Authorization: Bearer <token>" when set
 
 
-class PlaybookSettings(_Section):
+class PlaybookSettings(Section):
     library_dirs: list[str] = [str(PROJECT_ROOT / "playbooks" / "library")]
     auto_trigger: bool = True  # alerts start the playbooks whose triggers match them
     # Added to the inventory's never_block; no playbook can override either.
@@ -80,21 +66,6 @@ class PlaybookSettings(_Section):
     source: str = Field(default="(defaults)", exclude=True)
 
 
-def _validate(data: Any, source: str) -> PlaybookSettings:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise PlaybookConfigError(source, "", "the playbook settings must be a mapping")
-    try:
-        settings = PlaybookSettings.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        reason = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        raise PlaybookConfigError(source, ".".join(str(p) for p in first["loc"]), reason) from exc
-    settings.source = source
-    return settings
-
-
 def known_hosts_path(settings: PlaybookSettings, data_dir: str | Path = "data") -> Path:
     """The known-hosts file the suite checks device host keys against: the configured one, else the data folder's."""
     if settings.known_hosts_file:
@@ -102,35 +73,12 @@ def known_hosts_path(settings: PlaybookSettings, data_dir: str | Path = "data") 
     return Path(data_dir) / "known_hosts"
 
 
-def load_playbook_settings(main_settings: Any = None, environ: dict[str, str] | None = None) -> PlaybookSettings:
-    """The main configuration's ``playbooks`` section if the file (or an override) sets it, else
-    $SOC_PLAYBOOKS_CONFIG, else defaults. With the main configuration, an unset ``known_hosts_file`` becomes its
-    data folder's ``known_hosts``."""
-    settings = _load(main_settings, environ)
+def load_playbook_settings(main_settings: Any = None) -> PlaybookSettings:
+    """The configuration's ``playbooks`` section (defaults without a configuration), with an unset
+    ``known_hosts_file`` made the data folder's ``known_hosts``."""
+    section = getattr(main_settings, "playbooks", None) if main_settings is not None else None
+    settings = section.model_copy(deep=True) if isinstance(section, PlaybookSettings) else PlaybookSettings()
     data_dir = getattr(main_settings, "data_dir", None) if main_settings is not None else None
     if data_dir is not None and not settings.known_hosts_file:
         settings.known_hosts_file = str(known_hosts_path(settings, data_dir))
     return settings
-
-
-def _load(main_settings: Any, environ: dict[str, str] | None) -> PlaybookSettings:
-    section = getattr(main_settings, "playbooks", None) if main_settings is not None else None
-    explicit = "playbooks" in getattr(main_settings, "model_fields_set", {"playbooks"})
-    if section is not None and explicit:
-        data = section.model_dump() if hasattr(section, "model_dump") else section
-        return _validate(data, getattr(main_settings, "source", "configuration") + " (playbooks)")
-    environ = os.environ if environ is None else environ
-    path = environ.get(ENV_FILE)
-    if not path:
-        return PlaybookSettings()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PlaybookConfigError(path, "", f"cannot read the file: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise PlaybookConfigError(path, "", f"not valid YAML: {where}{getattr(exc, 'problem', exc)}") from exc
-    return _validate(data, path)

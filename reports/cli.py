@@ -31,12 +31,12 @@ def report(
     from reports.config import output_dir, reports_config
     from reports.gather import GatherOptions
     from reports.periods import PeriodError, parse_period
-    from soc.cli import _open_store, _settings
+    from soc.plugins import commands
 
     if province == (agency is not None):
         typer.echo("soc report: give --agency ID or --province (one of them)", err=True)
         raise typer.Exit(2)
-    settings = _settings(config)
+    settings = commands().settings(config)
     try:
         the_period = parse_period(period, settings.tz)
         inventory = Inventory.load(settings.inventory.path)
@@ -52,7 +52,7 @@ def report(
                    err=True)
         raise typer.Exit(2)
     cfg = reports_config(settings)
-    store = _open_store(settings)
+    store = commands().open_store(settings)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       transient=True) as bar:

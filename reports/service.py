@@ -10,7 +10,6 @@ Enable with ``extensions: [reports.service]``; configure with the ``reports`` se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import date
 
@@ -42,16 +41,15 @@ def run_due(suite, today: date | None = None, config: ReportsConfig | None = Non
     targets: list[str | None] = list(scopes(suite.inventory, config.agencies))
     if config.province_rollup:
         targets.append(None)
-    job = getattr(suite, "job", None) or contextlib.nullcontext
     for period in due_periods(today, zone, config):
         for scope in targets:
-            if getattr(suite, "closing", False):
+            if suite.closing:
                 return built  # the rest is caught up at the next start
             try:
-                with job():
+                with suite.job():
                     built += _build_one(suite, config, zone, period, scope)
             except Exception:  # one agency's failure must not stop the others' reports
-                if getattr(suite, "closing", False):
+                if suite.closing:
                     return built
                 log.exception("scheduled report for %s %s failed", scope or PROVINCE, period.label)
     if built:
@@ -69,7 +67,8 @@ def _build_one(suite, config: ReportsConfig, zone, period: Period, scope: str | 
                                                        options=GatherOptions(gap_hours_min=config.gap_hours_min))]
 
 
-def attach(suite) -> None:
+def register(services, registry) -> None:
+    suite = services  # run_due reads settings, store, inventory, ruleset and the job runner from it
     config = reports_config(suite.settings)
     if not config.schedule_enabled:
         return
@@ -83,4 +82,4 @@ def attach(suite) -> None:
                 await loop.run_in_executor(None, run_due, suite, now.date())
             await asyncio.sleep(config.check_interval_seconds)
 
-    suite.background.append(schedule)
+    registry.run_in_background(schedule)

@@ -4,6 +4,7 @@ library as the fallback for what orjson refuses (integers beyond 64 bits), so no
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -38,7 +39,15 @@ def dumps(doc: Any) -> str:
     return dumps_bytes(doc).decode("utf-8")
 
 
+# orjson reads an integer beyond 64 bits as a float (losing digits); the standard library reads it exactly. A run of
+# 19 digits is where such integers start: only those documents take the slower, exact reader.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
 def loads(text: str | bytes) -> Any:
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _LONG_DIGITS.search(raw):
+        return json.loads(text)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:  # NaN or Infinity, which older versions stored through the standard library

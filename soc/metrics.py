@@ -17,6 +17,7 @@ EVENTS_STORED = Counter("soc_events_stored", "Events written to the store", ["st
 STORE_ERRORS = Counter("soc_store_errors", "Store writes that failed (retried)", ["store"])
 ALERTS_RAISED = Counter("soc_alerts_raised", "New alerts raised", ["rule", "severity"])
 ALERTS_UPDATED = Counter("soc_alerts_updated", "Repeats folded into an existing alert (deduplicated)", ["rule"])
+SPOOL_DEPTH = Gauge("soc_spool_depth", "Messages accepted but not yet processed, per spool", ["spool"])
 QUEUE_DEPTH = Gauge("soc_pipeline_queue_depth", "Messages accepted and not yet stored (the disk spool's depth)")
 BATCH_SECONDS = Histogram("soc_pipeline_batch_seconds", "Time to parse, enrich, store and detect one batch",
                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

@@ -57,16 +57,3 @@ class ListCache:
         with self._lock:
             self._version += 1
             self._entries.clear()
-
-
-def list_cache(suite) -> ListCache:
-    cache = getattr(suite, "_alert_list_cache", None)
-    if cache is None:
-        from soc_api.settings import api_settings
-
-        cache = ListCache(api_settings(suite).alert_list_cache_seconds)
-        try:
-            suite._alert_list_cache = cache
-        except AttributeError:
-            pass
-    return cache

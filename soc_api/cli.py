@@ -33,20 +33,14 @@ def register(app: typer.Typer) -> None:
 
 
 def _open(config: str | None):
-    from soc.cli import _open_store, _settings
+    from soc.plugins import commands
 
-    settings = _settings(config)
-    return settings, _open_store(settings)
+    settings = commands().settings(config)
+    return settings, commands().open_store(settings)
 
 
 def _api_settings(settings):
-    from soc_api.settings import ApiConfigError, load_api_settings
-
-    try:
-        return load_api_settings(SimpleNamespace(settings=settings))
-    except ApiConfigError as exc:
-        typer.echo(f"soc: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    return settings.soc_api
 
 
 def create_user(
@@ -229,7 +223,7 @@ def posture_push(config: ConfigOption = None) -> None:
         raise typer.Exit(2)
     suite = SimpleNamespace(settings=settings, store=store, inventory=Inventory.load(settings.inventory.path),
                             ruleset=load_rules(settings.detections.sigma_rule_dirs), alerts=AlertManager(store),
-                            _api_settings=api)
+                            service=lambda name: None)
 
     async def go():
         async with httpx.AsyncClient() as client:

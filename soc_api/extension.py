@@ -1,4 +1,5 @@
-"""Suite extension (``settings.extensions: [soc_api.extension]``): what the API needs running inside the suite.
+"""Suite extension (``settings.extensions: [soc_api.extension]``): what the API needs running inside the suite,
+registered through the plug-in contract (soc/plugins.py).
 
 * the source tracker (when each asset last sent an event, events per second) that posture reads;
 * the scheduled, signed posture push to the national centre, when ``soc_api.posture.push_url`` is set;
@@ -13,12 +14,12 @@ from soc_api.settings import api_settings
 from soc_api.taxii.client import pull_task
 
 
-def attach(suite) -> None:
-    settings = api_settings(suite)
-    tracker = SourceTracker(suite.store)
-    suite.source_tracker = tracker
-    suite.engine.matchers.append(tracker)
+def register(services, registry) -> None:
+    settings = api_settings(services)
+    tracker = SourceTracker(services.store)
+    registry.provide("source_tracker", tracker)
+    registry.matcher(tracker)
     if settings.posture.push_url:
-        suite.background.append(push_task(suite))
+        registry.run_in_background(push_task(services))
     for source in settings.taxii.pull:
-        suite.background.append(pull_task(suite, source))
+        registry.run_in_background(pull_task(services, source))

@@ -5,6 +5,9 @@ covered by loaded rules versus seen, playbook runs, rule health.
 Computed through the tenancy-enforcing data layer, so an agency key gets its own agency and nothing else (no
 province roll-up). Where a source last reported comes from the source tracker (an engine matcher that sees every
 stored event, see :class:`SourceTracker`) when the suite runs it, else from a store query per expected source.
+An event counts for the asset that really sent it (its certificate or socket address), or for the asset it is about
+when an agency's API key vouched for it — never for a host name it merely claims — and as of when it arrived
+(``event.created``), never its own, possibly future, ``@timestamp``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections import defaultdict, deque
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from collectors.sources.source_health import reporting_asset
 from soc import ecs
 from soc.storage.base import DocumentQuery, EventQuery, StoreError
 from soc.vocabulary import DEFAULT_SEVERITY, PRESENTED_OPEN_STATUSES, SEVERITIES
@@ -25,9 +29,20 @@ SOURCE_STATUS = "source_status"
 ALERT_CAP = 200_000
 
 
+def arrived(doc: dict, now: str) -> str:
+    """When an event reached the suite (``event.created``, else ``event.ingested``; the suite sets both, a body
+    cannot), never later than now."""
+    for name in ("event.created", "event.ingested"):
+        value = ecs.get(doc, name)
+        if isinstance(value, str) and value:
+            return min(value, now)
+    return now
+
+
 class SourceTracker:
-    """A detection-engine matcher that finds nothing: it notes, per asset, when it last sent an event, and counts
-    events per agency per second for the last minute. Written to the store every few seconds."""
+    """A detection-engine matcher that finds nothing: it notes, per asset, when it last sent an event (the asset that
+    really sent it, as of its arrival: see :func:`reporting_asset`), and counts events per agency per second for the
+    last minute. Written to the store every few seconds."""
 
     def __init__(self, store, write_every: float = 10.0):
         self.store = store
@@ -50,11 +65,12 @@ class SourceTracker:
                     buckets.append([now, 1])
                 while buckets and buckets[0][0] < now - 60:
                     buckets.popleft()
-                asset = ecs.get(doc, "soc.asset.id")
+                asset = reporting_asset(doc)
                 if not asset:
                     continue
-                ts = doc.get("@timestamp", "")
-                entry = self.last_seen.setdefault(asset, {"id": asset, "organization": {"id": agency},
+                ts = arrived(doc, ecs.now_iso())
+                owner = ecs.get(doc, "soc.sender.agency") or agency  # the sender's agency (a relay's, say)
+                entry = self.last_seen.setdefault(asset, {"id": asset, "organization": {"id": owner},
                                                           "last_seen": ts, "datasets": {}})
                 if ts > entry["last_seen"]:
                     entry["last_seen"] = ts
@@ -108,7 +124,7 @@ def build_posture(data: Data, agency: str | None = None) -> dict[str, Any]:
     per: dict[str, dict] = {a.id: _empty(a) for a in agencies}
 
     # Log sources: every (asset, log source) the inventory expects, and whether it reported within its interval.
-    tracker: SourceTracker | None = getattr(suite, "source_tracker", None)
+    tracker: SourceTracker | None = suite.service("source_tracker")
     known: dict[str, dict] = {}
     terms = {"organization.id": scope} if scope else {}
     for doc in data.store.find_documents(SOURCE_STATUS, DocumentQuery(terms=terms, limit=10_000)):
@@ -122,12 +138,16 @@ def build_posture(data: Data, agency: str | None = None) -> dict[str, Any]:
         interval = min(cfg.source_intervals.get(s, cfg.default_source_interval_seconds) for s in asset.log_sources)
         since = ecs.utc_iso(now - timedelta(seconds=interval))
         last = (known.get(asset.id) or {}).get("last_seen")
+        if not isinstance(last, str) or last > now_iso:
+            last = None  # a time to come is no time heard (an older tracker wrote events' own timestamps)
         if not last or last < since:
-            # Not seen by the tracker (another process, a restart): ask the store for one event in the interval.
-            found = data.store.search_events(EventQuery(start=since, agency=asset.agency,
-                                                        terms={"soc.asset.id": asset.id}, limit=1))
-            if found:
-                last = found[0]["@timestamp"]
+            # Not seen by the tracker (another process, a restart): ask the store for events of the interval that
+            # this asset sent, or that a key vouched for, and take when they arrived.
+            for terms, agency_id in (({"soc.sender.asset": asset.id}, None),
+                                     ({"soc.asset.id": asset.id, "soc.sender.trusted": True}, asset.agency)):
+                for doc in data.store.search_events(EventQuery(start=since, agency=agency_id, terms=terms, limit=20)):
+                    if reporting_asset(doc) == asset.id:
+                        last = max(last or "", arrived(doc, now_iso))
         entry["expected"] += len(asset.log_sources)
         if last and last >= since:
             entry["reporting"] += len(asset.log_sources)
@@ -176,7 +196,8 @@ def build_posture(data: Data, agency: str | None = None) -> dict[str, Any]:
     covered = covered_techniques(suite)
     health = suite.ruleset
     rule_health = {"sigma_loaded": health.loaded, "sigma_failed": health.failed}
-    engine = getattr(suite, "yara", None)
+    yara = suite.service("yara")
+    engine = yara.engine if yara is not None else None
     if engine is not None:
         rule_health.update(yara_files_loaded=engine.pack.loaded, yara_files_failed=engine.pack.failed)
     out_agencies = []

@@ -1,17 +1,15 @@
-"""Settings of the API package: limits, the national-centre posture push, TAXII collections and pull sources.
-
-Read from the main configuration's ``soc_api`` section when the suite has one, else from the YAML file named by
-``SOC_API_CONFIG``, else the defaults below. Secrets are references (names of environment variables), never values.
+"""Settings of the API package, the sections ``api`` (where it listens) and ``soc_api`` (limits, the national-centre
+posture push, TAXII collections and pull sources) of the one configuration. Secrets are references (names of
+environment variables), never values.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
+
+from soc.config import Section
 
 # Hard caps on request bodies, enforced while the body streams in (a plain "413 Content Too Large" before it is read
 # whole), for bodies sent without a length. A declared Content-Length over ``max_body_bytes`` (below, lower) is
@@ -21,17 +19,13 @@ TAXII_BODY_CAP = 32 * 1_048_576
 ROLE = Literal["admin", "analyst", "network_admin", "agency", "national_centre"]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RateLimitConfig(_Section):
+class RateLimitConfig(Section):
     # A token bucket per API key: a sustained rate and a burst.
     requests_per_second: float = Field(default=50.0, gt=0)
     burst: int = Field(default=200, ge=1)
 
 
-class PostureConfig(_Section):
+class PostureConfig(Section):
     # Where the posture document is pushed (the national centre); None: no push.
     push_url: str | None = None
     # Name of the environment variable holding the HMAC-SHA256 signing key shared with the national centre.
@@ -51,7 +45,7 @@ class PostureConfig(_Section):
     playbook_state_field: str = "state"
 
 
-class TaxiiCollectionConfig(_Section):
+class TaxiiCollectionConfig(Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
     title: str
     description: str = ""
@@ -60,7 +54,7 @@ class TaxiiCollectionConfig(_Section):
     write_roles: list[ROLE] = []
 
 
-class TaxiiPullSource(_Section):
+class TaxiiPullSource(Section):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     # The collection's URL on the remote TAXII 2.1 server (…/{api-root}/collections/{id}/).
     collection_url: str
@@ -87,7 +81,7 @@ def _default_collections() -> list[TaxiiCollectionConfig]:
     ]
 
 
-class TaxiiConfig(_Section):
+class TaxiiConfig(Section):
     title: str = "Provincial SOC TAXII server"
     contact: str = ""
     api_root: str = Field(default="soc", pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -99,7 +93,7 @@ class TaxiiConfig(_Section):
     state_collection: str = "taxii_state"
 
 
-class IngestApiConfig(_Section):
+class IngestApiConfig(Section):
     # POST /api/v1/ingest: one NDJSON batch. Over either limit: 413 with the limit in the message.
     max_body_bytes: int = Field(default=10 * 1_048_576, ge=1024)
     max_lines: int = Field(default=10_000, ge=1)
@@ -107,7 +101,7 @@ class IngestApiConfig(_Section):
     admin_on_behalf: bool = True
 
 
-class ApiSettings(_Section):
+class ApiSettings(Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     ingest: IngestApiConfig = IngestApiConfig()
     rate_limit: RateLimitConfig = RateLimitConfig()
@@ -121,39 +115,12 @@ class ApiSettings(_Section):
     alert_list_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
 
-class ApiConfigError(ValueError):
-    pass
-
-
-def load_api_settings(suite=None, environ: dict | None = None) -> ApiSettings:
-    main = getattr(suite, "settings", None)
-    section = getattr(main, "soc_api", None)
-    if section is not None and "soc_api" not in getattr(main, "model_fields_set", {"soc_api"}):
-        section = None  # the main configuration does not set it: the file named by SOC_API_CONFIG may
-    if section is not None:
-        return section if isinstance(section, ApiSettings) else ApiSettings.model_validate(section)
-    environ = os.environ if environ is None else environ
-    path = environ.get("SOC_API_CONFIG")
-    if not path:
-        return ApiSettings()
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        return ApiSettings.model_validate(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ApiConfigError(f"SOC_API_CONFIG {path}: cannot read: {exc}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ApiConfigError(f"SOC_API_CONFIG {path}: {'.'.join(str(p) for p in first['loc'])}: "
-                             f"{first['msg']}") from exc
+class ApiConfig(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
 
 
 def api_settings(suite) -> ApiSettings:
-    """The settings, loaded once per suite."""
-    cached = getattr(suite, "_api_settings", None)
-    if cached is None:
-        cached = load_api_settings(suite)
-        try:
-            suite._api_settings = cached
-        except AttributeError:
-            pass
-    return cached
+    """The API's section of the suite's settings (``soc_api``)."""
+    return suite.settings.soc_api

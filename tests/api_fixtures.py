@@ -4,15 +4,13 @@ the indicator and API extensions on, keys for every role, and two agencies' data
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import yaml
 
-from soc.service import Suite, SuiteThread
+from suite.runtime import Suite, SuiteThread
 from soc_api.keys import create_key
 from soc_api.settings import ApiSettings
 from tests.conftest import PROJECT, make_settings
@@ -50,25 +48,13 @@ def running_suite(tmp_path: Path, *, store_url: str | None = None, index_prefix:
     inventory = tmp_path / "province.yaml"
     shutil.copy(PROJECT / "inventory" / "sample" / "province.yaml", inventory)
     # The suite's own Linux rules only: these tests are about the API, not about every rule folder.
+    api = api or ApiSettings()
     settings = make_settings(tmp_path, store_url=store_url, index_prefix=index_prefix,
+                             sections={"soc_api": api.model_dump(mode="json")},
                              SOC__INVENTORY__PATH=str(inventory), SOC__EXTENSIONS=extensions,
                              SOC__DETECTIONS__SIGMA_RULE_DIRS=json.dumps([str(d) for d in rule_dirs or [
                                  PROJECT / "detections" / "rules" / "linux"]]), **env)
-    # Extensions read the API settings while the suite is built: hand them over as the file SOC_API_CONFIG names.
-    api = api or ApiSettings()
-    api_file = tmp_path / "soc_api.yaml"
-    api_file.write_text(yaml.safe_dump(api.model_dump(mode="json")), encoding="utf-8")
-    previous = os.environ.get("SOC_API_CONFIG")
-    os.environ["SOC_API_CONFIG"] = str(api_file)
-    try:
-        suite = Suite(settings)
-    finally:
-        if previous is None:
-            os.environ.pop("SOC_API_CONFIG", None)
-        else:
-            os.environ["SOC_API_CONFIG"] = previous
-    suite._api_settings = api
-    runner = SuiteThread(suite).start()
+    runner = SuiteThread(Suite(settings)).start()
     try:
         yield runner.suite
     finally:

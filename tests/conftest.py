@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from soc.config import Settings, load_settings
+from suite.settings import Settings, load_settings
 from soc.storage import store_from_url
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_settings(tmp_path: Path, store_url: str | None = None, index_prefix: str | None = None, **env) -> Settings:
+def make_settings(tmp_path: Path, store_url: str | None = None, index_prefix: str | None = None,
+                  sections: dict | None = None, **env) -> Settings:
+    """Settings for a test: the suite's data in ``tmp_path``, ports chosen by the system; ``sections`` are written to
+    a configuration file (as a deployment's soc.yaml), ``env`` are SOC__ overrides."""
     environ = {
         "SOC__DATA_DIR": str(tmp_path),
         "SOC__STORE__URL": store_url or f"sqlite:///{tmp_path / 'soc.db'}",
@@ -91,7 +94,13 @@ def make_settings(tmp_path: Path, store_url: str | None = None, index_prefix: st
     if index_prefix:
         environ["SOC__STORE__INDEX_PREFIX"] = index_prefix
     environ.update({k: str(v) for k, v in env.items()})
-    return load_settings(path=None, environ=environ)
+    path = None
+    if sections:
+        import yaml
+
+        path = tmp_path / "soc.yaml"
+        path.write_text(yaml.safe_dump(sections, allow_unicode=True), encoding="utf-8")
+    return load_settings(path=path, environ=environ)
 
 
 def _drop_indices(url: str, prefix: str) -> None:

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from soc.service import Suite, SuiteThread
+from suite.runtime import Suite, SuiteThread
 from soc_api.keys import KeyCreationError, create_key, revoke_key
 from tests.conftest import make_settings
 

@@ -158,13 +158,12 @@ def test_a_full_suite_answers_503_with_retry_after(tmp_path):
     """A suite whose worker is not started, with the smallest spool: the second batch does not fit."""
     import uvicorn
 
-    from soc.service import Suite
+    from suite.runtime import Suite
     from soc_api.app import create_app
 
     settings = make_settings(tmp_path, SOC__PIPELINE__SPOOL_MAX_BYTES=65536, SOC__EXTENSIONS="[]",
                              SOC__DETECTIONS__SIGMA_RULE_DIRS=json.dumps([str(LINUX_RULES)]))
     suite = Suite(settings)
-    suite._api_settings = ApiSettings()
     server = uvicorn.Server(uvicorn.Config(create_app(suite), host="127.0.0.1", port=0, log_level="warning",
                                            access_log=False, lifespan="off"))
     server.install_signal_handlers = lambda: None
@@ -186,8 +185,8 @@ def test_a_full_suite_answers_503_with_retry_after(tmp_path):
             full = post(client, key, ndjson(WINLOGBEAT_4688, NXLOG_4688))
             assert full.status_code == 503 and full.headers["Retry-After"] == "5"
             assert "retry" in full.json()["detail"]
-            assert suite.spool.depth() == count  # nothing of the refused batch was kept
-            suite.start_worker()
+            assert suite.intake.spool.depth() == count  # nothing of the refused batch was kept
+            suite.intake.start()
             assert suite.drain(30)
             again = post(client, key, ndjson(WINLOGBEAT_4688, NXLOG_4688))
             assert again.status_code == 202
@@ -196,9 +195,9 @@ def test_a_full_suite_answers_503_with_retry_after(tmp_path):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-        if suite._worker is not None:
-            suite._stopping.set()
-            suite._worker.join(timeout=30)
+        if suite.intake._worker is not None:
+            suite.intake._stopping.set()
+            suite.intake._worker.join(timeout=30)
         suite.close()
         suite.close()
 

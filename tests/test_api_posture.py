@@ -142,8 +142,8 @@ def test_scheduled_push_runs_at_start_and_is_signed(posture_suite):
 def test_push_is_retried_until_accepted_and_tampering_is_detected(posture_suite):
     suite, _, _, _ = posture_suite
     with Receiver(fail=2) as flaky:
-        original = suite._api_settings
-        suite._api_settings = original.model_copy(update={"posture": original.posture.model_copy(
+        original = suite.settings.soc_api
+        suite.settings.soc_api = original.model_copy(update={"posture": original.posture.model_copy(
             update={"push_url": flaky.url})})
         try:
             async def go():
@@ -152,7 +152,7 @@ def test_push_is_retried_until_accepted_and_tampering_is_detected(posture_suite)
 
             record = asyncio.run(go())
         finally:
-            suite._api_settings = original
+            suite.settings.soc_api = original
     assert record["status"] == "accepted" and record["attempts"] == 3
     assert [r[2] for r in flaky.received] == [True, True, True]
     ids = {r[0]["X-SOC-Document-Id"] for r in flaky.received}

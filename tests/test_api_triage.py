@@ -292,10 +292,10 @@ def test_a_store_outage_is_a_503_with_retry_after(api):
 
 
 def test_alert_list_cache_is_per_scope_short_and_emptied_by_changes(api):
-    from soc_api.cache import list_cache
+    from soc_api.state import api_state
 
     suite, client, keys = api
-    cache = list_cache(suite)
+    cache = api_state(suite).list_cache
     ttl, cache.ttl = cache.ttl, 60.0  # long enough that the stale answer below does not depend on timing
     params = {"rule_id": "cache-rule"}
     suite.store.upsert_alerts([alert_doc(90, AGENCY_A, rule="cache-rule"), alert_doc(91, AGENCY_B, rule="cache-rule")])

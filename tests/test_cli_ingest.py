@@ -23,7 +23,7 @@ AGENCY = "so-tttt"
 def _run(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOC__") and k != "SOC_CONFIG"}
     env["PYTHONPATH"] = str(PROJECT)
-    return subprocess.run([sys.executable, "-m", "soc.cli", "ingest", "--config", str(tmp_path / "soc.yaml"), *args],
+    return subprocess.run([sys.executable, "-m", "suite.cli", "ingest", "--config", str(tmp_path / "soc.yaml"), *args],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 

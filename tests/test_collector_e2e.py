@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from soc.service import Suite, SuiteThread
+from suite.runtime import Suite, SuiteThread
 from soc.storage import EventQuery
 from tests.conftest import make_settings, wait_until
 

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from soc.config import ConfigError, load_settings
+from soc.config import ConfigError
+from suite.settings import load_settings
 
 
 def test_defaults_are_valid_and_env_overrides_them(tmp_path):
@@ -59,7 +60,7 @@ def test_bad_environment_override_is_named():
 def test_the_suite_refuses_to_start_on_a_bad_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("syslog:\n  tcp_port: -1\n")
-    result = subprocess.run([sys.executable, "-m", "soc.cli", "serve", "--config", str(path)], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "suite.cli", "serve", "--config", str(path)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2
     assert str(path) in result.stderr and "syslog.tcp_port" in result.stderr and "greater than or equal" in \
@@ -71,7 +72,8 @@ def test_the_example_lists_every_key_with_its_default():
     example gives relative to the project and the defaults resolve to absolute ones)."""
     import yaml
 
-    from soc.config import PROJECT_ROOT, Settings
+    from soc.config import PROJECT_ROOT
+    from suite.settings import Settings
 
     example = yaml.safe_load((PROJECT_ROOT / "config" / "soc.example.yaml").read_text(encoding="utf-8"))
     defaults = Settings().model_dump(mode="json")

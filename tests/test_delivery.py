@@ -20,12 +20,12 @@ import pytest
 import yaml
 from opensearchpy.helpers import scan
 
-from soc.config import load_settings
-from soc.service import Suite, SuiteThread
+from suite.settings import load_settings
+from suite.runtime import Suite, SuiteThread
 from soc.storage import open_store
 from tests.conftest import free_port, make_settings, need_java_and_maven
 
-SOC = [sys.executable, "-m", "soc.cli"]
+SOC = [sys.executable, "-m", "suite.cli"]
 PROJECT = Path(__file__).resolve().parent.parent
 OPENSEARCH = PROJECT / "scripts" / "opensearch.sh"
 
@@ -205,7 +205,7 @@ def test_opensearch_down_for_60_seconds_during_a_replay_loses_nothing(tmp_path, 
         sent_when_down = state["sent"]
         depth_seen = 0
         while time.monotonic() - down_since < 60:
-            depth_seen = max(depth_seen, suite.spool.depth())
+            depth_seen = max(depth_seen, suite.intake.spool.depth())
             time.sleep(1)
         assert state["sent"] > sent_when_down + 10_000, "the sender must not be held up while the store is down"
         assert depth_seen > 10_000, "the events must wait in the spool while the store is down"
@@ -215,7 +215,7 @@ def test_opensearch_down_for_60_seconds_during_a_replay_loses_nothing(tmp_path, 
         assert suite.drain(timeout=300), "the spool did not drain after the store came back"
         numbers = _stored_sequence_numbers(suite.store)
         assert sorted(numbers) == list(range(total))
-        assert suite.spool.depth() == 0
+        assert suite.intake.spool.depth() == 0
     finally:
         runner.stop()
 
@@ -226,7 +226,7 @@ def test_a_slow_store_fills_the_bounded_spool_then_tcp_is_slowed_and_udp_drops_a
     store answers again everything sent over TCP is stored."""
     import sqlite3
 
-    from soc.service import UDP_DROPPED
+    from collectors.intake import UDP_DROPPED
 
     settings = make_settings(tmp_path, SOC__PIPELINE__SPOOL_MAX_BYTES=str(256 * 1024), SOC__EXTENSIONS="[]",
                              SOC__API__ENABLED="false")
@@ -252,14 +252,14 @@ def test_a_slow_store_fills_the_bounded_spool_then_tcp_is_slowed_and_udp_drops_a
         thread = threading.Thread(target=sender, daemon=True)
         thread.start()
         deadline = time.monotonic() + 30
-        while not suite.spool.full() and time.monotonic() < deadline:
+        while not suite.intake.spool.full() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert suite.spool.full(), "the spool never reached its bound"
+        assert suite.intake.spool.full(), "the spool never reached its bound"
         time.sleep(2)
-        accepted = suite.accepted
+        accepted = suite.intake.accepted
         time.sleep(2)
-        assert suite.accepted == accepted, "nothing more may be taken while the spool is full"
-        assert suite.spool.pending_bytes < 256 * 1024 + 2048
+        assert suite.intake.accepted == accepted, "nothing more may be taken while the spool is full"
+        assert suite.intake.spool.pending_bytes < 256 * 1024 + 2048
         assert not state.get("done") and state["sent"] < total, "the TCP sender must be held back"
         dropped_before = UDP_DROPPED._value.get()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:

@@ -44,11 +44,10 @@ def test_add_match_export_and_revoke(tmp_path):
         suite.alerts.handle(detections)
         malware = RuleMeta(id="av-malware", name="av", title="Webshell found", level="high", tags=[],
                            description="", path="")
-        hook_alerts = suite.alerts.handle([Detection(meta=malware, kind="rule", agency=AGENCY_A, labels={},
-                                                     events=[_event(3, AGENCY_A, file__hash__sha256=SHA)], count=1,
-                                                     first_seen=ecs.now_iso(), last_seen=ecs.now_iso())])
-        for hook in suite.alert_hooks:
-            hook(hook_alerts)
+        # raised through the detection stage: stored, and every alert hook (malware findings) hears of it
+        suite.detection.raise_alerts([Detection(meta=malware, kind="rule", agency=AGENCY_A, labels={},
+                                                events=[_event(3, AGENCY_A, file__hash__sha256=SHA)], count=1,
+                                                first_seen=ecs.now_iso(), last_seen=ecs.now_iso())])
         suite.store.refresh()
 
         everything = call(client, "GET", "/api/v1/indicators/export", keys["national_centre"])

@@ -7,7 +7,7 @@ import yaml
 
 from inventory.lookup import Inventory, InventoryError
 from inventory.model import AgencyKind, AssetKind
-from soc.config import InventoryConfig
+from inventory.settings import InventoryConfig
 
 SAMPLE = InventoryConfig().path
 
@@ -110,7 +110,7 @@ def test_the_holder_gives_the_current_inventory_and_reloads_a_changed_file(tmp_p
     import yaml
 
     from inventory.holder import InventoryHolder
-    from soc.config import InventoryConfig
+    from inventory.settings import InventoryConfig
 
     path = tmp_path / "province.yaml"
     doc = yaml.safe_load(open(InventoryConfig().path, encoding="utf-8"))

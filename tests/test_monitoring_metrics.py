@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from collectors import monitoring
-from soc.service import Suite, SuiteThread
+from suite.runtime import Suite, SuiteThread
 from tests import reports_month as month_data
 from tests.conftest import PROJECT, make_settings
 
@@ -31,13 +31,17 @@ PROMQL_WORDS = {"sum", "rate", "increase", "by", "on", "and", "or", "time", "vec
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
     folder = tmp_path_factory.mktemp("metrics")
-    settings = make_settings(folder, SOC__INVENTORY__PATH=str(month_data.write_inventory(folder)))
+    # a-web-01 sends from its own (loopback) address: only its real sender proves a source alive
+    inventory = month_data.write_inventory(folder)
+    inventory.write_text(inventory.read_text().replace("10.20.1.10", "127.0.0.22"), encoding="utf-8")
+    settings = make_settings(folder, SOC__INVENTORY__PATH=str(inventory), SOC__EXTENSIONS="[]")
     suite = Suite(settings)
-    monitoring.attach(suite, monitoring.MonitoringConfig(
+    suite.add_extension(monitoring.register, monitoring.MonitoringConfig(
         suite=monitoring.SelfMonitorConfig(refresh_seconds=0.2),
         source_health=monitoring.SourceHealthConfig(check_interval_seconds=0.2)))
     runner = SuiteThread(suite).start()
-    with socket.create_connection(("127.0.0.1", suite.bound["syslog_tcp"]), timeout=5) as conn:
+    with socket.create_connection(("127.0.0.1", suite.bound["syslog_tcp"]), timeout=5,
+                                  source_address=("127.0.0.22", 0)) as conn:
         conn.sendall(b"<38>1 2026-10-05T08:00:00+07:00 a-web-01 sshd 1 - - Failed password for root from "
                      b"203.0.113.5 port 4000 ssh2\n\x00\x01 binary garbage\n")
     assert suite.drain(20)
@@ -104,7 +108,7 @@ def test_playbook_failures_are_counted_from_the_runs(running):
         {"id": "m-2", "playbook": "block_ip", "status": "succeeded", "started": now},
         {"id": "m-3", "playbook": "block_ip", "status": "failed", "started": "2020-01-01T00:00:00.000Z"},  # old
     ])
-    suite.self_monitor.refresh()
+    suite.service("self_monitor").refresh()
     text = _scrape(url)
     assert _value(text, "soc_playbook_failures_recent") == 1.0
     assert _value(text, "soc_playbook_runs_recent", status="succeeded") == 1.0

@@ -22,7 +22,7 @@ from collectors import monitoring
 from collectors.sources import probes
 from inventory.lookup import Inventory
 from inventory.model import InventoryDocument
-from soc.service import Suite, SuiteThread
+from suite.runtime import Suite, SuiteThread
 from soc.storage.base import EventQuery
 from tests.conftest import make_settings
 
@@ -185,12 +185,12 @@ def test_a_server_that_never_answers_times_out(servers):
 
 
 def test_the_suite_probes_on_schedule_stores_ecs_events_and_exports_metrics(servers, tmp_path):
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, SOC__EXTENSIONS="[]")
     suite = Suite(settings)
-    suite.inventory = loopback_inventory(servers)  # the test's own inventory: only loopback is probed
+    suite.inventory_holder.replace(loopback_inventory(servers))  # the test's own inventory: only loopback is probed
     config = monitoring.MonitoringConfig(probes=monitoring.ProbesConfig(enabled=True, interval_seconds=0.5,
                                                                         timeout_seconds=2))
-    monitoring.attach(suite, config)
+    suite.add_extension(monitoring.register, config)
     runner = SuiteThread(suite).start()
     try:
         deadline = time.monotonic() + 20
@@ -217,9 +217,9 @@ def test_the_suite_probes_on_schedule_stores_ecs_events_and_exports_metrics(serv
 
 
 def test_probes_are_off_unless_enabled(tmp_path):
-    suite = Suite(make_settings(tmp_path))  # the sample inventory: data only, never probed
-    before = len(suite.background)
-    monitoring.attach(suite, monitoring.MonitoringConfig())
+    suite = Suite(make_settings(tmp_path, SOC__EXTENSIONS="[]"))  # the sample inventory: data only, never probed
+    before = len(suite.registry.background)
+    suite.add_extension(monitoring.register, monitoring.MonitoringConfig())
     assert monitoring.ProbesConfig().enabled is False
-    assert len(suite.background) - before == 2  # self-monitoring and source health, no probe loop
+    assert len(suite.registry.background) - before == 2  # self-monitoring and source health, no probe loop
     suite.close()

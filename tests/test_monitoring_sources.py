@@ -14,7 +14,7 @@ import pytest
 from collectors import monitoring
 from collectors.message import RawMessage
 from collectors.sources.source_health import HealthOptions, SourceHealth
-from soc.service import Suite, SuiteThread
+from suite.runtime import Suite, SuiteThread
 from soc.storage.base import AlertQuery
 from soc_api.keys import create_key
 from tests import reports_month as month_data
@@ -110,7 +110,7 @@ def test_state_survives_a_restart(suite):
 
 def test_alerts_have_the_alert_shape_are_listed_by_the_api_and_close_on_recovery(suite):
     health = SourceHealth(suite.inventory, HealthOptions(grace_seconds=0, silent_after={"syslog": 60}), now=T0)
-    alerts = monitoring.SourceHealthAlerts(suite, monitoring.SourceHealthConfig())
+    alerts = monitoring.SourceHealthAlerts(suite.services, monitoring.SourceHealthConfig())
     health.observe(_events(suite, "b-db-01", 3), now=T0)
     alerts.handle(health.evaluate(now=T0 + 1))
     raised = alerts.handle(health.evaluate(now=T0 + 120))
@@ -149,19 +149,23 @@ def test_alerts_have_the_alert_shape_are_listed_by_the_api_and_close_on_recovery
 
 
 def test_end_to_end_a_source_that_stops_sending_over_syslog_raises_an_alert(tmp_path):
-    """Real syslog over TCP to the running suite; the source stops; the alert appears without anyone asking."""
-    settings = make_settings(tmp_path, SOC__INVENTORY__PATH=str(month_data.write_inventory(tmp_path)))
+    """Real syslog over TCP to the running suite, from the asset's own address (only its real sender proves a source
+    alive); the source stops; the alert appears without anyone asking."""
+    inventory = month_data.write_inventory(tmp_path)
+    inventory.write_text(inventory.read_text().replace("10.20.2.10", "127.0.0.21"), encoding="utf-8")
+    settings = make_settings(tmp_path, SOC__INVENTORY__PATH=str(inventory), SOC__EXTENSIONS="[]")
     suite = Suite(settings)
     config = monitoring.MonitoringConfig(source_health=monitoring.SourceHealthConfig(
         check_interval_seconds=0.2, silent_after_seconds={"syslog": 1.5}, grace_seconds=3600))
-    monitoring.attach(suite, config)
+    suite.add_extension(monitoring.register, config)
     runner = SuiteThread(suite).start()
     try:
-        with socket.create_connection(("127.0.0.1", suite.bound["syslog_tcp"]), timeout=5) as conn:
+        with socket.create_connection(("127.0.0.1", suite.bound["syslog_tcp"]), timeout=5,
+                                      source_address=("127.0.0.21", 0)) as conn:
             for i in range(3):
                 conn.sendall(_line("b-web-01", "CRON", f"(root) CMD (job {i})", pri=78).data + b"\n")
         deadline = time.monotonic() + 15
-        state = suite.source_health.states[("b-web-01", "syslog")]
+        state = suite.service("source_health").states[("b-web-01", "syslog")]
         while time.monotonic() < deadline and state.status != "ok":
             time.sleep(0.1)
         assert state.status == "ok"

@@ -11,7 +11,7 @@ import yaml
 from detections.engine import DetectionEngine
 from detections.sigma.loader import load_rules
 from soc import ecs
-from soc.config import DetectionsConfig
+from detections.settings import DetectionsConfig
 
 RULES = Path(DetectionsConfig().sigma_rule_dirs[0])
 START = datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.bench_parsers import MIX, syslog_lines
 from soc import ecs, metrics
-from soc.service import Suite, SuiteThread
+from suite.runtime import Suite, SuiteThread
 from soc.storage import EventQuery
 from soc_api.inventory_edit import edit_inventory
 from tests.conftest import make_settings, wait_until
@@ -73,10 +73,10 @@ def test_workers_store_what_the_suite_would_and_report_their_counts(tmp_path):
         runner = _served(tmp_path / f"w{workers}", workers)
         suite = runner.suite
         try:
-            assert (suite._parse_workers is not None) == (workers > 0)
+            assert (suite.intake._parse_workers is not None) == (workers > 0)
             parsed_before = _parsed_total()
             _send(suite.bound["syslog_tcp"], lines)
-            assert wait_until(lambda: suite.completed >= len(lines), timeout=120)
+            assert wait_until(lambda: suite.intake.completed >= len(lines), timeout=120)
             letters = suite.store.list_dead_letters(len(lines))
             results[workers] = (_all_events(suite.store), sorted(d.reason for d in letters))
             # Counted in this process, whichever process parsed.
@@ -100,19 +100,19 @@ def test_a_killed_worker_loses_nothing_and_is_replaced(tmp_path, caplog):
         lines = _lines(20000)
         port = suite.bound["syslog_tcp"]
         _send(port, lines)
-        assert wait_until(lambda: suite.completed > 0, timeout=60)
-        victim = suite._parse_workers._workers[0].process
-        assert suite.completed < len(lines) / 2  # batches of 200: the worker has some in hand or waiting
+        assert wait_until(lambda: suite.intake.completed > 0, timeout=60)
+        victim = suite.intake._parse_workers._workers[0].process
+        assert suite.intake.completed < len(lines) / 2  # batches of 200: the worker has some in hand or waiting
         os.kill(victim.pid, signal.SIGKILL)
         assert victim.wait(10) == -signal.SIGKILL
         more = [f"<38>Nov 22 10:00:00 web sshd[7]: Failed password for root from 203.0.113.{i % 250} port {i} ssh2"
                 .encode() for i in range(2000)]
         _send(port, more)  # the next batches go to the replacement
         total = len(lines) + len(more)
-        assert wait_until(lambda: suite.completed >= total, timeout=180)
-        assert suite._parse_workers.restarts >= 1
+        assert wait_until(lambda: suite.intake.completed >= total, timeout=180)
+        assert suite.intake._parse_workers.restarts >= 1
         assert "parse worker stopped with a batch" in caplog.text  # ... and the suite parsed it instead
-        assert all(w.alive() for w in suite._parse_workers._workers)
+        assert all(w.alive() for w in suite.intake._parse_workers._workers)
         stored, dead = suite.store.count_events(), suite.store.count_dead_letters()
         # Each event once: a batch the dead worker held was parsed again here, under the same event ids.
         assert stored + dead == total, (stored, dead, total)

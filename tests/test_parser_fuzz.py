@@ -177,17 +177,17 @@ def test_soc_parse_cli_prints_documents_and_reports_bad_lines(tmp_path):
     log = tmp_path / "mixed.log"
     good = SEEDS["cisco_asa"][3]
     log.write_bytes(good.encode() + b"\nnot a firewall line at all\n" + b"\xff\xfe broken\n")
-    run = subprocess.run([sys.executable, "-m", "soc.cli", "parse", "--format", "auto", str(log)],
+    run = subprocess.run([sys.executable, "-m", "suite.cli", "parse", "--format", "auto", str(log)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 1, run.stderr
     docs = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(docs) == 1 and docs[0]["event"]["dataset"] == "cisco_asa.log"
     assert "record 2: unknown_format" in run.stderr and "record 3: invalid_utf8" in run.stderr
-    listing = subprocess.run([sys.executable, "-m", "soc.cli", "parse", "--list"], capture_output=True, text=True,
+    listing = subprocess.run([sys.executable, "-m", "suite.cli", "parse", "--list"], capture_output=True, text=True,
                              timeout=60)
     assert listing.returncode == 0 and all(name in listing.stdout for name in FORMATS)
     ok = tmp_path / "ok.log"
     ok.write_text(good + "\n")
-    clean = subprocess.run([sys.executable, "-m", "soc.cli", "parse", "-f", "cisco_asa", str(ok)],
+    clean = subprocess.run([sys.executable, "-m", "suite.cli", "parse", "-f", "cisco_asa", str(ok)],
                            capture_output=True, text=True, timeout=60)
     assert clean.returncode == 0 and json.loads(clean.stdout)["observer"]["vendor"] == "Cisco"

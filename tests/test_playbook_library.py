@@ -17,8 +17,8 @@ from playbooks.context import alert_value
 from playbooks.loader import load_library
 from playbooks.runner import Actor, ConditionNotMet, Runner
 from playbooks.safety import Safety, SafetyRefusal
-from playbooks.settings import PlaybookConfigError, PlaybookSettings, load_playbook_settings
-from soc.config import InventoryConfig
+from playbooks.settings import PlaybookSettings, load_playbook_settings
+from inventory.settings import InventoryConfig
 from soc.storage import store_from_url
 from soc.storage.base import DocumentQuery
 
@@ -193,7 +193,7 @@ def test_impact_decides_approval(tmp_path):
 
 
 def test_cli_dry_run_prints_the_commands_per_device(tmp_path, monkeypatch):
-    from soc.cli import app
+    from suite.cli import app
 
     monkeypatch.setenv("SOC__STORE__URL", f"sqlite:///{tmp_path / 'soc.db'}")
     result = CliRunner().invoke(app, ["playbook", "run", "block_address", "--set", "address=203.0.113.99",
@@ -209,7 +209,7 @@ def test_cli_dry_run_prints_the_commands_per_device(tmp_path, monkeypatch):
 
 
 def test_cli_check_reports_bad_files(tmp_path):
-    from soc.cli import app
+    from suite.cli import app
 
     (tmp_path / "bad.yml").write_text(BAD["unknown action"][0])
     result = CliRunner().invoke(app, ["playbook", "check", str(tmp_path)])
@@ -218,17 +218,22 @@ def test_cli_check_reports_bad_files(tmp_path):
 
 
 def test_settings_file_errors_name_file_and_key(tmp_path):
-    path = tmp_path / "pb.yaml"
-    path.write_text("max_block_prefix_v4: 4\n")
-    with pytest.raises(PlaybookConfigError, match="max_block_prefix_v4"):
-        load_playbook_settings(environ={"SOC_PLAYBOOKS_CONFIG": str(path)})
-    path.write_text("smtp: {hots: mail}\n")
-    with pytest.raises(PlaybookConfigError, match="smtp.hots: unknown key"):
-        load_playbook_settings(environ={"SOC_PLAYBOOKS_CONFIG": str(path)})
-    path.write_text("lock_timeout_seconds: 7\nsmtp: {host: 127.0.0.1, port: 2525}\n")
-    settings = load_playbook_settings(environ={"SOC_PLAYBOOKS_CONFIG": str(path)})
+    """The playbooks section is read and checked with the one configuration: a bad value names the file and the
+    key, and the section reaches the playbook settings as written."""
+    from soc.config import ConfigError
+    from suite.settings import load_settings
+
+    path = tmp_path / "soc.yaml"
+    path.write_text("playbooks:\n  max_block_prefix_v4: 4\n")
+    with pytest.raises(ConfigError, match=r"soc.yaml.*playbooks.max_block_prefix_v4"):
+        load_settings(path, environ={})
+    path.write_text("playbooks:\n  smtp: {hots: mail}\n")
+    with pytest.raises(ConfigError, match="playbooks.smtp.hots: unknown key"):
+        load_settings(path, environ={})
+    path.write_text("playbooks:\n  lock_timeout_seconds: 7\n  smtp: {host: 127.0.0.1, port: 2525}\n")
+    settings = load_playbook_settings(load_settings(path, environ={}))
     assert settings.lock_timeout_seconds == 7 and settings.smtp.port == 2525
-    assert load_playbook_settings(environ={}) == PlaybookSettings()
+    assert load_playbook_settings() == PlaybookSettings()
 
 
 # --- notify, indicator, case note ------------------------------------------------------------------------------

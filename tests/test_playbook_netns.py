@@ -99,8 +99,8 @@ _wait = wait_for  # waits for a condition, failing with what it waited for
 
 # --- the whole path: syslog → Sigma → alert → playbook → netmiko → nftables → traffic ----------------------------
 def test_brute_force_alert_blocks_the_attacker_until_the_ttl_expires(clean, tmp_path, monkeypatch):
-    from soc.demo import scenario_lines, send_tcp
-    from soc.service import Suite, SuiteThread
+    from suite.demo import scenario_lines, send_tcp
+    from suite.runtime import Suite, SuiteThread
     from tests.conftest import make_settings
 
     lab = clean
@@ -110,8 +110,7 @@ def test_brute_force_alert_blocks_the_attacker_until_the_ttl_expires(clean, tmp_
         "library_dirs": [str(_short_ttl_library(tmp_path, 4))], "lock_dir": str(tmp_path / "locks"),
         "expiry_interval_seconds": 0.3, "soc_addresses": [f"{lab.soc_address}/32"], "webhook": {"url": hook.url},
         "known_hosts_file": str(lab.known_hosts)}))
-    monkeypatch.setenv("SOC_PLAYBOOKS_CONFIG", str(pb_config))
-    settings = make_settings(tmp_path, SOC__INVENTORY__PATH=str(lab.inventory(tmp_path / "inventory.yaml")),
+    settings = make_settings(tmp_path, sections={"playbooks": yaml.safe_load(pb_config.read_text())}, SOC__INVENTORY__PATH=str(lab.inventory(tmp_path / "inventory.yaml")),
                              SOC__EXTENSIONS="[playbooks.service]")
     runner = SuiteThread(Suite(settings)).start()
     try:
@@ -120,7 +119,7 @@ def test_brute_force_alert_blocks_the_attacker_until_the_ttl_expires(clean, tmp_
                                                                                 settings.tz))
         blocked = _wait(lambda: lab.connect(lab.attacker, timeout=0.5) == "timeout", 30, "the attacker blocked")
         assert blocked and lab.connect(lab.bystander) == "open"
-        service = runner.suite.playbooks
+        service = runner.suite.service("playbooks")
         runs = _wait(lambda: [r for r in service.runner.records.find_runs(
             RunFilter(playbook="block_ssh_brute_force"))
             if r["state"] in ("succeeded", "reverted")], 15, "the run to finish")
@@ -136,7 +135,7 @@ def test_brute_force_alert_blocks_the_attacker_until_the_ttl_expires(clean, tmp_
         assert "apply" in phases and "verify" in phases
         assert any(lab.attacker in x["command"] for x in entry["exchanges"] if x["phase"] == "apply")
         # the other steps: indicator shared, case note opened, webhook told
-        assert store.get_document("indicators", indicator_id("ipv4-addr", lab.attacker))["value"] == lab.attacker
+        assert store.get_document("indicators", indicator_id("ipv4-addr", lab.attacker))["values"] == [lab.attacker]
         assert store.get_document("case_notes", run["alert_id"])["entries"][0]["run_id"] == run["id"]
         assert any(lab.attacker.encode() in body for body in hook.received)
         # the same alert keeps being updated while the attack goes on: still one run
@@ -421,7 +420,7 @@ def test_iptables_driver_blocks_on_the_real_firewall(clean, tmp_path):
 def test_api_start_approve_search_and_roll_back(clean, tmp_path, monkeypatch):
     import httpx
 
-    from soc.service import Suite, SuiteThread
+    from suite.runtime import Suite, SuiteThread
     from soc_api.keys import create_key
     from tests.conftest import make_settings
 
@@ -430,8 +429,7 @@ def test_api_start_approve_search_and_roll_back(clean, tmp_path, monkeypatch):
     pb_config.write_text(yaml.safe_dump({"lock_dir": str(tmp_path / "locks"),
                                          "soc_addresses": [f"{lab.soc_address}/32"],
                                          "known_hosts_file": str(lab.known_hosts)}))
-    monkeypatch.setenv("SOC_PLAYBOOKS_CONFIG", str(pb_config))
-    settings = make_settings(tmp_path, SOC__INVENTORY__PATH=str(lab.inventory(tmp_path / "inv.yaml", core=True)),
+    settings = make_settings(tmp_path, sections={"playbooks": yaml.safe_load(pb_config.read_text())}, SOC__INVENTORY__PATH=str(lab.inventory(tmp_path / "inv.yaml", core=True)),
                              SOC__EXTENSIONS="[playbooks.service]")
     suite = SuiteThread(Suite(settings)).start()
     try:
@@ -486,7 +484,7 @@ def test_killed_during_a_run_then_restarted(clean, tmp_path):
     import httpx
 
     from soc.storage import open_store
-    from soc.config import load_settings
+    from suite.settings import load_settings
     from soc_api.keys import create_key
     from tests.conftest import free_port
 
@@ -510,13 +508,13 @@ def test_killed_during_a_run_then_restarted(clean, tmp_path):
         "data_dir": str(tmp_path), "store": {"url": f"sqlite:///{tmp_path / 'soc.db'}"},
         "syslog": {"host": "127.0.0.1", "udp_port": free_port(), "tcp_port": free_port()},
         "api": {"host": "127.0.0.1", "port": api_port},
-        "inventory": {"path": str(lab.inventory(tmp_path / "inv.yaml"))}, "extensions": ["playbooks.service"]}))
+        "inventory": {"path": str(lab.inventory(tmp_path / "inv.yaml"))}, "extensions": ["playbooks.service"],
+        "playbooks": yaml.safe_load((tmp_path / "playbooks.yaml").read_text())}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOC__")}
-    env["SOC_PLAYBOOKS_CONFIG"] = str(tmp_path / "playbooks.yaml")
     log = open(tmp_path / "serve.log", "ab")
 
     def serve() -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "soc.cli", "serve", "--config", str(config)], stdout=log,
+        proc = subprocess.Popen([sys.executable, "-m", "suite.cli", "serve", "--config", str(config)], stdout=log,
                                 stderr=log, env=env)
         _wait(lambda: _answers(f"http://127.0.0.1:{api_port}/api/v1/health") or proc.poll() is not None, 60,
               "soc serve")
@@ -574,14 +572,16 @@ def test_cli_run_show_blocks_and_expire(clean, tmp_path, monkeypatch):
     """`soc playbook run` from the command line blocks for real; show prints the transcript; expire removes it."""
     from typer.testing import CliRunner
 
-    from soc.cli import app
+    from suite.cli import app
     from soc_api.keys import create_key
 
     lab = clean
     (tmp_path / "playbooks.yaml").write_text(yaml.safe_dump({"lock_dir": str(tmp_path / "locks"),
                                                              "soc_addresses": [f"{lab.soc_address}/32"],
                                                              "known_hosts_file": str(lab.known_hosts)}))
-    monkeypatch.setenv("SOC_PLAYBOOKS_CONFIG", str(tmp_path / "playbooks.yaml"))
+    (tmp_path / "soc.yaml").write_text(yaml.safe_dump({"playbooks": yaml.safe_load(
+        (tmp_path / "playbooks.yaml").read_text())}))
+    monkeypatch.setenv("SOC_CONFIG", str(tmp_path / "soc.yaml"))
     monkeypatch.setenv("SOC__STORE__URL", f"sqlite:///{tmp_path / 'soc.db'}")
     monkeypatch.setenv("SOC__DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SOC__INVENTORY__PATH", str(lab.inventory(tmp_path / "inv.yaml", core=True)))

@@ -18,7 +18,7 @@ from reports import i18n
 from reports.builder import build_report
 from reports.periods import PeriodError, parse_period
 from soc import ecs
-from soc.service import Suite
+from suite.runtime import Suite
 from soc.storage.base import AlertQuery, DocumentQuery, EventQuery
 from tests import reports_month as month_data
 from tests.conftest import PROJECT, make_settings
@@ -252,7 +252,7 @@ def test_schedule_builds_last_month_once_and_quarters_in_their_first_month(month
 def test_cli_report(month, monkeypatch):
     from typer.testing import CliRunner
 
-    from soc.cli import app
+    from suite.cli import app
 
     suite, _, folder = month
     env = {"SOC__DATA_DIR": str(folder), "SOC__STORE__URL": suite.settings.store.url,

@@ -8,7 +8,7 @@ import pytest
 
 from reports.builder import build_report
 from reports.periods import parse_period
-from soc.service import Suite, SuiteThread
+from suite.runtime import Suite, SuiteThread
 from soc_api.keys import create_key
 from tests import reports_month as month_data
 from tests.conftest import make_settings

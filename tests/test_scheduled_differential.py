@@ -24,7 +24,8 @@ from detections.sigma.logsource import view_of
 from inventory.enrich import enrich
 from inventory.lookup import Inventory
 from soc import ecs
-from soc.config import DetectionsConfig, InventoryConfig
+from detections.settings import DetectionsConfig
+from inventory.settings import InventoryConfig
 from soc.storage import open_store
 from tests.conftest import CORPUS, PROJECT, make_settings
 from tests.test_own_rules import _cases, _events

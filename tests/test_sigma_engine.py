@@ -156,7 +156,7 @@ def _ts(second: int) -> str:
 
 @pytest.fixture
 def demo_engine() -> DetectionEngine:
-    from soc.config import DetectionsConfig
+    from detections.settings import DetectionsConfig
 
     ruleset = load_rules(DetectionsConfig().sigma_rule_dirs)
     assert ruleset.failed == 0
@@ -280,7 +280,7 @@ def test_soc_hunt_prints_one_json_detection_per_line(tmp_path):
     broken = tmp_path / "rules"
     broken.mkdir()
     (broken / "broken.yml").write_text("title: [unclosed\n")
-    result = subprocess.run([sys.executable, "-m", "soc.cli", "hunt", "-q", "--rules", str(rule), "--rules",
+    result = subprocess.run([sys.executable, "-m", "suite.cli", "hunt", "-q", "--rules", str(rule), "--rules",
                              str(broken), "--cache-dir", str(tmp_path / "cache"), str(case)],
                             capture_output=True, text=True, timeout=120, cwd=PROJECT)
     assert result.returncode == 0, result.stderr
@@ -307,7 +307,7 @@ def test_correlation_state_stays_bounded_under_a_scan_from_many_addresses():
     from detections.engine import CorrelationEngine
     from detections.sigma.loader import CompiledCorrelation
 
-    from soc.config import DetectionsConfig
+    from detections.settings import DetectionsConfig
 
     corr = next(c for c in load_rules(DetectionsConfig().sigma_rule_dirs).correlations
                 if c.meta.name == "soc_ssh_brute_force")

@@ -15,7 +15,7 @@ from detections.hunt import hunt
 from detections.sigma.loader import load_rules
 from detections.sigma.placeholders import placeholder_values
 from inventory.lookup import Inventory
-from soc.config import InventoryConfig
+from inventory.settings import InventoryConfig
 from tests.conftest import CORPUS, PROJECT
 
 SIGMAHQ = CORPUS / "sigmahq"

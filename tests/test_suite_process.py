@@ -14,12 +14,12 @@ import httpx
 import pytest
 import yaml
 
-from soc.config import load_settings
+from suite.settings import load_settings
 from soc.storage import AlertQuery, EventQuery, open_store
 from soc_api.keys import create_key
 from tests.conftest import free_port
 
-SOC = [sys.executable, "-m", "soc.cli"]
+SOC = [sys.executable, "-m", "suite.cli"]
 
 
 def _config(tmp_path: Path, backend_settings) -> Path:

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from soc.service import Suite, SuiteThread
+from suite.runtime import Suite, SuiteThread
 from soc.storage import EventQuery
 from soc_api.keys import create_key
 from tests.conftest import cannot_run, free_port, make_settings, wait_until
@@ -320,7 +320,7 @@ def test_a_missing_certificate_file_stops_the_start_naming_the_file(tmp_path, pk
         "syslog": {"udp_port": 0, "tcp_port": 0, "tls_port": 0, "tls_cert_file": str(missing),
                    "tls_key_file": pki["server"][1]},
         "api": {"port": 0}}))
-    result = subprocess.run([sys.executable, "-m", "soc.cli", "serve", "--config", str(config)], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "suite.cli", "serve", "--config", str(config)], capture_output=True,
                             text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "syslog.tls_cert_file" in result.stderr and str(missing) in result.stderr

@@ -115,20 +115,20 @@ def test_media_type_and_rights_are_enforced(publisher):
 def test_pull_from_the_suites_own_server_feeds_detection_and_remembers_where_it_stopped(publisher, tmp_path,
                                                                                          monkeypatch):
     suite, base, keys = publisher
-    suite.indicators.upsert([build([{"type": "ipv4", "value": "192.0.2.0/28"}], source="soc", tlp="green",
+    suite.service("indicators").upsert([build([{"type": "ipv4", "value": "192.0.2.0/28"}], source="soc", tlp="green",
                                    confidence=95)])
     monkeypatch.setenv("TEST_TAXII_KEY", keys["national_centre"])
     source = TaxiiPullSource(name="province-a", collection_url=f"{base}soc/collections/{collection_uuid('indicators')}/",
                              password_env="TEST_TAXII_KEY", page_size=3)
     with running_suite(tmp_path) as puller:
-        first = pull(puller.store, puller.indicators, source)
+        first = pull(puller.store, puller.service("indicators"), source)
         assert first.pages >= 2 and first.indicators == first.objects >= 7 and first.skipped == 0
         assert puller.store.get_document("taxii_state", "province-a")["added_after"] == first.added_after
         # Nothing new: the next pull asks only for what was added after the bookmark.
-        again = pull(puller.store, puller.indicators, source)
+        again = pull(puller.store, puller.service("indicators"), source)
         assert again.objects == 0 and again.added_after == first.added_after
-        suite.indicators.upsert([build([{"type": "domain", "value": "c2.bad.example"}], source="soc", tlp="clear")])
-        third = pull(puller.store, puller.indicators, source)
+        suite.service("indicators").upsert([build([{"type": "domain", "value": "c2.bad.example"}], source="soc", tlp="clear")])
+        third = pull(puller.store, puller.service("indicators"), source)
         assert third.objects == 1 and third.indicators == 1
         # The pulled indicators match on ingest in the pulling suite.
         now = datetime.now(timezone.utc)

@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from detections.indicators.model import build
-from soc.cli import app
+from suite.cli import app
 from soc.storage import store_from_url
 from soc_api.keys import verify_key
 from soc_api.taxii.server import collection_uuid
@@ -23,13 +23,13 @@ def test_users_pull_and_import(tmp_path, monkeypatch):
     monkeypatch.setenv("SOC__STORE__URL", f"sqlite:///{db}")
     with running_suite(tmp_path / "publisher") as publisher:
         keys = keys_for(publisher.store, agencies=())
-        publisher.indicators.upsert([build([{"type": "ipv4", "value": f"198.51.100.{i}"}], source="soc",
+        publisher.service("indicators").upsert([build([{"type": "ipv4", "value": f"198.51.100.{i}"}], source="soc",
                                            tlp="green") for i in range(5)])
         base = f"http://127.0.0.1:{publisher.bound['api']}/taxii2/soc/collections/{collection_uuid('indicators')}/"
-        api_config = tmp_path / "soc_api.yaml"
-        api_config.write_text(yaml.safe_dump({"taxii": {"pull": [
-            {"name": "national", "collection_url": base, "password_env": "NC_KEY", "page_size": 2}]}}))
-        monkeypatch.setenv("SOC_API_CONFIG", str(api_config))
+        config = tmp_path / "soc.yaml"
+        config.write_text(yaml.safe_dump({"soc_api": {"taxii": {"pull": [
+            {"name": "national", "collection_url": base, "password_env": "NC_KEY", "page_size": 2}]}}}))
+        monkeypatch.setenv("SOC_CONFIG", str(config))
         monkeypatch.setenv("NC_KEY", keys["national_centre"])
 
         made = runner.invoke(app, ["users", "create", "minh.tran", "--role", "analyst"])
@@ -45,7 +45,7 @@ def test_users_pull_and_import(tmp_path, monkeypatch):
         first = runner.invoke(app, ["taxii", "pull"])
         assert first.exit_code == 0, first.output
         assert store.get_document("taxii_state", "national")["last_result"]["indicators"] == 5
-        publisher.indicators.upsert([build([{"type": "domain", "value": "new.bad.example"}], source="soc",
+        publisher.service("indicators").upsert([build([{"type": "domain", "value": "new.bad.example"}], source="soc",
                                            tlp="clear")])
         second = runner.invoke(app, ["taxii", "pull", "--source", "national"])
         assert second.exit_code == 0

@@ -68,7 +68,7 @@ class World:
         shared = build([{"type": "ipv4", "value": "192.0.2.10"}], source="soc", tlp="green", confidence=90)
         amber = build([{"type": "domain", "value": "amber.example"}], source="soc", tlp="amber",
                       name=self.amber_secret)
-        self.suite.indicators.upsert([shared, amber])
+        self.suite.service("indicators").upsert([shared, amber])
         self.amber_id = amber["id"]
         for n, agency in enumerate((AGENCY_A, AGENCY_B)):
             secret = self.secret[agency]

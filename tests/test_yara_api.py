@@ -10,9 +10,9 @@ import pytest
 
 from detections.yara.cache import load_pack
 from detections.yara.samples import EICAR, SAMPLES, pe_stub
-from detections.yara.service import YaraEngine
+from detections.yara.service import YaraEngine, YaraService
 from detections.yara.settings import YaraSettings
-from soc.service import Suite, SuiteThread
+from suite.runtime import Suite, SuiteThread
 from soc_api.keys import create_key
 from tests.conftest import CORPUS, make_settings
 
@@ -25,7 +25,9 @@ def api(tmp_path_factory):
     runner = SuiteThread(Suite(make_settings(tmp_path_factory.mktemp("yara-api")))).start()
     config = YaraSettings(rule_dirs=[str(SIGNATURE_BASE)], max_upload_bytes=LIMIT, threads=2)
     pack = load_pack(config.rule_dirs, cache_dir=tmp_path_factory.getbasetemp() / "yara-cache")
-    runner.suite.yara = YaraEngine(config, pack)
+    service = YaraService(runner.suite.settings)  # as the YARA extension provides it, its engine already built
+    service.engine = YaraEngine(config, pack)
+    runner.suite.registry.provide("yara", service)
     store = runner.suite.store
     keys = {role: create_key(store, role)[0] for role in ("analyst", "admin", "network_admin", "national_centre")}
     keys["agency"] = create_key(store, "agency", agency="so-tttt")[0]

@@ -16,7 +16,7 @@ SIGNATURE_BASE = CORPUS / "yara-signature-base" / "yara"
 def _soc(*args: str, cwd) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(PROJECT), "SOC__DATA_DIR": str(cwd)}
     env.pop("SOC_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "soc.cli", *args], capture_output=True, text=True, cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=300)
 
 

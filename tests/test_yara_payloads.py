@@ -76,7 +76,7 @@ def test_payload_names():
 def test_payload_matcher_raises_one_deduplicated_alert_per_rule_and_file(tmp_path):
     """The suite extension's matcher, in a real suite on SQLite: the EICAR body of a real capture becomes an alert
     through the detection engine and the alert manager; the same body again is counted on that alert."""
-    from soc.service import Suite
+    from suite.runtime import Suite
     from tests.conftest import make_settings
 
     suite = Suite(make_settings(tmp_path, SOC__EXTENSIONS="[detections.yara.service]"))

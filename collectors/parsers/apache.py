@@ -7,10 +7,10 @@ from datetime import datetime
 
 from collectors.message import ParseError
 from collectors.parsers import common as c
-from collectors.parsers import linear_re as rx
 from collectors.parsers import web_access as web
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
+from soc import linear_re as rx
 
 # [vhost[:port] ]client[:port] ident user [time] "request" status bytes ["referer" "agent"]
 _ACCESS = rx.compile(r'^(?:(?P<first>\S+) )?(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] '

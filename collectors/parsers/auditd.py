@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 
 from collectors.message import ParseError
 from collectors.parsers import common as c
-from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
+from soc import linear_re as rx
 
 # The record's head; its body is the rest of the line (what "\s*(?P<body>.*)$" with DOTALL captured: matched as a
 # slice, RE2 would otherwise track a capture over the whole record).

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collectors.message import ParseError
 from collectors.parsers import common as c
-from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
+from soc import linear_re as rx
 
 # A key starts the extension or follows whitespace. Kept on CPython's re (one match per key, dozens per line):
 # backtracking-free because only a position after whitespace can start a key, each key run is scanned from its start

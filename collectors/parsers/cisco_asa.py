@@ -11,11 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from collectors.parsers import common as c
-from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
+from soc import linear_re as rx
 
-# Every pattern here runs on text a sender controls: RE2 (linear time; collectors/parsers/linear_re.py). Before, the
+# Every pattern here runs on text a sender controls: RE2 (linear time; soc/linear_re.py). Before, the
 # lazy groups of 113019/113004 and "message repeated" backtracked in polynomial time on a crafted 64 KB line.
 # "%ASA-6-302013:", "%ASA-session-6-106015:", "%FTD-4-106023:"; the id may be missing on old FTD messages.
 _HEADER = rx.compile(r"%(?P<product>ASA|FTD|FWSM|PIX)-(?:(?P<suffix>[^0-9\s-]+)-)?(?P<severity>\d)-(?P<id>\d+)?:?\s*")

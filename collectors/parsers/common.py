@@ -11,8 +11,8 @@ from functools import lru_cache
 from datetime import datetime, timedelta, timezone, tzinfo
 
 from collectors.message import ParseError
-from collectors.parsers import linear_re as rx
 from soc import ecs
+from soc import linear_re as rx
 
 # key=value or key="quoted value" (backslash escapes inside quotes). The leftmost key: a run of name characters
 # [\w.-] from its first [A-Za-z_], then "=". Kept on CPython's re (dozens of matches per line; see

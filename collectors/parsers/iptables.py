@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collectors.message import ParseError
 from collectors.parsers import common as c
-from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
+from soc import linear_re as rx
 
 _UBIQUITI = rx.compile(r"\[(?P<set>[^\]\s]+)-(?P<rule>[^\]\s-]+)-(?P<act>[ADR])\]$")
 _UPTIME = rx.compile(r"^\[\s*\d+\.\d+\]\s*")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
+from soc import linear_re as rx
 
 PROGRAMS = frozenset({"sshd", "sudo", "su", "login", "sshd-session", "systemd-logind", "passwd", "unix_chkpwd",
                       "useradd", "userdel", "usermod", "groupadd", "groupdel", "groupmod", "gpasswd", "chage",

@@ -12,10 +12,10 @@ from datetime import datetime
 
 from collectors.message import ParseError
 from collectors.parsers import common as c
-from collectors.parsers import linear_re as rx
 from collectors.parsers import web_access as web
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
+from soc import linear_re as rx
 
 _NATIVE_SECTION = rx.compile(r"^--([0-9A-Za-z]+)-([A-Z])--$", rx.MULTILINE)
 # v2 native A section: [10/May/2022:04:52:04 +0000] unique-id client-ip client-port server-ip server-port

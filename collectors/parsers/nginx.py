@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collectors.message import ParseError
 from collectors.parsers import common as c
-from collectors.parsers import linear_re as rx
 from collectors.parsers import web_access as web
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
+from soc import linear_re as rx
 
 # [host[:port] ] remote_addr_list - user [time] "request" status bytes "referer" "agent"
 _ACCESS = rx.compile(r'^"?(?P<remote>[^\[\]"]*?) - (?P<user>\S+) \[(?P<time>[^\]]+)\] '

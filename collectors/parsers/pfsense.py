@@ -12,9 +12,9 @@ import json
 
 from collectors.message import ParseError
 from collectors.parsers import common as c
-from collectors.parsers import linear_re as rx
 from collectors.parsers.registry import ParseContext, ParserSpec
 from soc import ecs
+from soc import linear_re as rx
 
 ACTION_TYPES = {"pass": ("connection", "allowed"), "block": ("connection", "denied"),
                 "reject": ("connection", "denied")}

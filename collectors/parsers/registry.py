@@ -21,8 +21,8 @@ from datetime import datetime, tzinfo
 from functools import lru_cache
 from typing import Callable, Iterable
 
-from collectors.parsers import linear_re as rx
 from soc import ecs
+from soc import linear_re as rx
 
 # C0 controls but tab, newline and carriage return: binary content, not a text log record (one C-speed scan).
 _BINARY = rx.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")

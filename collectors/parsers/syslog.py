@@ -12,12 +12,12 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING
 
 from collectors.message import ParseError
-from collectors.parsers import linear_re as rx
+from soc import linear_re as rx
 
 if TYPE_CHECKING:
     import re  # the matches of bounded patterns are re's
 
-# Every pattern here runs on text a sender controls (collectors/parsers/linear_re.py): bounded() ones are anchored
+# Every pattern here runs on text a sender controls (soc/linear_re.py): bounded() ones are anchored
 # and can read at most a few hundred characters (cost independent of the line's length; CPython's re, cheap per
 # call, as they run on every message), compile() ones run on RE2 (linear time).
 _PRI = rx.bounded(r"<(\d{1,3})>")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from collectors.parsers import common as c
-from collectors.parsers import linear_re as rx
 from soc import ecs
+from soc import linear_re as rx
 
 _REQUEST = rx.compile(r"(?P<method>[A-Za-z]+) (?P<url>\S+)(?: HTTP/(?P<version>\d+(?:\.\d+)?))?$")
 

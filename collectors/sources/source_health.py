@@ -36,6 +36,17 @@ DROPPED = Gauge("soc_log_source_dropped", "1 when a log source's rate fell far b
 STATUSES = ("pending", "ok", "silent", "never", "dropped")
 
 
+def reporting_asset(doc: dict) -> str | None:
+    """The inventory asset an event proves alive: its real sender (``soc.sender.asset``, the asset of the verified
+    certificate or of the socket address), or, for an event an agency's API key vouched for, the asset it is about.
+    A host name in the message proves nothing: anyone can send a UDP datagram naming any host."""
+    sender = ecs.get(doc, "soc.sender.asset")
+    if isinstance(sender, str) and sender:
+        return sender
+    asset = ecs.get(doc, "soc.asset.id") if ecs.get(doc, "soc.sender.trusted") is True else None
+    return asset if isinstance(asset, str) and asset else None
+
+
 def _iso(timestamp: float) -> str:
     return ecs.utc_iso(datetime.fromtimestamp(timestamp, timezone.utc))
 
@@ -113,7 +124,7 @@ class SourceHealth:
         bucket = now - now % self.options.bucket_seconds
         seen = 0
         for doc in events:
-            asset = ecs.get(doc, "soc.asset.id")
+            asset = reporting_asset(doc)  # who really sent it, not whom it names
             if not asset:
                 continue
             program = ecs.get(doc, "process.name")

@@ -1,6 +1,6 @@
 """Suite extension (``settings.extensions: [detections.indicators.extension]``): indicator matching on ingest.
 
-attach(suite) loads the indicator index from the store, adds the matcher to the detection engine, keeps the index
+register(services, registry) loads the indicator index from the store, adds the matcher to detection, keeps the index
 in step with indicators other processes add (``soc taxii pull``, another API node), and records malware findings
 (alerts that name file hashes) for STIX export.
 """
@@ -36,19 +36,19 @@ def malware_finding(alert: dict) -> dict | None:
             "last_seen": alert["last_seen"], "modified": ecs.now_iso()}
 
 
-def attach(suite) -> None:
-    service = IndicatorService(suite.store)
+def register(services, registry) -> None:
+    service = IndicatorService(services.store)
     loaded = service.sync()
     log.info("indicator matching on: %d indicators loaded", loaded)
-    suite.indicators = service
-    suite.engine.matchers.append(IndicatorMatcher(service))
+    registry.provide("indicators", service)
+    registry.matcher(IndicatorMatcher(service))
 
     def record_findings(alerts: list[dict]) -> None:
         findings = [f for f in (malware_finding(a) for a in alerts) if f]
         if findings:
-            suite.store.put_documents(MALWARE_FINDINGS, findings)
+            services.store.put_documents(MALWARE_FINDINGS, findings)
 
-    suite.alert_hooks.append(record_findings)
+    registry.on_alerts(record_findings)
 
     async def keep_in_step() -> None:
         loop = asyncio.get_running_loop()
@@ -59,4 +59,4 @@ def attach(suite) -> None:
             except StoreError as exc:
                 log.warning("indicator sync failed, retrying later: %s", exc)
 
-    suite.background.append(keep_in_step)
+    registry.run_in_background(keep_in_step)

@@ -10,11 +10,13 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
 from collections import defaultdict
 
-from detections.indicators.model import HASH_LENGTHS
+from detections.indicators.model import HASH_LENGTHS, too_broad
 
+log = logging.getLogger(__name__)
 _MAX_LABELS = 127
 
 
@@ -57,6 +59,10 @@ class IndicatorIndex:
                 return
             self.docs[doc["id"]] = doc
             for o in doc["observables"]:
+                broad = too_broad(o["type"], o["value"])  # stored before imports refused them: never matched
+                if broad:
+                    log.warning("indicator %s: not matched on %s %s: %s", doc["id"], o["type"], o["value"], broad)
+                    continue
                 self._slots(o["type"], o["value"]).add(doc["id"])
 
     def remove(self, indicator_id: str) -> None:
@@ -68,7 +74,8 @@ class IndicatorIndex:
         if old is None:
             return
         for o in old["observables"]:
-            self._slots(o["type"], o["value"]).discard(indicator_id)
+            if not too_broad(o["type"], o["value"]):
+                self._slots(o["type"], o["value"]).discard(indicator_id)
 
     # --- lookups (the hot path) ----------------------------------------------------------------------------------
     def ip(self, address: str) -> set[str]:

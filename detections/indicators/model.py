@@ -27,6 +27,25 @@ class IndicatorError(ValueError):
     pass
 
 
+# The widest indicators taken in: a feed (poisoned or careless) naming 0.0.0.0/0, ::/0, a /8 or a top-level domain
+# would make every event an alert and a sighting shared back to the national centre. A /16 (65 536 addresses) is
+# already a whole provider's block; a /32 IPv6 is a regional registry's allocation to one provider.
+WIDEST_PREFIX = {4: 16, 6: 32}
+
+
+def too_broad(kind: str, value: str) -> str | None:
+    """Why a normalised observable would match far more than one adversary (None when it would not)."""
+    if kind in ("ipv4", "ipv6") and "/" in value:
+        net = ipaddress.ip_network(value, strict=False)
+        widest = WIDEST_PREFIX[net.version]
+        if net.prefixlen < widest:
+            return (f"{value} is wider than the widest range an indicator may name (/{widest}): it would match "
+                    f"{2 ** (net.max_prefixlen - net.prefixlen):,} addresses")
+    if kind == "domain" and "." not in value:
+        return f"{value!r} is a single-label domain (a top-level domain): it would match every name under it"
+    return None
+
+
 def normalise(kind: str, value: str) -> str:
     """The one spelling of a value that matching uses; raises IndicatorError with the reason when it is not valid."""
     if kind not in TYPES:
@@ -106,6 +125,9 @@ def build(observables: list[dict], *, source: str, tlp: str = "amber", confidenc
         except (KeyError, TypeError) as exc:
             raise IndicatorError("each observable needs type and value") from exc
         entry = {"type": kind, "value": normalise(kind, value)}
+        broad = too_broad(kind, entry["value"])
+        if broad:
+            raise IndicatorError(f"refused: {broad}")
         if entry not in clean:
             clean.append(entry)
     tlp = (tlp or "amber").lower()
@@ -193,3 +215,40 @@ def from_foreign(doc: dict) -> dict | None:
                 added=doc.get("added") or doc.get("updated") or doc.get("created") or ecs.now_iso(),
                 stix_id=doc["id"] if str(doc["id"]).startswith("indicator--")
                 else f"indicator--{uuid.uuid5(_NAMESPACE, str(doc['id']))}")
+
+
+def readable(doc: Any) -> dict | None:
+    """A stored indicator document in this model's shape (another writer's brought to it by ``from_foreign``), or
+    None when it has no shape the suite can read. Every reader (matching, the API, TAXII) goes through this, so one
+    odd document is skipped, never an error for every caller."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
+        return None
+    doc = from_foreign(doc)
+    if doc is None:
+        return None
+    observables = doc.get("observables")
+    if not isinstance(observables, list) or not observables or not all(
+            isinstance(o, dict) and o.get("type") in TYPES and isinstance(o.get("value"), str) for o in observables):
+        return None
+    if doc.get("tlp") not in TLP_LEVELS or not all(isinstance(doc.get(name), str) for name in _REQUIRED_TEXT):
+        return None
+    confidence = doc.get("confidence")
+    if not isinstance(confidence, int) or isinstance(confidence, bool):
+        return None
+    if not isinstance(doc.get("valid_until"), (str, type(None))) or not isinstance(doc.get("revoked", False), bool):
+        return None
+    try:  # what STIX will ask of it: an RFC 4122 id, times, a validity window that ends after it starts
+        if uuid.UUID(str(doc.get("stix_id") or doc["id"]).removeprefix("indicator--")).variant != uuid.RFC_4122 \
+                or not str(doc.get("stix_id") or doc["id"]).startswith("indicator--"):
+            return None
+        start = ecs.parse_time(doc["valid_from"])
+        for name in ("created", "modified", "added"):
+            ecs.parse_time(doc[name])
+        if doc.get("valid_until") and ecs.parse_time(doc["valid_until"]) <= start:
+            return None
+    except ValueError:
+        return None
+    return doc
+
+
+_REQUIRED_TEXT = ("name", "source", "valid_from", "created", "modified", "added")

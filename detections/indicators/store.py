@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Iterable, Iterator
 
 from detections.indicators.index import IndicatorIndex
-from detections.indicators.model import COLLECTION, SIGHTINGS, from_foreign
+from detections.indicators.model import COLLECTION, SIGHTINGS, readable
 from detections.indicators.stix import stix_id_for
 from soc import ecs
 from soc.storage.base import DocumentQuery, Store
@@ -93,11 +93,14 @@ class IndicatorService:
                            for name in ("added", "updated")]
             count = 0
             for query in queries:
-                for doc in iterate(self.store, COLLECTION, query):
-                    doc = from_foreign(doc)
-                    if doc is not None:
-                        self.index.put(doc)
-                        count += 1
+                for raw in iterate(self.store, COLLECTION, query):
+                    doc = readable(raw)
+                    if doc is None:
+                        log.warning("indicator %.80r: a stored document of no known shape; not matched on",
+                                    raw.get("id"))
+                        continue
+                    self.index.put(doc)
+                    count += 1
             return count
 
     # --- sightings -----------------------------------------------------------------------------------------------

@@ -13,16 +13,23 @@ does not run — it is never silently skipped.
 
 Semantics kept: strings match case-insensitively (unless ``cased``), ``*`` and ``?`` are wildcards, a field holding a
 list matches if any element matches, a missing field never equals anything but ``null``.
+
+Every test runs in time linear in the value, whatever a sender put in it (event text is untrusted): plain strings
+with ``str`` methods and Aho-Corasick, wildcards with a segment matcher (``_wildcard_test``: ``str.find`` per
+literal, never a backtracking regex), ``|re`` values on RE2 (soc/linear_re.py, Python's ``re`` syntax and meaning). A
+``|re`` that RE2 cannot run with ``re``'s meaning (``\b``, lookarounds, backreferences) makes the rule fail to load,
+with the reason in rule health: it is never run on a backtracking engine.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Any, Callable
-from detections.sigma.errors import UnsupportedRule
 
-IR_VERSION = 2  # bump when the tuples below change: it is part of the cache key
+from detections.sigma.errors import UnsupportedRule
+from soc import linear_re
+
+IR_VERSION = 3  # bump when the tuples below change: it is part of the cache key (3: wildcards as segments)
 Event = dict[str, Any]  # flattened: {"source.ip": "...", "event.category": ["authentication"], ...}
 Predicate = Callable[[Event], bool]
 ValueTest = Callable[[Any], bool]
@@ -73,6 +80,123 @@ def _timestamp_part(value: Any, part: str) -> int | None:
     return getattr(moment, part, None)
 
 
+# --- wildcards: linear, with re's IGNORECASE meaning ----------------------------------------------------------------
+# Case-insensitive wildcards match as Python's re did with IGNORECASE (and DOTALL): a character matches another when
+# their simple lowercase forms are the same or among re's few extra equivalents (re._casefix: i and dotless i, s and
+# long s, the Greek letter variants...). Folding both sides to one representative of that class keeps every string's
+# length, so "?" still stands for one character. Checked against re over every code point (tests/security/).
+_FOLD: dict[int, int] | None = None
+FOLD_RANGE = 0x20000  # no code point from here on has another simple lowercase (checked by the test)
+
+
+def _fold_table() -> dict[int, int]:
+    global _FOLD
+    if _FOLD is None:
+        import _sre
+
+        try:
+            from re._casefix import _EXTRA_CASES as extra  # Python 3.11+
+        except ImportError:  # pragma: no cover - older Pythons keep them in sre_compile
+            import sre_compile
+
+            extra = getattr(sre_compile, "_ignorecase_fixes", {})
+        table = {}
+        for code in range(FOLD_RANGE):
+            lower = _sre.unicode_tolower(code)
+            folded = min((lower, *extra.get(lower, ())))
+            if folded != code:
+                table[code] = folded
+        _FOLD = table
+    return _FOLD
+
+
+def fold_like_re(text: str) -> str:
+    """``text`` with every character replaced by the representative of the characters re's IGNORECASE takes for it
+    (the same length: one character for one)."""
+    return text.lower() if text.isascii() else text.translate(_fold_table())
+
+
+def _segment_finder(segment: tuple) -> tuple[int, Callable[[str, int, int], int], Callable[[str, int], bool]]:
+    """For one run of a wildcard between two ``*`` (literals, and None for each ``?``): its length, ``find(text,
+    start, end)`` (the leftmost place at or after start where it fits before end, or -1) and ``at(text, pos)``."""
+    length = sum(1 if piece is None else len(piece) for piece in segment)
+    literals: list[tuple[int, str]] = []
+    offset = 0
+    for piece in segment:
+        if piece is None:
+            offset += 1
+        else:
+            literals.append((offset, piece))
+            offset += len(piece)
+
+    def at(text: str, pos: int) -> bool:
+        return all(text.startswith(piece, pos + off) for off, piece in literals)
+
+    if not literals:
+        def find(text: str, start: int, end: int) -> int:
+            return start if start + length <= end else -1
+        return length, find, at
+    anchor_offset, anchor = max(literals, key=lambda item: len(item[1]))  # the longest: likely the rarest
+
+    def find_anchored(text: str, start: int, end: int) -> int:
+        # Candidates are the places of the longest literal (str.find, in C), each checked with one startswith per
+        # literal of the run. Candidates only move forward: the scan reads the text once.
+        last = end - length  # the last place the segment may start
+        while start <= last:
+            found = text.find(anchor, start + anchor_offset, last + anchor_offset + len(anchor))
+            if found < 0:
+                return -1
+            pos = found - anchor_offset
+            if at(text, pos):
+                return pos
+            start = pos + 1
+        return -1
+
+    return length, find_anchored, at
+
+
+def _wildcard_test(segments: tuple, cased: bool) -> Callable[[str], bool]:
+    """A whole-value match of a Sigma wildcard (what ``re.fullmatch`` of ``.*`` and ``.`` did) in linear time.
+
+    ``segments`` are the runs of the value between its ``*``. The first must match at the start and the last at the
+    end; each one between is placed at its leftmost fit after the one before. Leftmost is always right: every run
+    has a fixed length, so an earlier place leaves at least as much room for the rest."""
+    fold: Callable[[str], str] = (lambda s: s) if cased else fold_like_re
+    runs = [_segment_finder(tuple(None if piece is None else fold(piece) for piece in segment))
+            for segment in segments]
+    if len(runs) == 1:
+        only_length, _, only_at = runs[0]
+        return lambda text: len(text) == only_length and only_at(fold(text), 0)
+    (head_length, _, head_at), (tail_length, _, tail_at) = runs[0], runs[-1]
+    middle = [(length, find) for length, find, _ in runs[1:-1]]
+
+    def test(text: str) -> bool:
+        end = len(text) - tail_length
+        if end < head_length:
+            return False
+        text = fold(text)
+        if not (head_at(text, 0) and tail_at(text, end)):
+            return False
+        start = head_length
+        for length, find in middle:
+            pos = find(text, start, end)
+            if pos < 0:
+                return False
+            start = pos + length
+        return True
+
+    return test
+
+
+def _regex_test(pattern: str, flags: int) -> Callable[[str], bool]:
+    try:
+        regex = linear_re.compile_runtime(pattern, flags)
+    except linear_re.error as exc:
+        raise UnsupportedRule(f"|re cannot run in linear time (the suite matches regular expressions with RE2, in "
+                              f"Python's re syntax): {exc}") from exc
+    return lambda text: regex.search(text) is not None
+
+
 def _value_test(spec: tuple) -> ValueTest:
     kind = spec[0]
     if kind in ("eq", "contains", "startswith", "endswith"):
@@ -97,11 +221,11 @@ def _value_test(spec: tuple) -> ValueTest:
                 return t is not None and fold(t).endswith(target)
         return test
     if kind == "wild":
-        regex = re.compile(spec[1], re.DOTALL | (0 if spec[2] else re.IGNORECASE))
-        return lambda v: (t := _as_text(v)) is not None and regex.fullmatch(t) is not None
+        wildcard = _wildcard_test(spec[1], spec[2])
+        return lambda v: (t := _as_text(v)) is not None and wildcard(t)
     if kind == "re":
-        regex = re.compile(spec[1], spec[2])
-        return lambda v: (t := _as_text(v)) is not None and regex.search(t) is not None
+        regex = _regex_test(spec[1], spec[2])
+        return lambda v: (t := _as_text(v)) is not None and regex(t)
     if kind == "bool":
         target_bool = spec[1]
         return lambda v: v is target_bool or (isinstance(v, str) and v.lower() == str(target_bool).lower())

@@ -5,7 +5,6 @@ Kept apart from compiler.py so that evaluating cached rules never imports pySigm
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sigma.conditions import (
@@ -54,9 +53,22 @@ def _string_ir(value: SigmaString, keyword: bool = False) -> tuple:
         return ("startswith", parts[0], cased)
     if len(parts) == 2 and parts[0] is multi and isinstance(parts[1], str):
         return ("endswith", parts[1], cased)
-    pattern = "".join(".*" if p is multi else "." if p is single else re.escape(p) for p in parts)
+    # Matched by the compiler's linear segment matcher, never as a regex: the runs between "*", each a tuple of
+    # literals and None for "?" (a regex of ".*" backtracked polynomially on crafted values).
+    segments: list[list[str | None]] = [[]]
+    for p in parts:
+        if p is multi:
+            segments.append([])
+        elif p is single:
+            segments[-1].append(None)
+        elif p:
+            run = segments[-1]
+            if run and isinstance(run[-1], str):
+                run[-1] += p
+            else:
+                run.append(p)
     literals = tuple(p for p in parts if isinstance(p, str) and p)
-    return ("wild", pattern, cased, literals)
+    return ("wild", tuple(tuple(run) for run in segments), cased, literals)
 
 
 def _value_ir(value: Any, keyword: bool = False) -> tuple:

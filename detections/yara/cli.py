@@ -23,14 +23,9 @@ NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="compile the rul
 
 def _config(config: str | None, rules: list[str] | None, cache_dir: str | None, no_cache: bool):
     from detections.yara.service import yara_settings
-    from soc.config import ConfigError, load_settings
+    from soc.plugins import commands
 
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        typer.echo(f"soc: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    found = yara_settings(settings)
+    found = yara_settings(commands().settings(config))
     update: dict = {}
     if rules:
         update["rule_dirs"] = list(rules)

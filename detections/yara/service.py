@@ -3,7 +3,7 @@
 Settings come from the ``yara:`` section of the configuration when it has one (``detections/yara/settings.py``),
 else its defaults. ``engine_for(settings)`` builds the engine once per process, on first use. As an extension
 (``detections.yara.service`` in ``extensions``) it is built at start, so the first upload does not wait for a
-compile, is reachable as ``suite.yara``, and scans the payloads of ingested events.
+compile, is provided as the service ``yara``, and scans the payloads of ingested events.
 """
 
 from __future__ import annotations
@@ -81,18 +81,31 @@ def engine_for(settings: Any) -> YaraEngine:
         return engine
 
 
-def attach(suite) -> None:
-    """Suite extension: build the engine in the background at start, expose it as ``suite.yara``, and scan the
-    payloads of ingested events (HTTP bodies, FTP files) through the detection engine (matcher.py)."""
+class YaraService:
+    """The suite's YARA engine, built in the background at start: ``engine`` is None until it is ready."""
+
+    def __init__(self, settings: Any):
+        self.settings = settings
+        self.engine: YaraEngine | None = None
+
+    def engine_now(self) -> YaraEngine:
+        """The engine, built here and now if the background build has not finished (payload scanning)."""
+        return self.engine or engine_for(self.settings)
+
+
+def register(services, registry) -> None:
+    """Suite extension: build the engine in the background at start, provide it as the service ``yara``, and scan
+    the payloads of ingested events (HTTP bodies, FTP files) through detection (matcher.py)."""
     from detections.yara.matcher import YaraPayloadMatcher
 
-    suite.yara = None
-    suite.engine.matchers.append(YaraPayloadMatcher(lambda: suite.yara or engine_for(suite.settings)))
+    service = YaraService(services.settings)
+    registry.provide("yara", service)
+    registry.matcher(YaraPayloadMatcher(service.engine_now))
 
     async def warm_up() -> None:
         try:
-            suite.yara = await asyncio.get_running_loop().run_in_executor(None, engine_for, suite.settings)
+            service.engine = await asyncio.get_running_loop().run_in_executor(None, engine_for, services.settings)
         except Exception:  # no rules must not stop the suite; the API answers 503 with the reason
             log.exception("the YARA engine could not be built")
 
-    suite.background.append(warm_up)
+    registry.run_in_background(warm_up)

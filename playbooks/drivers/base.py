@@ -8,7 +8,6 @@ cannot run here are tested on what they render and on recorded answers, and the 
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -110,8 +109,9 @@ class Driver(ABC):
     name: str = "driver"
     transport: str = "netmiko"  # or "http" (Sophos XML API)
     operations: frozenset[str] = frozenset()
-    # Answers that mean the device refused a command.
-    error_patterns: tuple[re.Pattern, ...] = ()
+    # Answers that mean the device refused a command; linear-time patterns (soc.linear_re): a device's answer may be
+    # hostile, and a backtracking pattern over it could hold a run for hours.
+    error_patterns: tuple = ()
 
     def supports(self, kind: str) -> bool:
         return kind in self.operations

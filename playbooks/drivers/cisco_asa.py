@@ -10,6 +10,7 @@ import re
 
 from playbooks.drivers.base import Driver, Observed, Operation, UnsupportedOperation
 from playbooks.values import Network
+from soc import linear_re
 
 GROUP = "SOC-BLOCKLIST"
 
@@ -43,7 +44,7 @@ def _members(answer: str) -> list:
 class CiscoAsaDriver(Driver):
     name = "cisco_asa"
     operations = frozenset({"block", "unblock", "null_route", "remove_null_route"})
-    error_patterns = (re.compile(r"^(ERROR:|% Invalid|% Incomplete)", re.M),)
+    error_patterns = (linear_re.compile(r"^(ERROR:|% Invalid|% Incomplete)", linear_re.MULTILINE),)
 
     def commands_for(self, op: Operation, observed: Observed | None) -> list[str]:
         net = op.network

@@ -13,6 +13,7 @@ import re
 
 from playbooks.drivers.base import Driver, Observed, Operation, UnsupportedOperation
 from playbooks.values import Network
+from soc import linear_re
 
 GROUP = "SOC-BLOCKLIST"
 GROUP6 = "SOC-BLOCKLIST6"
@@ -50,7 +51,8 @@ class CiscoIosDriver(Driver):
     name = "cisco_ios"
     operations = frozenset({"block", "unblock", "null_route", "remove_null_route", "shutdown_port", "enable_port",
                             "set_vlan"})
-    error_patterns = (re.compile(r"^% (Invalid|Incomplete|Ambiguous|Unknown|Bad|Error)", re.M),)
+    error_patterns = (linear_re.compile(r"^% (Invalid|Incomplete|Ambiguous|Unknown|Bad|Error)",
+                                        linear_re.MULTILINE),)
 
     def commands_for(self, op: Operation, observed: Observed | None) -> list[str]:
         if op.kind in ("block", "unblock"):

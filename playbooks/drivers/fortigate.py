@@ -8,6 +8,7 @@ import re
 
 from playbooks.drivers.base import Driver, Observed, Operation
 from playbooks.values import object_name
+from soc import linear_re
 
 GROUP = "SOC-BLOCKLIST"
 
@@ -16,8 +17,8 @@ class FortigateDriver(Driver):
     name = "fortigate"
     operations = frozenset({"block", "unblock"})
     config_mode = False
-    error_patterns = (re.compile(r"(Command fail\.|entry not found|node_check_object fail|value parse error|"
-                                 r"Unknown action)", re.I),)
+    error_patterns = (linear_re.compile(r"(Command fail\.|entry not found|node_check_object fail|value parse error|"
+                                 r"Unknown action)", linear_re.IGNORECASE),)
 
     def commands_for(self, op: Operation, observed: Observed | None) -> list[str]:
         net, name = op.network, object_name(op.network)

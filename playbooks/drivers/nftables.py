@@ -4,7 +4,9 @@
       set block4 { type ipv4_addr; flags interval; }      set block6 { type ipv6_addr; flags interval; }
       chain forward/input (priority -10, before the admin's own filter chains): saddr or daddr in a set -> drop
 
-The suite owns only this table; the admin's rules are never touched. Null routes are kernel blackhole routes.
+The suite owns only this table; the admin's rules are never touched. Null routes are kernel blackhole routes, added
+only where the main table has no route for that prefix (``ip route add``, never ``replace``): a route the firewall
+already has is reported and the null route refused, so neither the null route nor its removal can take it away.
 """
 
 from __future__ import annotations
@@ -83,14 +85,20 @@ class NftablesDriver(LinuxDriver):
             verb = "add" if op.kind == "block" else "delete"
             comment = f' comment "{op.comment}"' if str(op.comment) and op.kind == "block" else ""
             return [f"nft {verb} element {TABLE} {_set(op)} '{{ {net.text}{comment} }}'"]
-        if op.kind == "null_route":
-            return [f"ip {'-6 ' if net.version == 6 else ''}route replace blackhole {net.cidr}"]
-        return [f"ip {'-6 ' if net.version == 6 else ''}route del blackhole {net.cidr}"]
+        existing = (observed.detail.get("existing_routes") if observed is not None else None) or []
+        if op.kind == "null_route" and existing:
+            raise DriverError(f"{net.cidr} already has a route on the device ({'; '.join(existing)}): a blackhole "
+                              f"route would replace it and removing it would leave the network unreachable; refused")
+        if op.kind == "null_route":  # add: the kernel itself refuses it over an existing route (File exists)
+            return [f"ip {'-6 ' if net.version == 6 else ''}route add blackhole {net.cidr}"]
+        # IPv6 deletes the first route of the prefix whatever its type: only a blackhole is on lo.
+        return [f"ip -6 route del blackhole {net.cidr} dev lo" if net.version == 6 else
+                f"ip route del blackhole {net.cidr}"]
 
     def show_commands(self, op: Operation) -> list[str]:
         if op.kind in ("block", "unblock"):
             return [f"nft -j list set {TABLE} {_set(op)}"]
-        return [f"ip {'-6 ' if op.network.version == 6 else ''}-j route show type blackhole"]
+        return [f"ip {'-6 ' if op.network.version == 6 else ''}-j route show exact {op.network.cidr}"]
 
     def parse(self, op: Operation, answers: list[str]) -> Observed:
         net = op.network.net
@@ -110,9 +118,16 @@ class NftablesDriver(LinuxDriver):
             blocked = exact or covering is not None
             detail = {"exact": exact, "covered_by": covering}
             return Observed(in_force=blocked if op.kind == "block" else not blocked, detail=detail)
-        routes = _routes(answers[0])
-        present = any(r == net for r in routes)
-        return Observed(in_force=present if op.kind == "null_route" else not present, detail={})
+        present, existing = False, []
+        for dst, route in _routes(answers[0], net.version):
+            if dst != net:
+                continue
+            if route.get("type") == "blackhole":
+                present = True
+            else:
+                existing.append(_route_text(dst, route))
+        return Observed(in_force=present if op.kind == "null_route" else not present,
+                        detail={"existing_routes": existing})
 
     def describe(self, op: Operation, observed: Observed | None = None) -> str:
         net = op.network.text
@@ -124,7 +139,8 @@ class NftablesDriver(LinuxDriver):
         }[op.kind]
 
 
-def _routes(answer: str):
+def _routes(answer: str, version: int) -> list[tuple]:
+    """(destination network, route) for each route of ``ip [-6] -j route show``."""
     import ipaddress
 
     start, end = answer.find("["), answer.rfind("]")
@@ -137,7 +153,24 @@ def _routes(answer: str):
     found = []
     for route in routes:
         dst = route.get("dst")
-        if dst and route.get("type") == "blackhole":
-            found.append(ipaddress.ip_network(dst if "/" in dst or dst == "default" else dst, strict=False)
-                         if dst != "default" else ipaddress.ip_network("0.0.0.0/0"))
+        if not dst:
+            continue
+        if dst == "default":
+            dst = "::/0" if version == 6 else "0.0.0.0/0"
+        found.append((ipaddress.ip_network(dst, strict=False), route))
     return found
+
+
+def _route_text(dst, route: dict) -> str:
+    """A route as ``ip route`` prints it, in short: for the plan and the refusal."""
+    words = [] if route.get("type", "unicast") == "unicast" else [str(route["type"])]
+    words.append(str(dst))
+    hops = route.get("nexthops") or [route]
+    for hop in hops:
+        if hop.get("gateway"):
+            words += ["via", str(hop["gateway"])]
+        if hop.get("dev"):
+            words += ["dev", str(hop["dev"])]
+    if route.get("metric") is not None:
+        words += ["metric", str(route["metric"])]
+    return " ".join(words)[:200]

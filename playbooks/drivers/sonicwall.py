@@ -7,6 +7,7 @@ import re
 
 from playbooks.drivers.base import Driver, Observed, Operation
 from playbooks.values import object_name
+from soc import linear_re
 
 GROUP = "SOC-BLOCKLIST"
 ZONE = "WAN"
@@ -15,7 +16,8 @@ ZONE = "WAN"
 class SonicwallDriver(Driver):
     name = "sonicwall"
     operations = frozenset({"block", "unblock"})
-    error_patterns = (re.compile(r"^\s*(% ?Error|Error:|% Invalid|% Unknown)", re.M | re.I),)
+    error_patterns = (linear_re.compile(r"^\s*(% ?Error|Error:|% Invalid|% Unknown)",
+                                        linear_re.MULTILINE | linear_re.IGNORECASE),)
 
     def commands_for(self, op: Operation, observed: Observed | None) -> list[str]:
         net, name = op.network, object_name(op.network)

@@ -11,8 +11,9 @@ from detections.lifecycle import INCIDENTS, LifecycleError, new_incident
 from soc import ecs
 from soc.storage.base import AlertQuery, DocumentQuery, EventQuery
 from soc.vocabulary import severity_rank
-from soc_api.cache import list_cache
+
 from soc_api.data.core import DataCore, Page, invalid
+from soc_api.state import api_state
 
 SCAN_PAGE = 1000
 SCAN_CAP = 20_000  # alerts looked at for a filter or sort the store cannot do itself
@@ -137,7 +138,7 @@ class AlertData(DataCore):
             raise HTTPException(404, "no such alert")
         if refresh:
             self.refresh()  # the analyst's next listing must show the change
-        list_cache(self.suite).invalidate()
+        api_state(self.suite).list_cache.invalidate()
         return result[0]
 
     # --- events --------------------------------------------------------------------------------------------------

@@ -7,9 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +18,7 @@ from soc import ecs
 from soc.storage.base import DocumentQuery, Store
 from soc_api.deps import client_address, tenant_scope
 from soc_api.keys import Principal
-from soc_api.settings import api_settings
+from soc_api.state import api_state
 
 ECS_FIELD = re.compile(r"^[a-z@_][a-z0-9_@]*(\.[a-z0-9_@]+){0,8}$")
 _NUMERIC_FIELDS = {"source.port", "destination.port", "client.port", "server.port", "source.bytes",
@@ -36,16 +34,7 @@ def invalid(where: str, message: str, value: Any = None) -> RequestValidationErr
 
 
 def _cursor_key(suite) -> bytes:
-    key = getattr(suite, "_cursor_key", None)
-    if key is None:
-        env = api_settings(suite).cursor_key_env
-        key = (os.environ.get(env) or "").encode() if env else b""
-        key = key or secrets.token_bytes(32)
-        try:
-            suite._cursor_key = key
-        except AttributeError:
-            pass
-    return key
+    return api_state(suite).cursor_key
 
 
 @dataclass

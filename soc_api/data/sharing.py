@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 from fastapi import HTTPException
 
 from detections.indicators.extension import MALWARE_FINDINGS
-from detections.indicators.model import COLLECTION as INDICATORS, SIGHTINGS
+from detections.indicators.model import COLLECTION as INDICATORS, SIGHTINGS, readable
 from detections.indicators.store import IndicatorService
 from soc.storage.base import DocumentQuery
 from soc_api.data.core import DataCore, Page
 from soc_api.settings import api_settings
 
+log = logging.getLogger(__name__)
 TAXII_STATUS = "taxii_status"  # what became of each TAXII envelope a key sent
 POSTURE_PUSHES = "posture_pushes"  # each push of the posture document to the national centre
 EXPORT_CAP = 50_000
@@ -27,12 +29,23 @@ EXPORTS = {
 }
 
 
+def readable_indicators(docs: list[dict]) -> list[dict]:
+    """Stored indicator documents in the model's shape; one of no known shape is left out and logged."""
+    out = []
+    for raw in docs:
+        doc = readable(raw)
+        if doc is None:
+            log.warning("indicator %.80r: a stored document of no known shape; left out", raw.get("id"))
+            continue
+        out.append(doc)
+    return out
+
+
 def indicator_service(suite) -> IndicatorService:
     """The suite's indicator service (matching in this process) or, without the extension, one for the store."""
-    found = getattr(suite, "indicators", None)
-    if found is None:
-        found = suite.indicators = IndicatorService(suite.store)
-    return found
+    from soc_api.state import service
+
+    return service(suite, "indicators", lambda: IndicatorService(suite.store))
 
 
 class SharingData(DataCore):
@@ -61,11 +74,14 @@ class SharingData(DataCore):
             terms["tlp"] = tlp
         elif allowed is not None:
             terms["tlp"] = allowed
-        return self.find(INDICATORS, DocumentQuery(terms=terms, sort="added", descending=True, limit=limit),
+        page = self.find(INDICATORS, DocumentQuery(terms=terms, sort="added", descending=True, limit=limit),
                          agency_field=None, cursor=cursor)
+        page.items = readable_indicators(page.items)
+        return page
 
     def indicator(self, indicator_id: str) -> dict:
-        doc = self.indicator_service.get(indicator_id)
+        found = self.indicator_service.get(indicator_id)
+        doc = next(iter(readable_indicators([found])), None) if found is not None else None
         allowed = self.readable_tlp()
         if doc is None or (allowed is not None and doc.get("tlp") not in allowed):
             raise HTTPException(404, "no such indicator")
@@ -94,8 +110,9 @@ class SharingData(DataCore):
         allowed = self.readable_tlp() if kind == "indicators" else None
         terms = {"tlp": allowed} if allowed is not None else {}
         ranges = {sort: (since, None)} if since else {}
-        return self.find_all(collection, DocumentQuery(terms=terms, ranges=ranges, sort=sort, limit=1000),
+        docs = self.find_all(collection, DocumentQuery(terms=terms, ranges=ranges, sort=sort, limit=1000),
                              cap=EXPORT_CAP, agency_field=agency_field)
+        return readable_indicators(docs) if kind == "indicators" else docs
 
     # --- TAXII statuses ------------------------------------------------------------------------------------------
     def save_taxii_status(self, status: dict) -> None:

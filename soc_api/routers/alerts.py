@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from detections import lifecycle
 from soc.vocabulary import OPEN_STATUSES, AlertStatus, Severity, severity_rank
-from soc_api.cache import list_cache
+
 from soc_api.data import SORTS, AlertFilter, Data, data_for, invalid, valid_time
 from soc_api.models import (
     Alert, AlertGroup, AlertGroups, AlertPage, AlertWithEvidence, Assignment, BulkAction, BulkResult, NoteIn,
     StatusChange,
 )
 from soc_api.settings import JSON_BODY_CAP
+from soc_api.state import api_state
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], max_body_size=JSON_BODY_CAP)
 Reader = Annotated[Data, Depends(data_for("analyst", "network_admin", "agency", "national_centre"))]
@@ -45,7 +46,7 @@ def list_alerts(
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> Response:
     # The hottest route: consoles refreshing the same view within a second share one answer (per scope).
-    cache = list_cache(data.suite)
+    cache = api_state(data.suite).list_cache
     key = (data.scope(agency), status, severity, rule_id, since, until, entity, incident, sort, limit, cursor)
     cached = cache.get(key)
     if cached is not None:

@@ -37,4 +37,4 @@ def health(request: Request,
         return HealthAnswer(status=status)
     return HealthAnswer(status=status, store=store, rules_loaded=suite.ruleset.loaded,
                         rules_failed=suite.ruleset.failed,
-                        queue_depth=suite.spool.depth() if suite.spool is not None else 0)
+                        queue_depth=suite.queue_depth())

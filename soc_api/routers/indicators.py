@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
-from detections.indicators.model import IndicatorError, build, from_foreign
+from detections.indicators.model import IndicatorError, build
 from detections.indicators.stix import bundle, indicator_to_stix, malware_to_stix, sighting_to_stix
 from soc_api.data import Data, data_for, invalid, valid_time
 from soc_api.models import Indicator, IndicatorIn, IndicatorPage, IndicatorType, SightingPage, Tlp
@@ -73,10 +73,8 @@ def export(
     since = valid_time(since, "since")
     objects: list = []
     if "indicators" in include:
-        for doc in data.export("indicators", since):
-            doc = from_foreign(doc)  # the playbook action's indicator documents share the collection
-            if doc is not None:
-                objects.append(indicator_to_stix(doc))
+        for doc in data.export("indicators", since):  # in the model's shape (soc_api/data/sharing.py)
+            objects.append(indicator_to_stix(doc))
     if "sightings" in include:
         for doc in data.export("sightings", since):
             objects.append(sighting_to_stix(doc))

@@ -113,7 +113,7 @@ async def ingest(
     agency: Annotated[str | None, Query(max_length=64, description="admin keys only: the agency the batch is "
                                                                    "sent for")] = None,
 ) -> IngestAnswer:
-    from soc.service import Backpressure
+    from collectors.intake import Backpressure
 
     suite = request.app.state.suite
     limits = api_settings(suite).ingest
@@ -144,7 +144,7 @@ async def ingest(
     messages = [RawMessage(data=line, transport="http", peer=peer or "", peer_port=port or 0, format="json",
                            agency=target) for line in lines]
     try:
-        await suite.accept(messages)
+        await suite.accept(messages)  # on disk and synced when it returns
     except Backpressure as exc:
         raise HTTPException(503, f"the suite is full, nothing of this batch was kept: retry after "
                                  f"{exc.retry_after:g} s ({exc})",

@@ -150,7 +150,4 @@ Analyst = Annotated[Data, Depends(data_for("analyst"))]  # not agency keys: thes
 def unknown_senders(data: Analyst) -> list[UnknownSender]:
     """Who sent events that no agency owns (accepted, tagged ``unknown_sender``): by address and, over TLS, the
     verified certificate name; most recently heard first. In memory since the suite started, bounded."""
-    pipeline = getattr(data.suite, "pipeline", None)
-    if pipeline is None:
-        return []
-    return [UnknownSender(**entry) for entry in pipeline.context.unknown_senders.snapshot()]
+    return [UnknownSender(**entry) for entry in data.suite.unknown_senders()]

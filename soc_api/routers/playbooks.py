@@ -39,9 +39,12 @@ class RejectRequest(BaseModel):
 
 
 def _service(request: Request):
-    from playbooks.service import service_for
+    """The suite's playbook service; without the playbook extension, one of the API's own (built once)."""
+    from playbooks.service import build_service
+    from soc_api.state import service
 
-    return service_for(request.app.state.suite)
+    suite = request.app.state.suite
+    return service(suite, "playbooks", lambda: build_service(suite.services))
 
 
 def _actor(principal: Principal):

@@ -18,18 +18,19 @@ def rule_health(suite) -> list[RuleHealthOut]:
     out = [RuleHealthOut(id=h.id, title=h.title, engine="sigma", kind=h.kind, status=h.status, reason=h.reason,
                          path=h.path, level=h.level, warnings=list(h.warnings), last_fired=fired.get(h.id))
            for h in suite.ruleset.health]
-    engine = getattr(suite, "yara", None)  # the YARA extension, when it is on and has built its rule pack
+    yara = suite.service("yara")  # the YARA extension, when it is on; its engine once it has built the rule pack
+    engine = yara.engine if yara is not None else None
     if engine is not None:
         for h in engine.pack.health:
             out.append(RuleHealthOut(id=f"yara:{h.namespace}", title=h.path, engine="yara", kind="file",
                                      status=h.status, reason=h.reason, path=h.path, rules=h.rules,
                                      warnings=list(h.warnings), last_fired=fired.get(f"yara:{h.namespace}")))
     for rule_id in ("soc-indicator-match",):
-        if rule_id in fired or getattr(suite, "indicators", None) is not None:
+        indicators = suite.service("indicators")
+        if rule_id in fired or indicators is not None:
             out.append(RuleHealthOut(id=rule_id, title="Indicator match", engine="indicators", kind="matcher",
                                      status="loaded", last_fired=fired.get(rule_id),
-                                     indicators=len(suite.indicators.index) if getattr(suite, "indicators", None)
-                                     else 0))
+                                     indicators=len(indicators.index) if indicators is not None else 0))
     return out
 
 

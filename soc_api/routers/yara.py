@@ -64,9 +64,9 @@ async def _engine(request: Request):
     from detections.yara.service import engine_for
 
     suite = request.app.state.suite
-    engine = getattr(suite, "yara", None)
-    if engine is not None:
-        return engine
+    yara = suite.service("yara")
+    if yara is not None and yara.engine is not None:
+        return yara.engine
     try:
         # The first caller builds it (from the cache when there is one); not on the event loop.
         return await asyncio.get_running_loop().run_in_executor(None, engine_for, suite.settings)

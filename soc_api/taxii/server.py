@@ -10,20 +10,23 @@ suite.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import HTTPException
+from stix2.exceptions import STIXError
 
 from detections.indicators.extension import MALWARE_FINDINGS
-from detections.indicators.model import COLLECTION as INDICATORS, SIGHTINGS, IndicatorError, from_foreign
+from detections.indicators.model import COLLECTION as INDICATORS, SIGHTINGS, IndicatorError, readable
 from detections.indicators.stix import indicator_to_stix, indicators_from_stix, malware_to_stix, sighting_to_stix
 from soc import ecs
 from soc.storage.base import DocumentQuery
 from soc_api.data import Data
 from soc_api.settings import TaxiiCollectionConfig, api_settings
 
+log = logging.getLogger(__name__)
 TAXII_MEDIA = "application/taxii+json;version=2.1"
 STIX_MEDIA = "application/stix+json;version=2.1"
 _UUID_NS = uuid.UUID("9a7f1d2e-3b4c-4d5e-8f60-718293a4b5c6")
@@ -81,15 +84,26 @@ def _to_stix(source: str, doc: dict) -> list[dict]:
     import json
 
     if source == "indicators":
-        doc = from_foreign(doc)  # the playbook action's indicator documents share the collection
-        if doc is None:
-            return []
         objs = [indicator_to_stix(doc)]
     elif source == "sightings":
         objs = [sighting_to_stix(doc)]
     else:
         objs = malware_to_stix(doc)
     return [json.loads(o.serialize()) for o in objs]
+
+
+def _shared(source: str, sort: str, raw: dict) -> tuple[str, list[dict]] | None:
+    """(date added, STIX objects) of one stored document; None, logged, for a document of no shape the collection
+    can share (an indicator is first brought to the model's shape): one odd document never fails a page."""
+    doc = readable(raw) if source == "indicators" else raw
+    try:
+        if doc is None or not isinstance(doc.get(sort), str):
+            raise ValueError(f"no {sort} time" if doc is not None else "not an indicator of the suite's model")
+        return doc[sort], _to_stix(source, doc)
+    except (STIXError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("TAXII %s: stored document %.80r skipped: %s: %s", source, raw.get("id"), type(exc).__name__,
+                    str(exc)[:200])
+        return None
 
 
 def objects_page(data: Data, c: TaxiiCollectionConfig, *, added_after: str | None, limit: int, next_token: str | None,
@@ -109,10 +123,12 @@ def objects_page(data: Data, c: TaxiiCollectionConfig, *, added_after: str | Non
                      agency_field=agency_field, cursor=next_token)
     objects, manifest = [], []
     for doc in page.items:
-        added = doc[sort]
+        shared = _shared(c.source, sort, doc)
+        if shared is None:
+            continue
+        added, stix = shared
         if added_after and added <= added_after:
             continue  # added_after is strict
-        stix = _to_stix(c.source, doc)
         if match_type:
             stix = [o for o in stix if o["type"] in match_type]
         if match_version and match_version not in ("last", "first", "all"):

@@ -32,7 +32,7 @@ PWNED = [Path("/root/PWNED"), Path("/PWNED"), Path("PWNED")]
 
 @pytest.fixture
 def suite(clean, tmp_path, monkeypatch):
-    from soc.service import Suite, SuiteThread
+    from suite.runtime import Suite, SuiteThread
     from tests.conftest import make_settings
 
     lab = clean
@@ -42,8 +42,7 @@ def suite(clean, tmp_path, monkeypatch):
     pb_config.write_text(yaml.safe_dump({"lock_dir": str(tmp_path / "locks"), "expiry_interval_seconds": 0.5,
                                          "soc_addresses": [f"{lab.soc_address}/32"],
                                          "known_hosts_file": str(lab.known_hosts)}))
-    monkeypatch.setenv("SOC_PLAYBOOKS_CONFIG", str(pb_config))
-    settings = make_settings(tmp_path, SOC__INVENTORY__PATH=str(lab.inventory(tmp_path / "inventory.yaml")),
+    settings = make_settings(tmp_path, sections={"playbooks": yaml.safe_load(pb_config.read_text())}, SOC__INVENTORY__PATH=str(lab.inventory(tmp_path / "inventory.yaml")),
                              SOC__EXTENSIONS="[playbooks.service]")
     running = SuiteThread(Suite(settings)).start()
     try:
@@ -62,7 +61,7 @@ def _sshd_lines(address: str, host: str, zone) -> list[bytes]:
 
 
 def _runs(suite, playbook: str) -> list[dict]:
-    return suite.playbooks.runner.records.find_runs(RunFilter(playbook=playbook))
+    return suite.service("playbooks").runner.records.find_runs(RunFilter(playbook=playbook))
 
 
 def _nothing_reached_the_firewall(lab) -> None:
@@ -121,7 +120,7 @@ def test_the_demonstrated_cef_lines_over_udp_never_reach_the_firewall(suite, lab
             sock.sendto(line.encode(), ("127.0.0.1", suite.bound["syslog_udp"]))
     alerts = _wait(lambda: _brute_force_alerts(suite), 30, "the brute-force alert the CEF lines raise")
     assert alerts[0]["labels"]["source.ip"] == INJECTED and alerts[0]["trust"]["trusted"] is False
-    refused = _wait(lambda: suite.playbooks.runner.records.find_audit(event="run_not_started"), 20,
+    refused = _wait(lambda: suite.service("playbooks").runner.records.find_audit(event="run_not_started"), 20,
                     "the playbook's refusal in the audit trail")
     assert "scope id" in refused[0]["reason"]
     assert [r for r in _runs(suite, "block_ssh_brute_force") if r["state"] != "failed"] == []
@@ -146,7 +145,7 @@ def test_a_scope_id_in_an_agency_document_never_reaches_the_firewall(suite, lab)
     suite.drain(30)
     alerts = _wait(lambda: _brute_force_alerts(suite), 30, "the brute-force alert raised by the agency's documents")
     assert alerts and alerts[0]["trust"]["trusted"] is True  # the agency's own key vouched for them
-    audit = _wait(lambda: suite.playbooks.runner.records.find_audit(event="run_not_started"), 20,
+    audit = _wait(lambda: suite.service("playbooks").runner.records.find_audit(event="run_not_started"), 20,
                   "the playbook's refusal in the audit trail")
     assert "scope id" in audit[0]["reason"]
     assert [r for r in _runs(suite, "block_ssh_brute_force") if r["state"] != "failed"] == []

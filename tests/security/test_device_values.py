@@ -37,7 +37,8 @@ OBJECT = r"soc-[0-9a-f.-]+_[0-9]{1,3}"
 
 GRAMMAR: dict[str, list[str]] = {
     "nftables": [rf"nft (?:add|delete) element inet soc block[46] '\{{ (?:{ADDR}|{CIDR})(?: comment \"{COMMENT}\")? \}}'",
-                 rf"ip (?:-6 )?route (?:replace|del) blackhole {CIDR}"],
+                 rf"ip route (?:add|del) blackhole {CIDR}", rf"ip -6 route add blackhole {CIDR}",
+                 rf"ip -6 route del blackhole {CIDR} dev lo"],
     "iptables": [rf"ip6?tables -w -[ID] SOC-BLOCK -[sd] {CIDR} -j DROP"],
     "cisco_ios": ["object-group network SOC-BLOCKLIST", "object-group v6-network SOC-BLOCKLIST6",
                   rf" (?:no )?host {ADDR}", rf" (?:no )?{V4} {MASK}", rf" (?:no )?{CIDR}",

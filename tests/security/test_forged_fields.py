@@ -223,7 +223,7 @@ def _soc_ingest(suite, *args: str) -> subprocess.CompletedProcess:
         "detections": {"sigma_rule_dirs": [str(LINUX_RULES)]}, "log_level": "WARNING"}), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOC__") and k != "SOC_CONFIG"}
     env["PYTHONPATH"] = str(PROJECT)
-    return subprocess.run([sys.executable, "-m", "soc.cli", "ingest", "--config", str(config), *args],
+    return subprocess.run([sys.executable, "-m", "suite.cli", "ingest", "--config", str(config), *args],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -22,7 +22,7 @@ from inventory.lookup import Inventory
 from playbooks.loader import load_library
 from playbooks.runner import Actor, Runner
 from playbooks.settings import load_playbook_settings
-from soc.config import load_settings
+from suite.settings import load_settings
 from soc.storage import store_from_url
 from soc.storage.base import AlertQuery
 from tests.netns_firewall import NamespaceFirewall
@@ -49,7 +49,7 @@ def _config(tmp_path: Path, lab: NamespaceFirewall) -> Path:
 
 def _runner(tmp_path: Path, config: Path) -> Runner:
     settings = load_settings(config, environ={})
-    pb = load_playbook_settings(settings, environ={})
+    pb = load_playbook_settings(settings)
     assert pb.known_hosts_file == str(tmp_path / "known_hosts")  # the data folder's, by default
     store = store_from_url(settings.store.url)
     store.open()
@@ -60,8 +60,8 @@ def _runner(tmp_path: Path, config: Path) -> Runner:
 def soc(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """The real `soc` command line, in its own process, with this test's configuration only."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SOC__") and k not in ("SOC_CONFIG", "SOC_PLAYBOOKS_CONFIG", "SOC_API_KEY")}
-    return subprocess.run([sys.executable, "-m", "soc.cli", "devices", *args, "--config", str(config)],
+           if not k.startswith("SOC__") and k not in ("SOC_CONFIG", "SOC_API_KEY")}
+    return subprocess.run([sys.executable, "-m", "suite.cli", "devices", *args, "--config", str(config)],
                           input=stdin if stdin is not None else "", capture_output=True, text=True, env=env,
                           cwd=PROJECT, timeout=120)
 
@@ -156,7 +156,7 @@ def test_a_wrong_fingerprint_is_refused_and_nothing_is_recorded(clean, tmp_path)
 
 def test_a_changed_host_key_is_refused_leaves_the_firewall_alone_and_raises_an_alert(clean, tmp_path):
     """The last test on the lab in this module: it gives the firewall a new host key."""
-    from soc.service import Suite
+    from suite.runtime import Suite
 
     lab = clean
     config = _config(tmp_path, lab)
@@ -164,7 +164,7 @@ def test_a_changed_host_key_is_refused_leaves_the_firewall_alone_and_raises_an_a
     old = lab.host_key_fingerprint()
     suite = Suite(load_settings(config, environ={}))  # the suite with its playbook service (extension)
     try:
-        service = suite.playbooks
+        service = suite.service("playbooks")
         first = _block(service.runner, lab.attacker)
         assert first["state"] == "succeeded", first["result"]
         assert lab.connect(lab.attacker, timeout=0.5) == "timeout"

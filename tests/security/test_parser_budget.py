@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from soc import metrics
-from soc.config import PipelineConfig
-from soc.service import Suite, SuiteThread
+from collectors.settings import PipelineConfig
+from suite.runtime import Suite, SuiteThread
 from soc.storage import EventQuery
 from tests.conftest import make_settings, wait_until
 
@@ -84,7 +84,7 @@ def _timeouts_counted() -> float:
 
 def test_a_record_over_the_budget_is_a_dead_letter_and_the_rest_of_its_batch_is_stored(served):
     suite = served
-    workers = suite._parse_workers
+    workers = suite.intake._parse_workers
     assert workers is not None and len(workers) == 1 and workers.timeout == BUDGET
     first = workers._workers[0].process
     counted = _timeouts_counted()
@@ -93,7 +93,7 @@ def test_a_record_over_the_budget_is_a_dead_letter_and_the_rest_of_its_batch_is_
     port = suite.bound["syslog_tcp"]
     started = time.monotonic()
     _send(port, lines)
-    assert wait_until(lambda: suite.completed >= len(lines), timeout=60), (suite.completed, len(lines))
+    assert wait_until(lambda: suite.intake.completed >= len(lines), timeout=60), (suite.intake.completed, len(lines))
     took = time.monotonic() - started
     assert took < BUDGET + 15, took  # the budget, a worker start or two, not the hour the parser would sleep
 
@@ -120,11 +120,11 @@ def test_two_slow_records_in_one_batch_are_both_set_aside(served):
     suite = served
     lines = [_line(n, "SLOW" if n in (3, 7) else "") for n in range(10)]
     _send(suite.bound["syslog_tcp"], lines)
-    assert wait_until(lambda: suite.completed >= len(lines), timeout=60)
+    assert wait_until(lambda: suite.intake.completed >= len(lines), timeout=60)
     letters = suite.store.list_dead_letters(10)
     assert sorted(letter.raw for letter in letters) == sorted([lines[3], lines[7]])
     assert all(letter.reason.startswith("parse_timeout: ") for letter in letters)
-    assert suite.store.count_events() == 8 and suite._parse_workers.timeouts == 2
+    assert suite.store.count_events() == 8 and suite.intake._parse_workers.timeouts == 2
 
 
 def test_auto_always_has_a_worker_to_enforce_the_budget():

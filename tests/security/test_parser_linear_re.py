@@ -1,4 +1,4 @@
-"""collectors/parsers/linear_re.py gives what CPython's re gives, for every pattern the parsers compile with it.
+"""soc/linear_re.py gives what CPython's re gives, for every pattern the parsers compile with it.
 
 Each pattern is run through both engines (RE2 behind linear_re, and re on the same pattern string) on records of
 every format cut at separators, on random strings made of the pattern's own words and separators, and on text with
@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from collectors.parsers import linear_re
+from soc import linear_re
 from collectors.parsers.registry import all_parsers
 
 all_parsers()  # every parser module imported: their patterns are compiled
@@ -94,10 +94,21 @@ def test_dollar_z_surrogates_offsets_and_sub():
 
 
 @pytest.mark.parametrize("pattern", [r"a(?=b)", r"(?<=a)b", r"(?!x)y", r"(a)\1", r"a*+", r"(?>a)", r"\bword",
-                                     r"(?i)x", r"[\S-z]", r"\g<1>"])
+                                     r"(?i:x)", r"(?x)a b", r"(?a)\w", r"[\S-z]", r"\g<1>"])
 def test_what_re2_cannot_do_alike_is_refused(pattern):
     with pytest.raises(linear_re.error):
-        linear_re.compile(pattern)
+        linear_re.compile_runtime(pattern)
+
+
+@pytest.mark.parametrize("pattern", [r"(?i)ab$", r"(?s)a.b", r"(?m)^b$", r"(?is)A.B", r"(?i)(?s)a.b", r"(?u)\w+"])
+def test_leading_inline_flags_are_the_flags_they_name(pattern):
+    """Sigma |re values and analysts' matchers start with (?i) often; re allows global flags only there."""
+    ours, theirs = linear_re.compile_runtime(pattern), re.compile(pattern)
+    assert ours.flags & ~re.UNICODE == theirs.flags & ~re.UNICODE
+    for text in ("ab", "AB\n", "a\nb", "A\nB", "x\nb\ny", "é_1", ""):
+        for op in ("match", "search", "fullmatch"):
+            assert _outcome(getattr(ours, op)(text)) == _outcome(getattr(theirs, op)(text)), (op, text)
+    assert all(p is not ours for p in linear_re.compiled())  # run-time patterns are not recorded
 
 
 def test_bounded_patterns_are_anchored_and_short():

@@ -11,17 +11,13 @@ network path (a syslog line with the format's program name, through the real pip
 enrichment) and through every format's ``detect``. The Cisco ASA messages that backtracked for minutes (113019,
 113004, "message repeated") have targeted cases too.
 
-A runaway match is stopped after GUARD_SECONDS of CPU (SIGPROF; CPython's re checks for signals while it matches)
-so that a regression fails in seconds instead of hanging the run.
+A runaway match is stopped after a few seconds of CPU (tests/security/timing.py: SIGPROF; CPython's re checks for
+signals while it matches) so that a regression fails in seconds instead of hanging the run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
-import threading
-import time
 from datetime import datetime, timezone
 
 import pytest
@@ -30,9 +26,9 @@ from collectors.message import ParseError, RawMessage
 from collectors.parsers import cisco_asa
 from collectors.parsers.registry import ParseContext, all_parsers, parse_record
 from tests.ingest_samples import NXLOG_4688, OSQUERY_EVENT, OSQUERY_SNAPSHOT, WINLOGBEAT_4688, ecs_doc
+from tests.security.timing import LIMIT_SECONDS
+from tests.security.timing import too_slow as _too_slow
 
-LIMIT_SECONDS = 1.0  # per record and per call
-GUARD_SECONDS = 8.0  # CPU time after which a runaway call is interrupted (and counted as over the limit)
 SIZE = 64 * 1024 - 512  # room for a syslog header: through the pipeline the lines stay under its 64 KiB limit
 CTX = ParseContext(zone=timezone.utc, received=datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc))
 
@@ -103,57 +99,6 @@ def pipeline(tmp_path_factory):
 
     settings = make_settings(tmp_path_factory.mktemp("redos"))
     return Pipeline(build_context(settings, Inventory.load(settings.inventory.path)))
-
-
-class _Runaway(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _cpu_guard(seconds: float):
-    """Interrupt the call after ``seconds`` of CPU time (main thread only; elsewhere the call just runs)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise _Runaway()
-
-    previous = signal.signal(signal.SIGPROF, interrupt)
-    signal.setitimer(signal.ITIMER_PROF, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGPROF, previous)
-
-
-def _seconds(call, *args) -> float:
-    """Wall time of one call; GUARD_SECONDS when it had to be interrupted. Refusing the record is an answer too (a
-    ParseError; any other exception is the fuzz tests' business, tests/test_parser_fuzz.py: here only time counts)."""
-    try:
-        with _cpu_guard(GUARD_SECONDS):
-            started = time.perf_counter()
-            try:
-                call(*args)
-            except _Runaway:
-                raise
-            except Exception:  # noqa: BLE001 (ParseError, or a crash: either way an answer, in time or not)
-                pass
-            return time.perf_counter() - started
-    except _Runaway:
-        return GUARD_SECONDS
-
-
-def _too_slow(call, *args) -> float | None:
-    """The time of a call that overran LIMIT_SECONDS twice in a row (once may be the machine), else None."""
-    first = _seconds(call, *args)
-    if first <= LIMIT_SECONDS:
-        return None
-    if first >= GUARD_SECONDS:
-        return first
-    second = _seconds(call, *args)
-    return min(first, second) if second > LIMIT_SECONDS else None
 
 
 def _pump(prefix: str, unit: str, suffix: str = "") -> str:
@@ -335,8 +280,8 @@ def test_the_asa_line_still_parses_after_the_fix():
 
 # --- what keeps it so ------------------------------------------------------------------------------------------------
 def test_parsers_run_no_pattern_outside_linear_re():
-    """Every pattern of collectors/parsers goes through collectors/parsers/linear_re.py (RE2, or a bounded or
-    backtracking-free pattern checked there): a parser calling the re module directly is refused here."""
+    """Every pattern of collectors/parsers goes through soc/linear_re.py (RE2, or a bounded or backtracking-free
+    pattern checked there): a parser calling the re module directly is refused here."""
     import ast
     from pathlib import Path
 
@@ -345,8 +290,6 @@ def test_parsers_run_no_pattern_outside_linear_re():
     calls = ("compile", "match", "search", "fullmatch", "findall", "finditer", "sub", "subn", "split")
     found = []
     for path in sorted(Path(package.__file__).parent.glob("*.py")):
-        if path.name == "linear_re.py":
-            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in calls
                     and isinstance(node.func.value, ast.Name) and node.func.value.id in ("re", "regex")):

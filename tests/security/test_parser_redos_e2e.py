@@ -2,7 +2,7 @@
 over syslog TCP and UDP, then ordinary lines: the ordinary lines are stored at once, and SIGTERM stops the suite
 within seconds, also while a parse worker is stuck in a record.
 
-The 64 KB lines are the ones whose backtracking kept a parser busy for hours before collectors/parsers/linear_re.py.
+The 64 KB lines are the ones whose backtracking kept a parser busy for hours before soc/linear_re.py.
 For the stuck worker, a test-only format ("slowpoke", sleeping on lines marked SLOW) is put in the suite's and its
 workers' registry by a sitecustomize module on their PYTHONPATH: no hook in the suite's code.
 """
@@ -21,12 +21,12 @@ from pathlib import Path
 import httpx
 import yaml
 
-from soc.config import load_settings
+from suite.settings import load_settings
 from soc.storage import EventQuery, open_store
 from tests.conftest import free_port, wait_until
 
 PROJECT = Path(__file__).resolve().parent.parent.parent
-SOC = [sys.executable, "-m", "soc.cli", "serve", "--config"]
+SOC = [sys.executable, "-m", "suite.cli", "serve", "--config"]
 SIZE = 64 * 1024 - 512  # the whole syslog line stays under the 64 KiB max_line_bytes
 HEADER = "<132>Nov 22 10:00:00 fw-01 "  # (over UDP at 10:00:01: the same line from the same sender is one event)
 STOP_SECONDS = 5.0  # SIGTERM to exit, with nothing left to drain

@@ -43,7 +43,7 @@ def _send(port: int, source: str, marker: str, host: str = "b-db-01") -> None:
 
 
 def test_a_known_sender_cannot_write_as_another_agency_by_naming_its_host(tmp_path):
-    from soc.service import Suite, SuiteThread
+    from suite.runtime import Suite, SuiteThread
 
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(yaml.safe_dump(INVENTORY), encoding="utf-8")
@@ -76,7 +76,7 @@ def test_a_line_dated_in_the_future_cannot_hold_the_suite_to_its_date(tmp_path):
     """An RFC 5424 line dated 2031 from anyone: stored at its arrival time, its claim kept and tagged, so it cannot
     end every correlation window early, keep an alert open until 2031 or make a silent asset look alive. The
     brute force that follows is still detected."""
-    from soc.service import Suite, SuiteThread
+    from suite.runtime import Suite, SuiteThread
     from soc.storage.base import AlertQuery
 
     inventory = tmp_path / "inventory.yaml"

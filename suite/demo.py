@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from soc.config import Settings
+from suite.settings import Settings
 from soc.storage import open_store
 from soc_api.keys import create_key
 

@@ -1,4 +1,6 @@
-"""The `soc` command line."""
+"""The `soc` command line: the suite's own commands (serve, demo, keys, rules, config, dead letters), and every
+package's commands, which it registers (a package's ``cli`` module has ``register(app)``) after providing them what
+they need from the composition root (soc/plugins.py ``CommandContext``: settings, the store, a composed suite)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from soc.plugins import CommandContext, provide_commands
+
 if TYPE_CHECKING:
-    from soc.config import Settings
+    from suite.settings import Settings
 
 app = typer.Typer(help="SOC suite: collectors, detections, playbooks, API and reports.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -28,7 +32,7 @@ ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAM
 
 def _settings(config: str | None) -> "Settings":
     # Imported here: the configuration pulls in every package's settings, which `soc hunt` does not need.
-    from soc.config import load_settings
+    from suite.settings import load_settings
     from soc.errors import ConfigError
 
     try:
@@ -58,7 +62,7 @@ def serve(config: ConfigOption = None) -> None:
     """Run the suite: syslog listeners (UDP and TCP), the pipeline, detections and the API with /metrics."""
     import asyncio
 
-    from soc.service import Suite
+    from suite.runtime import Suite
 
     settings = _settings(config)
     suite = Suite(settings, _open_store(settings))
@@ -104,8 +108,8 @@ def demo(
     timeout: Annotated[float, typer.Option(help="seconds to wait for the alerts")] = 60.0,
 ) -> None:
     """Play an SSH brute force then a successful login through the real path, and show the alerts raised."""
-    from soc import demo as scenario
-    from soc.service import Suite, SuiteThread
+    from suite import demo as scenario
+    from suite.runtime import Suite, SuiteThread
 
     settings = _settings(config)
     api_url = f"http://{scenario._client_host(settings.api.host)}:{settings.api.port}"
@@ -252,6 +256,15 @@ def dead_letters(config: ConfigOption = None, limit: int = 20) -> None:
     finally:
         store.close()
 
+
+def _build_suite(settings: "Settings", store=None):
+    from suite.runtime import Suite
+
+    return Suite(settings, store)
+
+
+# What a package's commands need from the composition root, provided before any of them runs.
+provide_commands(CommandContext(settings=_settings, open_store=_open_store, build_suite=_build_suite))
 
 # Packages add their own commands: a module here with `register(app)` is asked to add them. A newcomer finds a
 # package's commands in that package's cli.py.

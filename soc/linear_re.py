@@ -1,5 +1,12 @@
 r"""Linear-time regular expressions for text a sender controls: Google RE2 (PyPI ``google-re2``) behind the part of
-the ``re`` API the parsers use, with Python's own meaning of ``\d``, ``\w``, ``\s`` and ``$`` kept.
+the ``re`` API the suite uses, with Python's own meaning of ``\d``, ``\w``, ``\s`` and ``$`` kept.
+
+Who uses it: the parsers (collectors/parsers/, their own patterns, ``compile``), and every pattern someone writes
+that runs on event text: Sigma ``|re`` values (detections/sigma/compiler.py, and the scheduled SQLite REGEXP),
+analysts' silence and inhibition matchers (detections/silences.py), the masking of device answers
+(playbooks/connections.py). Patterns made at run time from such input go through ``compile_runtime``, which is
+``compile`` without the record the tests compare with ``re`` (that record is for the suite's own patterns, and
+would otherwise grow with every rule reload).
 
 Why: CPython's ``re`` backtracks, so a pattern such as ``\[\s*(.*?)\s*\]$`` takes time polynomial (here cubic) in
 the length of a line built against it: one 64 KB syslog line kept a parser busy for hours. RE2 runs every match in
@@ -30,11 +37,17 @@ two on every pattern compiled here):
   costs nothing) is matched by a second program compiled with the ASCII classes, which is equivalent there and
   faster. (RE2's Unicode tables are newer than Python 3.11's: a character assigned since Unicode 14 can be a letter
   or digit to RE2 and not yet to ``re``.);
+* global inline flags at the start of a pattern (``(?i)``, ``(?s)``, ``(?m)``, ``(?is)``...; Python allows them
+  only there) are the flags they name, as in ``re``; ``a``, ``L`` and ``x`` and scoped flags (``(?i:...)``) are
+  refused;
 * ``$`` (without MULTILINE) matches at the end or before a final newline, as in ``re``: RE2's ``$`` is the end only,
   so the newline is matched in a group of its own and taken off the spans; in ``fullmatch``, ``$`` is the end;
   ``\Z`` is the end;
 * offsets and groups are in characters of the ``str`` given. A lone surrogate (JSON allows ``"\ud800"``) is
   matched as U+FFFD, which none of the parsers' classes tells apart from it.
+
+Case: with IGNORECASE, RE2 folds case by Unicode's simple case folding, as ``re`` does, except that ``re`` also
+takes the Turkish dotted and dotless i (U+0130, U+0131) for an ``i``; RE2 does not.
 
 Empty matches: ``finditer``/``findall``/``sub``/``split`` step one character past an empty match (``re`` would try
 a non-empty match at the same place first); no pattern of the parsers that is iterated can match empty.
@@ -59,8 +72,8 @@ except ImportError:  # pragma: no cover
     import sre_constants as _sre  # type: ignore[no-redef]
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
-__all__ = ["compile", "bounded", "backtracking_free", "Pattern", "Match", "error", "DOTALL", "MULTILINE",
-           "IGNORECASE", "compiled"]
+__all__ = ["compile", "compile_runtime", "bounded", "backtracking_free", "Pattern", "Match", "error", "DOTALL",
+           "MULTILINE", "IGNORECASE", "compiled"]
 
 DOTALL, MULTILINE, IGNORECASE = _re.DOTALL, _re.MULTILINE, _re.IGNORECASE
 _FLAGS = {DOTALL: "s", MULTILINE: "m", IGNORECASE: "i"}
@@ -236,15 +249,36 @@ def _char_spans(data: bytes, spans: list, cursor: tuple[int, int]) -> tuple[list
     return [(chars[a], chars[b]) for a, b in spans], (last_byte, last_char)
 
 
+_INLINE_FLAGS = _re.compile(r"\(\?([a-zA-Z]+)\)")
+_INLINE = {"i": IGNORECASE, "m": MULTILINE, "s": DOTALL, "u": 0}  # u: what a str pattern means anyway
+
+
+def _leading_flags(pattern: str) -> tuple[int, str]:
+    """The flags of the global inline flag groups a pattern starts with (``(?i)``, ``(?is)``...), and the rest."""
+    flags, at = 0, 0
+    while pattern.startswith("(?", at):
+        found = _INLINE_FLAGS.match(pattern, at)
+        if found is None:
+            break
+        for letter in found.group(1):
+            if letter not in _INLINE:
+                raise error(f"inline flag {letter!r} is not supported (only i, m, s): {pattern!r}")
+            flags |= _INLINE[letter]
+        at = found.end()
+    return flags, pattern[at:]
+
+
 class Pattern:
     __slots__ = ("pattern", "flags", "groups", "groupindex", "_named", "_ascii", "_unicode", "_prefix", "_at_start",
                  "_eol", "_user", "_full")
 
     def __init__(self, pattern: str, flags: int = 0, full: bool = False):
+        inline, body = _leading_flags(pattern)
+        flags |= inline
         self.pattern, self.flags = pattern, flags
-        text, added = _translate(pattern, flags, True, full)
+        text, added = _translate(body, flags, True, full)
         self._ascii = _program(text)
-        self._unicode = _program(_translate(pattern, flags, False, full)[0])
+        self._unicode = _program(_translate(body, flags, False, full)[0])
         # RE2's groups: the pattern's own, and those added for "$" (self._eol); self._user maps re's group numbers
         # to RE2's.
         self._eol = tuple(index for index, is_added in enumerate(added, start=1) if is_added)
@@ -461,9 +495,16 @@ class Match:
 
 
 def compile(pattern: str, flags: int = 0) -> Pattern:  # noqa: A001 (the re module's name, on purpose)
+    """One of the suite's own patterns (recorded: the tests compare each with ``re``)."""
     compiled_pattern = Pattern(pattern, flags)
     _COMPILED.append(compiled_pattern)
     return compiled_pattern
+
+
+def compile_runtime(pattern: str, flags: int = 0) -> Pattern:
+    """A pattern someone supplies at run time (a Sigma rule's ``|re``, an analyst's matcher): RE2 as ``compile``,
+    not recorded. Raises ``error`` (a ValueError) naming what RE2 cannot run with ``re``'s meaning."""
+    return Pattern(pattern, flags)
 
 
 _BACKTRACKING_FREE: list[tuple["_re.Pattern", str]] = []

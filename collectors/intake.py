@@ -1,56 +1,41 @@
-"""The running suite: sources → spool → pipeline → store → detections → alerts, and the API beside them.
+"""Intake: every source's way into the disk spool, and the two threads that take batches out of it.
 
-Sources run on an asyncio loop and append raw messages to the disk spool (collectors/spool.py) before they read
-further (TCP, TLS) or answer (HTTP). One worker thread reads the spool in batches, parses and enriches them, writes
-events and dead letters to the store, runs detection and writes alerts, and only then commits the batch in the
-spool. When the store fails the worker retries the same batch with backoff: the spool grows to its bound, then TCP
-senders are slowed (their reads pause), HTTP senders are told to retry later and UDP overflow is counted as dropped
-— memory stays bounded, nothing accepted is thrown away, and a crash replays from the last commit.
+Sources append raw messages to the spool (collectors/spool.py) before they read further (TCP, TLS: ``submit``, which
+waits while the spool is full, so the sender is slowed) or answer (HTTP: ``accept``, after an fsync, or
+``Backpressure`` with a retry delay when the spool has no room); UDP cannot wait (``submit_nowait``: dropped and
+counted when full). The reader thread takes batches from the spool and parses them (itself or through the parse
+workers, collectors/parse_workers.py); the writer thread stores the events and dead letters, hands the stored events
+to what is downstream (event hooks and detection: detections/stage.py), and only then commits the batch in the
+spool. When the store fails the writer retries the same batch with backoff, so the spool grows to its bound and the
+sources are held back as above: memory stays bounded, nothing accepted is thrown away, and a crash replays from the
+last commit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import json
 import logging
 import queue
 import threading
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Callable, Protocol
 
 from collectors.message import RawMessage
 from collectors.parse_workers import Abandoned, ParseWorkers, Ticket, messages_of
-from collectors.pipeline import Pipeline, build_context
-from collectors.sources import syslog as syslog_source
-from collectors.sources import syslog_tls
+from collectors.pipeline import Pipeline
+from collectors.settings import PipelineConfig
 from collectors.spool import Spool
-from detections.alerts import AlertManager
-from detections.engine import DetectionEngine
-from detections.sigma.loader import RuleSet, load_rules
-from detections.sigma.placeholders import placeholder_values
-from inventory.holder import InventoryHolder
-from inventory.lookup import Inventory
 from soc import codec, ecs, metrics
-from soc.config import Settings
-from soc.storage import DeadLetter, Store, StoreError, open_store
+from soc.storage import DeadLetter, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 UDP_DROPPED = metrics.Counter("soc_udp_dropped", "UDP syslog messages dropped because the spool was full")
 REFUSED = metrics.Counter("soc_ingest_refused", "Batches refused with a retry signal because the spool was full",
                           ["transport"])
-
-
-class _Aborted(Exception):
-    """The suite is stopping while the store is unreachable: the batch stays in the spool for the next start."""
-
-
-class JobRefused(Exception):
-    """The suite is closing: no new extension job may start."""
 
 
 class Backpressure(Exception):
@@ -61,6 +46,10 @@ class Backpressure(Exception):
         super().__init__(detail)
 
 
+class _Aborted(Exception):
+    """The suite is stopping while the store is unreachable: the batch stays in the spool for the next start."""
+
+
 @dataclass
 class BatchOutcome:
     events: list[dict] = field(default_factory=list)
@@ -68,75 +57,48 @@ class BatchOutcome:
     alerts: list[dict] = field(default_factory=list)
 
 
-class Suite:
-    def __init__(self, settings: Settings, store: Store | None = None):
-        self.settings = settings
-        self.store = store or open_store(settings)
-        # The one current inventory: every reader asks for it at the moment of use (see inventory/holder.py).
-        self.inventory_holder = InventoryHolder.load(settings.inventory.path)
-        self.pipeline = Pipeline(build_context(settings, self.inventory))
-        self.inventory_holder.subscribe(self.pipeline.use_inventory)
-        det = settings.detections
-        cache_dir = Path(settings.data_dir) / det.rule_cache_dir if det.rule_cache_dir else None
-        self.ruleset: RuleSet = load_rules(det.sigma_rule_dirs, pipeline=det.sigma_pipeline, cache_dir=cache_dir,
-                                           placeholders=placeholder_values(self.inventory, det.placeholders))
-        metrics.RULES_LOADED.labels(kind="sigma").set(self.ruleset.loaded)
-        metrics.RULES_FAILED.labels(kind="sigma").set(self.ruleset.failed)
-        for health in self.ruleset.health:
-            if health.status == "failed":
-                log.warning("Sigma rule %s (%s) failed to load: %s", health.title, health.path, health.reason)
-        self.engine = DetectionEngine(self.ruleset)
-        self.alerts = AlertManager(self.store, dedup_window_seconds=settings.detections.dedup_window_seconds,
-                                   max_evidence=settings.detections.max_evidence_per_alert)
-        self.spool: Spool | None = None  # opened by open_spool() when the suite starts receiving
-        self._worker: threading.Thread | None = None  # reads the spool and parses
-        self._writer: threading.Thread | None = None  # stores, detects, commits
-        self._handoff: queue.Queue = queue.Queue(maxsize=1)
-        self._parse_workers: ParseWorkers | None = None  # processes that parse, when pipeline.parse_workers > 0
-        self._jobs = 0  # extension work running in other threads (see job())
-        self._jobs_changed = threading.Condition()
-        self._closing = False
-        self._stopping = threading.Event()
-        self._abort = threading.Event()
-        self._stop_async: asyncio.Event | None = None
-        self.bound: dict[str, int] = {}  # actual ports: syslog_udp, syslog_tcp, syslog_tls, api
-        self.ready = threading.Event()
-        self.processed = 0
-        self.accepted = 0  # messages written to the spool by sources
-        self.completed = 0  # of those, processed and committed by the worker
-        # Extensions (playbooks, probes, report schedules) hook in here; see attach_extensions().
-        self.alert_hooks: list[Callable[[list[dict]], None]] = []
-        self.event_hooks: list[Callable[[list[dict]], None]] = []  # called with each batch of stored events
-        self.background: list[Callable[[], Awaitable[None]]] = []
-        attach_extensions(self, settings.extensions)
+class Downstream(Protocol):
+    """What the writer hands stored events to (the composition root wires event hooks and detection here)."""
 
     @property
-    def inventory(self) -> Inventory:
-        return self.inventory_holder.current
+    def needs_events(self) -> bool:
+        """Whether anything downstream reads the events (else a parse worker's batch is never decoded)."""
 
-    @inventory.setter
-    def inventory(self, inventory: Inventory) -> None:
-        self.inventory_holder.replace(inventory)
+    def stored(self, events: list[dict], retry: Callable[..., Any]) -> list[dict]:
+        """Handle a stored batch; the alerts it raised."""
 
-    async def _watch_inventory_file(self) -> None:
-        """A changed inventory file is taken as soon as it is seen (an invalid one is reported and not taken)."""
-        interval = self.settings.inventory.reload_interval_seconds
-        loop = asyncio.get_running_loop()
-        while interval > 0:
-            await asyncio.sleep(interval)
-            await loop.run_in_executor(None, self.inventory_holder.reload_if_changed)
+
+class Intake:
+    def __init__(self, config: PipelineConfig, data_dir: str, pipeline: Pipeline, store: Store,
+                 downstream: Downstream):
+        self.config = config
+        self.data_dir = data_dir
+        self.pipeline = pipeline
+        self.store = store
+        self.downstream = downstream
+        self.spool: Spool | None = None  # opened by open_spool() when the suite starts receiving
+        self._worker: threading.Thread | None = None  # reads the spool and parses
+        self._writer: threading.Thread | None = None  # stores, hands downstream, commits
+        self._handoff: queue.Queue = queue.Queue(maxsize=1)
+        self._parse_workers: ParseWorkers | None = None  # processes that parse, when pipeline.parse_workers > 0
+        self._stopping = threading.Event()
+        self._abort = threading.Event()
+        self.processed = 0
+        self.accepted = 0  # messages written to the spool by sources
+        self.completed = 0  # of those, processed and committed by the writer
 
     # --- the processing path (also used directly by tests and file ingest) -----------------------------------
     def process(self, messages: list[RawMessage]) -> BatchOutcome:
         started = time.perf_counter()
-        return self._store_and_detect(self.pipeline.process_batch(messages), len(messages), started)
+        return self._store_and_hand_on(self.pipeline.process_batch(messages), len(messages), started)
 
-    def _store_and_detect(self, result, count: int, started: float) -> BatchOutcome:
-        """The second half of processing a batch: store events and dead letters, run detections, store alerts."""
+    def _store_and_hand_on(self, result, count: int, started: float) -> BatchOutcome:
+        """The second half of processing a batch: store events and dead letters, then hand the stored events to the
+        stages downstream (event hooks, detection); what they raised comes back in the outcome."""
         result.publish(self.pipeline.context.unknown_senders)
         encoded = result.encoded_events()
         # Events from a parse worker arrive serialised; they are decoded only when something here reads them.
-        wanted = result.events or not self.engine.idle or self.event_hooks or self.alert_hooks
+        wanted = result.events or self.downstream.needs_events
         outcome = BatchOutcome(events=result.decoded_events() if wanted else [],
                                dead_letters=len(result.dead_letters))
         if encoded:
@@ -157,32 +119,10 @@ class Suite:
         if result.dead_letters:
             self._with_retry("dead letters", self.store.write_dead_letters, result.dead_letters)
         if outcome.events:
-            self._run_hooks(self.event_hooks, outcome.events)
-            evaluate_started = time.perf_counter()
-            detections = self.engine.evaluate(outcome.events)
-            metrics.RULE_EVAL_SECONDS.observe(time.perf_counter() - evaluate_started)
-            if detections:
-                try:
-                    outcome.alerts = self._with_retry("alerts", self.alerts.handle, detections)
-                    self._run_hooks(self.alert_hooks, outcome.alerts)
-                except StoreError as exc:
-                    log.error("alerts could not be stored: %s", exc)
-                    letters = [DeadLetter(received=ecs.now_iso(), source="detections",
-                                          reason=f"alert_rejected: {exc}",
-                                          raw=json.dumps(d.meta.__dict__, default=str).encode())
-                               for d in detections]
-                    self._with_retry("dead letters", self.store.write_dead_letters, letters)
+            outcome.alerts = self.downstream.stored(outcome.events, self._with_retry)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         self.processed += count
         return outcome
-
-    @staticmethod
-    def _run_hooks(hooks: list[Callable[[list[dict]], None]], items: list[dict]) -> None:
-        for hook in hooks:
-            try:
-                hook(items)
-            except Exception:  # an extension's bug must not stop the pipeline
-                log.exception("hook %s failed", getattr(hook, "__qualname__", hook))
 
     @staticmethod
     def _event_dead_letter(doc: dict, reason: str) -> DeadLetter:
@@ -209,13 +149,12 @@ class Suite:
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    # --- the spool and the worker thread -----------------------------------------------------------------------
     def open_spool(self) -> Spool:
         if self.spool is None:
-            cfg = self.settings.pipeline
+            cfg = self.config
             directory = Path(cfg.spool_dir)
             if not directory.is_absolute():
-                directory = Path(self.settings.data_dir) / directory
+                directory = Path(self.data_dir) / directory
             self.spool = Spool(directory, max_bytes=cfg.spool_max_bytes, segment_bytes=cfg.spool_segment_bytes)
             if self.spool.recovered_records:
                 log.info("%d messages from before the last stop are in the spool and will be processed",
@@ -230,8 +169,8 @@ class Suite:
         spool = self.spool
         if spool is None:
             raise RuntimeError("the spool is opened before the worker starts")
-        batch_size = self.settings.pipeline.batch_size
-        flush = self.settings.pipeline.flush_interval_seconds
+        batch_size = self.config.batch_size
+        flush = self.config.flush_interval_seconds
         raw = self._parse_workers is not None  # workers decode the spool's records themselves
         try:
             while not self._abort.is_set():
@@ -291,7 +230,7 @@ class Suite:
                     result = result.result()
                 if result is None:
                     raise RuntimeError("the pipeline failed on this batch")
-                self._store_and_detect(result, len(batch), started)
+                self._store_and_hand_on(result, len(batch), started)
             except (_Aborted, Abandoned):
                 return  # not committed: the next start processes this batch again
             except Exception as exc:  # a bug must not kill the writer or lose the batch: keep it as dead letters
@@ -309,13 +248,13 @@ class Suite:
             spool.commit(position, len(batch))
             self.completed += len(batch)
 
-    def start_worker(self) -> None:
+    def start(self) -> None:
         self.open_spool()
-        count = self.settings.pipeline.parse_worker_count()
+        count = self.config.parse_worker_count()
         if count and self._parse_workers is None:
             # Each record within pipeline.parse_timeout_seconds, or its worker is killed (collectors/parse_workers.py)
             self._parse_workers = ParseWorkers(self.pipeline, count, abort=self._abort,
-                                               timeout=self.settings.pipeline.parse_timeout_seconds)
+                                               timeout=self.config.parse_timeout_seconds)
         # Batches in flight: one being stored, one per worker being parsed (or one being parsed here).
         self._handoff = queue.Queue(maxsize=max(1, count))
         self._writer = threading.Thread(target=self._run_writer, name="soc-store-writer", daemon=True)
@@ -379,8 +318,8 @@ class Suite:
         spool.flush()
         await asyncio.get_running_loop().run_in_executor(None, spool.sync)
 
-    async def _sync_spool_periodically(self) -> None:
-        interval = self.settings.pipeline.spool_sync_interval_seconds
+    async def keep_spool_synced(self) -> None:
+        interval = self.config.spool_sync_interval_seconds
         last_sync = time.monotonic()
         while True:
             await asyncio.sleep(0.02)
@@ -388,6 +327,9 @@ class Suite:
             if spool is None or spool.closed:
                 continue
             spool.flush()  # UDP messages (and the tail of TCP chunks) become readable for the worker
+            depth = spool.depth()
+            metrics.SPOOL_DEPTH.labels("disk").set(depth)
+            metrics.QUEUE_DEPTH.set(depth)
             if time.monotonic() - last_sync >= interval:
                 last_sync = time.monotonic()
                 await asyncio.get_running_loop().run_in_executor(None, spool.sync)
@@ -401,69 +343,16 @@ class Suite:
             time.sleep(0.02)
         return False
 
-    # --- serving ---------------------------------------------------------------------------------------------
-    async def serve(self) -> None:
-        import uvicorn
 
-        from soc_api.app import create_app
-
-        self._stop_async = asyncio.Event()
-        self.start_worker()
-        cfg = self.settings
-        closers = []
-        if cfg.syslog.enabled:
-            udp = await syslog_source.start_udp(cfg.syslog.host, cfg.syslog.udp_port, self.submit_nowait)
-            self.bound["syslog_udp"] = udp.get_extra_info("sockname")[1]
-            closers.append(udp.close)
-            tcp = await syslog_source.start_tcp(cfg.syslog.host, cfg.syslog.tcp_port, self.submit,
-                                                keep_bytes=cfg.syslog.dead_letter_max_bytes,
-                                                after_chunk=self.flush_spool)
-            self.bound["syslog_tcp"] = tcp.sockets[0].getsockname()[1]
-            closers.append(tcp.close)
-            if cfg.syslog.tls_cert_file:
-                tls = await syslog_tls.start_tls(cfg.syslog.host, cfg.syslog.tls_port, self.submit,
-                                                 keep_bytes=cfg.syslog.dead_letter_max_bytes,
-                                                 after_chunk=self.flush_spool,
-                                                 context=syslog_tls.tls_context(cfg.syslog, cfg.source),
-                                                 handshake_timeout=cfg.syslog.tls_handshake_timeout_seconds)
-                self.bound["syslog_tls"] = tls.sockets[0].getsockname()[1]
-                closers.append(tls.close)
-        server = None
-        api_task = None
-        if cfg.api.enabled:
-            app = create_app(self)
-            server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port, log_level="warning",
-                                                   access_log=False, lifespan="off"))
-            server.install_signal_handlers = lambda: None  # the CLI owns signals
-            api_task = asyncio.create_task(server.serve())
-            while not server.started:
-                if api_task.done():
-                    api_task.result()  # raises the bind error
-                await asyncio.sleep(0.02)
-            self.bound["api"] = server.servers[0].sockets[0].getsockname()[1]
-        tasks = [asyncio.create_task(factory()) for factory in self.background]
-        tasks.append(asyncio.create_task(self._sync_spool_periodically()))
-        tasks.append(asyncio.create_task(self._watch_inventory_file()))
-        log.info("suite running: store=%s syslog udp/tcp=%s/%s api=%s", self.store.name,
-                 self.bound.get("syslog_udp"), self.bound.get("syslog_tcp"), self.bound.get("api"))
-        # Everything loaded so far (rules, inventory, the app) lives as long as the process: keep it out of the
-        # garbage collector's full passes, whose pauses would otherwise show as latency spikes in the API.
-        gc.collect()
-        gc.freeze()
-        self.ready.set()
-        await self._stop_async.wait()
-        for task in tasks:
-            task.cancel()
-        for close in closers:
-            close()
-        if server is not None:
-            server.should_exit = True
-            await api_task
+    async def stop(self) -> None:
+        """Stop taking from the spool: what is spooled is stored for a while (``shutdown_drain_seconds``); whatever
+        is left (the store is down, say) waits on disk for the next start."""
         loop = asyncio.get_running_loop()
+        if self.spool is None:
+            return
         self.spool.flush()
-        # The worker stores what is spooled for a while; whatever is left (the store is down, say) waits on disk.
         self._stopping.set()
-        if not await loop.run_in_executor(None, self._join_workers, self.settings.pipeline.shutdown_drain_seconds):
+        if not await loop.run_in_executor(None, self._join_workers, self.config.shutdown_drain_seconds):
             log.warning("stopping with %d messages still in the spool; they are processed at the next start",
                         self.spool.depth())
             self._abort.set()
@@ -471,7 +360,9 @@ class Suite:
             # thread may be blocked sending it a batch, and nothing it holds is committed (replayed at the start).
             if self._parse_workers is not None:
                 self._parse_workers.kill()
-            await loop.run_in_executor(None, self._join_workers, None)
+            if not await loop.run_in_executor(None, self._join_workers, 5.0):
+                log.error("the pipeline threads did not stop; the spool is left as it is on disk")
+                return
         self.spool.close()
         self._close_parse_workers()
 
@@ -480,82 +371,7 @@ class Suite:
             self._parse_workers.close()
             self._parse_workers = None
 
-    def request_stop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        if self._stop_async is None:
-            return
-        if loop is None:
-            self._stop_async.set()
-        else:
-            loop.call_soon_threadsafe(self._stop_async.set)
-
-    @contextlib.contextmanager
-    def job(self):
-        """Work of an extension in a thread of its own (a report build) that uses the store: ``close`` waits for it
-        (a store closed under a running statement can crash the process). Raises JobRefused once closing."""
-        with self._jobs_changed:
-            if self._closing:
-                raise JobRefused("the suite is stopping")
-            self._jobs += 1
-        try:
-            yield
-        finally:
-            with self._jobs_changed:
-                self._jobs -= 1
-                self._jobs_changed.notify_all()
-
-    @property
-    def closing(self) -> bool:
-        return self._closing
-
-    def close(self, jobs_timeout: float = 120.0) -> None:
-        with self._jobs_changed:
-            self._closing = True
-            if not self._jobs_changed.wait_for(lambda: self._jobs == 0, timeout=jobs_timeout):
-                log.warning("closing the store with %d extension jobs still running", self._jobs)
+    def close(self) -> None:
         if self.spool is not None and not self.spool.closed:
             self.spool.close()
         self._close_parse_workers()
-        self.store.close()
-
-
-def attach_extensions(suite: "Suite", names: list[str]) -> None:
-    """Each configured extension module has ``attach(suite)``, which may add alert hooks and background tasks."""
-    import importlib
-
-    for name in names:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            raise RuntimeError(f"extension {name!r} in the configuration cannot be imported: {exc}") from exc
-        module.attach(suite)
-
-
-class SuiteThread:
-    """Run a suite on its own event loop in a background thread (tests and `soc demo` use this)."""
-
-    def __init__(self, suite: Suite):
-        self.suite = suite
-        self.loop = asyncio.new_event_loop()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="soc-suite", daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self.suite.serve())
-        except BaseException as exc:  # surfaced by start()
-            self.error = exc
-            self.suite.ready.set()
-
-    def start(self, timeout: float = 30.0) -> "SuiteThread":
-        self.thread.start()
-        if not self.suite.ready.wait(timeout):
-            raise RuntimeError("the suite did not start in time")
-        if self.error is not None:
-            raise self.error
-        return self
-
-    def stop(self) -> None:
-        self.suite.request_stop(self.loop)
-        self.thread.join(timeout=60)
-        self.suite.close()
