@@ -32,6 +32,7 @@ from typing import Sequence
 
 from collectors.message import RawMessage
 from soc import metrics
+from soc.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -328,10 +329,8 @@ class Spool:
 
     def commit(self, position: Position, records: int = 0) -> None:
         """The store has confirmed everything before ``position``: remember it and delete finished segments."""
-        mark = self.directory / COMMITTED_FILE
-        temporary = mark.with_suffix(".tmp")
-        temporary.write_text(f"{position.segment} {position.offset}\n")
-        os.replace(temporary, mark)
+        # Not synced here: the segments are, and a commit mark lost in a crash only replays (ids make it harmless).
+        atomic_write(self.directory / COMMITTED_FILE, f"{position.segment} {position.offset}\n", durable=False)
         with self._cond:
             self.committed = position
             self._records_committed += records

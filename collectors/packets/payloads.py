@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from soc.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,5 @@ class PayloadStore:
         target = self.directory / digest[:2] / digest
         if not target.exists():
             target.parent.mkdir(exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(target, data, durable=False)  # content-addressed: a lost file is written again
         return digest, str(target)
