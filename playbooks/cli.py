@@ -68,12 +68,12 @@ def _fail(message: str, code: int = 1):
 
 def _actor(ctx: _Context, key: str | None):
     from playbooks.runner import Actor
-    from soc_api.keys import verify_key
+    from soc.plugins import commands
 
     key = key or os.environ.get("SOC_API_KEY")
     if not key:
         return Actor("cli", getpass.getuser())
-    principal = verify_key(ctx.store, key)
+    principal = commands().verify_key(ctx.store, key)
     if principal is None:
         _fail("the API key is unknown, expired or revoked", 2)
     return Actor("cli", principal.name, principal.role, principal.key_id)

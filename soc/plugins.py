@@ -166,6 +166,8 @@ class CommandContext:
     settings: Callable[[str | None], Any]
     open_store: Callable[[Any], Store]
     build_suite: Callable[..., Any]  # build_suite(settings, store) -> the composed suite
+    # verify_key(store, key) -> the principal (name, role, key_id) of a valid API key, or None: who runs a command
+    verify_key: Callable[[Store, str], Any]
 
 
 _COMMANDS: list[CommandContext] = []

@@ -264,7 +264,14 @@ def _build_suite(settings: "Settings", store=None):
 
 
 # What a package's commands need from the composition root, provided before any of them runs.
-provide_commands(CommandContext(settings=_settings, open_store=_open_store, build_suite=_build_suite))
+def _verify_key(store, key: str):
+    from soc_api.keys import verify_key
+
+    return verify_key(store, key)
+
+
+provide_commands(CommandContext(settings=_settings, open_store=_open_store, build_suite=_build_suite,
+                                verify_key=_verify_key))
 
 # Packages add their own commands: a module here with `register(app)` is asked to add them. A newcomer finds a
 # package's commands in that package's cli.py.
