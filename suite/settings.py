@@ -36,9 +36,10 @@ class Settings(Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     yara: YaraSettings = YaraSettings()
     soc_api: ApiSettings = ApiSettings()  # rate limits, body caps, TAXII pulls, national-centre posture push
-    # Modules with attach(suite) that run inside the suite: playbook triggers and expiries (runs on core devices
-    # wait for a network admin), log-source health, probes (off until monitoring.probes.enabled), report schedules,
-    # indicator matching on ingest, TAXII pulls and the posture push (both off until configured).
+    # Modules with register(services, registry) (soc/plugins.py) that run inside the suite: playbook triggers and
+    # expiries (runs on core devices wait for a network admin), log-source health, probes (off until
+    # monitoring.probes.enabled), report schedules, indicator matching on ingest, TAXII pulls and the posture push
+    # (both off until configured).
     extensions: list[str] = ["playbooks.service", "collectors.monitoring", "reports.service",
                              "detections.indicators.extension", "soc_api.extension"]
 
