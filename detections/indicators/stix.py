@@ -19,6 +19,7 @@ from stix2patterns.pattern import Pattern
 from stix2patterns.validator import run_validator
 
 from detections.indicators.model import TLP_LEVELS, IndicatorError, build
+from soc import linear_re
 
 TLP2_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
 _OASIS_IDENTITY = "identity--b3bca3c2-1f3d-4b54-b44f-dac42c3a8f01"
@@ -52,7 +53,7 @@ _PATTERN_TYPES = {
 _STIX_HASH = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256", "sha512": "SHA-512"}
 _HASH_NAMES = {"md5": "md5", "sha-1": "sha1", "sha1": "sha1", "sha-256": "sha256", "sha256": "sha256",
                "sha-512": "sha512", "sha512": "sha512"}
-_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'")
+_QUOTED = linear_re.compile(r"'(?:[^'\\]|\\.)*'")  # on a feed's text: linear time (soc/linear_re.py)
 
 
 def _quote(value: str) -> str:
