@@ -42,11 +42,11 @@ def dumps(doc: Any) -> str:
 # orjson reads an integer beyond 64 bits as a float (losing digits); the standard library reads it exactly. A run of
 # 19 digits is where such integers start: only those documents take the slower, exact reader.
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
 
 
 def loads(text: str | bytes) -> Any:
-    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-    if _LONG_DIGITS.search(raw):
+    if (_LONG_DIGITS_TEXT if isinstance(text, str) else _LONG_DIGITS).search(text):
         return json.loads(text)
     try:
         return orjson.loads(text)
