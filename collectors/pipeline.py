@@ -167,6 +167,11 @@ def step_json_shape(doc: dict, msg: RawMessage, ctx: Context) -> dict:
                                           "document with @timestamp)")
     doc = spec.parse(doc, ParseContext(zone=ctx.zone, received=msg.received))  # type: ignore[arg-type]
     doc.pop("_json", None)
+    # Dotted names are nested by the shape parsers: "a.b.c…" with a thousand parts is a thousand levels deep. The
+    # limit holds for the document as stored, or one line could make its whole batch unstorable.
+    if _depth(doc, ctx.max_json_depth) > ctx.max_json_depth:
+        raise ParseError("too_deep", f"JSON nested deeper than {ctx.max_json_depth} levels once its dotted names "
+                                     f"are read as fields")
     if not isinstance(doc.get("event"), dict):
         doc["event"] = {}
     doc["event"]["original"] = text
@@ -292,14 +297,16 @@ def step_enrich(doc: dict, msg: RawMessage, ctx: Context) -> dict:
 
 # An event may not say it happened later than this after it arrived. A sender's clock may be off by minutes; a time
 # further ahead would hold correlation windows, alert deduplication and posture hostage to a date of its choosing.
-FUTURE_TOLERANCE = timedelta(minutes=15)
+FUTURE_TOLERANCE = timedelta(seconds=ecs.FUTURE_TOLERANCE_SECONDS)
 
 
 def step_finalize(doc: dict, msg: RawMessage, ctx: Context) -> dict:
     moment = claimed = doc["@timestamp"]
     if isinstance(moment, datetime):
         moment = doc["@timestamp"] = ecs.utc_iso(moment)
-        if claimed.tzinfo is not None and claimed - msg.received > FUTURE_TOLERANCE:
+        if claimed.tzinfo is None:
+            claimed = claimed.replace(tzinfo=timezone.utc)  # as utc_iso reads it
+        if claimed - msg.received > FUTURE_TOLERANCE:
             # The arrival time stands in for it; the claim is kept, and the event id still comes from it (a replay
             # of the same line must rewrite the same document).
             doc["@timestamp"] = ecs.utc_iso(msg.received)

@@ -29,9 +29,6 @@ MAX_EVIDENCE_TOTAL = 10_000
 # Groups whose window has passed are swept every SWEEP_EVERY hits; beyond MAX_GROUPS live groups the least recently
 # hit are dropped (a scan from thousands of addresses must not grow the collector's memory without bound).
 SWEEP_EVERY = 5000
-# Correlations take an event's time as it says, but never more than this ahead of the clock (the collectors already
-# replace a time further ahead with the arrival time; files read by soc hunt are in the past).
-FUTURE_TOLERANCE_SECONDS = 900
 MAX_GROUPS = 20_000
 
 
@@ -371,6 +368,7 @@ class DetectionEngine:
 
     def evaluate(self, events: list[dict]) -> list[Detection]:
         detections: list[Detection] = []
+        now = None  # the clock, read once per batch (when a correlation needs it)
         for doc in events:
             if "winlog" in doc:
                 view, key = view_of(doc)
@@ -381,16 +379,20 @@ class DetectionEngine:
                     continue
                 view = ecs.flatten(doc)
             agency = ecs.get(doc, "organization.id")
-            ts = None
+            ts = untrusted = None
             for rule in self.match(view, key):
+                if untrusted is None:
+                    untrusted = untrusted_count([doc])  # once per event, for every rule that matches it
                 if rule.generate:
                     detections.append(Detection(meta=rule.meta, kind="rule", agency=agency, labels={},
                                                 events=[doc], count=1, first_seen=doc["@timestamp"],
-                                                last_seen=doc["@timestamp"]))
+                                                last_seen=doc["@timestamp"], untrusted=untrusted))
                 if rule.meta.id in self.correlations.by_source:
                     # Never ahead of now (plus a clock's error): a future time would end every window early.
-                    ts = min(_epoch(doc), time.time() + FUTURE_TOLERANCE_SECONDS) if ts is None else ts
-                    detections.extend(self.correlations.feed(rule.meta.id, agency, view, ts, [doc]))
+                    if ts is None:
+                        now = time.time() if now is None else now
+                        ts = min(_epoch(doc), now + ecs.FUTURE_TOLERANCE_SECONDS)
+                    detections.extend(self.correlations.feed(rule.meta.id, agency, view, ts, [doc], 0, untrusted))
         # Correlations referenced only by other correlations do not alert on their own unless "generate" says so.
         generate = {c.meta.id: c.generate for c in self.ruleset.correlations}
         detections = [d for d in detections if d.kind == "rule" or generate.get(d.meta.id, True)]

@@ -103,6 +103,9 @@ class Inhibitor:
     def inhibited_by(self, alert: dict, labels: dict[str, str] | None = None) -> list[str]:
         """Ids of the open alerts that inhibit this one (empty: not inhibited)."""
         labels = labels if labels is not None else match_labels(alert)
+        # Evidence the suite cannot vouch for never holds back an alert from trusted senders (a forged alert would
+        # otherwise inhibit the real one, and with it the containment it would start).
+        trusted_target = (alert.get("trust") or {}).get("trusted") is True
         found: list[str] = []
         for rule in self.rules():
             if not all_match(rule.target, labels):
@@ -111,6 +114,8 @@ class Inhibitor:
             for status in PRESENTED_OPEN_STATUSES:
                 for source in self.store.list_alerts(AlertQuery(status=status, limit=SOURCE_SCAN_LIMIT, **hints)):
                     if source["id"] == alert.get("id"):
+                        continue
+                    if trusted_target and (source.get("trust") or {}).get("trusted") is not True:
                         continue
                     source_labels = match_labels(source)
                     if all_match(rule.source, source_labels) and all(

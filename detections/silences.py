@@ -81,16 +81,8 @@ class LabelMatcher:
         return {"name": self.name, "op": self.op, "value": self.value}
 
 
-_REGEX_CACHE: dict[str, linear_re.Pattern] = {}
-
-
 def _regex(pattern: str) -> linear_re.Pattern:
-    compiled = _REGEX_CACHE.get(pattern)
-    if compiled is None:
-        if len(_REGEX_CACHE) > 4096:
-            _REGEX_CACHE.clear()
-        compiled = _REGEX_CACHE[pattern] = linear_re.compile_runtime(pattern)
-    return compiled
+    return linear_re.compile_runtime(pattern)  # compiled once per pattern (cached there)
 
 
 def parse_matchers(raw: Iterable[dict]) -> list[LabelMatcher]:

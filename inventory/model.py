@@ -134,6 +134,8 @@ class ManagedDevice(BaseModel):
     @field_validator("management_address")
     @classmethod
     def _valid_address(cls, value: str) -> str:
+        if "%" in value:  # ipaddress keeps any text after '%' (a scope id): it would reach SSH and known_hosts
+            raise ValueError(f"{value[:60]!r}: a scope id (after '%') is not allowed in a management address")
         return str(ipaddress.ip_address(value))
 
 

@@ -230,7 +230,13 @@ class Runner:
                 raise RunError(f"no alert {alert_id}")
         overrides = dict(overrides or {})
         run_id = run_id or uuid.uuid4().hex
-        agency = overrides.pop("agency", None) or ((alert or {}).get("organization") or {}).get("id")
+        alert_agency = ((alert or {}).get("organization") or {}).get("id")
+        agency = overrides.pop("agency", None) or alert_agency
+        if alert is not None and agency != alert_agency:
+            # The run's agency decides whose devices it may change without approval and who sees it: an alert's
+            # run is the alert's agency's, whatever a caller names.
+            raise InputError(f"agency {str(agency)[:80]!r}: a run for an alert is that alert's agency's "
+                             f"({alert_agency})")
         if agency is not None and agency not in self.inventory.agencies:
             raise InputError(f"agency {str(agency)[:80]!r} is not an agency of the inventory")
         inputs = resolve_inputs(playbook, alert, overrides)

@@ -4,7 +4,6 @@ library as the fallback for what orjson refuses (integers beyond 64 bits), so no
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -39,16 +38,28 @@ def dumps(doc: Any) -> str:
     return dumps_bytes(doc).decode("utf-8")
 
 
-# orjson reads an integer beyond 64 bits as a float (losing digits); the standard library reads it exactly. A run of
-# 19 digits is where such integers start: only those documents take the slower, exact reader.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
-_LONG_DIGITS_TEXT = re.compile(r"[0-9]{19}")
+# orjson reads an integer beyond 64 bits as a float, losing digits; the standard library reads it exactly. Such a
+# float (|x| >= 2**63) can only have come from one: only those documents are read again, exactly.
+_BIG = float(2 ** 63)
+
+
+def _lost_digits(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is float:
+            if abs(node) >= _BIG:
+                return True
+        elif type(node) is dict:
+            stack.extend(node.values())
+        elif type(node) is list:
+            stack.extend(node)
+    return False
 
 
 def loads(text: str | bytes) -> Any:
-    if (_LONG_DIGITS_TEXT if isinstance(text, str) else _LONG_DIGITS).search(text):
-        return json.loads(text)
     try:
-        return orjson.loads(text)
+        value = orjson.loads(text)
     except orjson.JSONDecodeError:  # NaN or Infinity, which older versions stored through the standard library
         return json.loads(text)
+    return json.loads(text) if _lost_digits(value) else value

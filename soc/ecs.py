@@ -14,6 +14,9 @@ from functools import lru_cache
 from typing import Any
 
 ECS_VERSION = "8.17.0"
+# How far after its arrival an event may say it happened (a sender's clock may be off by minutes); a time further
+# ahead is replaced by the arrival time (collectors) and never believed by correlations (detections).
+FUTURE_TOLERANCE_SECONDS = 900
 
 _MISSING = object()
 

@@ -59,6 +59,7 @@ re-encodes the text for every call); the dependency's upper bound in pyproject.t
 from __future__ import annotations
 
 import codecs
+import functools
 import re as _re
 from typing import Callable, Iterator
 
@@ -501,6 +502,7 @@ def compile(pattern: str, flags: int = 0) -> Pattern:  # noqa: A001 (the re modu
     return compiled_pattern
 
 
+@functools.lru_cache(maxsize=4096)  # patterns do not change: a silence or a condition is compiled once
 def compile_runtime(pattern: str, flags: int = 0) -> Pattern:
     """A pattern someone supplies at run time (a Sigma rule's ``|re``, an analyst's matcher): RE2 as ``compile``,
     not recorded. Raises ``error`` (a ValueError) naming what RE2 cannot run with ``re``'s meaning."""

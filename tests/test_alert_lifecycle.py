@@ -165,3 +165,24 @@ def test_untrusted_evidence_makes_an_alert_of_its_own(tmp_path):
     assert untrusted["trust"] == {"untrusted_events": 1, "trusted": False}
     assert trusted["trust"] == {"untrusted_events": 0, "trusted": True} and "soc.evidence" not in trusted["labels"]
     store.close()
+
+
+def test_an_untrusted_alert_never_inhibits_a_trusted_one(tmp_path):
+    """An inhibition rule pairing alerts on an address: forged lines' alert must not suppress the trusted alert of
+    the same address (and with it the containment it would start); a trusted source still inhibits."""
+    from detections.inhibition import COLLECTION
+
+    store = open_store(make_settings(tmp_path))
+    store.put_documents(COLLECTION, [{"id": "by-ip", "source": [{"name": "rule.id", "op": "=", "value": "r-life"}],
+                                      "target": [{"name": "rule.id", "op": "=", "value": "r-other"}],
+                                      "equal": ["source.ip"]}])
+    manager = AlertManager(store)
+    [forged] = manager.handle([_detection(1)])  # untrusted: its event says nothing of a trusted sender
+    assert forged["trust"]["trusted"] is False
+    target = _detection(2)
+    target.meta = RuleMeta(id="r-other", name="o", title="O", level="high", tags=[], description="", path="")
+    target.events[0]["soc"] = {"sender": {"trusted": True}}
+    target.untrusted = 0
+    [real] = manager.handle([target])
+    assert real["status"] != "suppressed", real.get("suppressed_by")
+    store.close()

@@ -343,3 +343,12 @@ def test_an_invalid_block_record_is_set_aside_and_expiry_goes_on(tmp_path):
     assert runner.store.get_document(BLOCKS, "bad-1")["state"] == "orphaned"
     assert runner.store.get_document(BLOCKS, "bad-2")["state"] == "orphaned"
     assert runner.expire_due() == []  # set aside for good
+
+
+def test_a_run_for_an_alert_is_that_alerts_agency(tmp_path):
+    """Naming another agency for an alert's run would move it past the other-agency check and into that agency's
+    view: refused."""
+    runner = _runner(tmp_path)
+    with pytest.raises(ValueError, match="a run for an alert is that alert's agency's"):
+        runner.plan("block_ssh_brute_force", alert=_alert(), overrides={"agency": "dc"})
+    assert runner.plan("block_ssh_brute_force", alert=_alert(), overrides={"agency": "so-tttt"})["agency"] == "so-tttt"

@@ -285,3 +285,25 @@ def test_syslog_extension_keys_cannot_forge_suite_fields(suite):
     [kept] = suite.store.get_events([victim_id])
     assert kept["organization"]["id"] == VICTIM and "VICTIM-ORIGINAL" in kept["event"]["original"]
     _check_victim_sees_nothing(suite, tag, "203.0.113.203")
+
+
+def test_a_dotted_name_a_thousand_parts_long_is_one_dead_letter_not_a_lost_batch(tmp_path):
+    """``"a.a.a…"`` with a thousand parts becomes a thousand levels once dotted names are read as fields: past the
+    depth limit, that one document is a dead letter (too_deep); the others of the same batch, and another agency's
+    batch after it, are stored."""
+    from soc.storage.base import EventQuery
+
+    with running_suite(tmp_path / "deep") as suite, client_for(suite) as client:
+        keys = keys_for(suite.store)
+        deep = _base("deep", **{".".join(["a"] * 1000): "x"})
+        body = "\n".join(json.dumps(d) for d in (_base("before"), deep, _base("after"))) + "\n"
+        answer = call(client, "POST", "/api/v1/ingest", keys[ATTACKER], content=body, headers=NDJSON)
+        assert answer.status_code == 202, answer.text
+        other = call(client, "POST", "/api/v1/ingest", keys[VICTIM],
+                     content=json.dumps(_base("victim-after")) + "\n", headers=NDJSON)
+        assert other.status_code == 202
+        assert wait_until(lambda: suite.drain(1) and suite.store.count_events() >= 3, timeout=30)
+        stored = {e["message"] for e in suite.store.search_events(EventQuery(limit=20))}
+        assert {"forged before", "forged after", "forged victim-after"} <= stored and "forged deep" not in stored
+        reasons = [d.reason for d in suite.store.list_dead_letters(10)]
+        assert any(r.startswith("too_deep") for r in reasons), reasons
