@@ -34,8 +34,15 @@ from detections.sigma.logsource import DATASET_LOGSOURCES, PROGRAM_SERVICES, app
 from detections.sigma.pipelines import KEYWORDS_FIELD, build_pipeline
 from soc import ecs, linear_re
 from soc.storage.base import EventQuery, Store
+from soc.storage.mappings import WINLOG_VALUES
 
 log = logging.getLogger(__name__)
+
+
+# Where a Windows rule's keywords look in a stored Winlogbeat document: every value streaming searches
+# (compiler.ALL_FIELDS over the view of soc/windows.py), the event data and the System fields, which the index
+# copies into one field (soc/storage/mappings.py).
+WINDOWS_KEYWORD_FIELDS = [WINLOG_VALUES]
 
 
 @dataclass
@@ -147,7 +154,9 @@ def run_on_search_store(store, conversion: Conversion, start: str, end: str, pag
     matches: set[tuple[str, str]] = set()
     bodies = []
     for rule in conversion.rules:
+        keyword_fields = [f"{name}.raw" for name in KEYWORD_FIELDS]
         if rule.logsource.get("product") == "windows":
+            keyword_fields += WINDOWS_KEYWORD_FIELDS
             scope = []
             for channel, ids in windows_scope(rule.logsource):
                 clause: list[dict] = [{"term": {"winlog.channel": channel}}]
@@ -165,9 +174,9 @@ def run_on_search_store(store, conversion: Conversion, start: str, end: str, pag
                 {"range": {"@timestamp": {"gte": start, "lt": end}}},
                 {"bool": {"should": scope, "minimum_should_match": 1}},
                 # Field-less Sigma keywords search the whole text of message and event.original (streaming's
-                # KEYWORD_FIELDS), not every field of the index.
+                # KEYWORD_FIELDS), not every field of the index; a Windows rule's also every value of the event.
                 {"query_string": {"query": rule.query, "analyze_wildcard": False, "lenient": True,
-                                  "fields": [f"{name}.raw" for name in KEYWORD_FIELDS]}},
+                                  "fields": keyword_fields}},
             ]}},
             "_source": ["event.id"],
             "sort": [{"event.id": "asc"}],

@@ -39,23 +39,137 @@ from soc import ecs
 SYSTEM_FIELDS = {"EventID": "event_id", "Channel": "channel", "Provider_Name": "provider_name",
                  "Computer": "computer_name", "EventRecordID": "record_id"}
 
-# (channel lowercased, event id) -> {name Sigma rules use: the event's own field, or a function of the event data}.
-# Security 4688 describes a process creation with other names than Sysmon's, and Sigma's process_creation rules use
-# Sysmon's. A field derived from others (a user from domain and name) is a function of the data.
+# Security events describe what Sysmon describes with other names and spellings, and Sigma's category rules
+# (process_creation, network_connection) are written against Sysmon's. FIELD_ALIASES gives, per (channel lowercased,
+# event id), each Sysmon name: the event's own field that holds it, or a function of the event data. An alias never
+# replaces a field the event has. VALUE_SPELLINGS adds Sysmon's spelling beside the event's own value of a field
+# both share (5156's Protocol 6 is Sysmon's "tcp"): the field then holds both, and a rule written either way matches.
 Alias = str | Callable[[dict[str, Any]], Any]
+
+# Mandatory (integrity) label SIDs -> the level name Sysmon writes. A rule may name either; the alias holds both.
+INTEGRITY_LEVELS = {"S-1-16-0": "Untrusted", "S-1-16-4096": "Low", "S-1-16-8192": "Medium",
+                    "S-1-16-8448": "MediumPlus", "S-1-16-12288": "High", "S-1-16-16384": "System",
+                    "S-1-16-20480": "Protected", "S-1-16-28672": "Secure"}
+# Well-known service accounts: Sysmon names them "NT AUTHORITY\SYSTEM"; 4688 gives the machine account ("PC01$").
+WELL_KNOWN_ACCOUNTS = {"S-1-5-18": "NT AUTHORITY\\SYSTEM", "S-1-5-19": "NT AUTHORITY\\LOCAL SERVICE",
+                       "S-1-5-20": "NT AUTHORITY\\NETWORK SERVICE"}
+_NO_ACCOUNT = {"", "-", "S-1-0-0"}
+_NO_LOGON = {"", "-", "0x0", "0"}
+
+
+def _integrity_level(data: dict[str, Any]) -> Any:
+    """4688's MandatoryLabel (a SID, or "Mandatory Label\\High Mandatory Level" as some renderers write it) as
+    [Sysmon's level name, the SID]; an unknown label as it is."""
+    label = data.get("MandatoryLabel")
+    if not isinstance(label, str) or not label:
+        return None
+    sid = label.strip().upper()
+    if sid in INTEGRITY_LEVELS:
+        return [INTEGRITY_LEVELS[sid], sid]
+    words = label.rsplit("\\", 1)[-1].split()
+    if len(words) >= 2 and words[-2:] == ["Mandatory", "Level"]:
+        name = "".join(words[:-2])
+        sids = [s for s, level in INTEGRITY_LEVELS.items() if level.lower() == name.lower()]
+        return [INTEGRITY_LEVELS[sids[0]], sids[0]] if sids else label
+    return label
+
+
+def _runs_as_target(data: dict[str, Any]) -> bool:
+    """Whether a 4688 process runs under another account than its creator's: Windows 10 fills the Target fields
+    only then ("Target Subject"); otherwise the new process has the creator's account and logon session."""
+    return str(data.get("TargetLogonId") or "").lower() not in _NO_LOGON and \
+        str(data.get("TargetUserName") or "") not in _NO_ACCOUNT
+
+
+def _account(data: dict[str, Any], prefix: str) -> Any:
+    sid = str(data.get(f"{prefix}UserSid") or "").upper()
+    if sid in WELL_KNOWN_ACCOUNTS:
+        return WELL_KNOWN_ACCOUNTS[sid]
+    name, domain = data.get(f"{prefix}UserName"), data.get(f"{prefix}DomainName")
+    if not isinstance(name, str) or name in _NO_ACCOUNT:
+        return None
+    return f"{domain}\\{name}" if isinstance(domain, str) and domain not in _NO_ACCOUNT else name
+
+
+def _process_user(data: dict[str, Any]) -> Any:
+    """Sysmon's User of a new process (DOMAIN\\name, "NT AUTHORITY\\SYSTEM") from 4688's Target or creator Subject."""
+    return _account(data, "Target") if _runs_as_target(data) else _account(data, "Subject")
+
+
+def _process_logon_id(data: dict[str, Any]) -> Any:
+    """Sysmon's LogonId of a new process: 4688's TargetLogonId when it runs as another account, else the creator's."""
+    return data.get("TargetLogonId") if _runs_as_target(data) else data.get("SubjectLogonId")
+
+
+# 5156's Direction: %%14593 is outbound (Sysmon's Initiated "true"), %%14592 inbound; renderers may write the word.
+_DIRECTIONS = {"%%14593": "true", "outbound": "true", "%%14592": "false", "inbound": "false"}
+
+
+def _initiated(data: dict[str, Any]) -> Any:
+    return _DIRECTIONS.get(str(data.get("Direction") or "").strip().lower())
+
+
+_VOLUME = "\\device\\harddiskvolume"
+
+
+def _application_image(data: dict[str, Any]) -> Any:
+    """5156 names the program by its device path ("\\device\\harddiskvolume2\\windows\\system32\\lsass.exe");
+    rules name programs by drive path, and a filter written "C:\\Windows\\System32\\lsass.exe" must still exclude
+    it. Which volume holds which drive the event does not say: the alias holds the path as written and the same path
+    on C:, the system drive of nearly every Windows host (a program on another volume is then named on C: too; only
+    the rules' drive-letter conditions can be misled, never the path after it)."""
+    application = data.get("Application")
+    if not isinstance(application, str) or not application.lower().startswith(_VOLUME):
+        return application
+    rest = application[len(_VOLUME):]
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    return [application, "C:" + rest[digits:]] if digits and rest[digits:digits + 1] == "\\" else application
+
+
 FIELD_ALIASES: dict[tuple[str, str], dict[str, Alias]] = {
-    ("security", "4688"): {"Image": "NewProcessName", "ParentImage": "ParentProcessName"},
+    # Process creation (Sigma's process_creation category).
+    ("security", "4688"): {"Image": "NewProcessName", "ParentImage": "ParentProcessName",
+                           "IntegrityLevel": _integrity_level, "User": _process_user, "LogonId": _process_logon_id},
+    # Windows Filtering Platform permitted a connection (Sigma's network_connection category).
+    ("security", "5156"): {"Image": _application_image, "ProcessId": "ProcessID", "SourceIp": "SourceAddress",
+                           "SourcePort": "SourcePort", "DestinationIp": "DestAddress",
+                           "DestinationPort": "DestPort", "Initiated": _initiated},
+}
+# IANA protocol numbers -> the names Sysmon writes.
+_PROTOCOLS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp"}
+VALUE_SPELLINGS: dict[tuple[str, str], dict[str, dict[str, str]]] = {
+    ("security", "5156"): {"Protocol": _PROTOCOLS},
 }
 
 
 def add_aliases(channel: Any, event_id: Any, fields: dict[str, Any]) -> dict[str, Any]:
-    """FIELD_ALIASES' names added to ``fields`` (event data or a view), beside the event's own."""
-    for alias, source in FIELD_ALIASES.get((str(channel or "").lower(), str(event_id or "")), {}).items():
+    """FIELD_ALIASES' names added to ``fields`` (event data or a view), beside the event's own, and VALUE_SPELLINGS'
+    spellings beside the event's own values."""
+    key = (str(channel or "").lower(), str(event_id or ""))
+    for alias, source in FIELD_ALIASES.get(key, {}).items():
         if alias not in fields:
             value = source(fields) if callable(source) else fields.get(source)
             if value is not None:
                 fields[alias] = value
+    for name, spellings in VALUE_SPELLINGS.get(key, {}).items():
+        own = fields.get(name)
+        if own is not None and not isinstance(own, list) and str(own).strip().lower() in spellings:
+            fields[name] = [own, spellings[str(own).strip().lower()]]
     return fields
+
+
+# Whitespace around a value: Windows writes some values with a trailing space ("NtLmSsp ", a command line ending in
+# ".zip "), which a rule written without it would miss. A rule's string condition on a Windows field matches the
+# value as written OR the value with this whitespace removed from both ends (detections/sigma/compiler.py), so a
+# rule written with the space (SigmaHQ has some: endswith ' ') and one written without both match. These are the
+# characters Lucene's TrimFilter removes (Java's Character.isWhitespace), so that the stored events' ".trimmed"
+# copies (soc/storage/mappings.py), which scheduled detection queries, are trimmed exactly alike.
+TRIMMED_WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+                      "\u2008\u2009\u200a\u2028\u2029\u205f\u3000")
+
+
+def trimmed(text: str) -> str:
+    return text.strip(TRIMMED_WHITESPACE)
 
 
 # --- values ---------------------------------------------------------------------------------------------------------
@@ -298,6 +412,7 @@ SYSMON_CATEGORIES: dict[int, tuple[str, ...]] = {
 # (channel lowercased, event id) -> Sigma categories, for channels other than Sysmon's.
 EVENT_CATEGORIES: dict[tuple[str, int], tuple[str, ...]] = {
     ("security", 4688): ("process_creation",),
+    ("security", 5156): ("network_connection",),
     ("microsoft-windows-powershell/operational", 4103): ("ps_module",),
     ("microsoft-windows-powershell/operational", 4104): ("ps_script",),
     ("powershellcore/operational", 4103): ("ps_module",),

@@ -47,7 +47,7 @@ def test_a_winlogbeat_document_from_any_agent_takes_the_evtx_shape():
     assert "user_data" not in winlog
     assert winlog["event_data"] == {"NewProcessName": "C:\\w\\x.exe", "Image": "C:\\w\\x.exe", "Count": "3",
                                     "Flag": "True", "Threat Name": "T", "ThreatName": "T", "Data": ["a", "2"],
-                                    "SubjectUserName": "bob"}
+                                    "SubjectUserName": "bob", "User": "bob"}
 
 
 def test_an_events_own_field_wins_over_an_alias():

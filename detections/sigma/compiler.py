@@ -28,14 +28,25 @@ from typing import Any, Callable
 
 from detections.sigma.errors import UnsupportedRule
 from soc import linear_re
+from soc.windows import TRIMMED_WHITESPACE, trimmed
 
-IR_VERSION = 3  # bump when the tuples below change: it is part of the cache key (3: wildcards as segments)
+# Bump when the tuples below change: it is part of the cache key (3: wildcards as segments; 4: Windows rules' string
+# conditions also match trimmed values, and their keywords search every value).
+IR_VERSION = 4
 Event = dict[str, Any]  # flattened: {"source.ip": "...", "event.category": ["authentication"], ...}
 Predicate = Callable[[Event], bool]
 ValueTest = Callable[[Any], bool]
 
-# Keyword (field-less) values are searched in these fields, in this order.
+# Keyword (field-less) values are searched in these fields, in this order: an ECS event's fields are parsed from its
+# text, which these hold.
 KEYWORD_FIELDS = ("message", "event.original")
+# A Windows event has no such text (an EVTX record is fields only): a Windows rule's keywords search every value of
+# the event, as Hayabusa, Zircolite and Chainsaw do — except its time, which a keyword is never about.
+ALL_FIELDS = "*"
+KEYWORD_SKIPPED = frozenset({"TimeCreated"})
+# The value tests that compare text: on Windows fields they also try the value trimmed (see _trimming). A regular
+# expression sees the value as written: it can say what it wants of whitespace itself (``\s*$``).
+TEXT_TESTS = frozenset({"eq", "contains", "startswith", "endswith", "wild", "any"})
 # Literals shorter than this are not worth prefiltering on (they occur in nearly every event).
 MIN_LITERAL = 3
 
@@ -280,7 +291,39 @@ def _value_test(spec: tuple) -> ValueTest:
     raise UnsupportedRule(f"unknown value test {kind!r}")
 
 
-def _field_predicate(field: str, spec: tuple) -> Predicate:
+_EDGE_WHITESPACE = frozenset(TRIMMED_WHITESPACE)
+_last_trimmed: tuple[str, str] = ("", "")
+
+
+def _trimmed(text: str) -> str:
+    """``text`` without the whitespace at its ends; the last answer is kept, since every leaf of every rule reading
+    a field asks it of the same value (a value of 64 KB of spaces is scanned once per event, not once per leaf)."""
+    global _last_trimmed
+    if not text or (text[0] not in _EDGE_WHITESPACE and text[-1] not in _EDGE_WHITESPACE):
+        return text
+    last = _last_trimmed  # one tuple, read and replaced whole: threads share it safely
+    if last[0] is text:
+        return last[1]
+    bare = trimmed(text)
+    _last_trimmed = (text, bare)
+    return bare
+
+
+def _trimming(test: ValueTest) -> ValueTest:
+    """``test`` of a value as written, or else of the value without the whitespace around it: Windows writes some
+    values with a trailing space ("NtLmSsp "), and a rule written with or without it must match (soc/windows.py)."""
+    def either(v: Any) -> bool:
+        if test(v):
+            return True
+        if isinstance(v, str):
+            bare = _trimmed(v)
+            return bare is not v and test(bare)
+        return False
+
+    return either
+
+
+def _field_predicate(field: str, spec: tuple, trim: bool = False) -> Predicate:
     kind = spec[0]
     if kind == "null":
         return lambda e: not _values(e.get(field))
@@ -307,7 +350,7 @@ def _field_predicate(field: str, spec: tuple) -> Predicate:
             return False
 
         return fieldref
-    test = _value_test(spec)
+    test = _trimming(_value_test(spec)) if trim else _value_test(spec)
 
     def leaf(e: Event) -> bool:
         v = e.get(field)
@@ -340,9 +383,22 @@ def compile_ir(node: tuple) -> Predicate:
         inner = compile_ir(node[1])
         return lambda e: not inner(e)
     if kind == "field":
-        return _field_predicate(node[1], node[2])
+        return _field_predicate(node[1], node[2], trim=len(node) > 3)
     if kind == "keyword":
         test = _value_test(node[1])
+        if len(node) > 2:  # a Windows rule's keyword: every value of the event
+            def keyword_anywhere(e: Event) -> bool:
+                for name, v in e.items():
+                    if v is None or name in KEYWORD_SKIPPED:
+                        continue
+                    if isinstance(v, list):
+                        if any(test(x) for x in v if x is not None):
+                            return True
+                    elif test(v):
+                        return True
+                return False
+
+            return keyword_anywhere
 
         def keyword(e: Event) -> bool:
             for name in KEYWORD_FIELDS:
@@ -361,18 +417,18 @@ _MERGEABLE = ("eq", "contains", "startswith", "endswith")
 def _merged_or(children: tuple) -> list[Predicate]:
     """OR of many values on one field (``Image|endswith: [500 names]``) is one test, not 500 closures:
     a set for equality, a tuple for str.startswith/endswith, an Aho-Corasick automaton for many "contains"."""
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[tuple[str, str, bool], list[str]] = {}
     rest: list[Predicate] = []
     for child in children:
         if child[0] == "field" and child[2][0] in _MERGEABLE and not child[2][2]:
-            groups.setdefault((child[1], child[2][0]), []).append(child[2][1].casefold())
+            groups.setdefault((child[1], child[2][0], len(child) > 3), []).append(child[2][1].casefold())
         else:
             rest.append(compile_ir(child))
-    merged = [_group_predicate(field, kind, values) for (field, kind), values in groups.items()]
+    merged = [_group_predicate(field, kind, values, trim) for (field, kind, trim), values in groups.items()]
     return merged + rest
 
 
-def _group_predicate(field: str, kind: str, values: list[str]) -> Predicate:
+def _group_predicate(field: str, kind: str, values: list[str], trim: bool = False) -> Predicate:
     if kind == "eq":
         wanted = frozenset(values)
         test: ValueTest = lambda t: t in wanted  # noqa: E731
@@ -393,6 +449,14 @@ def _group_predicate(field: str, kind: str, values: list[str]) -> Predicate:
             automaton.add_word(needle, needle)
         automaton.make_automaton()
         test = lambda t: next(automaton.iter(t), None) is not None  # noqa: E731
+    if trim:
+        untrimmed = test
+
+        def test(t: str) -> bool:  # t is casefolded: trimming it gives the casefolded trimmed value
+            if untrimmed(t):
+                return True
+            bare = _trimmed(t)
+            return bare is not t and untrimmed(bare)
 
     def group(e: Event) -> bool:
         v = e.get(field)
@@ -456,17 +520,19 @@ def ir_fields(node: tuple) -> set[str]:
     if kind == "field":
         return {node[1]} | ({node[2][1]} if node[2][0] == "fieldref" else set())
     if kind == "keyword":
-        return set(KEYWORD_FIELDS)
+        return {ALL_FIELDS} if len(node) > 2 else set(KEYWORD_FIELDS)
     if kind == "not":
         return ir_fields(node[1])
     return set().union(*(ir_fields(child) for child in node[1])) if node[1] else set()
 
 
 def event_text(flat: Event, fields: tuple[str, ...] | None = None) -> str:
-    """The text the prefilter searches: the values of the given fields (all when None), casefolded, NUL-separated.
-    A literal required by a leaf on field F can only be in F's value, so only the fields the rules read matter."""
+    """The text the prefilter searches: the values of the given fields (all when None or when they hold ALL_FIELDS),
+    casefolded, NUL-separated. A literal required by a leaf on field F can only be in F's value, so only the fields
+    the rules read matter. (A trimmed value is part of the value as written, so its literals are there too.)"""
     parts = []
-    values = flat.values() if fields is None else (flat.get(f) for f in fields)
+    every = fields is None or ALL_FIELDS in fields
+    values = flat.values() if every else (flat.get(f) for f in fields)
     for value in values:
         if value is None:
             continue

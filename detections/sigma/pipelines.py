@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sigma.processing.conditions import LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
+import dataclasses
 from dataclasses import dataclass
 
 from sigma.processing.transformations import (
@@ -141,6 +142,35 @@ class CidrToIpFieldTransformation(DetectionItemTransformation):
             detection_item.field = f"{detection_item.field}.ip"
 
 
+TRIMMED_SUFFIX = ".trimmed"  # soc/storage/mappings.py: event data indexed a second time, trimmed
+
+
+@dataclass
+class TrimmedTwinTransformation(DetectionItemTransformation):
+    """A string condition on Windows event data matches the value as written or trimmed of the whitespace around it
+    (soc/windows.py TRIMMED_WHITESPACE; streaming: compiler._trimming). The index keeps a trimmed copy of every
+    event-data string (``<field>.trimmed``), so each value becomes ``field:v OR field.trimmed:v`` — per value, so
+    that ``|all`` asks each value of either form, as streaming does."""
+
+    prefix: str = "winlog.event_data."
+
+    def apply_detection_item(self, detection_item: SigmaDetectionItem):
+        from sigma.conditions import ConditionAND, ConditionOR
+        from sigma.rule import SigmaDetection
+
+        field = detection_item.field
+        # Strings only, as streaming (compiler.TEXT_TESTS): a regular expression sees the value as written.
+        if not field or not field.startswith(self.prefix) or field.endswith((".ip", TRIMMED_SUFFIX)) \
+                or not detection_item.value or not all(isinstance(v, SigmaString) for v in detection_item.value):
+            return None
+        per_value = [SigmaDetection([dataclasses.replace(detection_item, field=name, value=[value],
+                                                         auto_modifiers=False)
+                                     for name in (field, field + TRIMMED_SUFFIX)], item_linking=ConditionOR)
+                     for value in detection_item.value]
+        linking = ConditionAND if detection_item.value_linking is ConditionAND else ConditionOR
+        return per_value[0] if len(per_value) == 1 else SigmaDetection(per_value, item_linking=linking)
+
+
 def soc_winlog_pipeline(placeholders: dict[str, list[str]] | None = None) -> ProcessingPipeline:
     from soc.storage.mappings import WINLOG_ADDRESS_FIELDS
 
@@ -151,6 +181,9 @@ def soc_winlog_pipeline(placeholders: dict[str, list[str]] | None = None) -> Pro
         rule_conditions=[LogsourceCondition(product="windows")]))
     pipeline.items.append(ProcessingItem(
         identifier="soc_winlog_cidr", transformation=CidrToIpFieldTransformation(tuple(WINLOG_ADDRESS_FIELDS)),
+        rule_conditions=[LogsourceCondition(product="windows")]))
+    pipeline.items.append(ProcessingItem(
+        identifier="soc_winlog_trimmed", transformation=TrimmedTwinTransformation(),
         rule_conditions=[LogsourceCondition(product="windows")]))
     return pipeline
 

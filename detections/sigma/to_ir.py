@@ -31,6 +31,7 @@ from sigma.types import (
 )
 
 
+from detections.sigma.compiler import TEXT_TESTS
 from detections.sigma.errors import UnsupportedRule
 
 def _string_ir(value: SigmaString, keyword: bool = False) -> tuple:
@@ -94,13 +95,16 @@ def _value_ir(value: Any, keyword: bool = False) -> tuple:
     raise UnsupportedRule(f"value type {type(value).__name__} is not supported by the streaming evaluator")
 
 
-def to_ir(node: Any) -> tuple:
+def to_ir(node: Any, windows: bool = False) -> tuple:
+    """``windows``: the rule is for Windows events, whose string conditions also match a value trimmed of the
+    whitespace around it (a 4th element "trim") and whose keywords search every value (a 3rd element "all"): see
+    compiler.py and soc/windows.py."""
     if isinstance(node, ConditionAND):
-        return ("and", tuple(to_ir(a) for a in node.args))
+        return ("and", tuple(to_ir(a, windows) for a in node.args))
     if isinstance(node, ConditionOR):
-        return ("or", tuple(to_ir(a) for a in node.args))
+        return ("or", tuple(to_ir(a, windows) for a in node.args))
     if isinstance(node, ConditionNOT):
-        return ("not", to_ir(node.args[0]))
+        return ("not", to_ir(node.args[0], windows))
     if isinstance(node, ConditionFieldEqualsValueExpression):
         value = node.value
         if isinstance(value, SigmaNull):
@@ -109,9 +113,11 @@ def to_ir(node: Any) -> tuple:
             return ("field", node.field, ("exists", value.exists))
         if isinstance(value, SigmaFieldReference):
             return ("field", node.field, ("fieldref", value.field, value.starts_with, value.ends_with))
-        return ("field", node.field, _value_ir(value))
+        spec = _value_ir(value)
+        return ("field", node.field, spec, "trim") if windows and spec[0] in TEXT_TESTS else ("field", node.field, spec)
     if isinstance(node, ConditionValueExpression):
-        return ("keyword", _value_ir(node.value, keyword=True))
+        spec = _value_ir(node.value, keyword=True)
+        return ("keyword", spec, "all") if windows else ("keyword", spec)
     if node is None:
         raise UnsupportedRule("the detection is empty after processing")
     raise UnsupportedRule(f"condition element {type(node).__name__} is not supported")
@@ -119,7 +125,8 @@ def to_ir(node: Any) -> tuple:
 
 def rule_ir(rule) -> tuple:
     """The IR of a pySigma SigmaRule: an OR of its conditions (Sigma allows a list of conditions)."""
-    conditions = tuple(to_ir(condition.parsed) for condition in rule.detection.parsed_condition)
+    windows = getattr(rule.logsource, "product", None) == "windows"
+    conditions = tuple(to_ir(condition.parsed, windows) for condition in rule.detection.parsed_condition)
     return conditions[0] if len(conditions) == 1 else ("or", conditions)
 
 
