@@ -3,16 +3,23 @@ matches feed the Sigma correlations (event_count, value_count, temporal, tempora
 
 Correlations group by the agency first and then by the rule's ``group-by`` fields: the SOC serves many agencies,
 and an alert must belong to exactly one of them (tenancy), so a brute force is counted per agency.
+
+A running suite changes its rules without a restart (a rule pack installed or rolled back): ``use_rules`` swaps in a
+new rule set between two batches, and the correlations that still exist, defined the same, keep their windows. Rule
+exceptions (detections/exceptions.py) turn away matches of known-benign events before they alert or count towards a
+correlation; ``use_exceptions`` swaps them.
 """
 
 from __future__ import annotations
 
 import operator
+import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from detections.exceptions import NO_EXCEPTIONS, RuleExceptions
 from detections.sigma.loader import CompiledCorrelation, CompiledRule, RuleMeta, RuleSet
 from detections.sigma.compiler import event_text, ir_fields
 from detections.sigma.logsource import applies, descriptors_for, ecs_routing_key, view_of
@@ -138,6 +145,12 @@ class _Group:
         self.total = 0
 
 
+def _definition(corr: CompiledCorrelation) -> tuple:
+    """What decides a correlation's windows: two with the same may share them."""
+    return (corr.type, tuple(corr.rules), tuple(corr.group_by), corr.timespan, corr.op, corr.count, corr.fieldref,
+            tuple(sorted((alias, tuple(sorted(m.items()))) for alias, m in corr.aliases.items())))
+
+
 def _epoch(doc: dict) -> float:
     return ecs.parse_time(doc["@timestamp"]).timestamp()
 
@@ -155,6 +168,25 @@ class CorrelationEngine:
         self._fed = 0
         self._evidence: deque[_Hit] = deque()  # hits holding events, oldest first (at most evidence_limit)
         self.evidence_limit = evidence_limit
+
+    def carry_over(self, previous: "CorrelationEngine") -> int:
+        """Take the windows of ``previous`` (the engine of the rule set being replaced) for every correlation that
+        this one has with the same definition; the others' windows are dropped. The number of groups kept."""
+        same = {corr.meta.id for corr in self.correlations
+                if _definition(corr) == previous.definitions.get(corr.meta.id)}
+        for key, group in previous.state.items():
+            if key[0] in same:
+                self.state[key] = group
+            else:
+                group.clear()  # gives up its evidence, which the evidence budget stops counting
+        self.latest = max(self.latest, previous.latest)
+        self._fed = previous._fed
+        self._evidence = deque(hit for hit in previous._evidence if hit.events)
+        return len(self.state)
+
+    @property
+    def definitions(self) -> dict[str, tuple]:
+        return {corr.meta.id: _definition(corr) for corr in self.correlations}
 
     def sweep(self) -> int:
         """Drop the groups whose newest hit is outside their window, then the oldest beyond MAX_GROUPS."""
@@ -309,51 +341,96 @@ def _build_route(rules: list[CompiledRule]) -> _Route:
     return _Route(rules=rules, always=always, automaton=automaton, fields=tuple(sorted(fields)))
 
 
-class DetectionEngine:
-    def __init__(self, ruleset: RuleSet, matchers: list[Matcher] | None = None, prefilter: bool = True):
+class _Plan:
+    """Everything the engine derives from one rule set: routes (built on first use), log-source groups, the
+    streaming correlations and which of them alert. Replaced whole when the rules change."""
+
+    def __init__(self, ruleset: RuleSet, prefilter: bool):
         self.ruleset = ruleset
-        self.matchers: list[Matcher] = list(matchers or [])
         self.prefilter = prefilter
-        self._routes: dict[tuple, _Route] = {}
+        self.routes: dict[tuple, _Route] = {}
         # Rules grouped by their logsource: a route checks each distinct logsource once, not each rule.
-        self._by_logsource: dict[tuple, list[CompiledRule]] = defaultdict(list)
+        self.by_logsource: dict[tuple, list[CompiledRule]] = defaultdict(list)
         for rule in ruleset.rules:
             ls = rule.logsource
-            self._by_logsource[(ls.get("category"), ls.get("product"), ls.get("service"))].append(rule)
-        self.evaluated = 0  # predicate evaluations, to see what the prefilter saves
+            self.by_logsource[(ls.get("category"), ls.get("product"), ls.get("service"))].append(rule)
         streaming = []
         for corr in ruleset.correlations:
             if corr.op in ("lt", "lte") and corr.type in ("event_count", "value_count"):
                 # "fewer than N in a window" is only known when the window closes: scheduled evaluation's job.
+                warning = "lt/lte correlations run only in scheduled evaluation"
                 for h in ruleset.health:
-                    if h.id == corr.meta.id:
-                        h.warnings.append("lt/lte correlations run only in scheduled evaluation")
+                    if h.id == corr.meta.id and warning not in h.warnings:
+                        h.warnings.append(warning)
                 continue
             streaming.append(corr)
         self.correlations = CorrelationEngine(streaming)
+        # Correlations referenced only by other correlations do not alert on their own unless "generate" says so.
+        self.generate = {c.meta.id: c.generate for c in ruleset.correlations}
 
-    @property
-    def idle(self) -> bool:
-        """No rule to run: events need not even be looked at."""
-        return not self._by_logsource
-
-    def _route(self, key: tuple) -> _Route:
-        route = self._routes.get(key)
+    def route(self, key: tuple) -> _Route:
+        route = self.routes.get(key)
         if route is None:
             descriptors = descriptors_for(key)
-            rules = [rule for (category, product, service), group in self._by_logsource.items()
+            rules = [rule for (category, product, service), group in self.by_logsource.items()
                      if applies({"category": category, "product": product, "service": service}, descriptors)
                      for rule in group]
             if self.prefilter:
                 route = _build_route(rules)
             else:
                 route = _Route(rules=rules, always=list(range(len(rules))))
-            self._routes[key] = route
+            self.routes[key] = route
         return route
 
-    def match(self, view: dict[str, Any], key: tuple) -> list[CompiledRule]:
-        """The rules matching one event, given the fields the rules see and its routing key."""
-        route = self._route(key)
+
+class DetectionEngine:
+    def __init__(self, ruleset: RuleSet, matchers: list[Matcher] | None = None, prefilter: bool = True,
+                 exceptions: RuleExceptions | None = None):
+        """``exceptions``: rule exceptions (detections/exceptions.py ``load_exceptions``) applied to every match."""
+        self.matchers: list[Matcher] = list(matchers or [])
+        self.prefilter = prefilter
+        self.evaluated = 0  # predicate evaluations, to see what the prefilter saves
+        self.suppressed = 0  # matches rule exceptions turned away
+        self._plan = _Plan(ruleset, prefilter)
+        self._exceptions = exceptions or NO_EXCEPTIONS
+        # Held for a batch by evaluate() and for the moment of a swap by use_rules(): a batch runs on one rule set.
+        self._swap = threading.Lock()
+
+    @property
+    def ruleset(self) -> RuleSet:
+        """The rule set in use now."""
+        return self._plan.ruleset
+
+    @property
+    def exceptions(self) -> RuleExceptions:
+        return self._exceptions
+
+    @property
+    def idle(self) -> bool:
+        """No rule to run: events need not even be looked at."""
+        return not self._plan.by_logsource
+
+    def use_rules(self, ruleset: RuleSet) -> int:
+        """Run ``ruleset`` from the next batch on. Correlations that still exist with the same definition keep
+        their windows (a brute force half counted is not forgotten); the number of correlation groups kept."""
+        plan = _Plan(ruleset, self.prefilter)  # built before the lock: a batch in progress is not held up
+        with self._swap:
+            kept = plan.correlations.carry_over(self._plan.correlations)
+            self._plan = plan
+        return kept
+
+    def use_exceptions(self, exceptions: RuleExceptions | None) -> None:
+        """Apply ``exceptions`` from the next match on (one reference replaced: no lock needed)."""
+        self._exceptions = exceptions or NO_EXCEPTIONS
+
+    def match(self, view: dict[str, Any], key: tuple, agency: str | None = None) -> list[CompiledRule]:
+        """The rules matching one event, given the fields the rules see and its routing key, less those a rule
+        exception turns away. ``agency``: the event's, for exceptions limited to agencies (default: the view's
+        ``organization.id``, which a flattened ECS event has)."""
+        return self._match(self._plan, view, key, agency)
+
+    def _match(self, plan: _Plan, view: dict[str, Any], key: tuple, agency: str | None) -> list[CompiledRule]:
+        route = plan.route(key)
         if not route.rules:
             return []
         candidates = route.always
@@ -364,10 +441,27 @@ class DetectionEngine:
             candidates = sorted(found)
         self.evaluated += len(candidates)
         rules = route.rules
-        return [rules[i] for i in candidates if rules[i].predicate(view)]
+        matched = [rules[i] for i in candidates if rules[i].predicate(view)]
+        exceptions = self._exceptions
+        if matched and exceptions:
+            if agency is None:
+                agency = view.get("organization.id")
+            kept = [rule for rule in matched
+                    if exceptions.covering(rule.meta.id, rule.meta.name, view, agency) is None]
+            self.suppressed += len(matched) - len(kept)
+            matched = kept
+        return matched
 
     def evaluate(self, events: list[dict]) -> list[Detection]:
+        with self._swap:
+            detections = self._evaluate(self._plan, events)
+        for matcher in self.matchers:
+            detections.extend(matcher.evaluate(events))
+        return detections
+
+    def _evaluate(self, plan: _Plan, events: list[dict]) -> list[Detection]:
         detections: list[Detection] = []
+        correlations = plan.correlations
         now = None  # the clock, read once per batch (when a correlation needs it)
         for doc in events:
             if "winlog" in doc:
@@ -375,27 +469,30 @@ class DetectionEngine:
             else:
                 # The routing key needs two fields: an event no rule is routed to is not flattened at all.
                 key = ecs_routing_key(doc)
-                if not self._route(key).rules:
+                if not plan.route(key).rules:
                     continue
                 view = ecs.flatten(doc)
             agency = ecs.get(doc, "organization.id")
             ts = untrusted = None
-            for rule in self.match(view, key):
+            for rule in self._match(plan, view, key, agency):
                 if untrusted is None:
                     untrusted = untrusted_count([doc])  # once per event, for every rule that matches it
                 if rule.generate:
                     detections.append(Detection(meta=rule.meta, kind="rule", agency=agency, labels={},
                                                 events=[doc], count=1, first_seen=doc["@timestamp"],
                                                 last_seen=doc["@timestamp"], untrusted=untrusted))
-                if rule.meta.id in self.correlations.by_source:
+                if rule.meta.id in correlations.by_source:
                     # Never ahead of now (plus a clock's error): a future time would end every window early.
                     if ts is None:
                         now = time.time() if now is None else now
                         ts = min(_epoch(doc), now + ecs.FUTURE_TOLERANCE_SECONDS)
-                    detections.extend(self.correlations.feed(rule.meta.id, agency, view, ts, [doc], 0, untrusted))
-        # Correlations referenced only by other correlations do not alert on their own unless "generate" says so.
-        generate = {c.meta.id: c.generate for c in self.ruleset.correlations}
+                    detections.extend(correlations.feed(rule.meta.id, agency, view, ts, [doc], 0, untrusted))
+        generate = plan.generate
         detections = [d for d in detections if d.kind == "rule" or generate.get(d.meta.id, True)]
-        for matcher in self.matchers:
-            detections.extend(matcher.evaluate(events))
+        exceptions = self._exceptions
+        if exceptions:  # a correlation's exception is checked against its group-by values and its agency
+            kept = [d for d in detections if d.kind == "rule"
+                    or exceptions.covering(d.meta.id, d.meta.name, d.labels, d.agency) is None]
+            self.suppressed += len(detections) - len(kept)
+            detections = kept
         return detections

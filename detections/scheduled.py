@@ -96,11 +96,13 @@ def convert_rules(dirs: Iterable[str | Path], backend_name: str, pipeline: str |
     from sigma.correlations import SigmaCorrelationRule
     from sigma.exceptions import SigmaError
 
+    from detections.untrusted_yaml import load_all
+
     conversion = Conversion()
     for path in rule_files(dirs):
-        try:
-            collection = SigmaCollection.from_yaml(path.read_text(encoding="utf-8"), collect_errors=True,
-                                                   resolve_references=False)
+        try:  # one parse that refuses YAML aliases; pySigma gets the documents (detections/untrusted_yaml.py)
+            collection = SigmaCollection.from_dicts(load_all(path.read_text(encoding="utf-8")), collect_errors=True,
+                                                    resolve_references=False)
         except Exception as exc:  # a broken file costs only its own rules (rule health says why)
             conversion.failed.append((str(path), f"cannot parse: {exc}"))
             continue

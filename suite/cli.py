@@ -1,10 +1,9 @@
-"""The `soc` command line: the suite's own commands (serve, demo, keys, rules, config, dead letters), and every
+"""The `soc` command line: the suite's own commands (serve, demo, keys, config, dead letters), and every
 package's commands, which it registers (a package's ``cli`` module has ``register(app)``) after providing them what
 they need from the composition root (soc/plugins.py ``CommandContext``: settings, the store, a composed suite)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -20,10 +19,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="SOC suite: collectors, detections, playbooks, API and reports.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 keys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
-rules_app = typer.Typer(help="Detection rules.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-app.add_typer(rules_app, name="rules")
 app.add_typer(config_app, name="config")
 
 ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML configuration file "
@@ -75,7 +72,9 @@ def serve(config: ConfigOption = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, suite.request_stop)
     typer.echo(f"soc: configuration {settings.source}; store {settings.store.url}")
-    typer.echo(f"soc: {suite.ruleset.loaded} Sigma rules loaded, {suite.ruleset.failed} failed; inventory "
+    rules = suite.ruleset
+    typer.echo(f"soc: {rules.loaded} Sigma rules loaded, {rules.disabled} not selected, {rules.failed} failed; "
+               f"rule pack {rules.version or 'none'}; {len(rules.exceptions)} rule exceptions; inventory "
                f"{len(suite.inventory.agencies)} agencies, {len(suite.inventory.assets)} assets")
     try:
         loop.run_until_complete(_serve_and_announce(suite, settings))
@@ -196,39 +195,14 @@ def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
     typer.echo(f"revoked {key_id}")
 
 
-@rules_app.command("check")
-def rules_check(
-    rules: Annotated[Optional[list[str]], typer.Option("--rules", help="rule folders (default: configured)")] = None,
-    config: ConfigOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per rule")] = False,
-) -> None:
-    """Load every rule and say, per rule, loaded or failed and why."""
-    from detections.sigma.loader import load_rules
-
-    from pathlib import Path
-
-    from detections.sigma.placeholders import placeholder_values
-    from inventory.lookup import Inventory
-
-    settings = _settings(config)
-    det = settings.detections
-    ruleset = load_rules(rules or det.sigma_rule_dirs, pipeline=det.sigma_pipeline,
-                         cache_dir=Path(settings.data_dir) / det.rule_cache_dir if det.rule_cache_dir else None,
-                         placeholders=placeholder_values(Inventory.load(settings.inventory.path), det.placeholders))
-    for h in ruleset.health:
-        if as_json:
-            typer.echo(json.dumps(h.__dict__, ensure_ascii=False))
-        else:
-            extra = f": {h.reason}" if h.reason else ""
-            warn = f" (warning: {'; '.join(h.warnings)})" if h.warnings else ""
-            typer.echo(f"{h.status:<7} {h.kind:<11} {h.title} [{h.path}]{extra}{warn}")
-    typer.echo(f"{ruleset.loaded} loaded, {ruleset.failed} failed", err=True)
-    raise typer.Exit(1 if ruleset.failed else 0)
-
-
 @config_app.command("check")
 def config_check(config: ConfigOption = None) -> None:
-    """Validate the configuration and the inventory it names."""
+    """Validate the configuration, the inventory and the rule exceptions file it names, and the rule pack pointer."""
+    import time
+
+    from detections.active_rules import exceptions_path
+    from detections.exceptions import ExceptionsError, load_exceptions
+    from detections.packs import PackError, PackStore
     from inventory.lookup import Inventory, InventoryError
 
     settings = _settings(config)
@@ -237,9 +211,27 @@ def config_check(config: ConfigOption = None) -> None:
     except InventoryError as exc:
         typer.echo(f"soc: {exc}", err=True)
         raise typer.Exit(2) from exc
+    exceptions_file = exceptions_path(settings.detections, settings.data_dir)
+    try:
+        exceptions = load_exceptions(exceptions_file) if exceptions_file else None
+    except ExceptionsError as exc:
+        typer.echo(f"soc: {exc}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(f"configuration {settings.source}: ok")
     typer.echo(f"inventory {inventory.source}: {len(inventory.agencies)} agencies, {len(inventory.assets)} assets, "
                f"{len(inventory.devices)} managed devices")
+    if exceptions is not None:
+        now = time.time()
+        expired = [e for e in exceptions.entries if e.expired(now)]
+        numbers = ", ".join(str(e.number) for e in expired)
+        typer.echo(f"rule exceptions {exceptions_file}: {len(exceptions)} entries"
+                   + (f", {len(expired)} expired (no longer applied: entries {numbers})" if expired else ""))
+    try:
+        pack = PackStore.of(settings.detections, settings.data_dir).current()
+    except PackError as exc:  # the suite would run its own rules only: say so, but the configuration is valid
+        typer.echo(f"soc: warning: {exc}", err=True)
+    else:
+        typer.echo("rule pack: " + (pack.id if pack else "none (the suite's own rules only)"))
 
 
 @app.command("deadletters")
@@ -275,15 +267,16 @@ provide_commands(CommandContext(settings=_settings, open_store=_open_store, buil
 
 # Packages add their own commands: a module here with `register(app)` is asked to add them. A newcomer finds a
 # package's commands in that package's cli.py.
-CLI_PLUGINS = ("collectors.cli", "collectors.packets.cli", "detections.cli", "detections.yara.cli", "playbooks.cli",
-               "playbooks.devices_cli", "reports.cli", "soc_api.cli")
+CLI_PLUGINS = ("collectors.cli", "collectors.packets.cli", "detections.cli", "detections.rules_cli",
+               "detections.yara.cli", "playbooks.cli", "playbooks.devices_cli", "reports.cli", "soc_api.cli")
 
 
 # Which plugin owns which command: running one command imports only its package (start-up time counts for
 # `soc hunt`); help, or a command not listed here, registers them all.
 COMMAND_PLUGINS = {"hunt": "detections.cli", "parse": "collectors.cli", "ingest": "collectors.cli", "pcap": "collectors.packets.cli",
-                   "yara": "detections.yara.cli", "playbook": "playbooks.cli", "report": "reports.cli"}
-BUILT_IN = {"serve", "demo", "deadletters", "keys", "rules", "config"}
+                   "yara": "detections.yara.cli", "playbook": "playbooks.cli", "report": "reports.cli",
+                   "rules": "detections.rules_cli"}
+BUILT_IN = {"serve", "demo", "deadletters", "keys", "config"}
 
 
 def _register_plugins(argv: list[str] | None = None) -> None:

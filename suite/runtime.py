@@ -1,7 +1,8 @@
 """The composition root: the suite built from its settings, then served.
 
 ``Suite(settings)`` builds every service once and wires them — the store, the one current inventory
-(inventory/holder.py), the parsing pipeline (collectors/pipeline.py), the Sigma rules and the detection stage
+(inventory/holder.py), the parsing pipeline (collectors/pipeline.py), the rules in use (detections/active_rules.py:
+the suite's own Sigma rules and the current rule pack, selected, with the rule exceptions) and the detection stage
 (detections/stage.py), the intake that takes sources' messages through the disk spool to the store
 (collectors/intake.py) — then asks each configured extension to ``register(services, registry)`` (soc/plugins.py)
 and wires what they registered: event and alert hooks, matchers, background tasks, things to close, named services.
@@ -25,14 +26,13 @@ from collectors.message import RawMessage
 from collectors.pipeline import Pipeline, build_context
 from collectors.sources import syslog as syslog_source
 from collectors.sources import syslog_tls
+from detections.active_rules import ActiveRules
 from detections.alerts import AlertManager
 from detections.engine import DetectionEngine
-from detections.sigma.loader import RuleSet, load_rules
 from detections.sigma.placeholders import placeholder_values
 from detections.stage import DetectionStage
 from inventory.holder import InventoryHolder
 from inventory.lookup import Inventory
-from soc import metrics
 from soc.plugins import JobRunner, Registry, Services, run_hooks
 from soc.storage import Store, open_store
 from suite.settings import Settings
@@ -48,15 +48,18 @@ class Suite:
         self.inventory_holder = InventoryHolder.load(settings.inventory.path)
         self.pipeline = Pipeline(build_context(settings, self.inventory))
         self.inventory_holder.subscribe(self.pipeline.use_inventory)
-        self.ruleset = self._load_rules(settings, self.inventory)
-        self.engine = DetectionEngine(self.ruleset)
+        # The rules in use now: read through this holder at the moment of use (a rule pack installed or rolled back,
+        # or a changed exceptions file, replaces them while the suite runs). A broken exceptions file stops the start.
+        self.rules = ActiveRules(settings.detections, settings.data_dir, self._placeholders).start()
+        self.engine = DetectionEngine(self.rules.current, exceptions=self.rules.exceptions)
+        self.rules.subscribe(self.engine.use_rules, self.engine.use_exceptions)
         self.alerts = AlertManager(self.store, dedup_window_seconds=settings.detections.dedup_window_seconds,
                                    max_evidence=settings.detections.max_evidence_per_alert)
         self.registry = Registry()
         self.detection = DetectionStage(self.engine, self.alerts, self.store, self.registry.alert_hooks)
         self.jobs = JobRunner()
         self.services = Services(settings=settings, store=self.store, inventory_holder=self.inventory_holder,
-                                 alerts=self.detection, jobs=self.jobs, ruleset=self.ruleset,
+                                 alerts=self.detection, jobs=self.jobs, ruleset=self.rules,
                                  provided=self.registry.provided)
         self.intake = Intake(settings.pipeline, settings.data_dir, self.pipeline, self.store, downstream=self)
         self.bound: dict[str, int] = {}  # actual ports: syslog_udp, syslog_tcp, syslog_tls, api
@@ -65,23 +68,19 @@ class Suite:
         register_extensions(settings.extensions, self.services, self.registry)
         self.engine.matchers.extend(self.registry.matchers)
 
-    @staticmethod
-    def _load_rules(settings: Settings, inventory: Inventory) -> RuleSet:
-        det = settings.detections
-        cache_dir = f"{settings.data_dir}/{det.rule_cache_dir}" if det.rule_cache_dir else None
-        ruleset = load_rules(det.sigma_rule_dirs, pipeline=det.sigma_pipeline, cache_dir=cache_dir,
-                             placeholders=placeholder_values(inventory, det.placeholders))
-        metrics.RULES_LOADED.labels(kind="sigma").set(ruleset.loaded)
-        metrics.RULES_FAILED.labels(kind="sigma").set(ruleset.failed)
-        for health in ruleset.health:
-            if health.status == "failed":
-                log.warning("Sigma rule %s (%s) failed to load: %s", health.title, health.path, health.reason)
-        return ruleset
+    def _placeholders(self) -> dict[str, list[str]]:
+        """%placeholder% values for the rules, from the inventory current when rules are loaded."""
+        return placeholder_values(self.inventory, self.settings.detections.placeholders)
 
     # --- what the suite offers ---------------------------------------------------------------------------------
     @property
     def inventory(self) -> Inventory:
         return self.inventory_holder.current
+
+    @property
+    def ruleset(self) -> ActiveRules:
+        """The rules in use now, read like a RuleSet (``rules``, ``correlations``, ``health``, ``loaded``...)."""
+        return self.rules
 
     def add_extension(self, register: Callable[..., None], *args: Any) -> None:
         """One more extension after the start (tests, one-shot commands): ``register(services, registry, *args)``,
@@ -169,6 +168,7 @@ class Suite:
         tasks = [asyncio.create_task(factory()) for factory in self.registry.background]
         tasks.append(asyncio.create_task(self.intake.keep_spool_synced()))
         tasks.append(asyncio.create_task(self._watch_inventory_file()))
+        tasks.append(asyncio.create_task(self._watch_rules()))
         log.info("suite running: store=%s syslog udp/tcp=%s/%s api=%s", self.store.name,
                  self.bound.get("syslog_udp"), self.bound.get("syslog_tcp"), self.bound.get("api"))
         # Everything loaded so far (rules, inventory, the app) lives as long as the process: keep it out of the
@@ -193,6 +193,19 @@ class Suite:
         while interval > 0:
             await asyncio.sleep(interval)
             await loop.run_in_executor(None, self.inventory_holder.reload_if_changed)
+
+    async def _watch_rules(self) -> None:
+        """A new current rule pack (`soc rules install`, `soc rules rollback`) and a changed exceptions file are
+        taken as soon as they are seen. Loading a pack is slow (parsing thousands of rules when they are not in the
+        rule cache): it runs in a worker thread while ingest goes on with the rules in use."""
+        interval = self.settings.detections.rules_reload_interval_seconds
+        loop = asyncio.get_running_loop()
+        while interval > 0:
+            await asyncio.sleep(interval)
+            try:
+                await loop.run_in_executor(None, self.rules.reload_if_changed)
+            except Exception:  # the watcher must outlive one bad reload
+                log.exception("reloading the rules failed")
 
     def request_stop(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         if self._stop_async is None:

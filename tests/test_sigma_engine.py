@@ -285,7 +285,7 @@ def test_soc_hunt_prints_one_json_detection_per_line(tmp_path):
                             capture_output=True, text=True, timeout=120, cwd=PROJECT)
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(lines) == 2 and {d["record_id"] for d in lines} == {1, 2}
+    assert len(lines) == 2 and {d["record_id"] for d in lines} == {33630917, 33630948}  # EventRecordID
     assert all(d["rule"]["title"].startswith("Kernel Memory Dump Via") or "dtrace" in d["rule"]["title"].lower()
                or d["rule"]["id"] for d in lines)
     assert lines[0]["attack"]["techniques"] and lines[0]["file"].endswith(".evtx")

@@ -5,10 +5,19 @@ pipeline) is the slow part, so its result — the rule's metadata and condition 
 cached per file, keyed by the file's content, the pipeline and the IR version: a changed file is parsed again, the
 rest come from the cache. A cold start parses in parallel worker processes. Correlation rules are resolved (by rule
 id or name) against every rule loaded from every folder.
+
+Rule files may come from a rule pack someone else wrote (detections/packs.py, ``pack_dirs``). Each file is parsed
+once by detections/untrusted_yaml.py, which refuses YAML aliases (an alias "billion laughs" costs exponential time to
+walk) and reports nesting errors, and pySigma is handed the parsed documents, never the text. A pack's rule may not
+take the id or the name of one of the suite's own rules (it would take over the own rule's selection, exceptions and
+correlation windows, or what the own correlations count) nor share one with another rule of the pack: such a rule
+does not load, and its health says why. A pack's correlation never stops an own rule from alerting (Sigma's
+``generate``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -24,11 +33,17 @@ from typing import Any, Callable, Iterable
 
 from detections.sigma.compiler import IR_VERSION, UnsupportedRule, compile_ir, requirement
 from detections.sigma.logsource import known_logsource
+from detections.untrusted_yaml import UntrustedYamlError, load_all
+from soc.files import atomic_write
 from soc.vocabulary import DEFAULT_SEVERITY
 
 log = logging.getLogger(__name__)
 _ATTACK_ID = re.compile(r"^[tgs]\d{4}", re.IGNORECASE)
 PARALLEL_FROM = 300  # files; below this a single process is faster than starting workers
+# Part of the cache key beside the compiler's IR_VERSION: bump when what parse_file keeps changes
+# (2: the rule's status, and a failed rule's level, status, tags and log source when they are known; 3: one parse
+# that refuses aliases, handed to pySigma as data).
+LOADER_VERSION = 3
 
 
 @dataclass
@@ -37,11 +52,15 @@ class RuleHealth:
     title: str
     path: str
     kind: str  # detection | correlation
-    status: str  # loaded | failed
-    reason: str = ""
+    status: str  # loaded | failed | disabled (loaded or not, the rule selection leaves it out: detections/selection.py)
+    reason: str = ""  # why it failed (or, when disabled, why it is not selected)
     level: str = ""
     logsource: dict[str, str | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    rule_status: str = ""  # the rule's own Sigma status: stable, test, experimental, deprecated, unsupported
+    tags: list[str] = field(default_factory=list)
+    digest: str = ""  # the content hash of the rule's file (what a pack's change report compares)
+    selection: str = ""  # why the rule selection runs it or leaves it out ("own rule", "level low below medium")
 
 
 @dataclass
@@ -53,6 +72,7 @@ class RuleMeta:
     tags: list[str]
     description: str
     path: str
+    status: str = ""  # the Sigma status (stable, test, experimental, deprecated, unsupported); "" when not given
 
     @property
     def tactics(self) -> list[str]:
@@ -103,7 +123,8 @@ class CompiledCorrelation:
     count: int
     fieldref: str | None
     aliases: dict[str, dict[str, str]]  # alias -> {rule id: field}
-    generate: bool = True
+    generate: bool = True  # does it alert on its own (not when only another correlation counts it, see below)
+    generate_refs: bool = False  # Sigma's "generate": do the rules it counts alert on their own too
 
 
 @dataclass
@@ -122,13 +143,37 @@ class RuleSet:
     def failed(self) -> int:
         return sum(1 for h in self.health if h.status == "failed")
 
+    @property
+    def disabled(self) -> int:
+        """Rules the rule selection leaves out (detections/selection.py): neither run nor counted as loaded."""
+        return sum(1 for h in self.health if h.status == "disabled")
+
 
 # --- parsing one file (runs in worker processes) -----------------------------------------------------------------
 def _meta(rule, path: str) -> RuleMeta:
     level = rule.level.name.lower() if rule.level else DEFAULT_SEVERITY.value
-    return RuleMeta(id=str(rule.id) if rule.id else (rule.name or f"{path}:{rule.title}"), name=rule.name,
+    return RuleMeta(id=str(rule.id) if rule.id else (rule.name or _file_id(path, rule.title)), name=rule.name,
                     title=rule.title or "", level=level, tags=[str(t) for t in rule.tags],
-                    description=rule.description or "", path=path)
+                    description=rule.description or "", path=path, status=_status(rule))
+
+
+def _file_id(path: str, title: str | None) -> str:
+    """The id of a rule with neither id nor name: where it is (``_assemble`` moves it with the file)."""
+    return f"{path}:{title or ''}"
+
+
+def _status(rule) -> str:
+    status = getattr(rule, "status", None)
+    return status.name.lower() if status is not None else ""
+
+
+def _described(rule) -> dict[str, Any]:
+    """What is known of a rule that failed, for the rule selection and the change report (detections/selection.py)."""
+    logsource = getattr(rule, "logsource", None)
+    return {"level": rule.level.name.lower() if getattr(rule, "level", None) else "", "rule_status": _status(rule),
+            "tags": [str(t) for t in getattr(rule, "tags", None) or []],
+            "logsource": {"category": logsource.category, "product": logsource.product,
+                          "service": logsource.service} if logsource is not None else {}}
 
 
 def _ref(rule) -> str:
@@ -149,13 +194,19 @@ def parse_file(path: str, text: str, pipeline_name: str | None,
 
     entries: list[tuple] = []
 
-    def failed(rule_id: str, title: str, kind: str, reason: str) -> None:
+    def failed(rule_id: str, title: str, kind: str, reason: str, rule=None) -> None:
+        known = _described(rule) if rule is not None else {}
         entries.append(("failed", RuleHealth(id=rule_id, title=title, path=path, kind=kind, status="failed",
-                                             reason=reason)))
+                                             reason=reason, **known)))
 
+    try:  # one parse, aliases refused; pySigma gets the documents, not the text (detections/untrusted_yaml.py)
+        documents = load_all(text)
+    except UntrustedYamlError as exc:
+        failed(path, Path(path).name, "detection", f"cannot parse: {exc}")
+        return entries
     try:
-        collection = SigmaCollection.from_yaml(text, collect_errors=True, source=SigmaRuleLocation(path),
-                                               resolve_references=False)
+        collection = SigmaCollection.from_dicts(documents, collect_errors=True, source=SigmaRuleLocation(path),
+                                                resolve_references=False)
     except (SigmaError, ValueError, yaml.YAMLError) as exc:  # a broken file costs only its own rules
         failed(path, Path(path).name, "detection", f"cannot parse: {' '.join(str(exc).split())}")
         return entries
@@ -172,17 +223,17 @@ def parse_file(path: str, text: str, pipeline_name: str | None,
         kind = "correlation" if is_correlation else "detection"
         if rule.errors:
             failed(str(rule.id or path), rule.title or Path(path).name, kind,
-                   "; ".join(str(e) for e in rule.errors))
+                   "; ".join(str(e) for e in rule.errors), rule)
             continue
         meta = _meta(rule, path)
         if is_correlation:
             cond = rule.condition
             if not hasattr(cond, "op"):
-                failed(meta.id, meta.title, kind, "extended correlation conditions are not supported yet")
+                failed(meta.id, meta.title, kind, "extended correlation conditions are not supported yet", rule)
                 continue
             ctype = rule.type.name.lower()
             if ctype not in {"event_count", "value_count", "temporal", "temporal_ordered"}:
-                failed(meta.id, meta.title, kind, f"correlation type {ctype} is not supported yet")
+                failed(meta.id, meta.title, kind, f"correlation type {ctype} is not supported yet", rule)
                 continue
             fieldref = cond.fieldref if isinstance(cond.fieldref, str) or cond.fieldref is None \
                 else cond.fieldref[0]
@@ -203,7 +254,7 @@ def parse_file(path: str, text: str, pipeline_name: str | None,
             ir = rule_ir(rule)
             compile_ir(ir)  # fail here, with the reason, rather than at evaluation time
         except (UnsupportedRule, SigmaError, ValueError, TypeError, KeyError, re.error) as exc:
-            failed(meta.id, meta.title, kind, str(exc) or type(exc).__name__)
+            failed(meta.id, meta.title, kind, str(exc) or type(exc).__name__, rule)
             continue
         entries.append(("rule", meta, logsource, ir))
     return entries
@@ -248,8 +299,9 @@ def _setup_key(pipeline_name: str | None, placeholders: dict[str, list[str]] | N
     """What besides a file's text decides its parse: IR version, pySigma version, pipeline, placeholder values."""
     import json
 
-    return b"%d\x00%s\x00%s\x00%s\x00" % (IR_VERSION, _pysigma_version().encode(), (pipeline_name or "").encode(),
-                                          json.dumps(placeholders or {}, sort_keys=True).encode())
+    return b"%d.%d\x00%s\x00%s\x00%s\x00" % (IR_VERSION, LOADER_VERSION, _pysigma_version().encode(),
+                                             (pipeline_name or "").encode(),
+                                             json.dumps(placeholders or {}, sort_keys=True).encode())
 
 
 @lru_cache(maxsize=1)
@@ -264,13 +316,20 @@ def _pysigma_version() -> str:
 
 def load_rules(dirs: Iterable[str | Path], pipeline: str | None = "soc", cache_dir: str | Path | None = None,
                workers: int | None = None, progress: Callable[[int, int], None] | None = None,
-               placeholders: dict[str, list[str]] | None = None) -> RuleSet:
-    """Load and compile every rule under ``dirs`` with the named processing pipeline (detections/sigma/pipelines.py).
+               placeholders: dict[str, list[str]] | None = None,
+               pack_dirs: Iterable[str | Path] = ()) -> RuleSet:
+    """Load and compile every rule under ``dirs`` (the suite's own rules) and ``pack_dirs`` (a rule pack's: loaded
+    after, and refused where they would collide with an own rule, see the module's text) with the named processing
+    pipeline (detections/sigma/pipelines.py).
 
     ``cache_dir``: where parsed rules are kept between runs (None: no cache). ``progress(done, total)`` is called as
     files are parsed.
     """
-    files = rule_files(dirs)
+    pack_files = rule_files(pack_dirs)
+    in_pack = set(pack_files)  # a pack's file is the pack's, even under an own folder
+    own_files = [f for f in rule_files(dirs) if f not in in_pack]
+    files = own_files + pack_files
+    pack_paths = {str(f) for f in pack_files}
     setup = _setup_key(pipeline, placeholders)
     cache: dict[str, Any] = {}
     cache_file = Path(cache_dir) / "sigma-rules.pickle" if cache_dir else None
@@ -338,70 +397,158 @@ def load_rules(dirs: Iterable[str | Path], pipeline: str | None = "soc", cache_d
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         live: dict[str, Any] = {key: cache[key] for key in keys}  # drop entries of files changed or gone
         live["_stats"] = new_stats
-        tmp = cache_file.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            pickle.dump(live, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(cache_file)
-    ruleset = _assemble([cache[key] for key in keys])
+        # A temporary file of its own, then a rename: `soc rules install` and a running suite may both write it.
+        atomic_write(cache_file, pickle.dumps(live, protocol=pickle.HIGHEST_PROTOCOL), durable=False)
+    ruleset = _assemble([cache[key] for key in keys], [key[:16] for key in keys], [str(f) for f in files],
+                        pack_paths)
     ruleset.parsed, ruleset.from_cache = len(results), len(files) - len(results)
     return ruleset
 
 
-def _assemble(per_file: list[list[tuple]]) -> RuleSet:
+def _assemble(per_file: list[list[tuple]], digests: list[str], paths: list[str],
+              pack_paths: set[str] | frozenset[str] = frozenset()) -> RuleSet:
+    """``digests``: each file's content hash (within one setup: the same text, the same digest); ``paths``: where
+    each file is now; ``pack_paths``: those of them that are a rule pack's. The cache is keyed by content, so an entry
+    may come from the same text at another path (a rule pack's next version, a copy): its rules are given the path
+    they are read from now (and a rule known by its file, the id of that path)."""
     ruleset = RuleSet()
     rules: list[tuple[RuleMeta, dict, tuple]] = []
     correlations: list[tuple[RuleMeta, dict]] = []
-    for entries in per_file:
+    digest_of: dict[str, str] = {}
+    for entries, digest, path in zip(per_file, digests, paths):
+        digest_of[path] = digest
         for entry in entries:
             if entry[0] == "failed":
-                ruleset.health.append(RuleHealth(**asdict(entry[1])))
-            elif entry[0] == "rule":
-                rules.append((entry[1], entry[2], entry[3]))
+                health = {**asdict(entry[1]), "digest": digest, "path": path}
+                if entry[1].id == entry[1].path:  # a file that cannot be parsed is known by its path
+                    health["id"] = path
+                ruleset.health.append(RuleHealth(**health))
+                continue
+            meta = entry[1]
+            if meta.path != path:
+                moved = {"path": path}
+                if meta.id == _file_id(meta.path, meta.title):
+                    moved["id"] = _file_id(path, meta.title)
+                meta = dataclasses.replace(meta, **moved)
+            if entry[0] == "rule":
+                rules.append((meta, entry[2], entry[3]))
             else:
-                correlations.append((entry[1], entry[2]))
-    # References are by id or by name; both resolve to the rule's id.
+                correlations.append((meta, entry[2]))
+    _resolve(ruleset, rules, correlations, digest_of, pack_paths)
+    return ruleset
+
+
+def _refs(meta: RuleMeta) -> list[str]:
+    """What a rule is known by (its id, its name), as compared for collisions: without regard to case, as the rule
+    selection and the rule exceptions compare them."""
+    return [r.lower() for r in dict.fromkeys((meta.id, meta.name)) if r]
+
+
+def _colliding(ruleset: RuleSet, rules: list[tuple], correlations: list[tuple], pack_paths: set[str] | frozenset[str],
+               ) -> dict[int, str]:
+    """The pack's rules and correlations that may not load, by ``id()`` of their meta, with the reason: those taking
+    the id or the name of one of the suite's own rules (loaded or failed), and those sharing one inside the pack."""
+    own: dict[str, str] = {}
+    for health in ruleset.health:  # own rules that failed: their id is still theirs
+        if health.path not in pack_paths and health.id != health.path:
+            own.setdefault(health.id.lower(), f"{health.title!r} ({health.id}, {health.path})")
+    pack: list[RuleMeta] = []
+    for meta, *_ in rules + correlations:
+        if meta.path in pack_paths:
+            pack.append(meta)
+            continue
+        for ref in _refs(meta):
+            own.setdefault(ref, f"{meta.title!r} ({meta.id}, {meta.path})")
+    holders: dict[str, list[RuleMeta]] = {}
+    for meta in pack:
+        for ref in _refs(meta):
+            holders.setdefault(ref, []).append(meta)
+    refused: dict[int, str] = {}
+    for meta in pack:
+        for ref in _refs(meta):
+            what = "id" if ref == meta.id.lower() else "name"
+            if ref in own:
+                refused[id(meta)] = (f"collides with the suite's own rule {own[ref]}: its {what} {ref!r} is the "
+                                     "own rule's; a pack's rule may not take it (not loaded)")
+                break
+            others = [m.path for m in holders[ref] if m is not meta]
+            if others:
+                refused[id(meta)] = (f"its {what} {ref!r} is also that of another rule of the pack ({others[0]}): "
+                                     "a pack's rules must each have their own (none of them is loaded)")
+                break
+    return refused
+
+
+def generating(correlations: Iterable[CompiledCorrelation], own: Callable[[str], bool],
+               pack: Callable[[CompiledCorrelation], bool]) -> dict[str, bool]:
+    """Rule id -> does it alert on its own, for the rules ``correlations`` count (a rule none counts alerts): only
+    when one of them says so (Sigma's ``generate``). A pack's correlation (``pack``) has no say over the suite's own
+    rules (``own``): an own rule is silenced only by an own correlation."""
+    referenced: dict[str, bool] = {}
+    for corr in correlations:
+        for ref in corr.rules:
+            if pack(corr) and own(ref):
+                continue
+            referenced[ref] = referenced.get(ref, False) or corr.generate_refs
+    return referenced
+
+
+def _resolve(ruleset: RuleSet, rules: list[tuple[RuleMeta, dict, tuple]], correlations: list[tuple[RuleMeta, dict]],
+             digest_of: dict[str, str], pack_paths: set[str] | frozenset[str] = frozenset()) -> None:
+    def described(meta: RuleMeta, **more: Any) -> RuleHealth:
+        return RuleHealth(id=meta.id, title=meta.title, path=meta.path, level=meta.level, rule_status=meta.status,
+                          tags=list(meta.tags), digest=digest_of.get(meta.path, ""), **more)
+
+    refused = _colliding(ruleset, rules, correlations, pack_paths) if pack_paths else {}
+    if refused:
+        for meta, logsource, _ in rules:
+            if id(meta) in refused:
+                ruleset.health.append(described(meta, kind="detection", status="failed", reason=refused[id(meta)],
+                                                logsource=logsource))
+        for meta, _ in correlations:
+            if id(meta) in refused:
+                ruleset.health.append(described(meta, kind="correlation", status="failed", reason=refused[id(meta)]))
+        rules = [r for r in rules if id(r[0]) not in refused]
+        correlations = [c for c in correlations if id(c[0]) not in refused]
+    # References are by id or by name; both resolve to the rule's id. The suite's own rules are entered last, so a
+    # name an own rule holds always means the own rule (a pack's rule cannot hold one: refused above).
     by_ref: dict[str, str] = {}
-    for meta, *_ in rules + correlations:  # type: ignore[operator]
+    for meta, *_ in sorted(rules + correlations, key=lambda r: r[0].path not in pack_paths):  # type: ignore[operator]
         by_ref[meta.id] = meta.id
         if meta.name:
             by_ref[meta.name] = meta.id
-    referenced: dict[str, bool] = {}  # rule id -> does some correlation want it to alert on its own too
-    resolved: list[tuple[RuleMeta, dict, list[str]]] = []
+    own_ids = {meta.id for meta, *_ in rules + correlations if meta.path not in pack_paths}  # type: ignore[operator]
+    resolved: list[CompiledCorrelation] = []
     for meta, spec in correlations:
         missing = [r for r in spec["rules"] if r not in by_ref]
         if missing:
-            ruleset.health.append(RuleHealth(id=meta.id, title=meta.title, path=meta.path, kind="correlation",
-                                             status="failed", level=meta.level,
-                                             reason=f"Rule '{missing[0]}' not found in the loaded rules"))
+            ruleset.health.append(described(meta, kind="correlation", status="failed",
+                                            reason=f"Rule '{missing[0]}' not found in the loaded rules"))
             continue
-        refs = [by_ref[r] for r in spec["rules"]]
-        resolved.append((meta, spec, refs))
-        for ref in refs:
-            referenced[ref] = referenced.get(ref, False) or spec["generate"]
+        aliases = {alias: {by_ref.get(ref, ref): fld for ref, fld in mapping.items()}
+                   for alias, mapping in spec["aliases"].items()}
+        resolved.append(CompiledCorrelation(
+            meta=meta, type=spec["type"], rules=[by_ref[r] for r in spec["rules"]], group_by=spec["group_by"],
+            timespan=spec["timespan"], op=spec["op"], count=spec["count"], fieldref=spec["fieldref"],
+            aliases=aliases, generate_refs=bool(spec["generate"])))
+    referenced = generating(resolved, own_ids.__contains__, lambda corr: corr.meta.path in pack_paths)
     compiled_ids: set[str] = set()
     for meta, logsource, ir in rules:
-        health = RuleHealth(id=meta.id, title=meta.title, path=meta.path, kind="detection", status="loaded",
-                            level=meta.level, logsource=logsource)
+        health = described(meta, kind="detection", status="loaded", logsource=logsource)
         if not known_logsource(logsource):
             health.warnings.append("no collector produces events for this logsource yet")
         ruleset.rules.append(CompiledRule(meta=meta, logsource=logsource, ir=ir,
                                           generate=referenced.get(meta.id, True)))
         compiled_ids.add(meta.id)
         ruleset.health.append(health)
-    known = compiled_ids | {meta.id for meta, _, _ in resolved}
-    for meta, spec, refs in resolved:
-        health = RuleHealth(id=meta.id, title=meta.title, path=meta.path, kind="correlation", status="loaded",
-                            level=meta.level)
-        dead = [r for r in refs if r not in known]
+    known = compiled_ids | {corr.meta.id for corr in resolved}
+    for corr in resolved:
+        health = described(corr.meta, kind="correlation", status="loaded")
+        dead = [r for r in corr.rules if r not in known]
         if dead:  # a correlation over a rule that failed can never fire: say so instead of pretending it runs
             health.status, health.reason = "failed", f"referenced rules did not load: {', '.join(dead)}"
             ruleset.health.append(health)
             continue
-        aliases = {alias: {by_ref.get(ref, ref): fld for ref, fld in mapping.items()}
-                   for alias, mapping in spec["aliases"].items()}
-        ruleset.correlations.append(CompiledCorrelation(
-            meta=meta, type=spec["type"], rules=refs, group_by=spec["group_by"], timespan=spec["timespan"],
-            op=spec["op"], count=spec["count"], fieldref=spec["fieldref"], aliases=aliases,
-            generate=referenced.get(meta.id, True)))
+        corr.generate = referenced.get(corr.meta.id, True)
+        ruleset.correlations.append(corr)
         ruleset.health.append(health)
-    return ruleset
