@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from detections.exceptions import NO_EXCEPTIONS, RuleExceptions
 from detections.sigma.loader import CompiledCorrelation, CompiledRule, RuleMeta, RuleSet
-from detections.sigma.compiler import event_text, ir_fields
+from detections.sigma.compiler import AUTOMATON_MAX_VALUE, event_text, ir_fields
 from detections.sigma.logsource import applies, descriptors_for, ecs_routing_key, view_of
 from soc import codec, ecs
 
@@ -331,7 +331,9 @@ def _build_route(rules: list[CompiledRule]) -> _Route:
         else:
             fields |= ir_fields(rule.ir)
             for literal in rule.requirement:
-                by_literal[literal].append(index)
+                # A literal's first AUTOMATON_MAX_VALUE characters occur wherever it does: the prefilter stays a
+                # necessary condition, and the automaton's time stays linear in the event (compiler.py says why).
+                by_literal[literal[:AUTOMATON_MAX_VALUE]].append(index)
     automaton = None
     if by_literal:
         automaton = ahocorasick.Automaton()

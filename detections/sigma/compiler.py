@@ -47,6 +47,8 @@ KEYWORD_SKIPPED = frozenset({"TimeCreated"})
 # The value tests that compare text: on Windows fields they also try the value trimmed (see _trimming). A regular
 # expression sees the value as written: it can say what it wants of whitespace itself (``\s*$``).
 TEXT_TESTS = frozenset({"eq", "contains", "startswith", "endswith", "wild", "any"})
+# "contains" values longer than this are not put in an Aho-Corasick automaton (see _group_predicate).
+AUTOMATON_MAX_VALUE = 64
 # Literals shorter than this are not worth prefiltering on (they occur in nearly every event).
 MIN_LITERAL = 3
 
@@ -438,17 +440,23 @@ def _group_predicate(field: str, kind: str, values: list[str], trim: bool = Fals
     elif kind == "endswith":
         suffixes = tuple(values)
         test = lambda t: t.endswith(suffixes)  # noqa: E731
-    elif len(values) < 6:
-        needles = tuple(values)
-        test = lambda t: any(n in t for n in needles)  # noqa: E731
     else:
-        import ahocorasick
+        # pyahocorasick walks a node's whole failure chain at each character: its time grows with the text times the
+        # longest value (64 KB against a value of 4,000 "a"s: half a second). Long values are searched one by one
+        # with ``in`` (CPython's two-way search: linear), short ones together in one automaton.
+        short = [v for v in values if len(v) <= AUTOMATON_MAX_VALUE]
+        long = tuple(v for v in values if len(v) > AUTOMATON_MAX_VALUE)
+        if len(short) < 6:
+            needles = tuple(short) + long
+            test = lambda t: any(n in t for n in needles)  # noqa: E731
+        else:
+            import ahocorasick
 
-        automaton = ahocorasick.Automaton()
-        for needle in values:
-            automaton.add_word(needle, needle)
-        automaton.make_automaton()
-        test = lambda t: next(automaton.iter(t), None) is not None  # noqa: E731
+            automaton = ahocorasick.Automaton()
+            for needle in short:
+                automaton.add_word(needle, needle)
+            automaton.make_automaton()
+            test = lambda t: next(automaton.iter(t), None) is not None or any(n in t for n in long)  # noqa: E731
     if trim:
         untrimmed = test
 

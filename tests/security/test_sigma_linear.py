@@ -313,3 +313,24 @@ def test_the_scheduled_regexp_is_linear_and_never_backtracks():
     assert _regexp("\\bword", "word") is None  # unknown (SQL NULL): neither it nor its negation selects a row
     for pattern in ("(a|aa)*c", "(a+)+b", "(.*a){12}x"):
         assert too_slow(_regexp, pattern, "a" * SIZE) is None
+
+
+def test_long_repetitive_values_in_a_rule_cost_linear_time(tmp_path):
+    """A rule pack's rule with long, self-repeating "contains" values (4,000 "a" then a letter): pyahocorasick walks
+    a failure chain as long as the value at every character, so in one automaton (the rule's OR of values, and the
+    engine's literal prefilter) 64 KB of "a" cost half a second per field and event. Long values are searched one by
+    one and the prefilter keys on their first 64 characters (detections/sigma/compiler.py, engine.py)."""
+    values = "\n".join(f"            - '{'a' * 4000}{letter}'" for letter in "bcdefgh")
+    (tmp_path / "long.yml").write_text(
+        "title: long values\nid: 5c0ffee0-0000-4000-8000-000000000001\nstatus: test\n"
+        "logsource: {product: windows, category: process_creation}\n"
+        f"detection:\n    selection:\n        CommandLine|contains:\n{values}\n    condition: selection\n"
+        "level: high\n")
+    ruleset = load_rules([tmp_path], cache_dir=None)
+    assert ruleset.loaded == 1, [h.reason for h in ruleset.health]
+    engine = DetectionEngine(ruleset)
+    view = {"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "CommandLine": "a" * SIZE}
+    key = ("windows", "microsoft-windows-sysmon/operational", 1)
+    took = too_slow(lambda: [engine.match(view, key) for _ in range(5)])
+    assert took is None, f"five 64 KB events took {took:.2f} s"
+    assert [r.meta.title for r in engine.match(dict(view, CommandLine="x" + "a" * 4000 + "f"), key)] == ["long values"]
