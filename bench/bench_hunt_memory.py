@@ -259,7 +259,7 @@ def main() -> None:
         text += ("\nCold start (no cache) with `--workers 1`, rules/windows, hunting one folder: " + "; ".join(
             f"{label}: {r['seconds']:.1f} s, {r['processes']} processes at most" for label, r in cold.items())
             + ".\n")
-    write_section("hunt_memory", "`soc hunt`: memory and time at 17k and 134k records", text)
+    write_section("bench_hunt_memory", "`soc hunt`: memory and time at 17k and 134k records", text)
     print(text)
 
 
