@@ -7,9 +7,12 @@
 #   prometheus                      promtool, to check /metrics and the shipped alerting rules
 #   yara                            the yara command-line tool, the reference the YARA scanner is compared with
 #   openssl libssl-dev gcc          test certificates; building yara-python from source (with its hash module)
+#   chromium chromium-driver        the console's browser tests (Playwright drives Debian's Chromium; no browser
+#                                   is ever downloaded)
+#   nodejs npm                      `npm ci` of the browser tests' lockfile (axe-core, tests/browser/package-lock.json)
 set -euo pipefail
 packages=(openjdk-17-jdk-headless maven bsdutils curl rsyslog rsyslog-gnutls openssh-server nftables iptables iproute2
-          poppler-utils prometheus yara openssl libssl-dev gcc)
+          poppler-utils prometheus yara openssl libssl-dev gcc chromium chromium-driver nodejs npm)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -20,6 +23,11 @@ if [[ " ${missing[*]} " == *" openjdk-17-jdk-headless "* ]] && command -v javac 
 fi
 if [[ " ${missing[*]} " == *" maven "* ]] && command -v mvn >/dev/null; then
   missing=("${missing[@]/maven}")
+fi
+# Node.js and npm from elsewhere (NodeSource's nodejs carries npm) are as good as Debian's.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}")
+  missing=("${missing[@]/npm}")
 fi
 read -r -a missing <<< "${missing[*]}"
 if ((${#missing[@]} == 0)); then

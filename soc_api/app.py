@@ -1,6 +1,8 @@
 """The FastAPI application: thin routers under /api/v1, Prometheus metrics at /metrics, OpenAPI at /docs.
 
 Every module in soc_api/routers/ that defines ``router`` is included, so adding an endpoint group is adding a file.
+A router module that needs more of the app (static files, its own exception handlers: the console) defines
+``install(app)``, called once every router and the app's own handlers are in.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def create_app(suite) -> FastAPI:
         description="Alerts, events and posture for SOC analysts, network admins, agencies and the national centre.",
     )
     app.state.suite = suite
-    for module in _router_modules():
+    modules = list(_router_modules())
+    for module in modules:
         # A router may live outside /api/v1 (TAXII has its own root): it says so with PREFIX.
         app.include_router(module.router, prefix=getattr(module, "PREFIX", API_PREFIX))
 
@@ -82,4 +85,10 @@ def create_app(suite) -> FastAPI:
         # Served at exactly /metrics (a mounted app would answer with a redirect first).
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    installed = set()
+    for module in modules:
+        install = getattr(module, "install", None)
+        if callable(install) and install not in installed:  # two routers may share one install
+            installed.add(install)
+            install(app)
     return app

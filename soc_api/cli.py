@@ -1,4 +1,4 @@
-"""`soc users …` (users and their API keys), `soc taxii pull` (the national centre's collections into the indicator
+"""`soc users …` (users, their console passwords and their API keys), `soc taxii pull` (the national centre's collections into the indicator
 store), `soc indicators import` (a STIX 2.1 bundle file) and `soc posture push` (one signed push now)."""
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ ConfigOption = Annotated[Optional[str], typer.Option("--config", "-c", help="YAM
 
 
 def register(app: typer.Typer) -> None:
-    users = typer.Typer(help="Users of the API and their keys (a key is shown once).", no_args_is_help=True)
+    users = typer.Typer(help="Users of the console and the API: passwords, keys (a key is shown once).",
+                        no_args_is_help=True)
     users.command("create")(create_user)
+    users.command("password")(set_password)
+    users.command("unlock")(unlock_user)
     users.command("list")(list_users)
     users.command("disable")(disable_user)
     users.command("enable")(enable_user)
@@ -43,27 +46,97 @@ def _api_settings(settings):
     return settings.soc_api
 
 
+PasswordPrompt = Annotated[bool, typer.Option("--password-prompt", help="ask for a console password (twice, hidden)")]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="read the console password from the first line "
+                                                                      "of standard input (for scripts)")]
+
+
+def _read_password(user_id: str, from_stdin: bool, settings) -> str:
+    """A new password, from standard input or asked twice without echo; checked against the rules before use."""
+    import sys
+
+    from soc_api.console.auth import PasswordError, check_password_rules
+
+    rules = settings.soc_api.console.passwords
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        typer.echo(f"A console password for {user_id}: at least {rules.min_length} characters "
+                   "(a few words are easiest to remember).", err=True)
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt="Again", err=True)
+    try:
+        check_password_rules(user_id, password, rules)
+    except PasswordError as exc:
+        typer.echo(f"soc: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    return password
+
+
 def create_user(
     user_id: Annotated[str, typer.Argument(help="e.g. lan.nguyen")],
     role: Annotated[str, typer.Option(help="admin, analyst, network_admin, agency or national_centre")],
     agency: Annotated[Optional[str], typer.Option(help="the agency of an agency user")] = None,
     name: Annotated[str, typer.Option(help="the person's name")] = "",
+    password_prompt: PasswordPrompt = False,
+    password_stdin: PasswordStdin = False,
     config: ConfigOption = None,
 ) -> None:
-    """Create a user (then `soc users key ID` for a key)."""
+    """Create a user; with --password-prompt (or --password-stdin) the user can sign in to the console at once
+    (else later: `soc users password ID`; `soc users key ID` makes an API key)."""
     from inventory.lookup import Inventory
+    from soc_api.console.auth import PasswordError, set_password as store_password
     from soc_api.keys import KeyCreationError, create_user as make
+
+    from soc_api.keys import USERS
 
     settings, store = _open(config)
     try:
+        if store.get_document(USERS, user_id) is not None:  # before asking for a password
+            raise KeyCreationError(f"user {user_id!r} exists already")
+        password = _read_password(user_id, password_stdin, settings) if password_prompt or password_stdin else None
         record = make(store, user_id, role=role, agency=agency, name=name,
                       known_agencies=set(Inventory.load(settings.inventory.path).agencies), created_by="cli")
-    except KeyCreationError as exc:
+        if password is not None:
+            store_password(store, user_id, password, settings.soc_api.console.passwords, by="cli")
+    except (KeyCreationError, PasswordError) as exc:
         typer.echo(f"soc: {exc}", err=True)
         raise typer.Exit(2) from exc
     finally:
         store.close()
-    typer.echo(f"created user {record['id']} ({record['role']}{', agency ' + agency if agency else ''})")
+    typer.echo(f"created user {record['id']} ({record['role']}{', agency ' + agency if agency else ''})"
+               f"{'; console password set' if password is not None else ''}")
+
+
+def set_password(
+    user_id: Annotated[str, typer.Argument(help="the user")],
+    password_stdin: PasswordStdin = False,
+    config: ConfigOption = None,
+) -> None:
+    """Set a user's console password (asked twice, hidden); every console session of the user ends."""
+    from soc_api.console.auth import PasswordError, set_password as store_password
+
+    settings, store = _open(config)
+    try:
+        password = _read_password(user_id, password_stdin, settings)
+        store_password(store, user_id, password, settings.soc_api.console.passwords, by="cli")
+    except PasswordError as exc:
+        typer.echo(f"soc: {exc}", err=True)
+        raise typer.Exit(2 if "no user" not in str(exc) else 1) from exc
+    finally:
+        store.close()
+    typer.echo(f"console password set for {user_id}")
+
+
+def unlock_user(user_id: str, config: ConfigOption = None) -> None:
+    """Clear a user name's failed console sign-ins (after repeated failures it is locked for a while)."""
+    from soc_api.console.auth import unlock
+
+    _, store = _open(config)
+    try:
+        cleared = unlock(store, user_id)
+    finally:
+        store.close()
+    typer.echo(f"{'unlocked' if cleared else 'no failed sign-ins recorded for'} {user_id}")
 
 
 def list_users(config: ConfigOption = None) -> None:
@@ -93,7 +166,7 @@ def _set_disabled(user_id: str, disabled: bool, config: str | None) -> None:
 
 
 def disable_user(user_id: str, config: ConfigOption = None) -> None:
-    """Disable a user: every key of the user stops working."""
+    """Disable a user: every key of the user stops working, and the console signs the user out."""
     _set_disabled(user_id, True, config)
 
 

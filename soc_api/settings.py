@@ -101,6 +101,46 @@ class IngestApiConfig(Section):
     admin_on_behalf: bool = True
 
 
+class ConsoleLockoutConfig(Section):
+    # Failed sign-ins are counted per user name (known or not: the answer never tells) and per client address.
+    # After ``free_failures`` each further attempt must wait first_wait_seconds * 2^(failures - free_failures)
+    # (at most max_wait_seconds) after the last failure; at ``lock_failures`` the name is refused for lock_seconds.
+    # Failures are forgotten lock_seconds after the last one.
+    free_failures: int = Field(default=5, ge=1)
+    lock_failures: int = Field(default=10, ge=1)
+    lock_seconds: float = Field(default=900.0, gt=0)
+    first_wait_seconds: float = Field(default=2.0, gt=0)
+    max_wait_seconds: float = Field(default=120.0, gt=0)
+    # One address may carry many people (an agency behind NAT): its own, higher, thresholds.
+    address_free_failures: int = Field(default=10, ge=1)
+    address_lock_failures: int = Field(default=30, ge=1)
+
+
+class ConsolePasswordConfig(Section):
+    # argon2id (argon2-cffi); the defaults are RFC 9106's second recommendation (64 MiB, 3 passes, 4 lanes). A stored
+    # hash made with other parameters is made again with these at the next sign-in.
+    time_cost: int = Field(default=3, ge=1)
+    memory_kib: int = Field(default=65536, ge=8)
+    parallelism: int = Field(default=4, ge=1)
+    min_length: int = Field(default=12, ge=8)
+    # Hashes computed at once (each takes memory_kib): more sign-ins wait their turn.
+    max_concurrent: int = Field(default=2, ge=1)
+
+
+class ConsoleConfig(Section):
+    # A session ends this long after sign-in whatever happens, or after this long without a request.
+    session_seconds: float = Field(default=12 * 3600.0, gt=0)
+    idle_seconds: float = Field(default=1800.0, gt=0)
+    # How often a session's last use is written back (the idle timeout is exact to within this).
+    touch_seconds: float = Field(default=60.0, ge=0)
+    # auto: the cookie is Secure when the request came over HTTPS (directly or through a trusted proxy's
+    # X-Forwarded-Proto); always: Secure whatever the request (the console is only reached through HTTPS).
+    secure_cookie: Literal["auto", "always"] = "auto"
+    default_language: Literal["vi", "en"] = "vi"
+    lockout: ConsoleLockoutConfig = ConsoleLockoutConfig()
+    passwords: ConsolePasswordConfig = ConsolePasswordConfig()
+
+
 class ApiSettings(Section):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     ingest: IngestApiConfig = IngestApiConfig()
@@ -113,6 +153,8 @@ class ApiSettings(Section):
     key_cache_seconds: float = Field(default=5.0, ge=0)
     # How long an alert-list answer may be served again to the same scope and query (soc_api/cache.py); 0: never.
     alert_list_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    # The console (soc_api/console/): sessions, sign-in back-off and lockout, password hashing.
+    console: ConsoleConfig = ConsoleConfig()
 
 
 class ApiConfig(Section):
