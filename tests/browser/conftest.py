@@ -144,7 +144,10 @@ def console_server(tmp_path_factory):
 
 
 # --- the browser ---------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
+# Module scope: while Playwright's sync API runs, its event loop counts as running in this thread, and every later
+# test of the session that runs an event loop of its own (anyio.run, asyncio.run) would fail. Ended after each
+# browser test module, it leaves the rest of the suite as it found it.
+@pytest.fixture(scope="module")
 def playwright_driver():
     try:
         from playwright.sync_api import sync_playwright
@@ -161,7 +164,7 @@ def playwright_driver():
         driver.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver):
     launched = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     try:
