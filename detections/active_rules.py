@@ -15,7 +15,6 @@ exceptions file that is broken, is logged and counted, and what was in use stays
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from detections.packs import PackError, PackStore, PackVersion
 from detections.selection import RuleSelection, select
 from detections.sigma.loader import RuleSet, load_rules
 from soc import metrics
+from soc.files import file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +65,6 @@ def selected(ruleset: RuleSet, detections: Any, pack: PackVersion | None,
     return select(ruleset, RuleSelection(detections.rule_selection, roots))
 
 
-def _stamp(path: Path | None) -> tuple | None:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
 class ActiveRules:
     """The running suite's rules and exceptions now."""
 
@@ -98,11 +88,11 @@ class ActiveRules:
     def start(self) -> "ActiveRules":
         """Load at start: the current pack (one that cannot be used is logged, and the suite runs its own rules),
         and the exceptions (a broken file is an ExceptionsError: the suite does not start on it)."""
-        self._exceptions_stamp = _stamp(self._exceptions_path)
+        self._exceptions_stamp = file_stamp(self._exceptions_path)
         if self._exceptions_path is not None:
             self._exceptions = load_exceptions(self._exceptions_path)
         RULE_EXCEPTIONS.set(len(self._exceptions))
-        self._pointer_stamp = _stamp(self.packs.pointer_file)
+        self._pointer_stamp = file_stamp(self.packs.pointer_file)
         try:
             pack = self.packs.current()
         except PackError as exc:
@@ -164,7 +154,7 @@ class ActiveRules:
             return self._reload_pack_if_changed() or took
 
     def _reload_pack_if_changed(self) -> bool:
-        stamp = _stamp(self.packs.pointer_file)
+        stamp = file_stamp(self.packs.pointer_file)
         if stamp == self._pointer_stamp:
             return False
         self._pointer_stamp = stamp
@@ -190,7 +180,7 @@ class ActiveRules:
         return True
 
     def _reload_exceptions_if_changed(self) -> bool:
-        stamp = _stamp(self._exceptions_path)
+        stamp = file_stamp(self._exceptions_path)
         if self._exceptions_path is None or stamp == self._exceptions_stamp:
             return False
         self._exceptions_stamp = stamp  # a broken file is reported once, not at every check

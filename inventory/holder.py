@@ -10,31 +10,21 @@ parse workers receive it before their next batch).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Callable
 
 from inventory.lookup import Inventory, InventoryError
+from soc.files import file_stamp
 
 log = logging.getLogger(__name__)
-
-
-def _stamp(path: Path | None) -> tuple | None:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class InventoryHolder:
     def __init__(self, inventory: Inventory, path: str | Path | None = None):
         self._current = inventory
         self._path = Path(path) if path else None
-        self._stamp = _stamp(self._path)
+        self._stamp = file_stamp(self._path)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Inventory], None]] = []
 
@@ -58,7 +48,7 @@ class InventoryHolder:
         """Make ``inventory`` the current one (an edit through the API, a reload of the file)."""
         with self._lock:
             self._current = inventory
-            self._stamp = _stamp(self._path)
+            self._stamp = file_stamp(self._path)
             listeners = list(self._listeners)
         for listener in listeners:
             try:
@@ -71,7 +61,7 @@ class InventoryHolder:
         inventory kept (a half-written or mistyped file must not leave the suite without one)."""
         if self._path is None:
             return False
-        stamp = _stamp(self._path)
+        stamp = file_stamp(self._path)
         if stamp is None or stamp == self._stamp:
             return False
         try:

@@ -44,3 +44,15 @@ def fsync_folder(folder: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def file_stamp(path: str | Path | None) -> tuple | None:
+    """What tells that a file changed (modification time, size, inode: a replacing rename changes the inode), or
+    None when there is no such file: for watchers that reload a file when it changes."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)

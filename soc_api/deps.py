@@ -79,21 +79,27 @@ def client_address(request: Request) -> str | None:
 
 
 def _audit(request: Request, principal: Principal, outcome: str, detail: str | None = None) -> None:
-    # A route may describe what it did (``request.state.audit_detail``: "12 lines, 3456 bytes", never the content)
-    # and for which agency it acted (``request.state.audit_agency``: an admin ingesting on behalf of an agency).
-    detail = detail or getattr(request.state, "audit_detail", None)
-    agency = getattr(request.state, "audit_agency", None) or principal.agency
+    # A route may describe what it did (``request.state.audit_detail``: "12 lines, 3456 bytes", never the content).
+    write_audit(request, {"key_id": principal.key_id, "user": principal.user, "name": principal.name,
+                          "role": principal.role, "agency": principal.agency},
+                outcome, detail or getattr(request.state, "audit_detail", None))
+
+
+def write_audit(request: Request, actor: dict, outcome: str, detail: str | None = None, *,
+                action: str | None = None) -> None:
+    """One audit record, the same shape for the API's and the console's changes: who (``actor``), what (method,
+    route, path parameters, outcome), when, and from where (client address). The agency is the one the route acted
+    for (``request.state.audit_agency``: an admin ingesting on behalf of an agency), else the actor's."""
     route = request.scope.get("route")
     record = {
         "id": uuid.uuid4().hex,
         "@timestamp": ecs.now_iso(),
-        "actor": {"key_id": principal.key_id, "user": principal.user, "name": principal.name,
-                  "role": principal.role, "agency": principal.agency},
-        "organization": {"id": agency},
+        "actor": actor,
+        "organization": {"id": getattr(request.state, "audit_agency", None) or actor.get("agency")},
         "method": request.method,
         "path": request.url.path,
         "route": getattr(route, "path", None),
-        "action": getattr(route, "name", None),
+        "action": action or getattr(route, "name", None),
         "target": {k: str(v) for k, v in (request.path_params or {}).items()},
         "query": str(request.url.query)[:1000] or None,
         "outcome": outcome,

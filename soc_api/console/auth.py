@@ -31,9 +31,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from fastapi import Request
 
 from soc import ecs
-from soc.storage.base import Store, StoreError
+from soc.storage.base import Store
 from soc_api.console import sessions
-from soc_api.deps import AUDIT, client_address
+from soc_api.deps import write_audit
 from soc_api.keys import USER_ID, USERS, Principal
 from soc_api.settings import ConsoleLockoutConfig, ConsolePasswordConfig
 
@@ -242,24 +242,5 @@ def actor_of(principal: Principal | None, user_name: str | None = None) -> dict:
 
 def audit(request: Request, actor: dict, outcome: str, detail: str | None = None, *, action: str | None = None
           ) -> None:
-    """An audit record in the shape the API writes for its changes (soc_api/deps.py): who, what, when, from where."""
-    route = request.scope.get("route")
-    record = {
-        "id": uuid.uuid4().hex,
-        "@timestamp": ecs.now_iso(),
-        "actor": actor,
-        "organization": {"id": getattr(request.state, "audit_agency", None) or actor.get("agency")},
-        "method": request.method,
-        "path": request.url.path,
-        "route": getattr(route, "path", None),
-        "action": action or getattr(route, "name", None),
-        "target": {k: str(v) for k, v in (request.path_params or {}).items()},
-        "query": str(request.url.query)[:1000] or None,
-        "outcome": outcome,
-        "detail": detail[:1000] if detail else None,
-        "client": {"ip": client_address(request), "user_agent": request.headers.get("user-agent", "")[:300]},
-    }
-    try:
-        request.app.state.suite.store.put_documents(AUDIT, [record])
-    except StoreError:
-        log.exception("AUDIT RECORD NOT STORED: %s", record)
+    """An audit record in the shape the API writes for its changes (soc_api/deps.py ``write_audit``)."""
+    write_audit(request, actor, outcome, detail, action=action)
