@@ -59,11 +59,15 @@ TZ_COOKIE = "soc_tz"  # the browser's time zone, set by console.js
 
 # The top bar: (key, path, roles that see it). Admin sees everything.
 NAV: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("overview", "/console/overview", ("analyst", "national_centre")),
     ("alerts", "/console/alerts", ("analyst", "agency")),
+    ("incidents", "/console/incidents", ("analyst",)),
+    ("events", "/console/events", ("analyst",)),
     ("approvals", "/console/approvals", ("network_admin",)),
     ("posture", "/console/posture", ("analyst", "agency", "national_centre")),
     ("reports", "/console/reports", ("analyst", "agency")),
-    ("events", "/console/events", ("analyst",)),
+    ("rules", "/console/rules", ("analyst",)),
+    ("admin", "/console/admin", ()),
 )
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; style-src-elem 'self'; "
@@ -176,12 +180,14 @@ def safe_next(value: str | None) -> str | None:
     return value
 
 
+# Where each role starts: the page of its daily work (analysts the queue, network admins the approvals).
+LANDING = {"admin": "/console/alerts", "analyst": "/console/alerts", "agency": "/console/alerts",
+           "network_admin": "/console/approvals", "national_centre": "/console/posture"}
+
+
 def landing(principal: Principal) -> str:
-    """Where a user starts: the first page of the top bar the role sees (the home page if none)."""
-    for key, path, roles in NAV:
-        if principal.role == "admin" or principal.role in roles:
-            return path
-    return HOME
+    """Where a user starts (the home page for a role not listed)."""
+    return LANDING.get(principal.role, HOME)
 
 
 def nav_for(principal: Principal | None, active: str | None) -> list[dict]:
