@@ -2,8 +2,8 @@
 (soc_api/console/approvals.py shapes what they show).
 
 Every read and change goes through the playbook service exactly as ``soc_api/routers/playbooks.py`` does — its
-service (``_service``), its filters (``tenant_scope``), the same runner calls (``approve`` then ``submit_execute``,
-``reject`` with the reason, ``rollback``) and the same rule for what a caller sees (``_shown``: an agency user's runs
+service (``playbook_service``), its filters (``tenant_scope``), the same runner calls (``approve`` then ``submit_execute``,
+``reject`` with the reason, ``rollback``) and the same rule for what a caller sees (``shown_run``: an agency user's runs
 come without the devices' answers) — and the same roles:
 
 | page or change                           | roles (admin always)            | as the API's                              |
@@ -38,7 +38,7 @@ from soc_api.console.approvals import (
 )
 from soc_api.console.web import CsrfChecked, console_data, redirect, render
 from soc_api.data import Data
-from soc_api.routers import playbooks as playbooks_api
+from soc_api.playbook_views import playbook_service, shown_run, visible_run, without_answers
 
 PREFIX = ""  # the console lives at /console, beside the API's /api/v1
 install = web.install  # static files and the console's error pages (app.py calls each install once)
@@ -59,7 +59,7 @@ MAX_CURSOR = 1024
 
 
 def _service(request: Request):
-    return playbooks_api._service(request)  # the API's: the suite's playbook service, or the API's own
+    return playbook_service(request)  # the API's: the suite's playbook service, or the API's own
 
 
 def _actor(data: Data):
@@ -101,7 +101,7 @@ def _page_of_runs(data: Data, records, kind: str, filters: dict, cursor: str | N
     runs = records.find_runs(RunFilter(state=filters.get("state") or None, alert_id=filters.get("alert_id") or None,
                                        agency=data.scope(None), limit=limit,
                                        after=(str(position[0]), str(position[1])) if position else None))
-    runs = [playbooks_api._shown(run, data.principal) for run in runs]
+    runs = [shown_run(run, data.principal) for run in runs]
     next_cursor = data.encode_cursor(kind, filters, [runs[-1]["created"], runs[-1]["id"]]) \
         if len(runs) == limit else None
     return runs, next_cursor
@@ -286,10 +286,10 @@ def _run_page(request: Request, data: Data, run_id: str, *, failure: tuple[str, 
         raise HTTPException(404, "no such run")
     service = _service(request)
     records = service.runner.records
-    run = playbooks_api._visible(records.get_run(run_id), data.principal)  # 404 for another agency's run
+    run = visible_run(records.get_run(run_id), data.principal)  # 404 for another agency's run
     events = records.find_audit(run_id=run_id, limit=AUDIT_SHOWN)
     if data.principal.is_tenant:
-        events = [playbooks_api._without_answers(e) for e in events]
+        events = [without_answers(e) for e in events]
     blocks = records.find_blocks(run_id=run_id, limit=BLOCKS_SHOWN) if _may(data, BLOCK_READ_ROLES) else None
     lang = web.language(request)
     view = run_view(run, alerts=_alerts_of(data, [run]), inventory=data.suite.inventory,
