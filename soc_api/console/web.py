@@ -376,7 +376,10 @@ async def verify_csrf(request: Request, principal: Annotated[Principal, Depends(
         await run_in_threadpool(auth.audit, request, actor, f"refused {exc.status_code}", str(exc.detail))
         raise
     except RequestValidationError as exc:
-        await run_in_threadpool(auth.audit, request, actor, "refused 422", str(exc.errors())[:500])
+        # Where and why, never what was typed: a refused form may hold a password.
+        where = "; ".join(f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+                          for error in exc.errors())
+        await run_in_threadpool(auth.audit, request, actor, "refused 422", where[:500])
         raise
     except Exception as exc:
         await run_in_threadpool(auth.audit, request, actor, "failed", type(exc).__name__)

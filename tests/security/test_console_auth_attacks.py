@@ -174,3 +174,18 @@ def test_a_stolen_cookie_is_useless_after_sign_out(suite, client):
     replayed = thief.post("/console/signout", data={"csrf_token": stolen_token})
     assert replayed.status_code == 303 and replayed.headers["location"].startswith("/console/signin")
     assert suite.store.get_document(sessions.SESSIONS, sessions.digest(stolen_cookie)) is None
+
+
+def test_a_refused_form_is_audited_without_what_was_typed(suite, client):
+    """A form refused by its validation is audited with where and why, never the submitted value: a console form
+    may hold a password or a key, and the audit log is read by more people than the user."""
+    analyst = client()
+    analyst.signin("victim")
+    secret = "S3CRET-" + "x" * 60  # longer than the field allows: refused 422
+    answer = analyst.post("/console/alerts/no-such-alert/status",
+                          data={"csrf_token": analyst.csrf(), "status": secret, "reason": "r"})
+    assert answer.status_code == 422
+    records = suite.store.find_documents("audit", DocumentQuery(terms={"actor.user": "victim",
+                                                                      "outcome": "refused 422"}, limit=100))
+    assert records and all("status" in (r.get("detail") or "") for r in records)
+    assert not any("S3CRET" in str(r) for r in records)
