@@ -195,6 +195,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "alerts.done.assign": "The assignee is changed.",
         "alerts.done.status": "The status is changed.",
         "alerts.done.note": "The note is added.",
+        "alerts.done.silence": "Alerts like this one are silenced: they are kept, but as suppressed, until the "
+                               "silence ends.",
         "alerts.error.conflict": "That change is not possible now: {detail}",
         "alerts.error.reason": "Closing needs a reason.",
         "alerts.error.comment": "Say why the status changes.",
@@ -396,6 +398,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "alerts.done.assign": "Đã thay đổi người xử lý.",
         "alerts.done.status": "Đã đổi trạng thái.",
         "alerts.done.note": "Đã thêm ghi chú.",
+        "alerts.done.silence": "Đã tạm ẩn các cảnh báo tương tự: chúng vẫn được lưu nhưng ở trạng thái tạm ẩn cho "
+                               "đến khi hết thời hạn.",
         "alerts.error.conflict": "Hiện không thể thực hiện thay đổi này: {detail}",
         "alerts.error.reason": "Cần chọn lý do để đóng cảnh báo.",
         "alerts.error.comment": "Hãy ghi lý do đổi trạng thái.",

@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from detections import lifecycle
 from soc import ecs
 from soc.vocabulary import ALERT_STATUSES, ANALYST_STATUSES, CLOSE_REASONS, SEVERITIES, AlertStatus
-from soc_api.console import sessions, web
+from soc_api.console import incidents, sessions, web
 from soc_api.console.alerts import (
     GROUPINGS, PAGE_SIZE, RANGES, STREAM_POLL_SECONDS, TACTICS, QueueQuery, agency_name, alert_view, base_filter,
     group_alerts, name_key, new_since, queue_page, rule_choices, triage_users,
@@ -49,7 +49,7 @@ STREAM_SECONDS = 300.0  # a stream ends after this (the browser reconnects at on
 STREAM_KEEPALIVE_SECONDS = 15.0
 STREAM_LIMIT = 200  # streams open at once in this process; more answer 503
 STREAM_SEEN = 50  # ids the page says it has at the stream's start
-DONE = ("acknowledge", "assign", "status", "note")
+DONE = ("acknowledge", "assign", "status", "note", "silence")  # silence: soc_api/routers/console_incidents.py
 _ALERT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _streams = {"open": 0}
 _streams_lock = threading.Lock()
@@ -258,6 +258,8 @@ def _alert_page(request: Request, data: Data, alert_id: str, *, done: str | None
         "form": form or {},
         "back_url": "/console/alerts",
         **_row_context(data, [r["alert"] for r in view["related"]], lang),
+        # The forms to merge, silence and start a playbook (soc_api/routers/console_incidents.py answers them).
+        **(incidents.alert_page_context(request, data, view) if may_triage else {}),
     }
     return render(request, "alert.html", context, status_code=status_code)
 
