@@ -60,7 +60,7 @@ TZ_COOKIE = "soc_tz"  # the browser's time zone, set by console.js
 # The top bar: (key, path, roles that see it). Admin sees everything.
 NAV: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("overview", "/console/overview", ("analyst", "national_centre")),
-    ("alerts", "/console/alerts", ("analyst", "agency")),
+    ("alerts", "/console/alerts", ("analyst", "network_admin", "agency")),
     ("incidents", "/console/incidents", ("analyst",)),
     ("events", "/console/events", ("analyst",)),
     ("approvals", "/console/approvals", ("network_admin",)),

@@ -25,8 +25,8 @@ def test_sign_in_through_the_form_then_the_home_page_and_the_nav(page, console_s
     assert page.locator("h1").inner_text() == "Xin chào, Nguyễn Thị Lan"
     assert page.locator("#me-role").inner_text() == "Chuyên viên phân tích"
     nav = page.get_by_role("navigation", name="Chính")
-    assert [a.inner_text() for a in nav.get_by_role("link").all()] == ["Cảnh báo", "Tình trạng an toàn", "Báo cáo",
-                                                                       "Sự kiện"]
+    assert [a.inner_text() for a in nav.get_by_role("link").all()] == [
+        "Tổng quan", "Cảnh báo", "Sự cố", "Sự kiện", "Tình trạng an toàn", "Báo cáo", "Luật phát hiện"]
     assert nav.get_by_role("link", name="Cảnh báo").get_attribute("href") == "/console/alerts"
     assert page.locator(".who").inner_text() == "Nguyễn Thị Lan"
     # The session cookie is out of the page's reach; the time zone is the browser's.
@@ -38,8 +38,9 @@ def test_sign_in_through_the_form_then_the_home_page_and_the_nav(page, console_s
 
 @pytest.mark.parametrize("role, agency, links", [
     ("agency", "so-tttt", ["Cảnh báo", "Tình trạng an toàn", "Báo cáo"]),
-    ("network_admin", None, ["Phê duyệt"]),
-    ("admin", None, ["Cảnh báo", "Phê duyệt", "Tình trạng an toàn", "Báo cáo", "Sự kiện"]),
+    ("network_admin", None, ["Cảnh báo", "Phê duyệt"]),
+    ("admin", None, ["Tổng quan", "Cảnh báo", "Sự cố", "Sự kiện", "Phê duyệt", "Tình trạng an toàn", "Báo cáo",
+                     "Luật phát hiện", "Quản trị"]),
 ])
 def test_the_nav_shows_what_the_role_may_open(signed_in_page, role, agency, links):
     page = signed_in_page(role, agency)
