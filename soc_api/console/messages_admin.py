@@ -108,13 +108,13 @@ MESSAGES = {
         "admin.user.created": "Created",
         "admin.user.disabled": "Disabled",
         "admin.user.active": "Active",
-        "admin.user.no_password": "Not set",
+        "admin.user.no_password": "Not set",  # nosec B105 - a label, not a password
         "admin.user.name": "Full name",
         "admin.user.email": "Email",
         "admin.user.id_hint": "Lower-case letters, digits, '.', '_' or '-'; it cannot be changed later.",
         "admin.user.no_agency": "None (not an agency user)",
         "admin.user.agency_hint": "Only for the role Agency user, and then required.",
-        "admin.user.new_password": "New password",
+        "admin.user.new_password": "New password",  # nosec B105 - a label, not a password
         "admin.user.password_optional": "Optional: at least {n} characters. Without one, the user cannot sign in "
                                         "until a password is set.",
         "admin.user.password_again": "The password again",
@@ -127,11 +127,11 @@ MESSAGES = {
         "admin.user.disable_intro": "A disabled user cannot sign in, their console sessions end at their next page "
                                     "and their API keys stop working at once.",
         "admin.user.disable": "Disable the user",
-        "admin.user.set_password": "Console password",
+        "admin.user.set_password": "Console password",  # nosec B105 - a label, not a password
         "admin.user.password_hint": "At least {n} characters, not the user name. Every console session of the user "
                                     "ends.",
         "admin.user.password_self": "That includes yours: you will sign in again.",
-        "admin.user.save_password": "Set the password",
+        "admin.user.save_password": "Set the password",  # nosec B105 - a label, not a password
         "admin.user.keys": "API keys of this user",
         "admin.user.keys_disabled": "A disabled user cannot be given a key.",
         "admin.user.no_keys": "This user has no API key.",
@@ -325,13 +325,13 @@ MESSAGES = {
         "admin.user.created": "Ngày tạo",
         "admin.user.disabled": "Đã vô hiệu hóa",
         "admin.user.active": "Đang hoạt động",
-        "admin.user.no_password": "Chưa đặt",
+        "admin.user.no_password": "Chưa đặt",  # nosec B105 - a label, not a password
         "admin.user.name": "Họ và tên",
         "admin.user.email": "Thư điện tử",
         "admin.user.id_hint": "Chữ thường, chữ số, '.', '_' hoặc '-'; không đổi được về sau.",
         "admin.user.no_agency": "Không có (không phải người dùng của cơ quan)",
         "admin.user.agency_hint": "Chỉ dành cho vai trò Người dùng của cơ quan, và khi đó là bắt buộc.",
-        "admin.user.new_password": "Mật khẩu mới",
+        "admin.user.new_password": "Mật khẩu mới",  # nosec B105 - a label, not a password
         "admin.user.password_optional": "Không bắt buộc: ít nhất {n} ký tự. Nếu không đặt, người dùng chưa đăng nhập "
                                         "được cho đến khi có mật khẩu.",
         "admin.user.password_again": "Nhập lại mật khẩu",
@@ -346,11 +346,11 @@ MESSAGES = {
         "admin.user.disable_intro": "Người dùng bị vô hiệu hóa không đăng nhập được, phiên làm việc kết thúc ở trang "
                                     "kế tiếp họ mở và các khóa API của họ ngừng hoạt động ngay.",
         "admin.user.disable": "Vô hiệu hóa người dùng",
-        "admin.user.set_password": "Mật khẩu đăng nhập",
+        "admin.user.set_password": "Mật khẩu đăng nhập",  # nosec B105 - a label, not a password
         "admin.user.password_hint": "Ít nhất {n} ký tự, không trùng tên người dùng. Mọi phiên làm việc của người dùng "
                                     "sẽ kết thúc.",
         "admin.user.password_self": "Kể cả phiên của bạn: bạn sẽ phải đăng nhập lại.",
-        "admin.user.save_password": "Đặt mật khẩu",
+        "admin.user.save_password": "Đặt mật khẩu",  # nosec B105 - a label, not a password
         "admin.user.keys": "Khóa API của người dùng này",
         "admin.user.keys_disabled": "Không thể cấp khóa cho người dùng đã bị vô hiệu hóa.",
         "admin.user.no_keys": "Người dùng này chưa có khóa API nào.",

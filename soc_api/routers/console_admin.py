@@ -239,11 +239,11 @@ def users_page(request: Request, data: Admin) -> Response:
 
 
 @router.post(USERS, dependencies=[CsrfChecked], name="console_admin_user_create")
-def create_user(request: Request, data: Admin,
+def create_user(request: Request, data: Admin,  # nosec B107 - empty form defaults, not passwords
                 user_id: Annotated[str, Form(alias="id", max_length=200)] = "",
                 name: SHORT = "", email: SHORT = "", role: SHORT = "",
                 agency: Annotated[str, Form(max_length=200)] = "",
-                password: PASSWORD = "", password_again: PASSWORD = "") -> Response:
+                password: PASSWORD = "", password_again: PASSWORD = "") -> Response:  # nosec B107 - empty form defaults
     """POST /api/v1/users (the API's model and checks: the id, the role, an agency for an agency user and only
     then), then, when a password is given, the console password as `soc users create --password-prompt` sets it."""
     user_id = user_id.strip()
@@ -335,8 +335,8 @@ def enable_user(user_id: UserId, request: Request, data: Admin) -> Response:
 
 
 @router.post(USERS + "/{user_id}/password", dependencies=[CsrfChecked], name="console_admin_user_password")
-def set_password(user_id: UserId, request: Request, data: Admin,
-                 password: PASSWORD = "", password_again: PASSWORD = "") -> Response:
+def set_password(user_id: UserId, request: Request, data: Admin,  # nosec B107 - empty form defaults
+                 password: PASSWORD = "", password_again: PASSWORD = "") -> Response:  # nosec B107 - empty form defaults
     """The user's console password, set as `soc users password` sets it (console/auth.py set_password): argon2id,
     the password rules checked, every session of the user ended."""
     users_api.get_user(user_id, data)  # 404 when there is none
