@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -283,3 +286,44 @@ def check_accessibility(page, *, tags=("wcag2a", "wcag2aa", "wcag21a", "wcag21aa
                          "\n    ".join(targets))
         pytest.fail(f"accessibility of {page.url}:\n" + "\n".join(lines))
     return [{"id": v["id"], "impact": v.get("impact"), "nodes": len(v["nodes"])} for v in violations]
+
+
+# --- shared steps of the browser tests ----------------------------------------------------------------------------
+SUITE_ZONE = ZoneInfo("Asia/Ho_Chi_Minh")  # the suite's configured zone: year-less syslog times are read in it
+
+
+def switch_language(page, lang: str, link: str) -> None:
+    page.get_by_role("link", name=link, exact=True).click()
+    page.wait_for_function(f"document.documentElement.lang === '{lang}'")
+
+
+def brute_force(server, address: str, host: str = "so-tttt-web-01", first_port: int = 4440) -> None:
+    """Five failed SSH logins from ``address`` to ``host`` over the suite's syslog TCP port: its SSH Brute Force rule
+    raises an alert."""
+    now = datetime.now(timezone.utc).astimezone(SUITE_ZONE)
+    lines = b"".join((f"<38>{now:%b} {now.day:2d} {now:%H:%M:%S} {host} sshd[7]: Failed password for root from "
+                      f"{address} port {first_port + i} ssh2\n").encode() for i in range(5))
+    with socket.create_connection(("127.0.0.1", server.syslog_tcp)) as sock:
+        sock.sendall(lines)
+
+
+@contextmanager
+def api_client(server, role: str, name: str):
+    """An HTTP client with an API key of ``role`` for the served suite (the API beside the console)."""
+    from soc_api.keys import create_key
+
+    with server.store() as store:
+        key = create_key(store, role, name=name)[0]
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": key}, timeout=30) as client:
+        yield client
+
+
+def wait_for_alert(api, address: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = api.get("/api/v1/alerts", params={"entity": address, "limit": 5}).json()["alerts"]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no alert about {address}")
+

@@ -15,7 +15,7 @@ import pytest
 from soc import ecs
 from soc.storage.base import DeadLetter
 from soc_api.keys import create_key
-from tests.browser.conftest import check_accessibility, new_context, screenshot, sign_in
+from tests.browser.conftest import switch_language as _switch_language, check_accessibility, new_context, screenshot, sign_in
 
 pytestmark = pytest.mark.timeout(600)
 ASSET = "so-yt-app-01"  # of so-yt in the sample inventory: criticality medium, log_sources [linux-auth, syslog]
@@ -53,11 +53,6 @@ def seeded(console_server):
                                              raw=b"<script>alert('x')</script> \x1b[31m" + b"B" * 400)])
         store.refresh()
     return True
-
-
-def _switch_language(page, lang: str, link: str) -> None:
-    page.get_by_role("link", name=link, exact=True).click()
-    page.wait_for_function(f"document.documentElement.lang === '{lang}'")
 
 
 def _both_languages(page, name: str) -> None:

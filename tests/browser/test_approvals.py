@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from soc_api.keys import create_key
-from tests.browser.conftest import SOC, ConsoleServer, check_accessibility, new_context, screenshot, sign_in
+from tests.browser.conftest import switch_language as _switch_language, SOC, ConsoleServer, check_accessibility, new_context, screenshot, sign_in
 from tests.conftest import PROJECT, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(600)
@@ -101,11 +101,6 @@ def api(firewall_server):
         key = create_key(store, "network_admin", name="browser test key")[0]
     with httpx.Client(base_url=firewall_server.url, headers={"X-API-Key": key}, timeout=30) as client:
         yield client
-
-
-def _switch_language(page, lang: str, link: str) -> None:
-    page.get_by_role("link", name=link, exact=True).click()
-    page.wait_for_function(f"document.documentElement.lang === '{lang}'")
 
 
 def _both_languages(page, name: str) -> None:

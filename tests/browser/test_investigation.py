@@ -7,52 +7,21 @@ incident, in Vietnamese and English)."""
 from __future__ import annotations
 
 import random
-import socket
-import time
-from datetime import datetime, timezone
-from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 
-from soc_api.keys import create_key
-from tests.browser.conftest import check_accessibility, screenshot
-
-ZONE = ZoneInfo("Asia/Ho_Chi_Minh")  # the suite's configured zone: year-less syslog times are read in it
+from tests.browser.conftest import (api_client, brute_force, check_accessibility,
+                                    screenshot, switch_language as _switch_language, wait_for_alert as _wait_for_alert)
 
 
 def _brute_force(server, address: str, host: str = "so-tttt-web-01") -> None:
-    """Five failed SSH logins from ``address`` to ``host`` over the suite's syslog TCP port: its SSH Brute Force rule
-    raises an alert."""
-    now = datetime.now(timezone.utc).astimezone(ZONE)
-    lines = b"".join((f"<38>{now:%b} {now.day:2d} {now:%H:%M:%S} {host} sshd[7]: Failed password for root from "
-                      f"{address} port {5550 + i} ssh2\n").encode() for i in range(5))
-    with socket.create_connection(("127.0.0.1", server.syslog_tcp)) as sock:
-        sock.sendall(lines)
+    brute_force(server, address, host, first_port=5550)
 
 
 @pytest.fixture(scope="module")
 def api(console_server):
-    with console_server.store() as store:
-        key = create_key(store, "analyst", name="investigation test key")[0]
-    with httpx.Client(base_url=console_server.url, headers={"X-API-Key": key}, timeout=30) as client:
+    with api_client(console_server, "analyst", "investigation test key") as client:
         yield client
-
-
-def _wait_for_alert(api, address: str, timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = api.get("/api/v1/alerts", params={"entity": address, "limit": 5}).json()["alerts"]
-        if found:
-            return found[0]
-        time.sleep(0.2)
-    raise AssertionError(f"no alert about {address}")
-
-
-def _switch_language(page, lang: str, link: str) -> None:
-    page.get_by_role("link", name=link, exact=True).click()
-    page.wait_for_function(f"document.documentElement.lang === '{lang}'")
-
 
 def _both_languages(page, name: str, check) -> None:
     """The page in Vietnamese then English: ``check(lang)``, axe-core and a screenshot of each; back in Vietnamese."""

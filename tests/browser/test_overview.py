@@ -13,7 +13,7 @@ import pytest
 
 from soc import ecs
 from soc_api.posture import SOURCE_STATUS
-from tests.browser.conftest import check_accessibility, screenshot
+from tests.browser.conftest import switch_language as _switch_language, check_accessibility, screenshot
 
 AGENCIES = ("so-tttt", "so-yt", "so-gddt", "so-tc", "ubnd-h1", "vp-ubnd")
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
@@ -73,11 +73,6 @@ def _inventory_agencies(server) -> set[str]:
 
     document = yaml.safe_load((server.folder / "province.yaml").read_text(encoding="utf-8"))
     return {a["id"] for a in document["agencies"]} | {document["province"]["id"]}
-
-
-def _switch_language(page, lang: str, link: str) -> None:
-    page.get_by_role("link", name=link, exact=True).click()
-    page.wait_for_function(f"document.documentElement.lang === '{lang}'")
 
 
 def _h1(page) -> str:
