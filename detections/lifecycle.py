@@ -143,3 +143,33 @@ def new_incident(alerts: Iterable[dict], *, by: str, title: str | None = None, s
         alert["incident"] = incident["id"]
         _record(alert, by, "merge", source, incident=incident["id"])
     return incident
+
+
+def join_incident(incident: dict, alerts: Iterable[dict], *, by: str, source: str | None = None) -> dict:
+    """More alerts of the incident's agency join an existing incident: its alert list, worst severity and time span
+    grow, its history says who added which. Alerts already in an incident (this one or another) are refused."""
+    alerts = list(alerts)
+    if not alerts:
+        raise LifecycleError("no alert to add")
+    agency = ecs.get(incident, "organization.id")
+    if any(ecs.get(a, "organization.id") != agency for a in alerts):
+        raise LifecycleError("an incident holds the alerts of its own agency only", conflict=True)
+    taken = [a["id"] for a in alerts if a.get("incident")]
+    if taken:
+        raise LifecycleError(f"alerts already in an incident: {', '.join(taken)}", conflict=True)
+    added = [a["id"] for a in sorted(alerts, key=lambda a: a.get("first_seen", ""))]
+    now = ecs.now_iso()
+    incident["alerts"] = list(dict.fromkeys([*incident.get("alerts", []), *added]))
+    incident["severity"] = worst_severity([incident.get("severity"), *(a.get("severity") for a in alerts)]).value
+    firsts = [x for x in [incident.get("first_seen"), *(a.get("first_seen") for a in alerts)] if x]
+    lasts = [x for x in [incident.get("last_seen"), *(a.get("last_seen") for a in alerts)] if x]
+    if firsts:
+        incident["first_seen"] = min(firsts)
+    if lasts:
+        incident["last_seen"] = max(lasts)
+    incident.setdefault("history", []).append({"at": now, "by": by, "action": "joined", "alerts": added,
+                                               **({"from_address": source} if source else {})})
+    for alert in alerts:
+        alert["incident"] = incident["id"]
+        _record(alert, by, "merge", source, incident=incident["id"])
+    return incident

@@ -139,6 +139,11 @@ class MergeRequest(BaseModel):
     title: str | None = Field(default=None, max_length=300)
 
 
+class JoinRequest(BaseModel):
+    model_config = _Strict
+    ids: list[str] = Field(min_length=1, max_length=200)
+
+
 class Incident(BaseModel):
     model_config = ConfigDict(extra="allow")
     id: str

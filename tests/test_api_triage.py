@@ -107,6 +107,38 @@ def test_bulk_and_merge_into_an_incident(api):
     assert mixed.status_code == 409
 
 
+def test_alerts_join_an_existing_incident(api):
+    _, client, keys = api
+    key = keys["analyst"]
+    first = call(client, "POST", "/api/v1/incidents", key, json={"ids": [f"{AGENCY_B}-a16", f"{AGENCY_B}-a17"]})
+    incident = first.json()
+    joined = call(client, "POST", f"/api/v1/incidents/{incident['id']}/alerts", key,
+                  json={"ids": [f"{AGENCY_B}-a18"]})
+    assert joined.status_code == 200, joined.text
+    body = joined.json()
+    assert body["alerts"] == incident["alerts"] + [f"{AGENCY_B}-a18"]
+    assert body["history"][-1]["action"] == "joined" and body["history"][-1]["alerts"] == [f"{AGENCY_B}-a18"]
+    alert = call(client, "GET", f"/api/v1/alerts/{AGENCY_B}-a18", key).json()["alert"]
+    assert alert["incident"] == incident["id"] and alert["history"][-1]["action"] == "merge"
+    # The agency reads the grown incident with all three alerts.
+    full = call(client, "GET", f"/api/v1/incidents/{incident['id']}", keys[AGENCY_B]).json()
+    assert sorted(a["id"] for a in full["alerts"]) == sorted(body["alerts"])
+    # Refused: another agency's alert (409), an alert already in it (409), agencies do not triage (403), and
+    # nothing changed on the way.
+    other = call(client, "POST", f"/api/v1/incidents/{incident['id']}/alerts", key, json={"ids": [f"{AGENCY_A}-a5"]})
+    assert other.status_code == 409
+    again = call(client, "POST", f"/api/v1/incidents/{incident['id']}/alerts", key, json={"ids": [f"{AGENCY_B}-a18"]})
+    assert again.status_code == 409
+    assert call(client, "POST", f"/api/v1/incidents/{incident['id']}/alerts", keys[AGENCY_B],
+                json={"ids": [f"{AGENCY_B}-a19"]}).status_code == 403
+    assert call(client, "POST", "/api/v1/incidents/no-such-incident/alerts", key,
+                json={"ids": [f"{AGENCY_B}-a19"]}).status_code == 404
+    unchanged = call(client, "GET", f"/api/v1/incidents/{incident['id']}", key).json()["incident"]
+    assert unchanged["alerts"] == body["alerts"]
+    stray = call(client, "GET", f"/api/v1/alerts/{AGENCY_A}-a5", key).json()["alert"]
+    assert stray.get("incident") is None and stray["history"][-1]["action"] == "raised"
+
+
 def test_events_search_by_field_text_time_and_agency(api):
     _, client, keys = api
     found = call(client, "GET", "/api/v1/events", keys["analyst"],

@@ -178,6 +178,46 @@ def test_a_refused_merge_says_why_and_changes_nothing(console):
     assert console.suite.store.get_alert(third["id"]).get("incident") is None
     # A missing alert's merge is a 404.
     assert console.post("ana", "/console/alerts/no-such-alert/merge", {"merge_ids": mine["id"]}).status_code == 404
+    # Each refusal shown on the page is audited as refused, with its status, not as done.
+    records = console.api("GET", "/audit", "admin", params={"user": "ana", "limit": 200}).json()["records"]
+    outcomes = [r["outcome"] for r in records if r["path"] == f"/console/alerts/{mine['id']}/merge"]
+    assert sorted(outcomes) == sorted(["refused 422"] * 4 + ["refused 409", "ok"] + ["refused 422"]), outcomes
+
+
+def test_an_alert_joins_an_existing_incident_from_its_page(console):
+    a1, a2, a3 = console.new_alerts(3, rule="r-join")
+    b1, b2 = console.new_alerts(2, AGENCY_B, rule="r-join")
+    mine = console.api("POST", "/incidents", json={"ids": [a1["id"], a2["id"]], "title": "SSH wave <one>"}).json()
+    theirs = console.api("POST", "/incidents", json={"ids": [b1["id"], b2["id"]], "title": f"B {MARKER_B}"}).json()
+    # The page offers the agency's own incidents to join, not another agency's.
+    page = console.get("ana", f"/console/alerts/{a3['id']}")
+    form = re.search(r'<form method="post" action="/console/alerts/[^"]+/join".*?</form>', page.text, re.S).group(0)
+    assert f'value="{mine["id"]}"' in form and theirs["id"] not in form and "SSH wave &lt;one&gt;" in form
+    # Refused: another agency's incident, a malformed id, none, no token, an agency user; nothing changes.
+    for incident_id, status, words in ((theirs["id"], 409, "alerts of its own agency only"),
+                                       ("bad/id", 422, "Choose an incident of this agency"),
+                                       ("", 422, "Choose an incident of this agency")):
+        answer = console.post("ana", f"/console/alerts/{a3['id']}/join", {"incident": incident_id})
+        assert answer.status_code == status and words in alert_text(answer.text), incident_id
+    assert console.post("ana", f"/console/alerts/{a3['id']}/join", {"incident": mine["id"]},
+                        token=False).status_code == 403
+    assert console.post("tttt", f"/console/alerts/{a3['id']}/join", {"incident": mine["id"]}).status_code == 403
+    assert console.suite.store.get_alert(a3["id"]).get("incident") is None
+    assert console.suite.store.get_document("incidents", theirs["id"])["alerts"] == theirs["alerts"]
+    # Joined: the incident has three alerts, the alert points to it, both histories say who did it.
+    answer = console.post("ana", f"/console/alerts/{a3['id']}/join", {"incident": mine["id"]})
+    assert answer.status_code == 303 and answer.headers["location"] == f"/console/incidents/{mine['id']}?done=joined"
+    shown = console.get("ana", answer.headers["location"])
+    assert "the incident now has 3 alerts" in _text(shown) and "added 1 alerts to the incident" in _text(shown)
+    api = console.api("GET", f"/incidents/{mine['id']}").json()
+    assert api["incident"]["alerts"] == mine["alerts"] + [a3["id"]]
+    assert api["incident"]["history"][-1] == {**api["incident"]["history"][-1], "action": "joined",
+                                              "alerts": [a3["id"]], "by": "ana"}
+    alert = console.suite.store.get_alert(a3["id"])
+    assert alert["incident"] == mine["id"] and alert["history"][-1]["action"] == "merge"
+    # Once in an incident, the page links it and offers no joining.
+    again = console.get("ana", f"/console/alerts/{a3['id']}").text
+    assert "/join" not in again and f'href="/console/incidents/{mine["id"]}"' in again
 
 
 def test_incident_pages_keep_to_the_users_agency(console):

@@ -32,6 +32,7 @@ PAGE_SIZE = 50
 INCIDENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ALERT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_MERGE = 200  # as the API's MergeRequest
+JOIN_CHOICES = 20  # incidents offered on an alert page to join (the agency's newest)
 MAX_TITLE = 300
 MAX_COMMENT = 2000  # as the API's SilenceIn
 MERGE_CANDIDATES = 10
@@ -56,6 +57,15 @@ def incident_row(incident: Mapping) -> dict:
 
 
 # --- merging -------------------------------------------------------------------------------------------------------
+def joinable_incidents(data, alert: Mapping) -> list[dict]:
+    """The newest incidents of the alert's agency (at most JOIN_CHOICES), which the alert may join."""
+    agency = ecs.get(alert, "organization.id")
+    if not agency:
+        return []
+    page = data.incidents(agency=agency, limit=JOIN_CHOICES, cursor=None)
+    return [incident_row(i) for i in page.items if ecs.get(i, "organization.id") == agency]
+
+
 def merge_candidates(alert: Mapping, related: Iterable[Mapping]) -> list[dict]:
     """Related alerts that may be merged with this one: the same agency, in no incident (at most MERGE_CANDIDATES)."""
     agency = ecs.get(alert, "organization.id")
@@ -180,6 +190,7 @@ def alert_page_context(request, data, view: Mapping) -> dict:
     library = playbook_service(request).library
     return {"response": {
         "candidates": merge_candidates(alert, view.get("related") or []),
+        "joinable": [] if alert.get("incident") else joinable_incidents(data, alert),
         "proposals": silence_proposals(alert),
         "durations": list(SILENCE_DURATIONS),
         "default_duration": DEFAULT_DURATION,

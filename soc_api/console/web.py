@@ -237,6 +237,9 @@ def render(request: Request, template: str, context: dict | None = None, status_
     ``localtime`` filter. Those names are the frame's: a context value of the same name is not used."""
     principal: Principal | None = getattr(request.state, "console_principal", None)
     session: dict | None = getattr(request.state, "console_session", None)
+    if status_code >= 400:
+        # A change refused by showing its page again is audited as refused, not "ok" (verify_csrf reads this).
+        request.state.audit_outcome = f"refused {status_code}"
     lang = language(request)
     zone = time_zone(request)
     new_form_token = None
@@ -385,7 +388,8 @@ async def verify_csrf(request: Request, principal: Annotated[Principal, Depends(
         await run_in_threadpool(auth.audit, request, actor, "failed", type(exc).__name__)
         raise
     else:
-        await run_in_threadpool(auth.audit, request, actor, "ok", getattr(request.state, "audit_detail", None))
+        await run_in_threadpool(auth.audit, request, actor, getattr(request.state, "audit_outcome", "ok"),
+                                getattr(request.state, "audit_detail", None))
 
 
 # "function" scope: the audit record is written before the answer is sent (as for the API's writes).

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from fastapi import HTTPException
 
-from detections.lifecycle import INCIDENTS, LifecycleError, new_incident
+from detections.lifecycle import INCIDENTS, LifecycleError, join_incident, new_incident
 from soc import ecs
 from soc.storage.base import AlertQuery, DocumentQuery, EventQuery
 from soc.vocabulary import severity_rank
 
 from soc_api.data.core import DataCore, Page, invalid
 from soc_api.state import api_state
+
+# One incident document is read, grown and written back; this process's API serialises that.
+_INCIDENT_EDITS = threading.Lock()
 
 SCAN_PAGE = 1000
 SCAN_CAP = 20_000  # alerts looked at for a filter or sort the store cannot do itself
@@ -169,6 +173,22 @@ class AlertData(DataCore):
         except LifecycleError as exc:
             raise _refusal(exc, "body.ids") from exc
         self.store.put_documents(INCIDENTS, [incident])
+        for alert_id in ids:
+            self.edit_alert(alert_id, lambda a: self._join(a, incident), refresh=False)
+        self.refresh()
+        return incident
+
+    def join_incident(self, incident_id: str, alert_ids: list[str]) -> dict:
+        """Visible alerts (of the incident's agency, none in an incident yet) join a visible, existing incident."""
+        ids = list(dict.fromkeys(alert_ids))
+        with _INCIDENT_EDITS:  # two analysts adding to one incident at once both land
+            incident = self.get(INCIDENTS, incident_id, what="incident")
+            alerts = [self.get_alert(i) for i in ids]
+            try:
+                join_incident(incident, alerts, by=self.actor, source=self.source)
+            except LifecycleError as exc:
+                raise _refusal(exc, "body.ids") from exc
+            self.store.put_documents(INCIDENTS, [incident])
         for alert_id in ids:
             self.edit_alert(alert_id, lambda a: self._join(a, incident), refresh=False)
         self.refresh()

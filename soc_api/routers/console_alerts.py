@@ -241,8 +241,8 @@ async def alert_stream(request: Request, data: Reader) -> Response:
 
 
 # --- the alert page ------------------------------------------------------------------------------------------------
-def _alert_page(request: Request, data: Data, alert_id: str, *, done: str | None = None,
-                error: tuple[str, dict] | None = None, status_code: int = 200, form: dict | None = None) -> Response:
+def show_alert_page(request: Request, data: Data, alert_id: str, *, done: str | None = None,
+                    error: tuple[str, dict] | None = None, status_code: int = 200, form: dict | None = None) -> Response:
     if not _ALERT_ID.match(alert_id):
         raise HTTPException(404, "no such alert")
     lang = web.language(request)
@@ -266,7 +266,7 @@ def _alert_page(request: Request, data: Data, alert_id: str, *, done: str | None
 
 @router.get("/console/alerts/{alert_id}", response_class=HTMLResponse)
 def alert_page(alert_id: str, request: Request, data: Reader) -> Response:
-    return _alert_page(request, data, alert_id, done=request.query_params.get("done"))
+    return show_alert_page(request, data, alert_id, done=request.query_params.get("done"))
 
 
 def _change(request: Request, data: Data, alert_id: str, action: str, change, form: dict | None = None) -> Response:
@@ -279,20 +279,20 @@ def _change(request: Request, data: Data, alert_id: str, action: str, change, fo
         if exc.status_code != 409:
             raise
         request.state.audit_detail = f"refused 409: {exc.detail}"
-        return _alert_page(request, data, alert_id, error=("alerts.error.conflict", {"detail": str(exc.detail)}),
-                           status_code=409, form=form)
+        return show_alert_page(request, data, alert_id, error=("alerts.error.conflict", {"detail": str(exc.detail)}),
+                               status_code=409, form=form)
     except RequestValidationError as exc:
         detail = "; ".join(str(e.get("msg")) for e in exc.errors())
         request.state.audit_detail = f"refused 422: {detail}"
-        return _alert_page(request, data, alert_id, error=("alerts.error.invalid", {"detail": detail}),
-                           status_code=422, form=form)
+        return show_alert_page(request, data, alert_id, error=("alerts.error.invalid", {"detail": detail}),
+                               status_code=422, form=form)
     request.state.audit_detail = action
     return redirect(f"/console/alerts/{quote(alert_id, safe='')}?done={action}#history")
 
 
 def _refuse(request: Request, data: Data, alert_id: str, key: str, form: dict) -> Response:
     request.state.audit_detail = f"refused 422: {key}"
-    return _alert_page(request, data, alert_id, error=(key, {}), status_code=422, form=form)
+    return show_alert_page(request, data, alert_id, error=(key, {}), status_code=422, form=form)
 
 
 @router.post("/console/alerts/{alert_id}/acknowledge", dependencies=[CsrfChecked])

@@ -57,7 +57,7 @@ TRIAGE_ROLES = ("analyst", "network_admin")  # as POST /incidents, POST /silence
 Reader = Annotated[Data, Depends(console_data(*READ_ROLES))]
 Triage = Annotated[Data, Depends(console_data(*TRIAGE_ROLES))]
 LIST = "/console/incidents"
-DONE = ("merged",)
+DONE = ("merged", "joined")
 
 
 def _alert_url(alert_id: str, **params: str) -> str:
@@ -74,8 +74,8 @@ def _refused(request: Request, data: Data, alert_id: str, key: str, params: dict
              form: dict) -> Response:
     """The alert page again, with why the change was refused (and what was typed, to try again)."""
     request.state.audit_detail = f"refused {status_code}: {key} {params}"[:1000]
-    return console_alerts._alert_page(request, data, alert_id, error=(key, params), status_code=status_code,
-                                      form=form)
+    return console_alerts.show_alert_page(request, data, alert_id, error=(key, params), status_code=status_code,
+                                          form=form)
 
 
 # --- incidents -----------------------------------------------------------------------------------------------------
@@ -177,6 +177,28 @@ def merge(alert_id: str, request: Request, data: Triage,
         return _refused(request, data, alert_id, "incidents.error.invalid", {"detail": detail}, 422, form)
     request.state.audit_detail = f"merged {', '.join(ids)} into incident {incident['id']}"[:1000]
     return redirect(f"{LIST}/{quote(incident['id'], safe='')}?done=merged")
+
+
+@router.post("/console/alerts/{alert_id}/join", dependencies=[CsrfChecked])
+def join(alert_id: str, request: Request, data: Triage,
+         incident: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """POST /incidents/{id}/alerts with this alert: it joins an existing incident of its agency."""
+    _check_alert_id(alert_id)
+    data.get_alert(alert_id)  # 404 for a missing alert (or another agency's)
+    form = {"join_incident": incident[:200]}
+    if not incidents.valid_id(incident):
+        return _refused(request, data, alert_id, "incidents.error.no_incident", {}, 422, form)
+    try:
+        joined = data.join_incident(incident, [alert_id])
+    except HTTPException as exc:
+        if exc.status_code == 404:  # no such incident, or another agency's: the same answer
+            return _refused(request, data, alert_id, "incidents.error.no_incident", {}, 422, form)
+        if exc.status_code == 409:
+            return _refused(request, data, alert_id, "incidents.error.conflict", {"detail": str(exc.detail)}, 409,
+                            form)
+        raise
+    request.state.audit_detail = f"added {alert_id} to incident {joined['id']}"[:1000]
+    return redirect(f"{LIST}/{quote(joined['id'], safe='')}?done=joined")
 
 
 # --- silence alerts like this one ----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from soc_api.data import Data, data_for
-from soc_api.models import Alert, Incident, IncidentPage, IncidentWithAlerts, MergeRequest
+from soc_api.models import Alert, Incident, IncidentPage, IncidentWithAlerts, JoinRequest, MergeRequest
 from soc_api.settings import JSON_BODY_CAP
 
 router = APIRouter(prefix="/incidents", tags=["incidents"], max_body_size=JSON_BODY_CAP)
@@ -30,6 +30,12 @@ def list_incidents(
 ) -> IncidentPage:
     page = data.incidents(agency=agency, limit=limit, cursor=cursor)
     return IncidentPage(incidents=[Incident.model_validate(i) for i in page.items], next_cursor=page.next_cursor)
+
+
+@router.post("/{incident_id}/alerts", response_model=Incident)
+def join(incident_id: str, body: JoinRequest, data: Triage) -> Incident:
+    """Add alerts (of the incident's agency, none already in an incident) to an existing incident."""
+    return Incident.model_validate(data.join_incident(incident_id, body.ids))
 
 
 @router.get("/{incident_id}", response_model=IncidentWithAlerts)
