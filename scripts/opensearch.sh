@@ -12,6 +12,7 @@
 #   lib/                 runtime classpath (copied from ~/.m2 by Maven)
 #   classes/             the compiled launcher (scripts/opensearch/SocOpenSearch.java)
 #   data-PORT/           default --dir: data, config and node logs; wiped on every start unless --keep
+#   data-PORT/snapshots/ the nodes' path.repo: where filesystem snapshot repositories may live
 #                        (--keep restarts a stopped node on its data: the outage tests need that)
 #   opensearch-PORT.pid  pid of the JVM      opensearch-PORT.log  its stdout/stderr
 #
@@ -176,7 +177,7 @@ cmd_start() {
   if [[ "$keep" != 1 ]]; then
     find "$dir" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
   fi
-  mkdir -p "$dir/tmp"
+  mkdir -p "$dir/tmp" "$dir/snapshots"
 
   if [[ -n "${OPENSEARCH_HEAP:-}" ]]; then heap="$OPENSEARCH_HEAP"
   elif (( nodes > 1 )); then heap=1g
@@ -195,7 +196,8 @@ cmd_start() {
       ${OPENSEARCH_JAVA_OPTS:-} \
       -cp "$CLASSES:$LIB/*" SocOpenSearch \
       --nodes "$nodes" --http-port "$port" --transport-port "$tport" \
-      --base-path "$dir" --cluster-name "$CLUSTER_NAME" --pid-file "$pidf"
+      --base-path "$dir" --cluster-name "$CLUSTER_NAME" --pid-file "$pidf" \
+      --setting "path.repo=$dir/snapshots"
   ) </dev/null >"$logf" 2>&1 &
   pid=$!
   echo "$pid" >"$pidf"
