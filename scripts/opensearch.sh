@@ -12,8 +12,8 @@
 #   lib/                 runtime classpath (copied from ~/.m2 by Maven)
 #   classes/             the compiled launcher (scripts/opensearch/SocOpenSearch.java)
 #   data-PORT/           default --dir: data, config and node logs; wiped on every start unless --keep
-#   data-PORT/snapshots/ the nodes' path.repo: where filesystem snapshot repositories may live
 #                        (--keep restarts a stopped node on its data: the outage tests need that)
+#   data-PORT/snapshots/ the nodes' path.repo: where filesystem snapshot repositories may live
 #   opensearch-PORT.pid  pid of the JVM      opensearch-PORT.log  its stdout/stderr
 #
 # Environment knobs:
