@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from soc import codec, ecs
+
+if TYPE_CHECKING:
+    from soc.storage.aggregations import AggregateQuery, AggregateResult
 
 
 @dataclass
@@ -132,6 +135,11 @@ class Store(ABC):
 
     @abstractmethod
     def count_events(self, agency: str | None = None) -> int: ...
+
+    # --- aggregations: counts and figures computed where the data is (soc/storage/aggregations.py) ------------
+    @abstractmethod
+    def aggregate(self, query: "AggregateQuery") -> "AggregateResult":
+        """Group the documents of a collection and count them (and compute the query's metrics) per group."""
 
     # --- alerts ----------------------------------------------------------------------------------------------
     @abstractmethod

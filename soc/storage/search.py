@@ -22,6 +22,9 @@ from urllib.parse import urlsplit
 from soc import codec, ecs
 import re
 
+from soc.storage import aggregate_search
+from soc.storage.aggregations import AggregateQuery, AggregateResult
+
 from soc.storage.base import (
     COLLECTION_NAME,
     AlertQuery,
@@ -259,6 +262,17 @@ class SearchStore(Store):
         if query.after:
             body["search_after"] = list(query.after)
         return self._search(self.events_pattern, body)
+
+    # --- aggregations ----------------------------------------------------------------------------------------
+    def aggregate(self, query: AggregateQuery) -> AggregateResult:
+        index = aggregate_search.index_for(self.prefix, query.collection, self.events_pattern, self.alerts_index)
+
+        def search(target: str, body: dict) -> dict:
+            return self._call("aggregation", self.client.search, index=target, body=body,
+                              params={"ignore_unavailable": "true", "allow_no_indices": "true",
+                                      "filter_path": "hits.total,aggregations"})
+
+        return aggregate_search.aggregate(search, index, query)
 
     def count_events(self, agency: str | None = None) -> int:
         body = {"query": {"bool": {"filter": self._event_filters(agency)}}}

@@ -14,6 +14,9 @@ from typing import Any, Sequence
 from soc import codec, ecs
 import re
 
+from soc.storage import aggregate_sql
+from soc.storage.aggregations import AggregateQuery, AggregateResult
+
 from soc.storage.base import (
     COLLECTION_NAME,
     AlertQuery,
@@ -105,6 +108,7 @@ class SqliteStore(Store):
             # Fewer, larger checkpoints: the collector writes ~1 MB per batch and each checkpoint syncs the file.
             conn.execute("PRAGMA wal_autocheckpoint=16384")
             conn.execute("PRAGMA busy_timeout=30000")
+            aggregate_sql.install_functions(conn)
             self._local.conn = conn
         return conn
 
@@ -197,6 +201,13 @@ class SqliteStore(Store):
         if agency:
             return self._conn().execute("SELECT count(*) FROM events WHERE agency = ?", [agency]).fetchone()[0]
         return self._conn().execute("SELECT count(*) FROM events").fetchone()[0]
+
+    # --- aggregations ----------------------------------------------------------------------------------------
+    def aggregate(self, query: AggregateQuery) -> AggregateResult:
+        try:
+            return aggregate_sql.aggregate(self._conn(), query)
+        except sqlite3.Error as exc:
+            raise StoreError(f"aggregation failed: {exc}") from exc
 
     # --- alerts ----------------------------------------------------------------------------------------------
     def upsert_alerts(self, alerts: Sequence[dict]) -> None:
