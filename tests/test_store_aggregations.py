@@ -187,8 +187,10 @@ def test_metrics_min_max_distinct_and_percentiles_of_durations(store):
     for row in tta.rows:
         durations = sorted((ecs.parse_time(a["acknowledged_at"]) - ecs.parse_time(a["first_seen"])).total_seconds()
                            for a in alerts if a["organization"]["id"] == row.key[0] and "acknowledged_at" in a)
+        assert row.values["tta"]["n"] == len(durations)
+        assert row.values["tta"]["mean"] == pytest.approx(sum(durations) / len(durations))
         for p in (50.0, 90.0):
-            got = row.values["tta"][p]
+            got = row.values["tta"]["percentiles"][p]
             if store.name == "sqlite":
                 assert got == pytest.approx(percentile(durations, p)), (row.key, p)
             else:  # the engines' t-digest interpolates its own way: between the neighbouring ranks' values

@@ -66,13 +66,12 @@ def _metric_aggs(query: AggregateQuery) -> dict:
         elif metric.kind == "distinct":
             aggs[metric.name] = {"cardinality": {"field": metric.field, "precision_threshold": 40_000}}
         else:
+            script = {"source": DURATION, "lang": "painless", "params": {"since": metric.field, "until": metric.until}}
             aggs[metric.name] = {
                 "filter": {"bool": {"filter": [{"exists": {"field": metric.field}},
                                                {"exists": {"field": metric.until}}]}},
-                "aggs": {"p": {"percentiles": {
-                    "script": {"source": DURATION, "lang": "painless",
-                               "params": {"since": metric.field, "until": metric.until}},
-                    "percents": list(metric.percents)}}},
+                "aggs": {"p": {"percentiles": {"script": script, "percents": list(metric.percents)}},
+                         "m": {"avg": {"script": script}}},
             }
     return aggs
 
@@ -92,7 +91,9 @@ def _metric_values(query: AggregateQuery, bucket: dict) -> dict[str, Any]:
             out[metric.name] = int(answer.get("value") or 0)
         else:
             found = ((answer.get("p") or {}).get("values")) or {}
-            out[metric.name] = {p: _percent_value(found, p) for p in metric.percents}
+            n = int(answer.get("doc_count") or 0)
+            out[metric.name] = {"n": n, "mean": (answer.get("m") or {}).get("value") if n else None,
+                                "percentiles": {p: _percent_value(found, p) if n else None for p in metric.percents}}
     return out
 
 

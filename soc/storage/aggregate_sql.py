@@ -192,4 +192,5 @@ def _percentiles(conn, sql: _Sql, query: AggregateQuery, joins, join_args, keys,
             by_key[key].append(float(record[-1]))
     for row in rows:
         values = sorted(by_key.get(row.key, ()))
-        row.values[metric.name] = {p: percentile(values, p) for p in metric.percents}
+        row.values[metric.name] = {"n": len(values), "mean": sum(values) / len(values) if values else None,
+                                   "percentiles": {p: percentile(values, p) for p in metric.percents}}

@@ -20,8 +20,10 @@ Semantics both backends keep (tests/test_store_contract.py holds them to it):
 - Minimum and maximum of a date field come back in ISO 8601 UTC with milliseconds, of a number as a number.
 - A distinct count is exact on SQLite and on the engines up to 40,000 distinct values (above that the engines'
   HyperLogLog estimate, within a few per cent).
-- Percentiles of a duration (seconds from one date field to another, both present) are exact on SQLite (linear
-  interpolation) and the engines' t-digest estimate (exact for small groups, close for large ones).
+- A duration metric (``percentiles``: seconds from one date field to another, of the documents having both) gives
+  ``{"n": documents, "mean": seconds, "percentiles": {percent: seconds}}``: the mean exact everywhere, the
+  percentiles exact on SQLite (linear interpolation) and the engines' t-digest estimate (exact for small groups,
+  close for large ones); with no such document, ``n`` is 0 and the figures None.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any, Literal
 
 from soc.storage.base import StoreError
 
-FIELD_NAME = re.compile(r"@?[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_@][A-Za-z0-9_]{0,63}){0,12}")  # fullmatch
+FIELD_NAME = re.compile(r"@?[A-Za-z_][A-Za-z0-9_@]{0,63}(\.[A-Za-z0-9_@]{1,64}){0,12}")  # fullmatch
 MAX_GROUP_FIELDS = 4
 MAX_GROUPS = 200_000  # a query that would return more groups is refused: ask for a coarser grouping or a top-N
 EVENT_EXACT_FIELDS = frozenset({"event.id", "organization.id"})

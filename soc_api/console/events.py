@@ -26,6 +26,8 @@ from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 
 from soc import ecs
+from soc.storage import StoreError
+from soc.storage.aggregations import AggregateQuery
 from soc_api.console import histogram as hist
 from soc_api.console.alerts import entity_context
 from soc_api.data import Data, parse_query
@@ -198,12 +200,23 @@ def search_page(data: Data, s: EventSearch, limit: int = PAGE_SIZE) -> ResultPag
 
 
 def histogram(data: Data, s: EventSearch, zone: tzinfo, cap: int | None = None,
-              max_buckets: int | None = None) -> hist.Histogram:
-    """The search's matches per bucket of its range (each bucket counted by one Data.search_events, up to ``cap``)."""
+              max_buckets: int | None = None, exact: bool = True) -> hist.Histogram:
+    """The search's matches per bucket of its range: counted by the store (exact), or — when the store cannot
+    aggregate the query, or ``exact`` is False — each bucket by one Data.search_events, up to ``cap``."""
     cap = cap or hist.BUCKET_CAP
     max_buckets = max_buckets or hist.MAX_BUCKETS
     start, end = ecs.parse_time(s.start), ecs.parse_time(s.end)
     buckets, width = hist.edges(start, end, zone, max_buckets)
+    if exact and buckets:
+        first = hist.aligned_start(start, width, zone)
+        seconds = int(width.total_seconds())
+        try:
+            counted = data.aggregate(AggregateQuery(start=s.start, end=s.end, agency=s.agency or None,
+                                                    terms=s.terms, text=s.text, interval_seconds=seconds,
+                                                    offset_seconds=int(first.timestamp()) % seconds))
+            return hist.from_counts(buckets, width, first, counted.counts())
+        except StoreError:
+            pass  # counted below, bar by bar, up to the cap
 
     def found(since: str, until: str, limit: int) -> int:
         return len(data.search_events(start=since, end=until, agency=s.agency or None, terms=s.terms, text=s.text,

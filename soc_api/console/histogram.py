@@ -1,12 +1,10 @@
 """A histogram over time of the events an event search matches, drawn on the server as SVG (no script, nothing for
-the Content Security Policy to refuse), bounded whatever the store holds.
+the Content Security Policy to refuse).
 
-The store has no count for a query (``Store.count_events`` counts an agency's events, without filters), so each bar
-is counted with the search itself: one ``Data.search_events`` per bucket (the caller's scope, the same filters and
-free text as the results), limited to :data:`BUCKET_CAP` events. A bar is exact below the cap; a bar at the cap is
-drawn and labelled "at least" (``capped``). At most :data:`MAX_BUCKETS` buckets, so one histogram reads at most
-``MAX_BUCKETS × BUCKET_CAP`` events, however many match — unlike counting the first N matches, every bar speaks for
-its own period. The page says so under the chart.
+Each bar is counted by the store (``Store.aggregate``: a date histogram on the engines, SQL on SQLite) over the
+caller's scope with the same filters and free text as the results, so every bar is exact however many events match.
+If the store cannot aggregate that query, each bar is counted with the search itself instead, limited to
+:data:`BUCKET_CAP` events: a bar at the cap is drawn and labelled "at least" (``capped``), and the page says so.
 
 Buckets have a "round" width (a minute … a month) chosen so the range needs at most :data:`MAX_BUCKETS` of them, and
 are aligned in the user's time zone (a day bucket starts at local midnight); the first and last are cut to the
@@ -54,7 +52,8 @@ class Bucket:
 class Histogram:
     buckets: list[Bucket]
     width: timedelta
-    cap: int
+    cap: int  # with exact counts: 0
+    exact: bool = False  # counted by the store (every bar exact), not by searching up to the cap
     svg_bars: list[dict] = field(default_factory=list)  # set by layout(): each bar's place in the drawing
     ticks: list[dict] = field(default_factory=list)  # set by layout(): the times written under the bars
     top: int = 0  # set by layout(): the count at the top of the y axis
@@ -110,6 +109,21 @@ def edges(start: datetime, end: datetime, zone: tzinfo, max_buckets: int = MAX_B
         out.append((max(moment, start), min(following, end)))
         moment = following
     return out, width
+
+
+def aligned_start(start: datetime, width: timedelta, zone: tzinfo) -> datetime:
+    """Where the first bucket of ``width`` for a range from ``start`` begins (before the range cuts it)."""
+    return _aligned(start, width, zone)
+
+
+def from_counts(buckets: list[tuple[datetime, datetime]], width: timedelta, first: datetime,
+                counts: dict[str, int]) -> Histogram:
+    """The buckets with the store's exact counts, ``counts`` keyed by each aligned bucket's start (ISO 8601 UTC);
+    ``first`` is the first bucket's aligned start (the range may cut it)."""
+    out = []
+    for i, (start, end) in enumerate(buckets):
+        out.append(Bucket(start, end, int(counts.get(ecs.utc_iso(first + i * width), 0))))
+    return Histogram(out, width, cap=0, exact=True)
 
 
 def count(buckets: list[tuple[datetime, datetime]], search: Callable[[str, str, int], int], width: timedelta,

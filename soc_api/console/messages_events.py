@@ -43,6 +43,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "events.error.query": "The query cannot run: {detail}",
         "events.histogram.caption": "Matching events over time: {total}",
         "events.histogram.empty": "No event matches in this range.",
+        "events.histogram.how_exact": "Each bar counts every matching event of its period; choose a bar's period in "
+                                      "the table to search it alone.",
         "events.histogram.how": "Each bar counts the matching events of its period, up to {cap}; choose a bar's "
                                 "period in the table to search it alone.",
         "events.histogram.capped": "Bars marked + have more than {cap} events: the total is at least the number "
@@ -156,6 +158,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "events.error.query": "Không thể chạy truy vấn: {detail}",
         "events.histogram.caption": "Số sự kiện khớp theo thời gian: {total}",
         "events.histogram.empty": "Không có sự kiện nào khớp trong khoảng thời gian này.",
+        "events.histogram.how_exact": "Mỗi cột đếm mọi sự kiện khớp trong khoảng thời gian của nó; chọn khoảng thời "
+                                      "gian của một cột trong bảng để chỉ tìm trong khoảng đó.",
         "events.histogram.how": "Mỗi cột đếm các sự kiện khớp trong khoảng thời gian của nó, tối đa {cap}; chọn "
                                 "khoảng thời gian của một cột trong bảng để chỉ tìm trong khoảng đó.",
         "events.histogram.capped": "Các cột có dấu + có hơn {cap} sự kiện: tổng số ít nhất bằng con số hiển thị.",

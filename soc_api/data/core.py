@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 
 from soc import ecs, linear_re
 from soc.storage.base import DocumentQuery, Store
+from soc.storage.aggregations import AggregateQuery, AggregateResult
 from soc_api.deps import client_address, tenant_scope
 from soc_api.keys import Principal
 from soc_api.state import api_state
@@ -73,6 +74,10 @@ class DataCore:
     def scope(self, requested: str | None = None) -> str | None:
         """The agency every query of this caller is limited to (None: all agencies)."""
         return tenant_scope(self.principal, requested)
+
+    def aggregate(self, query: AggregateQuery) -> AggregateResult:
+        """Counts and figures over what this caller may see: a tenant's query is its own agency's, whatever it asks."""
+        return self.store.aggregate(replace(query, agency=self.scope(query.agency)))
 
     def visible(self, doc: dict | None, agency_field: str = "organization.id") -> bool:
         if doc is None:
