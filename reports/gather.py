@@ -1,8 +1,9 @@
 """Gather a report's data from the store: one pass over the period's events, one over its alerts, then the records
 other components keep (reports/collections.py), the rule set, and the recommendations derived from all of it.
 
-The store interface has no aggregations, so events are read page by page and counted here; memory stays bounded
-(counters, hour sets per expected source, a few sample ids per figure) whatever the period's volume.
+The period's events are counted by the store (``Store.aggregate``: aggregations on the search engines, SQL on SQLite),
+never read one by one: by source, agency and chart bucket; by severity; and per (asset, source) with first and last
+times and the hours with events (for the gaps). A few sample event ids per figure are read for the evidence.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ from detections.sigma.loader import RuleSet
 from detections.sigma.logsource import applies, event_descriptors
 from inventory.lookup import Inventory
 from reports import collections as records
-from reports.model import AgencyRow, AssetRow, AttackerRow, HandledRow, ReportData, RuleRow, SourceRow
+from reports.model import MAX_EVIDENCE_EVENTS, AgencyRow, AssetRow, AttackerRow, HandledRow, ReportData, RuleRow, SourceRow
 from reports.periods import Period
 from reports.recommend import recommend
 from soc import ecs
+from soc.storage.aggregations import AggregateQuery, Metric
 from soc.storage.base import AlertQuery, EventQuery, Store
 from soc.vocabulary import SYSLOG_SEVERITIES, Severity, severity_at_least
 
 log = logging.getLogger(__name__)
 
-EVENT_PAGE = 2000
 ALERT_PAGE = 500
 TOP_N = 10
 PROVINCE = "province"
@@ -111,6 +112,17 @@ def gather(store: Store, inventory: Inventory, ruleset: RuleSet, scope: str | No
 
 
 # --- events ------------------------------------------------------------------------------------------------------
+# The store counts the period's events (Store.aggregate); only a few sample event ids per figure are read, for the
+# evidence appendix (each figure's query reproduces the rest).
+_PER_SOURCE = ("event.dataset", "process.name", "organization.id")
+_PER_SEVERITY = ("event.dataset", "log.syslog.severity.name", "event.severity")
+_PER_ASSET = ("soc.asset.id", "event.dataset", "process.name")
+
+
+def _own(dataset: str | None) -> bool:
+    return (dataset or "").startswith(OWN_DATASETS)  # the suite's own records (probe results, source-health notes)
+
+
 def _scan_events(store: Store, inventory: Inventory, scope: str | None, period: Period, data: ReportData,
                  options: GatherOptions):
     pairs: dict[tuple[str, str], _PairState] = defaultdict(_PairState)
@@ -118,57 +130,117 @@ def _scan_events(store: Store, inventory: Inventory, scope: str | None, period: 
     per_agency: Counter = Counter()
     buckets = len(data.bucket_labels)
     over_time: dict[str, list[int]] = defaultdict(lambda: [0] * buckets)
-    start_epoch = period.start.timestamp()
-    after = None
-    while True:
-        page = store.search_events(EventQuery(start=period.start_iso, end=period.end_iso, agency=scope,
-                                              limit=EVENT_PAGE, after=after))
-        for doc in page:
-            _count_event(doc, inventory, period, start_epoch, data, pairs, datasets, per_agency, over_time)
-        if options.progress:
-            options.progress("events", data.events_total)
-        if len(page) < EVENT_PAGE:
-            break
-        last = page[-1]
-        after = (last["@timestamp"], ecs.get(last, "event.id"))
+    start_epoch = int(period.start.timestamp())
+    bucket_seconds = period.bucket_days * 86400
+    window = {"start": period.start_iso, "end": period.end_iso, "agency": scope}
+    biggest: dict[str, tuple[int, str, str]] = {}  # source -> (events, dataset, program) of its largest group
+    by_source = store.aggregate(AggregateQuery(**window, group_by=_PER_SOURCE, interval_seconds=bucket_seconds,
+                                               offset_seconds=start_epoch % bucket_seconds))
+    for row in by_source.rows:
+        dataset, program, agency, bucket_start = row.key
+        if _own(dataset):
+            continue
+        dataset, program = dataset or "", program if isinstance(program, str) else ""
+        data.events_total += row.count
+        per_agency[agency] += row.count
+        datasets.add((dataset, program))
+        bucket = (int(ecs.parse_time(bucket_start).timestamp()) - start_epoch) // bucket_seconds
+        for name in sources_of(dataset, program) or frozenset({"other"}):
+            data.events_by_source[name] += row.count
+            if 0 <= bucket < buckets:
+                over_time[name][bucket] += row.count
+            if row.count > biggest.get(name, (0, "", ""))[0]:
+                biggest[name] = (row.count, dataset, program)
+    if options.progress:
+        options.progress("events", data.events_total)
+    for row in store.aggregate(AggregateQuery(**window, group_by=_PER_SEVERITY)).rows:
+        dataset, name, number = row.key
+        if not _own(dataset):
+            data.events_by_severity[_severity_name(name, number)] += row.count
+    _per_asset(store, window, period, pairs)
     data.events_over_time = dict(over_time)
+    _sample_ids(store, window, data, biggest)
     return pairs, datasets, per_agency
 
 
-def _count_event(doc, inventory, period, start_epoch, data, pairs, datasets, per_agency, over_time) -> None:
-    dataset = ecs.get(doc, "event.dataset") or ""
-    if dataset.startswith(OWN_DATASETS):
-        return  # the suite's own records (probe results, source-health notes) are not logs collected
-    event_id = ecs.get(doc, "event.id")
-    ts = doc["@timestamp"]
-    moment = ecs.parse_time(ts)
-    data.events_total += 1
-    severity = event_severity(doc)
-    data.events_by_severity[severity] += 1
-    ev = data.ev(f"events_by_severity:{severity}")
-    ev.add_event(event_id)
-    program = ecs.get(doc, "process.name") or ""
-    program = program if isinstance(program, str) else ""
-    datasets.add((dataset, program))
-    names = sources_of(dataset, program) or frozenset({"other"})
-    bucket = period.bucket_of(moment)
-    hour = int((moment.timestamp() - start_epoch) // 3600)
-    asset = ecs.get(doc, "soc.asset.id")
-    agency = ecs.get(doc, "organization.id")
-    per_agency[agency] += 1
-    for name in names:
-        data.events_by_source[name] += 1
-        data.ev(f"events_by_source:{name}").add_event(event_id)
-        if 0 <= bucket < len(data.bucket_labels):
-            over_time[name][bucket] += 1
-        if asset and name != "other":
+def _severity_name(name, number) -> str:
+    """As event_severity() names one event's severity: the syslog name, else the number's name, else unknown."""
+    if name:
+        return str(name)
+    if isinstance(number, int) and 0 <= number < len(SYSLOG_SEVERITIES):
+        return SYSLOG_SEVERITIES[number]
+    return "unknown"
+
+
+def _per_asset(store: Store, window: dict, period: Period, pairs: dict) -> None:
+    """Each (asset, source) pair's events, first and last times and the hours it had events in."""
+    start_epoch = int(period.start.timestamp())
+    spans = store.aggregate(AggregateQuery(**window, group_by=_PER_ASSET, metrics=(
+        Metric("first", "min", "@timestamp"), Metric("last", "max", "@timestamp"))))
+    hourly = store.aggregate(AggregateQuery(**window, group_by=_PER_ASSET, interval_seconds=3600))
+    for row in spans.rows:
+        asset, dataset, program = row.key
+        if not asset or _own(dataset):
+            continue
+        for name in sources_of(dataset or "", program if isinstance(program, str) else "") - {"other"}:
             state = pairs[(asset, name)]
-            state.events += 1
-            if state.first is None or ts < state.first:
-                state.first, state.first_id = ts, event_id
-            if state.last is None or ts >= state.last:
-                state.last, state.last_id = ts, event_id
-            state.hours.add(hour)
+            state.events += row.count
+            first, last = row.values.get("first"), row.values.get("last")
+            if first and (state.first is None or first < state.first):
+                state.first = first
+            if last and (state.last is None or last > state.last):
+                state.last = last
+    for row in hourly.rows:
+        asset, dataset, program, hour_start = row.key
+        if not asset or _own(dataset):
+            continue
+        hour = (int(ecs.parse_time(hour_start).timestamp()) - start_epoch) // 3600
+        for name in sources_of(dataset or "", program if isinstance(program, str) else "") - {"other"}:
+            pairs[(asset, name)].hours.add(hour)
+    for (asset, name), state in pairs.items():
+        state.first_id = _event_at(store, window, asset, name, state.first)
+        state.last_id = _event_at(store, window, asset, name, state.last)
+
+
+def _event_at(store: Store, window: dict, asset: str, source: str, moment: str | None) -> str | None:
+    """The id of an event of this asset and source at this moment (the first or last one, for the evidence)."""
+    if not moment:
+        return None
+    end = ecs.utc_iso(ecs.parse_time(moment) + timedelta(milliseconds=1))
+    for doc in store.search_events(EventQuery(start=moment, end=end, agency=window["agency"],
+                                              terms={"soc.asset.id": asset}, limit=50)):
+        program = ecs.get(doc, "process.name")
+        if source in sources_of(ecs.get(doc, "event.dataset") or "", program if isinstance(program, str) else ""):
+            return ecs.get(doc, "event.id")
+    return None
+
+
+def _sample_ids(store: Store, window: dict, data: ReportData, biggest: dict) -> None:
+    """A few event ids behind each severity and each source figure."""
+    for severity in data.events_by_severity:
+        if severity == "unknown":
+            continue
+        number = SYSLOG_SEVERITIES.index(severity) if severity in SYSLOG_SEVERITIES else None
+        for terms in ({"log.syslog.severity.name": severity},) + (({"event.severity": number},)
+                                                                  if number is not None else ()):
+            for doc in _samples(store, window, terms):
+                if event_severity(doc) == severity:
+                    data.ev(f"events_by_severity:{severity}").add_event(ecs.get(doc, "event.id"))
+    for name, (_, dataset, program) in biggest.items():
+        # By dataset only, then checked here: the counts' keys are lowercased (as the engines index events'
+        # strings), and a program such as "CRON" is stored as written.
+        ev = data.ev(f"events_by_source:{name}")
+        for doc in _samples(store, window, {"event.dataset": dataset} if dataset else {}, limit=500):
+            found = ecs.get(doc, "process.name")
+            if name in (sources_of(ecs.get(doc, "event.dataset") or "", found if isinstance(found, str) else "")
+                        or frozenset({"other"})):
+                ev.add_event(ecs.get(doc, "event.id"))
+
+
+def _samples(store: Store, window: dict, terms: dict, limit: int = MAX_EVIDENCE_EVENTS) -> list[dict]:
+    found = store.search_events(EventQuery(start=window["start"], end=window["end"], agency=window["agency"],
+                                           terms=terms, limit=limit))
+    return [d for d in found if not _own(ecs.get(d, "event.dataset"))]
 
 
 def _source_rows(inventory: Inventory, agencies: list[str], period: Period, pairs: dict, data: ReportData,

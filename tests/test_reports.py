@@ -297,3 +297,72 @@ def test_the_same_report_from_a_real_opensearch_store(tmp_path, opensearch_prefi
         assert [r["id"] for r in listed] == ["so-b_2026-10_vi"]
     finally:
         suite.close()
+
+
+def _every_event(store, period, scope):
+    """The period's events, read one page after another (what the report counted before the store aggregated)."""
+    from soc.storage.base import EventQuery
+
+    after = None
+    while True:
+        page = store.search_events(EventQuery(start=period.start_iso, end=period.end_iso, agency=scope, limit=2000,
+                                              after=after))
+        yield from page
+        if len(page) < 2000:
+            return
+        after = (page[-1]["@timestamp"], page[-1]["event"]["id"])
+
+
+@pytest.mark.parametrize("scope", [None, "so-a"])
+def test_event_figures_are_what_counting_every_event_gives(month, scope):
+    """The store's aggregations give the report the figures that reading and counting every event gives."""
+    from collections import Counter, defaultdict
+
+    from collectors.sources.log_source_table import sources_of
+    from reports.gather import event_severity, gather
+
+    suite, _, _ = month
+    period = parse_period("2026-10", suite.settings.tz)
+    data = gather(suite.store, suite.inventory, suite.ruleset, scope, period)
+    total, by_severity, by_source, per_agency = 0, Counter(), Counter(), Counter()
+    over_time = defaultdict(lambda: [0] * len(data.bucket_labels))
+    spans: dict = {}
+    for doc in _every_event(suite.store, period, scope):
+        dataset = ecs.get(doc, "event.dataset") or ""
+        if dataset.startswith("soc."):
+            continue
+        total += 1
+        by_severity[event_severity(doc)] += 1
+        per_agency[ecs.get(doc, "organization.id")] += 1
+        program = ecs.get(doc, "process.name")
+        names = sources_of(dataset, program if isinstance(program, str) else "") or frozenset({"other"})
+        moment = ecs.parse_time(doc["@timestamp"])
+        for name in names:
+            by_source[name] += 1
+            over_time[name][period.bucket_of(moment)] += 1
+            asset = ecs.get(doc, "soc.asset.id")
+            if asset and name != "other":
+                span = spans.setdefault((asset, name), [0, doc["@timestamp"], doc["@timestamp"], set()])
+                span[0] += 1
+                span[1], span[2] = min(span[1], doc["@timestamp"]), max(span[2], doc["@timestamp"])
+                span[3].add(int((moment - period.start).total_seconds() // 3600))
+    assert total > 1000 and data.events_total == total
+    assert dict(data.events_by_severity) == dict(by_severity)
+    assert dict(data.events_by_source) == dict(by_source)
+    assert data.events_over_time == dict(over_time)
+    rows = {(r.asset, r.source): r for r in data.sources if r.events}
+    assert set(rows) == set(spans)
+    for key, (events, first, last, hours) in spans.items():
+        row = rows[key]
+        assert (row.events, row.first_seen, row.last_seen) == (events, first, last), key
+        # The gaps are the hours without events that the hour sets give.
+        assert all(h not in hours for gap in row.gaps
+                   for h in range(int((ecs.parse_time(gap[0]) - period.start).total_seconds() // 3600),
+                                  int((ecs.parse_time(gap[1]) - period.start).total_seconds() // 3600))), key
+    if scope is None:
+        assert {r.agency: r.events for r in data.by_agency if r.events} == {k: v for k, v in per_agency.items() if v}
+    # Each source row's evidence names its first and last events.
+    for row in rows.values():
+        ids = data.ev(row.key).events
+        found = {e["event"]["id"]: e["@timestamp"] for e in suite.store.get_events(ids)}
+        assert row.first_seen in found.values() and row.last_seen in found.values(), row.key
