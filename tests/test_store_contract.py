@@ -135,6 +135,21 @@ def test_alerts_filter_by_entity_in_the_store(store):
                                                                                 "alert-0002"]
 
 
+def test_alerts_filter_by_tactic_in_the_store(store):
+    alerts = []
+    for i, tactics in enumerate((["credential-access"], ["discovery", "credential_access"], ["impact"], [])):
+        alert = _alert(i, "so-a", f"2026-11-22T10:0{i}:00.000Z")
+        alert["threat"] = {"tactic": tactics, "technique": []}
+        alerts.append(alert)
+    store.upsert_alerts(alerts)
+    store.refresh()
+    found = store.list_alerts(AlertQuery(tactics=("credential-access", "credential_access")))
+    assert [a["id"] for a in found] == ["alert-0001", "alert-0000"]
+    assert [a["id"] for a in store.list_alerts(AlertQuery(tactics=("impact",), agency="so-a"))] == ["alert-0002"]
+    assert store.list_alerts(AlertQuery(tactics=("exfiltration",))) == []
+    assert len(store.list_alerts(AlertQuery())) == 4
+
+
 def test_dead_letters_keep_raw_bytes_and_reason(store):
     raw = bytes(range(256)) * 4 + b"\xff\xfe"
     store.write_dead_letters([

@@ -36,6 +36,7 @@ class AlertQuery:
     fingerprint: str | None = None
     since: str | None = None  # last_seen >= since
     entity: str | None = None  # one of the alert's entity values (address, user, host, hash), exactly
+    tactics: tuple[str, ...] = ()  # any of these threat.tactic values, exactly (the spellings of one tactic)
     limit: int = 100
     after: tuple[str, str] | None = None  # cursor: (last_seen, id), newest first
 

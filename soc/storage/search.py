@@ -303,6 +303,8 @@ class SearchStore(Store):
             filters.append({"range": {"last_seen": {"gte": query.since}}})
         if query.entity is not None:
             filters.append({"bool": {"should": _entity_terms(query.entity), "minimum_should_match": 1}})
+        if query.tactics:
+            filters.append({"terms": {"threat.tactic": list(query.tactics)}})
         body: dict[str, Any] = {
             "query": {"bool": {"filter": filters}},
             "sort": [{"last_seen": {"order": "desc", "unmapped_type": "date"}},

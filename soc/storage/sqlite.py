@@ -265,6 +265,10 @@ class SqliteStore(Store):
             where.append("EXISTS (SELECT 1 FROM json_each(doc, '$.entities') AS kind, json_each(kind.value) AS item "
                          "WHERE item.value = ?)")
             args.append(query.entity)
+        if query.tactics:
+            marks = ",".join("?" * len(query.tactics))  # "?" marks only
+            where.append(f"EXISTS (SELECT 1 FROM json_each(doc, '$.threat.tactic') AS t WHERE t.value IN ({marks}))")
+            args.extend(query.tactics)
         if query.after:
             where.append("(last_seen < ? OR (last_seen = ? AND id < ?))")
             args.extend([query.after[0], query.after[0], query.after[1]])

@@ -6,13 +6,10 @@ a 404), cursors and the alert's history are exactly the API's.
 The queue is fast whatever the store holds: one page of :data:`PAGE_SIZE` alerts per request, never a count of all
 alerts, every store query limited:
 
-- newest first with the store's own filters (status, severity, agency, rule, entity, time): one store query, the
-  API's own cursor;
+- newest first with the store's own filters (status, severity, agency, rule, ATT&CK tactic, entity, time): one
+  store query, the API's own cursor;
 - by severity: one "lane" per severity, worst first, each newest first with the store's severity filter — at most
-  five store queries a page, each limited to what the page still needs;
-- by ATT&CK tactic (the store cannot filter on it): the same listing read in batches and filtered here, at most
-  :data:`SCAN_BUDGET` alerts looked at per request; a page that budget did not fill says so and its "next" link
-  goes on from where the scan stopped.
+  five store queries a page, each limited to what the page still needs.
 
 Cursors are the API's (``Data.list_alerts``), wrapped in one signed by the same data layer and bound to the
 caller's scope and the queue's filters: (lane, the API's cursor in that lane, the start of the time range as it was
@@ -36,8 +33,6 @@ from soc.vocabulary import (
 from soc_api.data import AlertFilter, Data, Page
 
 PAGE_SIZE = 50
-SCAN_BATCH = 250  # alerts read per store query when filtering by tactic
-SCAN_BUDGET = 2_000  # alerts looked at per request when filtering by tactic
 EVIDENCE_SHOWN = 20
 RELATED_SHOWN = 10
 RELATED_ENTITIES = 3  # entity values asked about for related alerts (one store query each)
@@ -172,14 +167,15 @@ def parse_when(value: str, tz: tzinfo, name: str, problems: list[str]) -> str | 
 
 
 def base_filter(q: QueueQuery, tz: tzinfo, now: datetime | None = None) -> AlertFilter:
-    """The store-side part of the queue's filters (everything but the tactic) as the API's AlertFilter."""
+    """The queue's filters as the API's AlertFilter (the store filters every one of them)."""
     since = parse_when(q.since, tz, "since", q.problems)
     until = parse_when(q.until, tz, "until", q.problems)
     if q.range:
         start = ecs.utc_iso((now or datetime.now(timezone.utc)) - RANGES[q.range])
         since = max(since, start) if since else start
     return AlertFilter(status=q.status or None, severity=q.severity or None, agency=q.agency or None,
-                       rule_id=q.rule or None, since=since, until=until, entity=q.entity or None)
+                       rule_id=q.rule or None, since=since, until=until, entity=q.entity or None,
+                       tactic=q.tactic or None)
 
 
 # --- one page of the queue ---------------------------------------------------------------------------------------
@@ -187,19 +183,13 @@ def base_filter(q: QueueQuery, tz: tzinfo, now: datetime | None = None) -> Alert
 class QueuePage:
     alerts: list[dict]
     next_cursor: str | None
-    looked: int = 0  # alerts read from the store for this page
-    scan_stopped: bool = False  # a tactic filter stopped at its budget before the page was full
     newest: str = ""  # the newest last_seen on this page (where the live stream starts)
 
 
 def api_cursor_after(data: Data, f: AlertFilter, alert: Mapping) -> str:
     """The cursor ``Data.list_alerts`` issues for a listing with filter ``f`` whose last alert is ``alert``: for a
-    tactic scan that stops in the middle of a batch (tests check it equals the one list_alerts gives)."""
+    listing cut in the middle of a batch (tests check it equals the one list_alerts gives)."""
     return data.encode_cursor("alerts", f.__dict__, [alert["last_seen"], alert["id"]])
-
-
-def has_tactic(alert: Mapping, tactic: str) -> bool:
-    return tactic in tactics_of(alert)
 
 
 def queue_page(data: Data, q: QueueQuery, tz: tzinfo, *, limit: int | None = None,
@@ -217,35 +207,19 @@ def queue_page(data: Data, q: QueueQuery, tz: tzinfo, *, limit: int | None = Non
     lane = int(position["l"]) if position else 0
     inner = position.get("c") if position else None
     out: list[dict] = []
-    looked = 0
-    stopped = False
     while lane < len(lanes) and len(out) < limit:
         f = replace(base, severity=lanes[lane]) if lanes[lane] else base
-        size = SCAN_BATCH if q.tactic else limit - len(out)
-        page: Page = data.list_alerts(f, size, inner)
-        looked += len(page.items)
-        cut = None
-        for index, alert in enumerate(page.items):
-            if q.tactic and not has_tactic(alert, q.tactic):
-                continue
-            out.append(alert)
-            if len(out) == limit:
-                cut = index
-                break
-        if cut is not None and cut < len(page.items) - 1:
-            inner = api_cursor_after(data, f, page.items[cut])  # the page filled in the middle of the batch
-        elif page.next_cursor:
+        page: Page = data.list_alerts(f, limit - len(out), inner)
+        out.extend(page.items)
+        if page.next_cursor:
             inner = page.next_cursor
         else:
             lane, inner = lane + 1, None
-        if q.tactic and looked >= SCAN_BUDGET and len(out) < limit:
-            stopped = True
-            break
     next_cursor = None
-    if lane < len(lanes) and (len(out) == limit or stopped):
+    if lane < len(lanes) and len(out) == limit:
         next_cursor = data.encode_cursor(CURSOR_KIND, binding, {"l": lane, "c": inner, "s": base.since})
     newest = max((a.get("last_seen", "") for a in out), default="")
-    return QueuePage(out, next_cursor, looked, stopped, newest)
+    return QueuePage(out, next_cursor, newest)
 
 
 def new_since(data: Data, q: QueueQuery, tz: tzinfo, after: str, sent: dict[str, str],
@@ -261,8 +235,6 @@ def new_since(data: Data, q: QueueQuery, tz: tzinfo, after: str, sent: dict[str,
     fresh = []
     found = data.list_alerts(f, STREAM_BATCH, None).items
     for alert in found:
-        if q.tactic and not has_tactic(alert, q.tactic):
-            continue
         if sent.get(alert["id"]) == alert.get("last_seen"):
             continue
         fresh.append(alert)

@@ -51,8 +51,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "alerts.pages": "Pages",
         "alerts.first": "First page",
         "alerts.page_size": "Up to {count} alerts a page.",
-        "alerts.scan_stopped": "Looked at {looked} alerts for this tactic and found {found}; the next page goes on "
-                               "from where this one stopped.",
         "alerts.live.on": "New alerts appear at the top as they are raised.",
         "alerts.live.on_banner": "New alerts are announced as they are raised.",
         "alerts.live.announce": "{count} new alerts",
@@ -254,8 +252,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "alerts.pages": "Các trang",
         "alerts.first": "Trang đầu",
         "alerts.page_size": "Tối đa {count} cảnh báo mỗi trang.",
-        "alerts.scan_stopped": "Đã xem {looked} cảnh báo theo chiến thuật này và tìm thấy {found}; trang sau sẽ "
-                               "xem tiếp từ chỗ trang này dừng lại.",
         "alerts.live.on": "Cảnh báo mới hiện ở đầu danh sách ngay khi phát sinh.",
         "alerts.live.on_banner": "Cảnh báo mới được thông báo ngay khi phát sinh.",
         "alerts.live.announce": "{count} cảnh báo mới",

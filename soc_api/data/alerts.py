@@ -23,6 +23,19 @@ SCAN_PAGE = 1000
 SCAN_CAP = 20_000  # alerts looked at for a filter or sort the store cannot do itself
 
 
+def tactic_spellings(slug: str | None) -> tuple[str, ...]:
+    """The ways a rule's tag may spell one tactic (``attack.credential-access``, the older
+    ``attack.credential_access``, ``Credential Access``): the store matches threat.tactic exactly."""
+    if not slug:
+        return ()
+    words = slug.strip().lower().replace("_", "-").replace(" ", "-").split("-")
+    out = []
+    for joiner in ("-", "_", " "):
+        for word in (words, [w.capitalize() for w in words]):
+            out.append(joiner.join(word))
+    return tuple(dict.fromkeys(out))
+
+
 @dataclass
 class AlertFilter:
     status: str | None = None
@@ -32,6 +45,7 @@ class AlertFilter:
     since: str | None = None  # last_seen >= since
     until: str | None = None  # last_seen < until
     entity: str | None = None  # any entity value (address, user, host, hash)
+    tactic: str | None = None  # an ATT&CK tactic, as its slug ("credential-access"), in any usual spelling
     incident: str | None = None
     sort: str = "-last_seen"
 
@@ -59,7 +73,8 @@ class AlertData(DataCore):
         if after is None and f.until:
             after = (f.until, "")  # (last_seen < until) is exactly "after (until, '')" in newest-first order
         return AlertQuery(agency=self.scope(f.agency), status=f.status, severity=f.severity, rule_id=f.rule_id,
-                          since=f.since, entity=f.entity, limit=limit, after=after)
+                          since=f.since, entity=f.entity, tactics=tactic_spellings(f.tactic), limit=limit,
+                          after=after)
 
     def list_alerts(self, f: AlertFilter, limit: int, cursor: str | None) -> Page:
         filters = f.__dict__
