@@ -266,8 +266,9 @@ class SqliteStore(Store):
                          "WHERE item.value = ?)")
             args.append(query.entity)
         if query.tactics:
-            marks = ",".join("?" * len(query.tactics))  # "?" marks only
-            where.append(f"EXISTS (SELECT 1 FROM json_each(doc, '$.threat.tactic') AS t WHERE t.value IN ({marks}))")
+            marks = ",".join("?" * len(query.tactics))
+            where.append("EXISTS (SELECT 1 FROM json_each(doc, '$.threat.tactic') AS t "  # nosec B608 - "?" marks
+                         f"WHERE t.value IN ({marks}))")
             args.extend(query.tactics)
         if query.after:
             where.append("(last_seen < ? OR (last_seen = ? AND id < ?))")
