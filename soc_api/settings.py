@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from soc.config import Section
+from soc_api.feeds.settings import FeedsConfig
 
 # Hard caps on request bodies, enforced while the body streams in (a plain "413 Content Too Large" before it is read
 # whole), for bodies sent without a length. A declared Content-Length over ``max_body_bytes`` (below, lower) is
@@ -49,7 +50,7 @@ class TaxiiCollectionConfig(Section):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
     title: str
     description: str = ""
-    source: Literal["indicators", "sightings", "malware"]
+    source: Literal["indicators", "sightings", "malware", "received_sightings"]  # the last: others' sightings
     read_roles: list[ROLE] = []
     write_roles: list[ROLE] = []
 
@@ -64,6 +65,8 @@ class TaxiiPullSource(Section):
     page_size: int = Field(default=500, ge=1, le=10_000)
     default_tlp: str = "amber"
     verify_tls: bool = True
+    timeout_seconds: float = Field(default=60.0, gt=0)  # each request
+    max_response_bytes: int = Field(default=64 * 1_048_576, ge=1)  # each answer, decompressed
 
 
 def _default_collections() -> list[TaxiiCollectionConfig]:
@@ -147,6 +150,7 @@ class ApiSettings(Section):
     rate_limit: RateLimitConfig = RateLimitConfig()
     posture: PostureConfig = PostureConfig()
     taxii: TaxiiConfig = TaxiiConfig()
+    feeds: FeedsConfig = FeedsConfig()  # threat updates: indicator feeds, decay, sightings back (soc_api/feeds/)
     # Name of the environment variable with the key that signs pagination cursors (random per process if unset).
     cursor_key_env: str | None = None
     # How long a verified key is trusted before the store is asked again (revocation in this process is immediate).

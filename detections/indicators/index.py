@@ -52,10 +52,10 @@ class IndicatorIndex:
         return self._hash[kind][value]
 
     def put(self, doc: dict) -> None:
-        """Add or replace an indicator (a revoked one is removed)."""
+        """Add or replace an indicator (a revoked or expired one is removed)."""
         with self._lock:
             self._remove(doc["id"])
-            if doc.get("revoked"):
+            if doc.get("revoked") or doc.get("expired"):  # expired: kept in the store for history, never matched
                 return
             self.docs[doc["id"]] = doc
             for o in doc["observables"]:

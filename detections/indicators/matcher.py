@@ -9,7 +9,8 @@ import logging
 from typing import Any, Iterable
 
 from detections.engine import Detection
-from detections.indicators.model import is_live, severity, url_or_none
+from detections.indicators.decay import matching
+from detections.indicators.model import severity, url_or_none
 from detections.indicators.store import IndicatorService
 from detections.sigma.loader import RuleMeta
 from soc import ecs
@@ -92,8 +93,8 @@ class IndicatorMatcher:
         for doc in events:
             for indicator_id, field, value in self.hits(doc):
                 indicator = self.service.index.docs.get(indicator_id)
-                if indicator is None or not is_live(indicator, now):
-                    continue  # expired (or not yet valid) indicators stop matching
+                if indicator is None or not matching(indicator, now):
+                    continue  # expired, decayed below its floor (or not yet valid) indicators stop matching
                 agency = ecs.get(doc, "organization.id")
                 sightings.append((indicator_id, agency, doc, field, value))
                 detections.append(self._detection(indicator, doc, field, value))

@@ -47,12 +47,15 @@ class IndicatorService:
         self._lock = threading.Lock()
 
     # --- writing -------------------------------------------------------------------------------------------------
-    def upsert(self, docs: Iterable[dict]) -> list[dict]:
-        """Store indicators; a document older (by ``modified``) than the stored version of the same id is skipped."""
+    def upsert(self, docs: Iterable[dict], *, keep_revoked: bool = False) -> list[dict]:
+        """Store indicators; a document older (by ``modified``) than the stored version of the same id is skipped,
+        and so, with ``keep_revoked`` (a feed's pull), is one a person revoked here."""
         kept = []
         for doc in docs:
             current = self.store.get_document(COLLECTION, doc["id"])
             if current is not None and current.get("modified", "") > doc.get("modified", ""):
+                continue
+            if keep_revoked and current is not None and current.get("revoked") and current.get("revoked_by"):
                 continue
             if current is not None:
                 doc["created"] = current.get("created", doc["created"])
@@ -116,6 +119,8 @@ class IndicatorService:
                     "first_seen": event["@timestamp"], "last_seen": event["@timestamp"], "events": [],
                     "observed": [],
                 }
+                # The source that shared the indicator: sightings are listed, and fed back, per source.
+                sighting.setdefault("source", (self.index.docs.get(indicator_id) or {}).get("source"))
                 by_key[key] = sighting
             sighting["count"] += 1
             sighting["first_seen"] = min(sighting["first_seen"], event["@timestamp"])
@@ -129,3 +134,30 @@ class IndicatorService:
             sighting["modified"] = ecs.now_iso()
         if by_key:
             self.store.put_documents(SIGHTINGS, list(by_key.values()))
+
+    # --- expiry and decay ----------------------------------------------------------------------------------------
+    def expire(self, *, retention_seconds: float | None = None, now: str | None = None) -> dict[str, int]:
+        """Take out of matching every indicator past its ``valid_until`` or decayed below its floor
+        (detections/indicators/decay.py): the stored document is kept, marked ``expired`` with the time and the
+        reason, for history; expired documents older than ``retention_seconds`` are deleted (None: kept)."""
+        from detections.indicators.decay import why_not_matching
+
+        now = now or ecs.now_iso()
+        counts = {"expired": 0, "decayed": 0, "deleted": 0}
+        for doc in list(self.index.docs.values()):
+            reason = why_not_matching(doc, now)
+            if reason not in ("expired", "decayed"):
+                continue
+            stored = self.store.get_document(COLLECTION, doc["id"]) or dict(doc)
+            stored.update(expired=True, expired_at=now, expired_reason=reason, added=ecs.now_iso())
+            self.store.put_documents(COLLECTION, [stored])
+            self.index.remove(doc["id"])
+            counts[reason] += 1
+        if retention_seconds is not None:
+            cutoff = ecs.utc_iso(ecs.parse_time(now) - timedelta(seconds=retention_seconds))
+            query = DocumentQuery(terms={"expired": True}, ranges={"expired_at": (None, cutoff)}, sort="id",
+                                  limit=PAGE)
+            for old in list(iterate(self.store, COLLECTION, query)):
+                if self.store.delete_document(COLLECTION, old["id"]):
+                    counts["deleted"] += 1
+        return counts

@@ -98,8 +98,11 @@ class SharingData(DataCore):
             raise HTTPException(404, "no such indicator")
         return doc
 
-    def sightings(self, *, agency: str | None, indicator_id: str | None, limit: int, cursor: str | None) -> Page:
+    def sightings(self, *, agency: str | None, indicator_id: str | None, limit: int, cursor: str | None,
+                  source: str | None = None) -> Page:
         terms = {"indicator_id": indicator_id} if indicator_id else {}
+        if source:
+            terms["source"] = source  # the indicator's source (a feed's name): sightings per source
         return self.find(SIGHTINGS, DocumentQuery(terms=terms, sort="last_seen", descending=True, limit=limit),
                          agency=agency, cursor=cursor)
 

@@ -54,10 +54,11 @@ def sightings(
     data: Reader,
     agency: Annotated[str | None, Query(max_length=64)] = None,
     indicator_id: Annotated[str | None, Query(max_length=128)] = None,
+    source: Annotated[str | None, Query(max_length=200, description="the indicators' source (a feed)")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> SightingPage:
-    page = data.sightings(agency=agency, indicator_id=indicator_id, limit=limit, cursor=cursor)
+    page = data.sightings(agency=agency, indicator_id=indicator_id, limit=limit, cursor=cursor, source=source)
     return SightingPage(sightings=page.items, next_cursor=page.next_cursor)
 
 

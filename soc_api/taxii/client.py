@@ -14,7 +14,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
+import requests
+from requests.adapters import HTTPAdapter
 from taxii2client.v21 import Collection, as_pages
+from urllib3.util.retry import Retry
 
 from detections.indicators.model import IndicatorError
 from detections.indicators.stix import indicators_from_stix
@@ -37,12 +40,57 @@ class PullResult:
     added_after: str | None = None
 
 
+class ResponseTooLarge(requests.RequestException):
+    pass
+
+
+class _BoundedAdapter(HTTPAdapter):
+    """Every request with a timeout, retried on connection errors and 502/503/504 (GET only), and every answer read
+    up to a size cap (counted after decompression): taxii2-client itself sets neither."""
+
+    def __init__(self, timeout: float, max_bytes: int, retries: int):
+        super().__init__(max_retries=Retry(total=retries, connect=retries, read=retries, backoff_factor=0.5,
+                                           status_forcelist=(502, 503, 504), allowed_methods=frozenset({"GET"}),
+                                           raise_on_status=False))
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+
+    def send(self, request, **kwargs):
+        kwargs["timeout"] = kwargs.get("timeout") or self.timeout
+        kwargs["stream"] = True
+        response = super().send(request, **kwargs)
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            response.close()
+            raise ResponseTooLarge(f"the answer declares {declared} bytes, over the cap of {self.max_bytes}")
+        body = bytearray()
+        for chunk in response.iter_content(65536):
+            body += chunk
+            if len(body) > self.max_bytes:
+                response.close()
+                raise ResponseTooLarge(f"the answer is over the cap of {self.max_bytes} bytes")
+        response._content = bytes(body)  # read here, under the cap; requests hands it out as usual
+        response._content_consumed = True
+        return response
+
+
+def bounded(collection: Collection, *, timeout: float, max_bytes: int, retries: int = 2) -> Collection:
+    """A taxii2-client Collection whose requests have a timeout, retries and a size cap."""
+    adapter = _BoundedAdapter(timeout, max_bytes, retries)
+    collection._conn.session.mount("http://", adapter)
+    collection._conn.session.mount("https://", adapter)
+    return collection
+
+
 def _state_id(source: TaxiiPullSource) -> str:
     return source.name
 
 
 def pull(store: Store, service: IndicatorService, source: TaxiiPullSource, *, state_collection: str = "taxii_state",
-         progress: Callable[[PullResult], None] | None = None) -> PullResult:
+         progress: Callable[[PullResult], None] | None = None, convert: Callable[[dict], dict] | None = None,
+         retries: int = 2) -> PullResult:
+    """``convert``: one STIX object to an indicator document (IndicatorError: skipped), in place of the plain
+    conversion; given (a feed's pull, soc_api/feeds/), indicators a person revoked here stay revoked."""
     state = store.get_document(state_collection, _state_id(source)) or {"id": _state_id(source),
                                                                           "collection_url": source.collection_url}
     if state.get("collection_url") != source.collection_url:
@@ -51,8 +99,9 @@ def pull(store: Store, service: IndicatorService, source: TaxiiPullSource, *, st
     if source.password_env and not password:
         raise RuntimeError(f"TAXII pull {source.name}: the variable {source.password_env} is not set")
     result = PullResult(source=source.name, added_after=state.get("added_after"))
-    collection = Collection(source.collection_url, user=source.username or ("soc" if password else None),
-                            password=password, verify=source.verify_tls)
+    collection = bounded(Collection(source.collection_url, user=source.username or ("soc" if password else None),
+                                    password=password, verify=source.verify_tls),
+                         timeout=source.timeout_seconds, max_bytes=source.max_response_bytes, retries=retries)
     seen_headers: dict[str, str] = {}
 
     def remember(response, *args, **kwargs):
@@ -70,14 +119,15 @@ def pull(store: Store, service: IndicatorService, source: TaxiiPullSource, *, st
             for obj in envelope.get("objects", []):
                 result.objects += 1
                 try:
-                    docs.append(indicators_from_stix(obj, source=source.name, default_tlp=source.default_tlp,
-                                                     created_by=f"taxii-pull:{source.name}"))
+                    docs.append(convert(obj) if convert else indicators_from_stix(
+                        obj, source=source.name, default_tlp=source.default_tlp,
+                        created_by=f"taxii-pull:{source.name}"))
                 except IndicatorError as exc:
                     result.skipped += 1
                     if len(result.reasons) < 20:
-                        result.reasons.append(f"{obj.get('id', '?')}: {exc}")
+                        result.reasons.append(f"{obj.get('id', '?') if isinstance(obj, dict) else '?'}: {exc}")
             if docs:
-                result.indicators += len(service.upsert(docs))
+                result.indicators += len(service.upsert(docs, keep_revoked=convert is not None))
             if seen_headers.get("last"):
                 # The page is stored: only now move the bookmark past it.
                 state.update(added_after=seen_headers["last"], last_pull=ecs.now_iso())

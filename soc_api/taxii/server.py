@@ -10,11 +10,13 @@ suite.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import stix2
 from fastapi import HTTPException
 from stix2.exceptions import STIXError
 
@@ -30,12 +32,15 @@ log = logging.getLogger(__name__)
 TAXII_MEDIA = "application/taxii+json;version=2.1"
 STIX_MEDIA = "application/stix+json;version=2.1"
 _UUID_NS = uuid.UUID("9a7f1d2e-3b4c-4d5e-8f60-718293a4b5c6")
+RECEIVED_SIGHTINGS = "received_sightings"
 
 # source -> (document collection, sort field = date_added, object type, agency field or None for shared)
 SOURCES = {
     "indicators": (INDICATORS, "added", "indicator", None),
     "sightings": (SIGHTINGS, "modified", "sighting", "organization.id"),
     "malware": (MALWARE_FINDINGS, "modified", "malware", "organization.id"),
+    # Sightings of the suite's indicators that others (the national centre, a peer SOC) sent back.
+    "received_sightings": (RECEIVED_SIGHTINGS, "added", "sighting", None),
 }
 
 
@@ -87,6 +92,8 @@ def _to_stix(source: str, doc: dict) -> list[dict]:
         objs = [indicator_to_stix(doc)]
     elif source == "sightings":
         objs = [sighting_to_stix(doc)]
+    elif source == "received_sightings":
+        return [doc["object"]]
     else:
         objs = malware_to_stix(doc)
     return [json.loads(o.serialize()) for o in objs]
@@ -147,6 +154,8 @@ def add_objects(data: Data, c: TaxiiCollectionConfig, envelope: dict) -> dict:
     """Take the objects of an envelope into the collection; a status resource says what succeeded and what not."""
     if not can_write(data, c):
         raise HTTPException(403, "this key may not write to this collection")
+    if c.source == "received_sightings":
+        return _add_sightings(data, envelope)
     if c.source != "indicators":
         raise HTTPException(403, "this collection is read-only")
     objects = envelope.get("objects")
@@ -177,6 +186,57 @@ def add_objects(data: Data, c: TaxiiCollectionConfig, envelope: dict) -> dict:
         "id": str(uuid.uuid4()), "status": "complete", "request_timestamp": now, "total_count": len(objects),
         "success_count": len(successes), "successes": successes, "failure_count": len(failures),
         "failures": failures, "pending_count": 0, "pendings": [],
+        "owner": data.principal.key_id,
+    }
+    data.save_taxii_status(status)
+    return status
+
+
+def _received_sighting(data: Data, obj: dict) -> dict:
+    """A STIX Sighting another party sent of one of the suite's indicators, as stored; ValueError says why not."""
+    if obj.get("type") != "sighting":
+        raise ValueError(f"only sightings are taken here, not {str(obj.get('type'))[:40]!r}")
+    try:
+        parsed = stix2.parse(obj, allow_custom=False, version="2.1")
+    except (STIXError, ValueError, TypeError) as exc:
+        raise ValueError(f"not a valid STIX 2.1 sighting: {str(exc)[:300]}") from exc
+    ref = str(parsed["sighting_of_ref"])
+    if not ref.startswith("indicator--") or data.indicator_service.get(ref) is None:
+        raise ValueError("sighting_of_ref names no indicator this server shared")
+    clean = json.loads(parsed.serialize())
+    return {"id": clean["id"], "stix_id": clean["id"], "object": clean, "sighting_of_ref": ref,
+            "count": clean.get("count"), "first_seen": clean.get("first_seen"), "last_seen": clean.get("last_seen"),
+            "modified": clean["modified"], "added": ecs.now_iso(), "received_from": data.actor}
+
+
+def _add_sightings(data: Data, envelope: dict) -> dict:
+    objects = envelope.get("objects")
+    if not isinstance(objects, list):
+        raise HTTPException(400, "the body must be a TAXII envelope with an \"objects\" list")
+    successes, failures, docs = [], [], []
+    for obj in objects:
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+            failures.append({"id": "?", "message": "not a STIX object (no id)"})
+            continue
+        if obj.get("type") == "marking-definition":
+            successes.append({"id": obj["id"], "version": obj.get("created", ""),
+                              "message": "marking definitions are known by id; not stored"})
+            continue
+        try:
+            doc = _received_sighting(data, obj)
+        except ValueError as exc:
+            failures.append({"id": obj["id"][:200], "message": str(exc)})
+            continue
+        current = data.store.get_document(RECEIVED_SIGHTINGS, doc["id"])
+        if current is None or current.get("modified", "") <= doc["modified"]:
+            docs.append(doc)
+        successes.append({"id": doc["id"], "version": doc["modified"]})
+    if docs:
+        data.store.put_documents(RECEIVED_SIGHTINGS, docs)
+    status = {
+        "id": str(uuid.uuid4()), "status": "complete", "request_timestamp": ecs.now_iso(),
+        "total_count": len(objects), "success_count": len(successes), "successes": successes,
+        "failure_count": len(failures), "failures": failures, "pending_count": 0, "pendings": [],
         "owner": data.principal.key_id,
     }
     data.save_taxii_status(status)
