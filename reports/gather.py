@@ -24,11 +24,12 @@ from reports.periods import Period
 from reports.recommend import recommend
 from soc import ecs
 from soc.storage.aggregations import AggregateQuery, Metric
-from soc.storage.base import AlertQuery, EventQuery, Store
+from soc.storage.base import AlertQuery, EventQuery, Store, StoreError
 from soc.vocabulary import SYSLOG_SEVERITIES, Severity, severity_at_least
 
 log = logging.getLogger(__name__)
 
+EVENT_PAGE = 2000  # events a page when the store cannot count them (read one by one)
 ALERT_PAGE = 500
 TOP_N = 10
 PROVINCE = "province"
@@ -125,6 +126,77 @@ def _own(dataset: str | None) -> bool:
 
 def _scan_events(store: Store, inventory: Inventory, scope: str | None, period: Period, data: ReportData,
                  options: GatherOptions):
+    """The period's event figures, counted by the store; if the store refuses the aggregations (more distinct
+    groups than it answers: a sender naming a new program on every line can do that), read one by one instead —
+    slower, the same figures, bounded memory."""
+    try:
+        return _count_events(store, scope, period, data, options)
+    except StoreError as exc:
+        if exc.transient:
+            raise
+        log.warning("report %s %s: the store could not count the events (%s); reading them one by one",
+                    data.scope, data.period, exc)
+        data.events_total = 0
+        data.events_by_severity.clear()
+        data.events_by_source.clear()
+        return _read_events(store, scope, period, data, options)
+
+
+def _read_events(store: Store, scope: str | None, period: Period, data: ReportData, options: GatherOptions):
+    pairs: dict[tuple[str, str], _PairState] = defaultdict(_PairState)
+    datasets: set[tuple[str, str]] = set()
+    per_agency: Counter = Counter()
+    over_time: dict[str, list[int]] = defaultdict(lambda: [0] * len(data.bucket_labels))
+    start_epoch = period.start.timestamp()
+    after = None
+    while True:
+        page = store.search_events(EventQuery(start=period.start_iso, end=period.end_iso, agency=scope,
+                                              limit=EVENT_PAGE, after=after))
+        for doc in page:
+            _read_event(doc, period, start_epoch, data, pairs, datasets, per_agency, over_time)
+        if options.progress:
+            options.progress("events", data.events_total)
+        if len(page) < EVENT_PAGE:
+            break
+        after = (page[-1]["@timestamp"], ecs.get(page[-1], "event.id"))
+    data.events_over_time = dict(over_time)
+    return pairs, datasets, per_agency
+
+
+def _read_event(doc, period, start_epoch, data, pairs, datasets, per_agency, over_time) -> None:
+    dataset = ecs.get(doc, "event.dataset") or ""
+    if _own(dataset):
+        return
+    event_id = ecs.get(doc, "event.id")
+    ts = doc["@timestamp"]
+    moment = ecs.parse_time(ts)
+    data.events_total += 1
+    severity = event_severity(doc)
+    data.events_by_severity[severity] += 1
+    data.ev(f"events_by_severity:{severity}").add_event(event_id)
+    program = ecs.get(doc, "process.name")
+    program = program if isinstance(program, str) else ""
+    datasets.add((dataset, program))
+    bucket = period.bucket_of(moment)
+    hour = int((moment.timestamp() - start_epoch) // 3600)
+    asset = ecs.get(doc, "soc.asset.id")
+    per_agency[ecs.get(doc, "organization.id")] += 1
+    for name in sources_of(dataset, program) or frozenset({"other"}):
+        data.events_by_source[name] += 1
+        data.ev(f"events_by_source:{name}").add_event(event_id)
+        if 0 <= bucket < len(data.bucket_labels):
+            over_time[name][bucket] += 1
+        if asset and name != "other":
+            state = pairs[(asset, name)]
+            state.events += 1
+            if state.first is None or ts < state.first:
+                state.first, state.first_id = ts, event_id
+            if state.last is None or ts >= state.last:
+                state.last, state.last_id = ts, event_id
+            state.hours.add(hour)
+
+
+def _count_events(store: Store, scope: str | None, period: Period, data: ReportData, options: GatherOptions):
     pairs: dict[tuple[str, str], _PairState] = defaultdict(_PairState)
     datasets: set[tuple[str, str]] = set()
     per_agency: Counter = Counter()

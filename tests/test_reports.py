@@ -366,3 +366,23 @@ def test_event_figures_are_what_counting_every_event_gives(month, scope):
         ids = data.ev(row.key).events
         found = {e["event"]["id"]: e["@timestamp"] for e in suite.store.get_events(ids)}
         assert row.first_seen in found.values() and row.last_seen in found.values(), row.key
+
+
+def test_too_many_groups_for_the_store_reads_the_events_instead(month, monkeypatch):
+    """A sender naming a new program on every line makes more groups than the store answers: the report does not
+    fail, it reads the month's events one by one and its figures are the same."""
+    from soc.storage import aggregate_search, aggregate_sql
+    from reports.gather import gather
+
+    suite, _, _ = month
+    period = parse_period("2026-10", suite.settings.tz)
+    counted = gather(suite.store, suite.inventory, suite.ruleset, "so-a", period)
+    monkeypatch.setattr(aggregate_sql, "MAX_GROUPS", 5)
+    monkeypatch.setattr(aggregate_search, "MAX_GROUPS", 5)
+    read = gather(suite.store, suite.inventory, suite.ruleset, "so-a", period)
+    assert read.events_total == counted.events_total > 1000
+    assert read.events_by_severity == counted.events_by_severity
+    assert read.events_by_source == counted.events_by_source
+    assert read.events_over_time == counted.events_over_time
+    shape = lambda rows: [(r.asset, r.source, r.events, r.first_seen, r.last_seen, r.status, r.gaps) for r in rows]
+    assert shape(read.sources) == shape(counted.sources)
