@@ -39,9 +39,9 @@ class Settings(Section):
     # Modules with register(services, registry) (soc/plugins.py) that run inside the suite: playbook triggers and
     # expiries (runs on core devices wait for a network admin), log-source health, probes (off until
     # monitoring.probes.enabled), report schedules, indicator matching on ingest, TAXII pulls and the posture push
-    # (both off until configured).
+    # (both off until configured), the store's upkeep (retention, scheduled snapshots: soc/storage/schedule.py).
     extensions: list[str] = ["playbooks.service", "collectors.monitoring", "reports.service",
-                             "detections.indicators.extension", "soc_api.extension"]
+                             "detections.indicators.extension", "soc_api.extension", "soc.storage.schedule"]
 
     @field_validator("timezone")
     @classmethod

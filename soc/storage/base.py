@@ -14,6 +14,11 @@ from soc import codec, ecs
 
 if TYPE_CHECKING:
     from soc.storage.aggregations import AggregateQuery, AggregateResult
+if TYPE_CHECKING:  # retention and backups (soc/storage/retention.py, soc/storage/snapshots.py)
+    from datetime import timedelta
+
+    from soc.storage.retention import Progress
+    from soc.storage.snapshots import SnapshotTarget
 
 
 @dataclass
@@ -195,3 +200,36 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # --- retention and backups: the work is in soc/storage/retention*.py and snapshots*.py ----------------------
+    @abstractmethod
+    def expire(self, data_class: str, cutoff: str, *, dry_run: bool = False,
+               progress: "Progress | None" = None) -> int:
+        """Delete what of ``data_class`` (retention.DATA_CLASSES) is dated before ``cutoff`` (ISO 8601 UTC), or
+        with ``dry_run`` only count it; how many documents (rows) that is."""
+
+    @abstractmethod
+    def data_status(self) -> dict[str, dict]:
+        """Per data class: ``count``, ``oldest``, ``newest`` and ``where`` it is kept."""
+
+    @abstractmethod
+    def lifecycle(self, events_period: "timedelta | None", *, install: bool = False) -> dict:
+        """The engine's own lifecycle policy for the event indices (OpenSearch ISM, Elasticsearch ILM): installed or
+        updated to ``events_period`` when ``install``, and described; ``available`` False where there is none."""
+
+    @abstractmethod
+    def snapshot(self, where: "SnapshotTarget", name: str, *, kind: str = "manual",
+                 progress: "Progress | None" = None) -> dict:
+        """A backup of the whole store named ``name``: {"name", "state", "started", "kind", ...}."""
+
+    @abstractmethod
+    def list_snapshots(self, where: "SnapshotTarget") -> list[dict]:
+        """This store's snapshots at ``where``, by name."""
+
+    @abstractmethod
+    def restore(self, where: "SnapshotTarget", name: str, *, replace: bool = False,
+                progress: "Progress | None" = None) -> dict:
+        """Bring back what the snapshot holds and the store lacks (``replace``: make the store the snapshot)."""
+
+    @abstractmethod
+    def delete_snapshot(self, where: "SnapshotTarget", name: str) -> None: ...

@@ -78,17 +78,30 @@ def _nested(flat: dict[str, dict]) -> dict:
     return root
 
 
-def _settings(shards: int = 1) -> dict:
+def replica_settings(replicas: int | str = 0) -> dict:
+    """Index settings for a replica count of the configuration (soc.config.ReplicasConfig): a number of copies, or
+    "auto", which the engine's own auto_expand_replicas keeps at one copy while the cluster has two data nodes or more
+    and none on a single node (so a cluster that grows gets its copies without the suite restarting, and a single
+    node stays green). Nothing else is set: changing the count of an existing index costs a copy of its data."""
+    if replicas == "auto":
+        return {"auto_expand_replicas": "0-1"}
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise ValueError(f"a replica count is \"auto\" or a whole number of copies, not {replicas!r}")
+    return {"number_of_replicas": replicas, "auto_expand_replicas": "false"}
+
+
+def _settings(shards: int = 1, replicas: int | str = 0) -> dict:
     return {
         "number_of_shards": shards,
         "number_of_replicas": 0,
+        **replica_settings(replicas),
         "index.mapping.ignore_malformed": True,
         "index.mapping.total_fields.limit": 5000,
         "refresh_interval": "1s",
     }
 
 
-def event_template(pattern: str, flavour: str = "opensearch") -> dict:
+def event_template(pattern: str, flavour: str = "opensearch", replicas: int | str = 0) -> dict:
     flat: dict[str, dict] = {}
     flat.update({f: {"type": "ip"} for f in _IP_FIELDS})
     flat.update({f: {"type": "long"} for f in _PORT_FIELDS + _LONG_FIELDS})
@@ -111,14 +124,14 @@ def event_template(pattern: str, flavour: str = "opensearch") -> dict:
         "index_patterns": [pattern],
         "priority": 200,
         "template": {
-            "settings": {**_settings(), **_NORMALIZERS},
+            "settings": {**_settings(replicas=replicas), **_NORMALIZERS},
             "mappings": {"dynamic_templates": [_WINLOG_EVENT_DATA_STRINGS, _EVENT_STRINGS],
                          "properties": _nested(flat)},
         },
     }
 
 
-def alert_template(index: str) -> dict:
+def alert_template(index: str, replicas: int | str = 0) -> dict:
     flat = {
         "@timestamp": {"type": "date"},
         "first_seen": {"type": "date"},
@@ -137,18 +150,18 @@ def alert_template(index: str) -> dict:
         "index_patterns": [index],
         "priority": 200,
         "template": {
-            "settings": _settings(),
+            "settings": _settings(replicas=replicas),
             "mappings": {"dynamic_templates": [_KEYWORD_STRINGS], "properties": _nested(flat)},
         },
     }
 
 
-def dead_letter_template(index: str) -> dict:
+def dead_letter_template(index: str, replicas: int | str = 0) -> dict:
     return {
         "index_patterns": [index],
         "priority": 200,
         "template": {
-            "settings": _settings(),
+            "settings": _settings(replicas=replicas),
             "mappings": {
                 "properties": {
                     "id": {"type": "keyword"},
@@ -164,23 +177,25 @@ def dead_letter_template(index: str) -> dict:
     }
 
 
-def key_template(index: str) -> dict:
+def key_template(index: str, replicas: int | str = 0) -> dict:
     return {
         "index_patterns": [index],
         "priority": 200,
         "template": {
-            "settings": _settings(),
+            "settings": _settings(replicas=replicas),
             "mappings": {"dynamic_templates": [_KEYWORD_STRINGS], "properties": {"id": {"type": "keyword"}}},
         },
     }
 
 
-def document_template(pattern: str) -> dict:
+def document_template(pattern: str | list[str], replicas: int | str = 0, priority: int = 200) -> dict:
+    # A collection that needs settings of its own (the indicators' replicas) gets a template with a higher priority
+    # over the same mappings: the engine applies the highest-priority template whose pattern matches.
     return {
-        "index_patterns": [pattern],
-        "priority": 200,
+        "index_patterns": [pattern] if isinstance(pattern, str) else list(pattern),
+        "priority": priority,
         "template": {
-            "settings": _settings(),
+            "settings": _settings(replicas=replicas),
             "mappings": {"dynamic_templates": [_KEYWORD_STRINGS], "properties": {"id": {"type": "keyword"}}},
         },
     }

@@ -55,8 +55,36 @@ class _Engine:
         return self.client.bulk(operations=body, filter_path=filter_path.split(",")).body
 
 
-def connect(url: str, *, username: str | None = None, password: str | None = None, ca_file: str | None = None,
-            verify_certs: bool = True, timeout: float = 30.0, compress: bool = False) -> _Engine:
+def _node_urls(http_scheme: str, host: str, port: int, hosts: Sequence[str]) -> list[str]:
+    """The URL's node first, then each other configured node once ("host:port", checked as the configuration
+    checks it: a bad address is refused here, not sent to the client library)."""
+    from soc.config import check_host
+
+    first = f"[{host}]" if ":" in host else host  # an IPv6 address, as urlsplit gives it without brackets
+    nodes = [f"{http_scheme}://{first}:{port}"]
+    for extra in hosts:
+        try:
+            node = f"{http_scheme}://{check_host(extra)}"
+        except ValueError as exc:
+            raise StoreError(f"store hosts: {exc}") from exc
+        if node not in nodes:
+            nodes.append(node)
+    return nodes
+
+
+# Sniffing (store.sniff): the nodes the cluster announces join the configured ones, asked again after a node fails
+# and every SNIFF_INTERVAL seconds; one sniff waits at most SNIFF_TIMEOUT (the client's default, 0.1 s, fails on a
+# busy node, and a failed sniff only leaves the pool as it was).
+SNIFF_INTERVAL = 60.0
+SNIFF_TIMEOUT = 2.0
+
+
+def connect(url: str, *, hosts: Sequence[str] = (), sniff: bool = False, username: str | None = None,
+            password: str | None = None, ca_file: str | None = None, verify_certs: bool = True, timeout: float = 30.0,
+            compress: bool = False) -> _Engine:
+    """The client for ``url``'s engine, over the URL's node and ``hosts`` (more nodes of the same cluster): a request
+    that cannot reach a node (refused, reset, timed out) or gets 502/503/504 is sent again to the next node, and the
+    failed node is left out for a while, so one node lost does not fail the suite's writes and reads."""
     parts = urlsplit(url)
     scheme, _, transport = parts.scheme.partition("+")
     http_scheme = "https" if transport == "https" else "http"
@@ -64,15 +92,24 @@ def connect(url: str, *, username: str | None = None, password: str | None = Non
     port = parts.port or 9200
     username = username or parts.username
     password = password if password is not None else parts.password
-    node = f"{http_scheme}://{host}:{port}"
+    nodes = _node_urls(http_scheme, host, port, hosts)
+    node = nodes[0]
+    # every node gets a try before a request fails (at least 3, as for one node: a node restarting answers 503)
+    retries = max(3, len(nodes))
     if scheme == "opensearch":
         import opensearchpy
         from opensearchpy import helpers
 
+        # The first sniff is not made here (it raises when the cluster is down, and a suite must start with its
+        # store down: the spool holds what arrives): SearchStore.open() asks, and a failure there is only logged.
+        sniffing = {"sniff_on_connection_fail": True, "sniffer_timeout": SNIFF_INTERVAL,
+                    "sniff_timeout": SNIFF_TIMEOUT} if sniff else {}
         client = opensearchpy.OpenSearch(
-            hosts=[node], http_auth=(username, password) if username else None, use_ssl=http_scheme == "https",
+            hosts=nodes, http_auth=(username, password) if username else None, use_ssl=http_scheme == "https",
             verify_certs=verify_certs, ca_certs=ca_file, timeout=timeout, http_compress=compress,
-            max_retries=3, retry_on_timeout=True, pool_maxsize=64,  # the API serves many clients at once (40 threads)
+            # pool_maxsize: the API serves many clients at once (40 threads)
+            max_retries=retries, retry_on_timeout=True, pool_maxsize=64,
+            **sniffing,
         )
         errors = (opensearchpy.exceptions.OpenSearchException,)
         return _Engine("opensearch", client, helpers, errors)
@@ -81,10 +118,12 @@ def connect(url: str, *, username: str | None = None, password: str | None = Non
         import elasticsearch
         from elasticsearch import helpers
 
+        sniffing = {"sniff_on_node_failure": True, "sniff_before_requests": True,
+                    "min_delay_between_sniffing": SNIFF_INTERVAL, "sniff_timeout": SNIFF_TIMEOUT} if sniff else {}
         client = elasticsearch.Elasticsearch(
-            node, basic_auth=(username, password) if username else None, verify_certs=verify_certs,
-            ca_certs=ca_file, request_timeout=timeout, http_compress=compress, max_retries=3, retry_on_timeout=True,
-            connections_per_node=64,
+            nodes if len(nodes) > 1 else node, basic_auth=(username, password) if username else None,
+            verify_certs=verify_certs, ca_certs=ca_file, request_timeout=timeout, http_compress=compress,
+            max_retries=retries, retry_on_timeout=True, connections_per_node=64, **sniffing,
         )
         errors = (elasticsearch.ApiError, elastic_transport.TransportError)
         return _Engine("elasticsearch", client, helpers, errors)
@@ -113,14 +152,28 @@ def _entity_terms(value: str) -> list[dict]:
     return terms + [{"term": {"entities.ip": value}}]
 
 
+# The data classes of the configuration (store.replicas, store.retention) and the indices that hold them:
+#   events        <prefix>-events-YYYY.MM.DD          template <prefix>-events
+#   alerts        <prefix>-alerts                     template <prefix>-alerts
+#   dead_letters  <prefix>-deadletters                template <prefix>-deadletters
+#   indicators    <prefix>-doc-indicators, -sightings template <prefix>-indicators (above <prefix>-documents)
+#   audit         every other <prefix>-doc-<collection> (the audit trail, incidents, playbook runs, users, sessions,
+#                 silences ...: the suite's state) and <prefix>-apikeys
+#                                                     templates <prefix>-documents and <prefix>-apikeys
+DATA_CLASSES = ("events", "alerts", "dead_letters", "audit", "indicators")
+INDICATOR_COLLECTIONS = ("indicators", "sightings")
+
+
 class SearchStore(Store):
     def __init__(self, url: str, *, index_prefix: str = "soc", username: str | None = None,
                  password_env: str | None = None, ca_file: str | None = None, verify_certs: bool = True,
-                 timeout: float = 30.0, compress: bool = False):
+                 timeout: float = 30.0, compress: bool = False, hosts: Sequence[str] = (), sniff: bool = False,
+                 replicas: dict[str, int | str] | None = None):
         password = os.environ.get(password_env) if password_env else None
         self.url = url
         self.prefix = index_prefix
-        self.engine = connect(url, username=username, password=password, ca_file=ca_file,
+        self.sniff = sniff
+        self.engine = connect(url, hosts=hosts, sniff=sniff, username=username, password=password, ca_file=ca_file,
                               verify_certs=verify_certs, timeout=timeout, compress=compress)
         self.name = self.engine.flavour
         self.client = self.engine.client
@@ -128,6 +181,11 @@ class SearchStore(Store):
         self.alerts_index = f"{self.prefix}-alerts"
         self.dead_letter_index = f"{self.prefix}-deadletters"
         self.keys_index = f"{self.prefix}-apikeys"
+        # Replica copies per data class; "auto" unless configured (one copy on a cluster, none on a single node).
+        unknown = set(replicas or {}) - set(DATA_CLASSES)
+        if unknown:
+            raise StoreError(f"replicas for unknown data classes {sorted(unknown)}: the classes are {DATA_CLASSES}")
+        self.replicas: dict[str, int | str] = {c: "auto" for c in DATA_CLASSES} | dict(replicas or {})
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def _call(self, what: str, fn, *args, **kwargs):
@@ -137,13 +195,21 @@ class SearchStore(Store):
             raise StoreError(f"{self.name} {what} failed: {exc}", transient=_transient(exc)) from exc
 
     def open(self) -> None:
-        templates = {
-            f"{self.prefix}-events": event_template(self.events_pattern, self.engine.flavour),
-            f"{self.prefix}-alerts": alert_template(self.alerts_index),
-            f"{self.prefix}-deadletters": dead_letter_template(self.dead_letter_index),
-            f"{self.prefix}-apikeys": key_template(self.keys_index),
-            f"{self.prefix}-documents": document_template(f"{self.prefix}-doc-*"),
-        }
+        if self.sniff:
+            self._first_sniff()
+        r = self.replicas
+        try:
+            templates = {
+                f"{self.prefix}-events": event_template(self.events_pattern, self.engine.flavour, r["events"]),
+                f"{self.prefix}-alerts": alert_template(self.alerts_index, r["alerts"]),
+                f"{self.prefix}-deadletters": dead_letter_template(self.dead_letter_index, r["dead_letters"]),
+                f"{self.prefix}-apikeys": key_template(self.keys_index, r["audit"]),
+                f"{self.prefix}-documents": document_template(f"{self.prefix}-doc-*", r["audit"]),
+                f"{self.prefix}-indicators": document_template(
+                    [f"{self.prefix}-doc-{c}" for c in INDICATOR_COLLECTIONS], r["indicators"], priority=201),
+            }
+        except ValueError as exc:  # a replica count that is neither "auto" nor a number of copies
+            raise StoreError(f"store replicas: {exc}") from exc
         for name, body in templates.items():
             self._call("index template", self.client.indices.put_index_template, name=name, body=body)
         for index in (self.alerts_index, self.dead_letter_index, self.keys_index):
@@ -153,6 +219,65 @@ class SearchStore(Store):
                 except self.engine.errors as exc:  # created meanwhile by another process: fine
                     if "resource_already_exists" not in str(exc):
                         raise StoreError(f"{self.name} cannot create {index}: {exc}") from exc
+        self._apply_replicas()
+
+    def _first_sniff(self) -> None:
+        """The cluster's nodes join the configured ones now rather than at the first failure. The cluster may be
+        down or still forming while the suite starts: then the configured nodes are used, and sniffing happens
+        later (after a failure, and every SNIFF_INTERVAL seconds)."""
+        import logging
+
+        transport = self.client.transport
+        try:
+            if self.engine.flavour == "opensearch":
+                transport.sniff_hosts(True)
+            else:
+                transport.sniff(True)
+        except Exception as exc:  # any failure of the sniff only leaves the configured nodes in use
+            logging.getLogger(__name__).warning("%s: sniffing the cluster's nodes failed, using the configured "
+                                                "ones: %s", self.name, exc)
+
+    def _data_class(self, index: str) -> str | None:
+        """The data class an index of this store holds (DATA_CLASSES above), None for an index that is not ours."""
+        p = self.prefix
+        if index.startswith(f"{p}-events-"):
+            return "events"
+        if index == self.alerts_index:
+            return "alerts"
+        if index == self.dead_letter_index:
+            return "dead_letters"
+        if index in {f"{p}-doc-{c}" for c in INDICATOR_COLLECTIONS}:
+            return "indicators"
+        if index.startswith(f"{p}-doc-") or index == self.keys_index:
+            return "audit"
+        return None
+
+    def _apply_replicas(self) -> None:
+        """Existing indices take the configured replica counts (new ones get them from the templates). Only an index
+        whose settings differ is changed: a changed count adds or drops a full copy of the index."""
+        from soc.storage.mappings import replica_settings
+
+        names = "index.number_of_replicas,index.auto_expand_replicas"
+        found = self._call("index settings", self.client.indices.get_settings, index=f"{self.prefix}-*", name=names)
+        stale: dict[str, list[str]] = {}
+        for index, body in (getattr(found, "body", found) or {}).items():
+            data_class = self._data_class(index)
+            if data_class is None:
+                continue
+            current = (body or {}).get("settings", {}).get("index", {})
+            have = {"number_of_replicas": str(current.get("number_of_replicas", "")),
+                    "auto_expand_replicas": str(current.get("auto_expand_replicas", "false")).lower()}
+            want = replica_settings(self.replicas[data_class])
+            if any(have[key] != str(value).lower() for key, value in want.items()):
+                stale.setdefault(data_class, []).append(index)
+        for data_class, indices in stale.items():
+            body = {"index": replica_settings(self.replicas[data_class])}
+            # a few dozen names per request: hundreds of daily indices would not fit in one request line
+            for start in range(0, len(indices), 40):
+                batch = ",".join(indices[start:start + 40])
+                # ignore_unavailable: an index deleted meanwhile (retention) has nothing to change
+                self._call(f"replica settings of {data_class} indices", self.client.indices.put_settings,
+                           index=batch, body=body, ignore_unavailable=True)
 
     def close(self) -> None:
         self.client.close()
@@ -405,3 +530,39 @@ class SearchStore(Store):
             if getattr(exc, "status_code", None) == 404 or "not_found" in str(exc) or "404" in str(exc):
                 return False
             raise StoreError(f"{self.name} delete failed: {exc}", transient=_transient(exc)) from exc
+
+    # --- retention and backups (soc/storage/retention_search.py, soc/storage/snapshots_search.py) --------------
+    def expire(self, data_class, cutoff, *, dry_run=False, progress=None) -> int:
+        from soc.storage import retention_search
+
+        return retention_search.expire(self, data_class, cutoff, dry_run=dry_run, progress=progress)
+
+    def data_status(self) -> dict[str, dict]:
+        from soc.storage import retention_search
+
+        return retention_search.status(self)
+
+    def lifecycle(self, events_period, *, install=False) -> dict:
+        from soc.storage import retention_search
+
+        return retention_search.lifecycle(self, events_period, install=install)
+
+    def snapshot(self, where, name, *, kind="manual", progress=None) -> dict:
+        from soc.storage import snapshots_search
+
+        return snapshots_search.snapshot(self, where, name, kind=kind, progress=progress)
+
+    def list_snapshots(self, where) -> list[dict]:
+        from soc.storage import snapshots_search
+
+        return snapshots_search.list_snapshots(self, where)
+
+    def restore(self, where, name, *, replace=False, progress=None) -> dict:
+        from soc.storage import snapshots_search
+
+        return snapshots_search.restore(self, where, name, replace=replace, progress=progress)
+
+    def delete_snapshot(self, where, name) -> None:
+        from soc.storage import snapshots_search
+
+        snapshots_search.delete_snapshot(self, where, name)

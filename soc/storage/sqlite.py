@@ -376,3 +376,39 @@ class SqliteStore(Store):
         _check_collection(collection)
         cursor = self._conn().execute("DELETE FROM documents WHERE collection = ? AND id = ?", [collection, doc_id])
         return cursor.rowcount > 0
+
+    # --- retention and backups (soc/storage/retention_sql.py, soc/storage/snapshots_sql.py) --------------------
+    def expire(self, data_class, cutoff, *, dry_run=False, progress=None) -> int:
+        from soc.storage import retention_sql
+
+        return retention_sql.expire(self._conn(), data_class, cutoff, dry_run=dry_run, progress=progress)
+
+    def data_status(self) -> dict[str, dict]:
+        from soc.storage import retention_sql
+
+        return retention_sql.status(self._conn())
+
+    def lifecycle(self, events_period, *, install=False) -> dict:
+        # No engine to hand the job to: retention here is the suite's schedule (soc/storage/schedule.py) alone.
+        return {"engine": "SQLite", "available": False,
+                "note": "the embedded store has no lifecycle engine: the suite deletes expired rows on its schedule"}
+
+    def snapshot(self, where, name, *, kind="manual", progress=None) -> dict:
+        from soc.storage import snapshots_sql
+
+        return snapshots_sql.snapshot(self.path, where, name, progress=progress)
+
+    def list_snapshots(self, where) -> list[dict]:
+        from soc.storage import snapshots_sql
+
+        return snapshots_sql.list_snapshots(where)
+
+    def restore(self, where, name, *, replace=False, progress=None) -> dict:
+        from soc.storage import snapshots_sql
+
+        return snapshots_sql.restore(self._conn(), self.path, where, name, replace=replace, progress=progress)
+
+    def delete_snapshot(self, where, name) -> None:
+        from soc.storage import snapshots_sql
+
+        snapshots_sql.delete_snapshot(where, name)
