@@ -10,9 +10,10 @@
 #   chromium chromium-driver        the console's browser tests (Playwright drives Debian's Chromium; no browser
 #                                   is ever downloaded)
 #   nodejs npm                      `npm ci` of the browser tests' lockfile (axe-core, tests/browser/package-lock.json)
+#   nmap                            the periodic assessment's port and service scan (assessment/nmap.py)
 set -euo pipefail
 packages=(openjdk-17-jdk-headless maven bsdutils curl rsyslog rsyslog-gnutls openssh-server nftables iptables iproute2
-          poppler-utils prometheus yara openssl libssl-dev gcc chromium chromium-driver nodejs npm)
+          poppler-utils prometheus yara openssl libssl-dev gcc chromium chromium-driver nodejs npm nmap)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

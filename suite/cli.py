@@ -269,14 +269,15 @@ provide_commands(CommandContext(settings=_settings, open_store=_open_store, buil
 # package's commands in that package's cli.py.
 CLI_PLUGINS = ("collectors.cli", "collectors.packets.cli", "detections.cli", "detections.rules_cli",
                "detections.yara.cli", "playbooks.cli", "playbooks.devices_cli", "reports.cli", "soc_api.cli",
-               "soc.storage.cli")
+               "soc.storage.cli", "assessment.cli")
 
 
 # Which plugin owns which command: running one command imports only its package (start-up time counts for
 # `soc hunt`); help, or a command not listed here, registers them all.
 COMMAND_PLUGINS = {"hunt": "detections.cli", "parse": "collectors.cli", "ingest": "collectors.cli", "pcap": "collectors.packets.cli",
                    "yara": "detections.yara.cli", "playbook": "playbooks.cli", "report": "reports.cli",
-                   "rules": "detections.rules_cli", "store": "soc.storage.cli"}
+                   "rules": "detections.rules_cli", "store": "soc.storage.cli",
+                   "assess": "assessment.cli"}
 BUILT_IN = {"serve", "demo", "deadletters", "keys", "config"}
 
 

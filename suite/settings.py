@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
+from assessment.settings import AssessmentSettings
 from collectors.monitoring_config import MonitoringConfig
 from collectors.settings import PipelineConfig, SyslogConfig
 from detections.settings import DetectionsConfig
@@ -36,12 +37,14 @@ class Settings(Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     yara: YaraSettings = YaraSettings()
     soc_api: ApiSettings = ApiSettings()  # rate limits, body caps, TAXII pulls, national-centre posture push
+    assessment: AssessmentSettings = AssessmentSettings()  # periodic assessment (assessment/, docs/assessment.md)
     # Modules with register(services, registry) (soc/plugins.py) that run inside the suite: playbook triggers and
     # expiries (runs on core devices wait for a network admin), log-source health, probes (off until
     # monitoring.probes.enabled), report schedules, indicator matching on ingest, TAXII pulls and the posture push
     # (both off until configured), the store's upkeep (retention, scheduled snapshots: soc/storage/schedule.py).
     extensions: list[str] = ["playbooks.service", "collectors.monitoring", "reports.service",
-                             "detections.indicators.extension", "soc_api.extension", "soc.storage.schedule"]
+                             "detections.indicators.extension", "soc_api.extension", "soc.storage.schedule",
+                             "assessment.service"]
 
     @field_validator("timezone")
     @classmethod

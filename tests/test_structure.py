@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tests.conftest import PROJECT
 
-PACKAGES = ("soc", "inventory", "collectors", "detections", "playbooks", "reports", "soc_api", "suite")
-FEATURES = ("inventory", "collectors", "detections", "playbooks", "reports", "soc_api", "suite")
+PACKAGES = ("soc", "inventory", "collectors", "detections", "playbooks", "reports", "assessment", "soc_api", "suite")
+FEATURES = ("inventory", "collectors", "detections", "playbooks", "reports", "assessment", "soc_api", "suite")
 
 
 def _module_name(path: Path) -> str:
