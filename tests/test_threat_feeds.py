@@ -15,7 +15,7 @@ import stix2
 from taxii2client.v21 import Collection
 
 from detections.indicators.decay import effective_confidence, why_not_matching
-from detections.indicators.feed_formats import FeedDefaults, parse_plain
+from detections.indicators.feed_formats import FeedDefaults, feed_indicator_id, parse_plain
 from detections.indicators.model import build
 from detections.indicators.store import IndicatorService
 from detections.indicators.stix import TLP2_IDS
@@ -90,17 +90,22 @@ def test_a_taxii_feed_pulled_on_schedule_matches_and_sends_the_sighting_back(pub
                          s.get("status") == "ok" and s, 30, "the feed's first pull")
         assert state["last_result"]["loaded"] == 3 and state["last_result"]["refused"] == {"expired": 1}
         index = puller.service("indicators").index
-        assert bad["id"] in index.docs and short["id"] in index.docs and old["id"] not in index.docs
-        pulled = index.docs[bad["id"]]
+        # Stored under the feed's own id for each (never the source's id: a feed cannot replace another source's
+        # indicator), the source's id kept as stix_id.
+        here = {d["id"]: feed_indicator_id("province-a", d["id"]) for d in (bad, old, short, red)}
+        assert here[bad["id"]] in index.docs and here[short["id"]] in index.docs and here[old["id"]] not in index.docs
+        assert bad["id"] not in index.docs
+        pulled = index.docs[here[bad["id"]]]
+        assert pulled["stix_id"] == bad["id"]
         assert pulled["source"] == "province-a" and pulled["tlp"] == "green" and pulled["confidence"] == 90
         assert pulled["feed"]["name"] == "province-a" and pulled["valid_until"]  # the feed's lifetime
         # Two events from agency A's traffic match the indicator: one alert (deduplicated), one sighting of 2.
         _ingest(puller, puller_keys[AGENCY_A], "198.51.100.77", "198.51.100.77", "198.51.100.79")
         sighting = wait_for(lambda: next((s for s in puller.store.find_documents("sightings", _q())
-                                          if s["indicator_id"] == bad["id"] and s["count"] == 2), None), 30,
+                                          if s["indicator_id"] == here[bad["id"]] and s["count"] == 2), None), 30,
                             "the sighting in the pulling suite")
         assert sighting["source"] == "province-a"
-        # ... and goes back to the publisher's TAXII collection, with the indicator's id and the count.
+        # ... and goes back to the publisher's TAXII collection, with the source's own id for it and the count.
         received = wait_for(lambda: [d for d in publisher.store.find_documents("received_sightings", _q())
                                      if d["sighting_of_ref"] == bad["id"]], 30, "the sighting at the TAXII server")
         assert received[0]["count"] == 2
@@ -123,10 +128,10 @@ def test_a_taxii_feed_pulled_on_schedule_matches_and_sends_the_sighting_back(pub
         event = {"@timestamp": _iso(_now()), "event": {"id": "e-short"}, "dns": {"question": {"name":
                  "www.short-lived.example"}}, "organization": {"id": AGENCY_A}}
         assert [d.meta.id for d in puller.engine.evaluate([event])] == ["soc-indicator-match"]
-        wait_for(lambda: (puller.store.get_document("indicators", short["id"]) or {}).get("expired"), 30,
+        wait_for(lambda: (puller.store.get_document("indicators", here[short["id"]]) or {}).get("expired"), 30,
                  "the short-lived indicator to expire")
-        assert short["id"] not in index.docs
-        assert puller.store.get_document("indicators", short["id"])["expired_reason"] == "expired"
+        assert here[short["id"]] not in index.docs
+        assert puller.store.get_document("indicators", here[short["id"]])["expired_reason"] == "expired"
         assert puller.engine.evaluate([dict(event, event={"id": "e-short-2"})]) == []
         # The API: feed status, sightings per source, and agency A's digest (agency B's is empty).
         with client_for(puller) as client:
@@ -136,7 +141,7 @@ def test_a_taxii_feed_pulled_on_schedule_matches_and_sends_the_sighting_back(pub
             assert call(client, "GET", "/api/v1/feeds", puller_keys[AGENCY_A]).status_code == 403
             per_source = call(client, "GET", "/api/v1/indicators/sightings", puller_keys["analyst"],
                               params={"source": "province-a"}).json()["sightings"]
-            assert {s["indicator_id"] for s in per_source} == {bad["id"], red["id"], short["id"]}
+            assert {s["indicator_id"] for s in per_source} == {here[bad["id"]], here[red["id"]], here[short["id"]]}
             since = _iso(now - timedelta(hours=1))
             assert call(client, "GET", "/api/v1/digest", puller_keys[AGENCY_A],
                         params={"since": since, "agency": AGENCY_B}).status_code == 403  # tenancy as everywhere
@@ -145,8 +150,9 @@ def test_a_taxii_feed_pulled_on_schedule_matches_and_sends_the_sighting_back(pub
             mine = answer.json()
             assert mine["agency"] == AGENCY_A  # an agency key gets its own agency's
             seen = {e["indicator_id"]: e for e in mine["new_indicators_seen"]}
-            assert seen[bad["id"]]["count"] == 2 and seen[bad["id"]]["values"] == ["198.51.100.77"]
-            assert seen[red["id"]]["withheld"] and "values" not in seen[red["id"]]  # TLP:RED, agency key
+            mine_bad, mine_red = seen[here[bad["id"]]], seen[here[red["id"]]]
+            assert mine_bad["count"] == 2 and mine_bad["values"] == ["198.51.100.77"]
+            assert mine_red["withheld"] and "values" not in mine_red  # TLP:RED, agency key
             assert mine["new_indicators"]["by_source"].get("province-a", 0) >= 2
             other = call(client, "GET", "/api/v1/digest", puller_keys["analyst"],
                          params={"since": since, "agency": AGENCY_B}).json()
@@ -237,7 +243,9 @@ def test_misp_and_plain_list_feeds_load_with_source_tlp_and_expiry(tmp_path):
         assert misp["last_result"]["refused"] == {"not_for_detection": 1, "unsupported": 1}
         by_value = {d["values"][0]: d for d in service.index.docs.values()}
         assert by_value["192.0.2.44"]["tlp"] == "green" and by_value["login-portal.example"]["tlp"] == "amber"
-        assert by_value["192.0.2.44"]["id"] == "indicator--0b7c3f0e-9d1e-4c2b-8a4f-3e2d1c0b9a88"
+        # The attribute's uuid is kept as the STIX id; the document is the feed's own (feed_indicator_id).
+        assert by_value["192.0.2.44"]["stix_id"] == "indicator--0b7c3f0e-9d1e-4c2b-8a4f-3e2d1c0b9a88"
+        assert by_value["192.0.2.44"]["id"] == feed_indicator_id("misp-partner", by_value["192.0.2.44"]["stix_id"])
         assert by_value["b" * 32]["source"] == "misp-partner" and by_value["a" * 64]["confidence"] == 70
         until = ecs.parse_time(by_value["192.0.2.44"]["valid_until"]) - ecs.parse_time(misp["last_attempt"])
         assert abs(until.total_seconds() - 3600) < 60
@@ -268,10 +276,63 @@ def test_stix_bundle_feed_over_http_on_loopback(tmp_path):
     try:
         service = IndicatorService(store)
         with serving({"/bundle.json": (200, body)}) as url:
-            feed = FeedConfig(name="bundle", kind="stix", location=f"{url}/bundle.json")
+            feed = FeedConfig(name="bundle", kind="stix", location=f"{url}/bundle.json",
+                              allow_networks=["127.0.0.0/8"])  # the test's server is on loopback
             state = pull_feed(store, service, feed, FeedsConfig(feeds=[feed]))
         assert state["status"] == "ok" and state["last_result"]["loaded"] == 1
-        doc = service.index.docs[indicator.id]
+        doc = service.index.docs[feed_indicator_id("bundle", indicator.id)]
         assert (doc["source"], doc["tlp"], doc["confidence"]) == ("bundle", "amber", 85)
+    finally:
+        store.close()
+
+
+def test_a_store_error_does_not_end_a_feeds_schedule_and_feeds_have_their_own_threads(tmp_path):
+    import asyncio
+    import threading
+    import types
+
+    from prometheus_client import REGISTRY
+
+    from soc.storage.base import StoreError
+    from soc_api.feeds import runner
+
+    (tmp_path / "l.txt").write_text("203.0.113.5\n")
+    store = store_from_url(f"sqlite:///{tmp_path / 'soc.db'}")
+    store.open()
+    real_get, calls, threads = store.get_document, {"n": 0}, set()
+
+    def flaky_get(collection, doc_id):
+        threads.add(threading.current_thread().name)
+        calls["n"] += 1
+        if calls["n"] == 1 and collection == "feed_state":
+            raise StoreError("search engine restarting (one request)")
+        return real_get(collection, doc_id)
+
+    store.get_document = flaky_get
+    feed = FeedConfig(name="flaky-store", kind="plain", location=str(tmp_path / "l.txt"), interval_seconds=0.2,
+                      retry_initial_seconds=0.1)
+    cfg = FeedsConfig(feeds=[feed])
+    before = REGISTRY.get_sample_value("soc_feed_task_errors_total", {"feed": "flaky-store", "task": "pull"}) or 0
+
+    async def main():
+        task = asyncio.create_task(runner.feed_task(types.SimpleNamespace(store=store), feed, cfg,
+                                                    IndicatorService(store))())
+        try:
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                if real_get("feed_state", "flaky-store"):
+                    break
+            assert not task.done()
+            return real_get("feed_state", "flaky-store")
+        finally:
+            task.cancel()
+
+    try:
+        state = asyncio.run(main())
+        assert state and state["status"] == "ok" and state["last_result"]["loaded"] == 1
+        assert REGISTRY.get_sample_value("soc_feed_task_errors_total",
+                                         {"feed": "flaky-store", "task": "pull"}) == before + 1
+        # The blocking work ran on the feeds' own pool, not the loop's default executor.
+        assert threads and all(name.startswith("soc-feeds") for name in threads), threads
     finally:
         store.close()

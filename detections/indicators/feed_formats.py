@@ -3,8 +3,13 @@
 Feed content is input from outside: each parser takes bytes already capped in size by the fetcher and gives the
 indicators it could take plus, for everything else, a reason from a closed set (``REASONS``, the metric's label):
 nothing a feed sends is loaded without passing the model's checks (detections/indicators/model.py ``build``: valid
-values, no range wider than a /16 or /32, no top-level domain) and the STIX pattern checks (stix.py: comparisons
-joined by OR only; ``MATCHES``/``LIKE``, which would need a regular expression on every event, are refused).
+values, no range wider than a /16 or /32, no top-level domain or other public suffix, and from a feed no range in
+private, loopback, link-local or reserved space) and the STIX pattern checks (stix.py: comparisons joined by OR only;
+``MATCHES``/``LIKE``, which would need a regular expression on every event, are refused).
+
+An item's own id (a STIX id, a MISP uuid) is never the stored id: the indicator is stored under uuid5 of the feed's
+name and that id (``feed_indicator_id``), the item's id kept as ``stix_id``, so a feed cannot replace another
+source's indicator by naming its id (the store refuses that too: ``id_conflict``).
 
 Each indicator taken gets the feed's name as its source, the feed's TLP and confidence unless the item carries its
 own, an expiry (the item's ``valid_until``, else ``last_seen`` + the feed's lifetime) and the feed's decay settings
@@ -22,12 +27,15 @@ from typing import Any, Iterable
 
 import orjson
 
-from detections.indicators.model import HASH_LENGTHS, TLP_LEVELS, IndicatorError, build
+from detections.indicators.model import HASH_LENGTHS, TLP_LEVELS, IndicatorError, build, too_broad
 from detections.indicators.stix import indicators_from_stix
 from soc import ecs
 
 REASONS = ("malformed", "too_large", "too_many", "too_broad", "invalid_value", "unsupported", "expired",
-           "not_for_detection", "revoked_here")
+           "not_for_detection", "revoked_here", "id_conflict", "never_block")
+# Feed indicators' ids: uuid5 of the feed's name and the id the item carried, in this namespace (never the item's id
+# itself: another source's indicator would be replaced by any feed naming its id).
+_FEED_NAMESPACE = uuid.UUID("2c8f4e1a-6b3d-4f7e-9a05-3d1e7b6c9f42")
 MAX_PATTERN_CHARS = 65_536  # one STIX pattern; the pattern parser's work grows with it
 MAX_REASONS_KEPT = 20
 
@@ -90,8 +98,27 @@ def _json(data: bytes) -> Any:
         raise FeedRefused("malformed", f"not JSON: {str(exc)[:200]}") from exc
 
 
+def feed_indicator_id(feed: str, original_id: str) -> str:
+    """The id a feed's indicator is stored under: its own to this feed (the item's id is kept as ``stix_id``)."""
+    return f"indicator--{uuid.uuid5(_FEED_NAMESPACE, f'{feed}|{original_id}')}"
+
+
+def _scoped(doc: dict, defaults: FeedDefaults, original_id: str | None) -> dict:
+    """The item's own id (a STIX id, a MISP uuid) kept as ``stix_id`` — what sightings back to that source and the
+    suite's TAXII collections name — and the document stored under the feed's id for it."""
+    if original_id:
+        doc["stix_id"] = original_id
+        doc["id"] = feed_indicator_id(defaults.name, original_id)
+    return doc
+
+
 def _finish(doc: dict, defaults: FeedDefaults, now: str) -> dict:
-    """The feed's expiry and decay on one indicator; IndicatorError ``expired`` when its own validity has passed."""
+    """The feed's checks, expiry and decay on one indicator; IndicatorError ``expired`` when its own validity has
+    passed, ``refused: ...`` (too_broad) for a range in private or reserved space (model.py ``too_broad``)."""
+    for o in doc["observables"]:
+        broad = too_broad(o["type"], o["value"], outside=True)
+        if broad:
+            raise IndicatorError(f"refused: {broad}")
     if doc.get("valid_until") and doc["valid_until"] <= now:
         raise IndicatorError(f"expired: valid until {doc['valid_until']}")
     if not doc.get("valid_until"):
@@ -128,6 +155,7 @@ def stix_indicator(obj: Any, defaults: FeedDefaults, now: str) -> dict:
     if obj.get("revoked"):
         raise IndicatorError("expired: revoked by its source")
     doc = indicators_from_stix(obj, source=defaults.name, default_tlp=defaults.tlp, created_by=f"feed:{defaults.name}")
+    _scoped(doc, defaults, str(obj["id"]))
     if obj.get("confidence") is None:
         doc["confidence"] = defaults.confidence
     return _finish(doc, defaults, now)
@@ -248,12 +276,12 @@ def parse_misp(data: bytes, defaults: FeedDefaults, now: str | None = None) -> P
                 stix_id = None
 
             def make(attr=attr, kind=kind, tlp=tlp, stix_id=stix_id):
-                return build([_misp_observable(kind, attr["value"])], source=defaults.name, tlp=tlp,
-                             confidence=defaults.confidence, name=f"{info}: {attr['type']} {attr['value'][:100]}",
-                             description=str(attr.get("comment") or "")[:1000],
-                             labels=[str(attr.get("category"))[:60]] if attr.get("category") else [],
-                             stix_id=stix_id, created_by=f"feed:{defaults.name}",
-                             modified=_misp_time(attr.get("timestamp")) or now)
+                doc = build([_misp_observable(kind, attr["value"])], source=defaults.name, tlp=tlp,
+                            confidence=defaults.confidence, name=f"{info}: {attr['type']} {attr['value'][:100]}",
+                            description=str(attr.get("comment") or "")[:1000],
+                            labels=[str(attr.get("category"))[:60]] if attr.get("category") else [],
+                            created_by=f"feed:{defaults.name}", modified=_misp_time(attr.get("timestamp")) or now)
+                return _scoped(doc, defaults, stix_id)
 
             _add(parsed, defaults, now, label, make)
     return parsed

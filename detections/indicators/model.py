@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,16 +34,46 @@ class IndicatorError(ValueError):
 WIDEST_PREFIX = {4: 16, 6: 32}
 
 
-def too_broad(kind: str, value: str) -> str | None:
-    """Why a normalised observable would match far more than one adversary (None when it would not)."""
+# Address space no outside feed may name as a range (a single address is taken: a feed may know one internal host
+# of an adversary's, and the never-block check of soc_api/feeds/runner.py still applies to it): a range there would
+# make the province's own traffic (its LANs, loopback, link-local, carrier NAT) alerts. Documentation ranges
+# (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not on it: no traffic uses them.
+LOCAL_SPACE = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4", "::/128", "::1/128", "::ffff:0:0/96",
+    "64:ff9b::/96", "fc00::/7", "fe80::/10", "ff00::/8"))
+
+
+@lru_cache(maxsize=1)
+def _public_suffixes():
+    from publicsuffixlist import PublicSuffixList
+
+    # The list the package ships (pinned in pyproject.toml): nothing is fetched at run time. Both sections: an
+    # ICANN suffix (gov.vn, com.vn, in-addr.arpa) and a private one (github.io, blogspot.com) each name every site
+    # of a registry or a hosting service.
+    return PublicSuffixList()
+
+
+def too_broad(kind: str, value: str, *, outside: bool = False) -> str | None:
+    """Why a normalised observable would match far more than one adversary (None when it would not). ``outside``:
+    the observable comes from a feed, where a range in private, loopback, link-local or reserved space
+    (``LOCAL_SPACE``) is refused too."""
     if kind in ("ipv4", "ipv6") and "/" in value:
         net = ipaddress.ip_network(value, strict=False)
         widest = WIDEST_PREFIX[net.version]
         if net.prefixlen < widest:
             return (f"{value} is wider than the widest range an indicator may name (/{widest}): it would match "
                     f"{2 ** (net.max_prefixlen - net.prefixlen):,} addresses")
+        if outside and net.prefixlen < net.max_prefixlen:
+            local = next((space for space in LOCAL_SPACE if space.version == net.version and space.overlaps(net)),
+                         None)
+            if local is not None:
+                return (f"{value} is a range in private, loopback, link-local or reserved space ({local}): a feed "
+                        f"may name a single address there, not a range")
     if kind == "domain" and "." not in value:
         return f"{value!r} is a single-label domain (a top-level domain): it would match every name under it"
+    if kind == "domain" and _public_suffixes().is_public(value):
+        return f"{value!r} is a public suffix (the Public Suffix List): it would match every site registered under it"
     return None
 
 

@@ -39,6 +39,12 @@ def iterate(store: Store, collection: str, query: DocumentQuery) -> Iterator[dic
         query.after = (ecs.get(last, query.sort) if query.sort != "id" else last["id"], last["id"])
 
 
+def owner(doc: dict) -> tuple[str | None, str | None]:
+    """Who may replace an indicator document: its source, and the feed it came from (None: not a feed's)."""
+    feed = doc.get("feed")
+    return doc.get("source"), feed.get("name") if isinstance(feed, dict) else None
+
+
 class IndicatorService:
     def __init__(self, store: Store):
         self.store = store
@@ -47,12 +53,25 @@ class IndicatorService:
         self._lock = threading.Lock()
 
     # --- writing -------------------------------------------------------------------------------------------------
-    def upsert(self, docs: Iterable[dict], *, keep_revoked: bool = False) -> list[dict]:
+    def upsert(self, docs: Iterable[dict], *, keep_revoked: bool = False,
+               conflicts: list[dict] | None = None) -> list[dict]:
         """Store indicators; a document older (by ``modified``) than the stored version of the same id is skipped,
-        and so, with ``keep_revoked`` (a feed's pull), is one a person revoked here."""
+        and so, with ``keep_revoked`` (a feed's pull), is one a person revoked here.
+
+        A document never replaces one of another owner (``id_conflict``): another ``source``, or, between a feed's
+        indicator and any other, another feed. Ids come from outside (a STIX id, a MISP uuid) or are uuid5 of public
+        inputs, so without this a feed naming another source's id would overwrite that indicator (its values, TLP,
+        confidence) or take it out of matching. Each refused document is appended to ``conflicts`` (when given) and
+        logged."""
         kept = []
         for doc in docs:
             current = self.store.get_document(COLLECTION, doc["id"])
+            if current is not None and owner(current) != owner(doc):
+                log.warning("indicator %.80s of %s not stored: the id is %s's (id_conflict)", doc["id"],
+                            owner(doc), owner(current))
+                if conflicts is not None:
+                    conflicts.append({"id": doc["id"], "owner": owner(current)})
+                continue
             if current is not None and current.get("modified", "") > doc.get("modified", ""):
                 continue
             if keep_revoked and current is not None and current.get("revoked") and current.get("revoked_by"):

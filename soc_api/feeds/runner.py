@@ -11,8 +11,10 @@ and what the last sightings run sent.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
 
 from prometheus_client import Counter, Gauge
 
@@ -21,7 +23,7 @@ from detections.indicators.model import IndicatorError
 from detections.indicators.store import IndicatorService
 from soc import ecs
 from soc.storage.base import Store
-from soc_api.feeds.fetch import FetchError, fetch, redacted
+from soc_api.feeds.fetch import FetchError, deadline_of, fetch, redacted
 from soc_api.feeds.settings import FeedConfig, FeedsConfig
 from soc_api.feeds.sightings import share
 from soc_api.settings import TaxiiPullSource
@@ -36,6 +38,9 @@ FEED_FAILING = Gauge("soc_feed_consecutive_failures", "Consecutive failed pulls 
                      ["feed"])
 SIGHTINGS_SHARED = Counter("soc_feed_sightings_shared", "Sightings posted back to a feed's source, by result "
                                                         "(sent, withheld_tlp, error)", ["feed", "result"])
+FEED_TASK_ERRORS = Counter("soc_feed_task_errors", "Passes of a feed's task that failed outside the pull itself (the "
+                           "store), by task (pull, sightings, sweep); the task backs off and goes on",
+                           ["feed", "task"])
 INDICATORS_SWEPT = Counter("soc_indicators_swept", "Indicators taken out of matching by the sweep, by reason "
                                                    "(expired, decayed) and expired records deleted (deleted)",
                            ["reason"])
@@ -57,7 +62,61 @@ def _taxii_source(feed: FeedConfig) -> TaxiiPullSource:
                            timeout_seconds=feed.timeout_seconds, max_response_bytes=feed.max_bytes)
 
 
-def _pull_taxii(store: Store, service: IndicatorService, feed: FeedConfig, cfg: FeedsConfig) -> tuple[Parsed, int]:
+Protected = Callable[[str], str | None]  # a normalised address or range -> why it is never blocked (None: it is not)
+
+
+def baseline_protected(value: str) -> str | None:
+    """The part of the never-block list that needs no inventory (playbooks/safety.py ``ALWAYS``: loopback,
+    unspecified, link-local, multicast)."""
+    from playbooks.safety import ALWAYS
+
+    net = ipaddress.ip_network(value, strict=False)
+    for cidr in ALWAYS:
+        space = ipaddress.ip_network(cidr)
+        if space.version == net.version and space.overlaps(net):
+            return f"{space}: reserved address space"
+    return None
+
+
+def never_block_of(services) -> Protected:
+    """The suite's never-block list (playbooks/safety.py: the inventory's never_block, DNS, directory and gateway
+    servers, managed devices, the SOC's own addresses, reserved space) as a check, built from the inventory current
+    at the call; the baseline alone when there is no inventory."""
+    try:
+        from playbooks.safety import Safety
+        from playbooks.settings import load_playbook_settings
+
+        playbooks = services.service("playbooks") if hasattr(services, "service") else None
+        runner = getattr(playbooks, "runner", None)
+        safety = runner.safety if runner is not None else None
+        if safety is None and getattr(services, "inventory_holder", None) is not None:
+            safety = Safety(services.inventory, load_playbook_settings(getattr(services, "settings", None)))
+    except Exception:  # an inventory that cannot be read now: the baseline, and say so
+        log.warning("feeds: the never-block list could not be built; only reserved space is refused", exc_info=True)
+        safety = None
+    if safety is None:
+        return baseline_protected
+
+    def protected(value: str) -> str | None:
+        hit = safety.protected(value)
+        return f"{hit.network}: {hit.why}" if hit is not None else None
+
+    return protected
+
+
+def _check_never_block(doc: dict, protected: Protected) -> None:
+    """IndicatorError ``never_block`` when an address or range of the indicator is on the never-block list: a feed
+    naming the national centre, a DNS server or the SOC would turn their traffic into alerts (and a playbook's
+    block would be refused anyway)."""
+    for o in doc.get("observables", []):
+        if o["type"] in ("ipv4", "ipv6"):
+            why = protected(o["value"])
+            if why:
+                raise IndicatorError(f"never_block: {o['value']} is on the never-block list ({why})")
+
+
+def _pull_taxii(store: Store, service: IndicatorService, feed: FeedConfig, cfg: FeedsConfig,
+                protected: Protected) -> tuple[Parsed, int]:
     from soc_api.taxii.client import pull
 
     defaults, parsed, now = defaults_of(feed), Parsed(), ecs.now_iso()
@@ -66,6 +125,7 @@ def _pull_taxii(store: Store, service: IndicatorService, feed: FeedConfig, cfg: 
         parsed.items += 1
         try:
             doc = stix_indicator(obj, defaults, now)
+            _check_never_block(doc, protected)
         except IndicatorError as exc:
             parsed.refuse(reason_of(exc), f"{str(obj.get('id', '?'))[:100] if isinstance(obj, dict) else '?'}: "
                                           f"{exc}")
@@ -76,23 +136,46 @@ def _pull_taxii(store: Store, service: IndicatorService, feed: FeedConfig, cfg: 
         parsed.docs.append({"id": doc["id"]})  # counted only; the pull stores it
         return doc
 
+    conflicts: list[dict] = []
     # The TAXII bookmark is kept under the feed's name, beside soc taxii pull's.
     result = pull(store, service, _taxii_source(feed), state_collection=f"{cfg.state_collection}_taxii",
-                  convert=convert, retries=feed.retries)
+                  convert=convert, retries=feed.retries, deadline=deadline_of(feed), conflicts=conflicts)
+    for conflict in conflicts:
+        parsed.refuse("id_conflict", f"{conflict['id']}: the id is another source's ({conflict['owner'][0]})")
     return parsed, result.indicators
 
 
-def pull_feed(store: Store, service: IndicatorService, feed: FeedConfig, cfg: FeedsConfig) -> dict:
-    """Pull one feed once; its state document, stored. Never raises for the feed's own failures."""
+def _load(service: IndicatorService, parsed: Parsed, protected: Protected) -> int:
+    docs = []
+    for doc in parsed.docs:
+        try:
+            _check_never_block(doc, protected)
+        except IndicatorError as exc:
+            parsed.refuse("never_block", f"{doc.get('stix_id') or doc['id']}: {exc}")
+            continue
+        docs.append(doc)
+    conflicts: list[dict] = []
+    kept = service.upsert(docs, keep_revoked=True, conflicts=conflicts)
+    for conflict in conflicts:
+        parsed.refuse("id_conflict", f"{conflict['id']}: the id is another source's ({conflict['owner'][0]})")
+    return len(kept)
+
+
+def pull_feed(store: Store, service: IndicatorService, feed: FeedConfig, cfg: FeedsConfig, *,
+              protected: Protected | None = None) -> dict:
+    """Pull one feed once; its state document, stored. Never raises for the feed's own failures (a store error
+    reading or writing the state does raise: the task catches it, ``feed_task``). ``protected``: the never-block
+    check (``never_block_of``; the baseline without it)."""
+    protected = protected or baseline_protected
     state = store.get_document(cfg.state_collection, feed.name) or {"id": feed.name, "consecutive_failures": 0}
     state.update(kind=feed.kind, location=redacted(feed.location), interval_seconds=feed.interval_seconds,
                  last_attempt=ecs.now_iso())
     try:
         if feed.kind == "taxii":
-            parsed, loaded = _pull_taxii(store, service, feed, cfg)
+            parsed, loaded = _pull_taxii(store, service, feed, cfg, protected)
         else:
             parsed = PARSERS[feed.kind](fetch(feed), defaults_of(feed))
-            loaded = len(service.upsert(parsed.docs, keep_revoked=True))
+            loaded = _load(service, parsed, protected)
         state.update(status="ok", last_success=ecs.now_iso(), consecutive_failures=0, error=None,
                      last_result={"items": parsed.items, "loaded": loaded, "refused": dict(parsed.refused),
                                   "reasons": parsed.reasons[:10]})
@@ -164,35 +247,85 @@ def sweep(service: IndicatorService, cfg: FeedsConfig) -> dict[str, int]:
 
 
 # --- background tasks --------------------------------------------------------------------------------------------
-def feed_task(services, feed: FeedConfig, cfg: FeedsConfig, service: IndicatorService):
+# The feeds' blocking work (fetches, parsing, the store) runs on its own small pool, never on the event loop's
+# default executor that the collectors and the API share: a feed that hangs until its deadline holds one of these.
+FEED_WORKERS = 4
+_shared: ThreadPoolExecutor | None = None
+
+
+def executor() -> ThreadPoolExecutor:
+    """The pool of tasks started without one of their own (``register`` gives each suite its own)."""
+    global _shared
+    if _shared is None:
+        _shared = ThreadPoolExecutor(max_workers=FEED_WORKERS, thread_name_prefix="soc-feeds")
+    return _shared
+
+
+def _task_backoff(feed: FeedConfig, failures: int) -> float:
+    return min(feed.retry_initial_seconds * 2 ** min(failures - 1, 30), feed.retry_max_seconds, feed.interval_seconds)
+
+
+def _task_failed(feed_name: str, task: str) -> None:
+    log.warning("feed %s: %s pass failed (the store?); backing off, going on", feed_name, task, exc_info=True)
+    FEED_TASK_ERRORS.labels(feed_name, task).inc()
+
+
+def feed_task(services, feed: FeedConfig, cfg: FeedsConfig, service: IndicatorService,
+              pool: ThreadPoolExecutor | None = None):
     async def run() -> None:
-        loop = asyncio.get_running_loop()
+        loop, workers = asyncio.get_running_loop(), pool or executor()
+        failures = 0
         while True:
-            state = await loop.run_in_executor(None, pull_feed, services.store, service, feed, cfg)
-            await asyncio.sleep(_delay(feed, state).total_seconds())
+            try:  # one pass: a store error (reading or writing the state) is logged, counted, backed off
+                protected = await loop.run_in_executor(workers, never_block_of, services)
+                state = await loop.run_in_executor(
+                    workers, lambda: pull_feed(services.store, service, feed, cfg, protected=protected))
+                failures = 0
+                delay = _delay(feed, state).total_seconds()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                _task_failed(feed.name, "pull")
+                delay = _task_backoff(feed, failures)
+            await asyncio.sleep(delay)
 
     return run
 
 
-def sightings_task(services, feed: FeedConfig, cfg: FeedsConfig, service: IndicatorService):
+def sightings_task(services, feed: FeedConfig, cfg: FeedsConfig, service: IndicatorService,
+                   pool: ThreadPoolExecutor | None = None):
     async def run() -> None:
-        loop = asyncio.get_running_loop()
+        loop, workers = asyncio.get_running_loop(), pool or executor()
+        failures = 0
+        delay = feed.sightings.interval_seconds
         while True:
-            await asyncio.sleep(feed.sightings.interval_seconds)
-            await loop.run_in_executor(None, share_sightings, services.store, service, feed, cfg)
+            await asyncio.sleep(delay)
+            try:
+                await loop.run_in_executor(workers, share_sightings, services.store, service, feed, cfg)
+                failures, delay = 0, feed.sightings.interval_seconds
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                _task_failed(feed.name, "sightings")
+                delay = max(feed.sightings.interval_seconds, _task_backoff(feed, failures))
 
     return run
 
 
-def sweep_task(services, cfg: FeedsConfig, service: IndicatorService):
+def sweep_task(services, cfg: FeedsConfig, service: IndicatorService, pool: ThreadPoolExecutor | None = None):
     async def run() -> None:
-        loop = asyncio.get_running_loop()
+        loop, workers = asyncio.get_running_loop(), pool or executor()
         while True:
             await asyncio.sleep(cfg.sweep_interval_seconds)
             try:
-                await loop.run_in_executor(None, sweep, service, cfg)
+                await loop.run_in_executor(workers, sweep, service, cfg)
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:  # the store may be down: next time
                 log.warning("indicator sweep failed, retrying later: %s", exc)
+                FEED_TASK_ERRORS.labels("-", "sweep").inc()
 
     return run
 
@@ -200,14 +333,16 @@ def sweep_task(services, cfg: FeedsConfig, service: IndicatorService):
 def register(services, registry, cfg: FeedsConfig) -> None:
     """The feeds' background tasks (called by soc_api/extension.py)."""
     service = services.service("indicators") or IndicatorService(services.store)
-    registry.run_in_background(sweep_task(services, cfg, service))
+    pool = ThreadPoolExecutor(max_workers=FEED_WORKERS, thread_name_prefix="soc-feeds")
+    registry.on_close(lambda: pool.shutdown(wait=False, cancel_futures=True))
+    registry.run_in_background(sweep_task(services, cfg, service, pool))
     for feed in cfg.feeds:
         if not feed.enabled:
             continue
-        registry.run_in_background(feed_task(services, feed, cfg, service))
+        registry.run_in_background(feed_task(services, feed, cfg, service, pool))
         if feed.sightings is not None:
             if feed.kind != "taxii":
                 log.warning("feed %s: sightings go back only to TAXII sources; kept here (GET "
                             "/api/v1/indicators/sightings?source=%s)", feed.name, feed.name)
                 continue
-            registry.run_in_background(sightings_task(services, feed, cfg, service))
+            registry.run_in_background(sightings_task(services, feed, cfg, service, pool))

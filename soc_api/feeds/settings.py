@@ -4,9 +4,10 @@ environment variables, never values."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from soc.config import Section
 
@@ -53,6 +54,9 @@ class FeedConfig(Section):
     value_type: Literal["ipv4", "ipv6", "domain", "url", "md5", "sha1", "sha256", "sha512"] | None = None  # plain
     # Fetching: per request timeout, size cap (after decompression), retries of a failed request.
     timeout_seconds: float = Field(default=30.0, gt=0)
+    # The whole fetch (every redirect, retry and read together): past it the fetch stops (a server that drips
+    # bytes never reaches the per-read timeout). None: 4 x timeout_seconds.
+    deadline_seconds: float | None = Field(default=None, gt=0)
     max_bytes: int = Field(default=32 * 1_048_576, ge=1)
     max_indicators: int = Field(default=100_000, ge=1)
     retries: int = Field(default=2, ge=0, le=10)
@@ -65,6 +69,27 @@ class FeedConfig(Section):
     password_env: str | None = None  # taxii: HTTP Basic password (or API key) from this variable
     auth_header: str | None = None  # URL feeds: a header (MISP: Authorization) ...
     auth_env: str | None = None  # ... whose value is in this variable
+    # URL feeds: query parameters filled from environment variables (parameter -> variable), e.g. {apikey:
+    # SOC_OTX_KEY}; the value is never in the configuration, the state, the API or the logs.
+    query_env: dict[str, str] = {}
+    # Redirects (at most 3, followed by the fetcher itself): to the same host, or to one of these; same scheme or
+    # http -> https only. The auth header goes only to the location's own origin.
+    redirect_hosts: list[str] = []
+    # Loopback, private (RFC 1918, CGNAT, ULA), link-local (169.254/16, the cloud metadata address) and reserved
+    # addresses are refused as a fetch target (the location or a redirect, by every address its name resolves to)
+    # unless inside one of these networks: a feed on the province's own network (or a test on loopback) names it
+    # here, e.g. [10.20.0.0/24] or [127.0.0.0/8]. Public addresses need no entry.
+    allow_networks: list[str] = []
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"allow_networks: {cidr!r} is not an address or a network") from exc
+        return value
     page_size: int = Field(default=500, ge=1, le=10_000)  # taxii
     sightings: SightingsBackConfig | None = None  # taxii: post STIX Sightings back to the source
 

@@ -2,8 +2,9 @@
 province's sightings of that feed's indicators are posted to the source's collection as STIX 2.1 Sightings.
 
 What one Sighting says, and nothing more: which of the source's indicators (``sighting_of_ref``, the source's own
-id), how many times (``count``, summed over the agencies), ``first_seen`` and ``last_seen``, that the province's SOC
-saw it (``where_sighted_refs`` = the SOC's identity; one identity per agency only with ``share_agencies``), and a
+id: the ``stix_id`` the feed's item carried, never the id the suite stores it under, feed_formats.py
+``feed_indicator_id``), how many times (``count``, summed over the agencies), ``first_seen`` and ``last_seen``, that
+the province's SOC saw it (``where_sighted_refs`` = the SOC's identity; one identity per agency only with ``share_agencies``), and a
 TLP 2.0 marking: the stricter of the configured ``tlp`` and the indicator's own. A sighting whose marking would be
 stricter than ``max_tlp`` (what that source may receive) is withheld and counted. No event, address, host or user of
 an agency is ever in it.
@@ -27,6 +28,7 @@ from detections.indicators.stix import SUITE_IDENTITY, TLP2_IDS, TLP2_MARKINGS, 
 from detections.indicators.store import IndicatorService, iterate
 from soc import ecs
 from soc.storage.base import DocumentQuery, Store
+from soc_api.feeds.fetch import deadline_of
 from soc_api.feeds.settings import FeedConfig
 from soc_api.taxii.client import bounded
 
@@ -47,6 +49,11 @@ def stricter(a: str, b: str) -> str:
     return a if TLP_LEVELS.index(a) >= TLP_LEVELS.index(b) else b
 
 
+def source_id(indicator: dict) -> str:
+    """The id the source knows the indicator by: the item's own (``stix_id``), else the stored id."""
+    return indicator.get("stix_id") or indicator["id"]
+
+
 def sighting_for(feed: FeedConfig, indicator: dict, sightings: list[dict], now: str) -> dict:
     """One STIX Sighting (a dict) of a feed's indicator: the province's sightings of it, summed."""
     cfg = feed.sightings
@@ -57,7 +64,7 @@ def sighting_for(feed: FeedConfig, indicator: dict, sightings: list[dict], now: 
         if cfg.share_agencies else [SUITE_IDENTITY.id]
     sighting = stix2.v21.Sighting(
         id=stix_id_for("sighting", f"{feed.name}|{indicator['id']}"),
-        sighting_of_ref=indicator.get("stix_id") or indicator["id"],
+        sighting_of_ref=source_id(indicator),
         count=min(sum(int(s.get("count", 0)) for s in sightings), 999_999_999), first_seen=first, last_seen=last,
         where_sighted_refs=where, created_by_ref=SUITE_IDENTITY.id, object_marking_refs=[TLP2_IDS[marking]],
         created=min(first, now), modified=now)
@@ -72,7 +79,8 @@ def _collection(feed: FeedConfig) -> Collection:
         raise RuntimeError(f"sightings to {feed.name}: the variable {env} is not set")
     user = cfg.username or feed.username or ("soc" if password else None)
     return bounded(Collection(cfg.collection_url, user=user, password=password, verify=feed.verify_tls),
-                   timeout=feed.timeout_seconds, max_bytes=1_048_576, retries=feed.retries)
+                   timeout=feed.timeout_seconds, max_bytes=1_048_576, retries=feed.retries,
+                   deadline=deadline_of(feed))
 
 
 def share(store: Store, service: IndicatorService, feed: FeedConfig, state: dict) -> ShareResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -45,40 +46,62 @@ class ResponseTooLarge(requests.RequestException):
 
 
 class _BoundedAdapter(HTTPAdapter):
-    """Every request with a timeout, retried on connection errors and 502/503/504 (GET only), and every answer read
-    up to a size cap (counted after decompression): taxii2-client itself sets neither."""
+    """Every request with a timeout and a deadline on the whole answer, retried on connection errors and 502/503/504
+    (GET only), and every answer read raw and decompressed here (soc_api/feeds/fetch.py ``BoundedBody``: one gzip or
+    deflate encoding, never more than the cap produced; a stacked or unknown encoding is refused): taxii2-client
+    itself sets none of these, and urllib3 would decompress ``gzip, gzip`` without a limit."""
 
-    def __init__(self, timeout: float, max_bytes: int, retries: int):
+    def __init__(self, timeout: float, max_bytes: int, retries: int, deadline: float | None = None):
         super().__init__(max_retries=Retry(total=retries, connect=retries, read=retries, backoff_factor=0.5,
                                            status_forcelist=(502, 503, 504), allowed_methods=frozenset({"GET"}),
                                            raise_on_status=False))
         self.timeout = timeout
         self.max_bytes = max_bytes
+        self.deadline = deadline or 4 * timeout
 
     def send(self, request, **kwargs):
+        from detections.indicators.feed_formats import FeedRefused
+        from soc_api.feeds.fetch import BoundedBody
+
+        started = time.monotonic()
         kwargs["timeout"] = kwargs.get("timeout") or self.timeout
         kwargs["stream"] = True
         response = super().send(request, **kwargs)
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+        try:
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                raise ResponseTooLarge(f"the answer declares {declared} bytes, over the cap of {self.max_bytes}")
+            try:
+                body = BoundedBody(response.headers.get("Content-Encoding"), self.max_bytes)
+                while True:
+                    chunk = response.raw.read1(65536, decode_content=False)  # what has come: a drip is seen
+                    if not chunk:
+                        break
+                    body.add(chunk)
+                    if time.monotonic() - started > self.deadline:
+                        raise requests.Timeout(f"the answer took longer than the deadline of {self.deadline:g} s")
+                content = body.finish()
+            except FeedRefused as exc:
+                if exc.reason == "too_large":
+                    raise ResponseTooLarge(exc.detail) from None
+                raise requests.exceptions.ContentDecodingError(str(exc)) from None
+        except BaseException:
             response.close()
-            raise ResponseTooLarge(f"the answer declares {declared} bytes, over the cap of {self.max_bytes}")
-        body = bytearray()
-        for chunk in response.iter_content(65536):
-            body += chunk
-            if len(body) > self.max_bytes:
-                response.close()
-                raise ResponseTooLarge(f"the answer is over the cap of {self.max_bytes} bytes")
-        response._content = bytes(body)  # read here, under the cap; requests hands it out as usual
+            raise
+        response.headers.pop("Content-Encoding", None)  # decoded here
+        response._content = content  # read here, under the cap; requests hands it out as usual
         response._content_consumed = True
         return response
 
 
-def bounded(collection: Collection, *, timeout: float, max_bytes: int, retries: int = 2) -> Collection:
-    """A taxii2-client Collection whose requests have a timeout, retries and a size cap."""
-    adapter = _BoundedAdapter(timeout, max_bytes, retries)
+def bounded(collection: Collection, *, timeout: float, max_bytes: int, retries: int = 2,
+            deadline: float | None = None) -> Collection:
+    """A taxii2-client Collection whose requests have a timeout, a deadline, retries and a size cap (redirects: at
+    most 3; requests drops the Authorization header on one to another host)."""
+    adapter = _BoundedAdapter(timeout, max_bytes, retries, deadline)
     collection._conn.session.mount("http://", adapter)
     collection._conn.session.mount("https://", adapter)
+    collection._conn.session.max_redirects = 3
     return collection
 
 
@@ -88,9 +111,11 @@ def _state_id(source: TaxiiPullSource) -> str:
 
 def pull(store: Store, service: IndicatorService, source: TaxiiPullSource, *, state_collection: str = "taxii_state",
          progress: Callable[[PullResult], None] | None = None, convert: Callable[[dict], dict] | None = None,
-         retries: int = 2) -> PullResult:
+         retries: int = 2, deadline: float | None = None, conflicts: list[dict] | None = None) -> PullResult:
     """``convert``: one STIX object to an indicator document (IndicatorError: skipped), in place of the plain
-    conversion; given (a feed's pull, soc_api/feeds/), indicators a person revoked here stay revoked."""
+    conversion; given (a feed's pull, soc_api/feeds/), indicators a person revoked here stay revoked. ``deadline``:
+    seconds one answer may take in all (4 x the timeout by default). An indicator whose id is another source's is
+    not stored (the store's ``id_conflict``): skipped, with the reason, and appended to ``conflicts``."""
     state = store.get_document(state_collection, _state_id(source)) or {"id": _state_id(source),
                                                                           "collection_url": source.collection_url}
     if state.get("collection_url") != source.collection_url:
@@ -101,7 +126,8 @@ def pull(store: Store, service: IndicatorService, source: TaxiiPullSource, *, st
     result = PullResult(source=source.name, added_after=state.get("added_after"))
     collection = bounded(Collection(source.collection_url, user=source.username or ("soc" if password else None),
                                     password=password, verify=source.verify_tls),
-                         timeout=source.timeout_seconds, max_bytes=source.max_response_bytes, retries=retries)
+                         timeout=source.timeout_seconds, max_bytes=source.max_response_bytes, retries=retries,
+                         deadline=deadline)
     seen_headers: dict[str, str] = {}
 
     def remember(response, *args, **kwargs):
@@ -127,7 +153,14 @@ def pull(store: Store, service: IndicatorService, source: TaxiiPullSource, *, st
                     if len(result.reasons) < 20:
                         result.reasons.append(f"{obj.get('id', '?') if isinstance(obj, dict) else '?'}: {exc}")
             if docs:
-                result.indicators += len(service.upsert(docs, keep_revoked=convert is not None))
+                refused: list[dict] = []
+                result.indicators += len(service.upsert(docs, keep_revoked=convert is not None, conflicts=refused))
+                result.skipped += len(refused)
+                for conflict in refused:
+                    if len(result.reasons) < 20:
+                        result.reasons.append(f"{conflict['id']}: id_conflict: the id is another source's")
+                if conflicts is not None:
+                    conflicts.extend(refused)
             if seen_headers.get("last"):
                 # The page is stored: only now move the bookmark past it.
                 state.update(added_after=seen_headers["last"], last_pull=ecs.now_iso())

@@ -178,9 +178,17 @@ def add_objects(data: Data, c: TaxiiCollectionConfig, envelope: dict) -> dict:
             failures.append({"id": obj["id"][:200], "message": str(exc)})
             continue
         docs.append(doc)
-        successes.append({"id": obj["id"], "version": doc["modified"]})
     if docs:
-        data.indicator_service.upsert(docs)
+        # An id already another source's is not replaced (the store's id_conflict): a failure of that object.
+        conflicts: list[dict] = []
+        data.indicator_service.upsert(docs, conflicts=conflicts)
+        refused = {c["id"] for c in conflicts}
+        for doc in docs:
+            if doc["id"] in refused:
+                failures.append({"id": doc["id"][:200], "message": "id_conflict: this id is another source's "
+                                                                    "indicator; not replaced"})
+            else:
+                successes.append({"id": doc["id"], "version": doc["modified"]})
     now = ecs.now_iso()
     status = {
         "id": str(uuid.uuid4()), "status": "complete", "request_timestamp": now, "total_count": len(objects),
@@ -192,6 +200,34 @@ def add_objects(data: Data, c: TaxiiCollectionConfig, envelope: dict) -> dict:
     return status
 
 
+NOT_SHARED = "sighting_of_ref names no indicator this server shared with you"
+
+
+def _shared_indicator(data: Data, ref: str) -> dict | None:
+    """The indicator ``ref`` names, when the caller could read it here: stored (under that id, or a feed's indicator
+    whose source's id it is), not revoked, at a TLP level the caller may read (what the indicators collection would
+    serve it). None otherwise, whatever the reason: the answer must not tell an indicator the caller may not see
+    from one that does not exist."""
+    service = data.indicator_service
+    found = service.get(ref)
+    candidates = [found] if found is not None else list(service.store.find_documents(
+        INDICATORS, DocumentQuery(terms={"stix_id": ref}, limit=10)))
+    for raw in candidates:
+        doc = readable(raw)
+        if doc is None or doc.get("revoked"):
+            continue
+        allowed = data.readable_tlp()
+        if allowed is not None and doc.get("tlp") not in allowed:
+            continue
+        return doc
+    return None
+
+
+def received_id(poster: str, stix_id: str) -> str:
+    """A received sighting's document id: one per poster and STIX id, so one peer cannot replace another's."""
+    return f"received--{uuid.uuid5(_UUID_NS, f'{poster}|{stix_id}')}"
+
+
 def _received_sighting(data: Data, obj: dict) -> dict:
     """A STIX Sighting another party sent of one of the suite's indicators, as stored; ValueError says why not."""
     if obj.get("type") != "sighting":
@@ -201,12 +237,13 @@ def _received_sighting(data: Data, obj: dict) -> dict:
     except (STIXError, ValueError, TypeError) as exc:
         raise ValueError(f"not a valid STIX 2.1 sighting: {str(exc)[:300]}") from exc
     ref = str(parsed["sighting_of_ref"])
-    if not ref.startswith("indicator--") or data.indicator_service.get(ref) is None:
-        raise ValueError("sighting_of_ref names no indicator this server shared")
+    if not ref.startswith("indicator--") or _shared_indicator(data, ref) is None:
+        raise ValueError(NOT_SHARED)  # the same words whether absent, revoked or above the caller's TLP
     clean = json.loads(parsed.serialize())
-    return {"id": clean["id"], "stix_id": clean["id"], "object": clean, "sighting_of_ref": ref,
-            "count": clean.get("count"), "first_seen": clean.get("first_seen"), "last_seen": clean.get("last_seen"),
-            "modified": clean["modified"], "added": ecs.now_iso(), "received_from": data.actor}
+    return {"id": received_id(data.actor, clean["id"]), "stix_id": clean["id"], "object": clean,
+            "sighting_of_ref": ref, "count": clean.get("count"), "first_seen": clean.get("first_seen"),
+            "last_seen": clean.get("last_seen"), "modified": clean["modified"], "added": ecs.now_iso(),
+            "received_from": data.actor}
 
 
 def _add_sightings(data: Data, envelope: dict) -> dict:
@@ -230,7 +267,7 @@ def _add_sightings(data: Data, envelope: dict) -> dict:
         current = data.store.get_document(RECEIVED_SIGHTINGS, doc["id"])
         if current is None or current.get("modified", "") <= doc["modified"]:
             docs.append(doc)
-        successes.append({"id": doc["id"], "version": doc["modified"]})
+        successes.append({"id": doc["stix_id"], "version": doc["modified"]})
     if docs:
         data.store.put_documents(RECEIVED_SIGHTINGS, docs)
     status = {
