@@ -3,8 +3,10 @@ silent ones, events per second, open alerts by severity, mean time to acknowledg
 covered by loaded rules versus seen, playbook runs, rule health.
 
 Computed through the tenancy-enforcing data layer, so an agency key gets its own agency and nothing else (no
-province roll-up). Where a source last reported comes from the source tracker (an engine matcher that sees every
-stored event, see :class:`SourceTracker`) when the suite runs it, else from a store query per expected source.
+province roll-up). The alert figures are the store's aggregations (soc/storage/aggregations.py), counted where the
+alerts are: exact however many there are, without reading them into Python. Where a source last reported comes from
+the source tracker (an engine matcher that sees every stored event, see :class:`SourceTracker`) when the suite runs
+it, else from a small store query per expected source not heard from lately.
 An event counts for the asset that really sent it (its certificate or socket address), or for the asset it is about
 when an agency's API key vouched for it — never for a host name it merely claims — and as of when it arrived
 (``event.created``), never its own, possibly future, ``@timestamp``.
@@ -20,13 +22,18 @@ from typing import Any
 
 from collectors.sources.source_health import reporting_asset
 from soc import ecs
+from soc.storage.aggregations import AggregateQuery, Metric
 from soc.storage.base import DocumentQuery, EventQuery, StoreError
-from soc.vocabulary import DEFAULT_SEVERITY, PRESENTED_OPEN_STATUSES, SEVERITIES
-from soc_api.data import AlertFilter, Data
+from soc.vocabulary import PRESENTED_OPEN_STATUSES, SEVERITIES, known_severity
+from soc_api.data import Data
 from soc_api.settings import api_settings
 
 SOURCE_STATUS = "source_status"
-ALERT_CAP = 200_000
+OPEN = tuple(s.value for s in PRESENTED_OPEN_STATUSES)  # suppressed alerts are never counted as open
+# Times to acknowledge and to resolve: seconds from when the suite raised an alert (``created``, which it stamps on
+# every alert it raises) to the first analyst action and to the closing, per group: n, mean and median.
+TIMES = (Metric("tta", "percentiles", "created", until="acknowledged_at", percents=(50.0,)),
+         Metric("ttr", "percentiles", "created", until="closed_at", percents=(50.0,)))
 
 
 def arrived(doc: dict, now: str) -> str:
@@ -96,12 +103,17 @@ class SourceTracker:
         return round(total / 60.0, 3)
 
 
-def _seconds_between(start: str, end: str) -> float:
-    return (ecs.parse_time(end) - ecs.parse_time(start)).total_seconds()
+def _mean(parts: list[tuple[int, float | None]]) -> float | None:
+    """The mean of several groups' durations from each group's (n, mean): their sum over their number."""
+    n = sum(count for count, mean in parts if mean is not None)
+    if not n:
+        return None
+    return round(sum(count * mean for count, mean in parts if mean is not None) / n, 1)
 
 
-def _mean(values: list[float]) -> float | None:
-    return round(sum(values) / len(values), 1) if values else None
+def _duration(row_values: dict, name: str) -> tuple[int, float | None]:
+    figures = row_values.get(name) or {}
+    return int(figures.get("n") or 0), figures.get("mean")
 
 
 def covered_techniques(suite) -> set[str]:
@@ -110,6 +122,50 @@ def covered_techniques(suite) -> set[str]:
     for rule in list(ruleset.rules) + list(ruleset.correlations):
         covered.update(t.upper() for t in rule.meta.techniques)
     return covered
+
+
+def log_sources(data: Data, agency_ids, scope: str | None, now: datetime) -> dict[str, dict]:
+    """Per agency of ``agency_ids``: every (asset, log source) the inventory expects, those that reported within
+    their interval, and the silent assets (the posture's and the console overview's figures, decided here once).
+    ``scope``: the caller's agency (None: every agency), which the stored last-heard times are read for."""
+    suite = data.suite
+    cfg = api_settings(suite).posture
+    now_iso = ecs.utc_iso(now)
+    per = {a: {"expected": 0, "reporting": 0, "silent": []} for a in agency_ids}
+    tracker: SourceTracker | None = suite.service("source_tracker")
+    known: dict[str, dict] = {}
+    terms = {"organization.id": scope} if scope else {}
+    for doc in data.store.find_documents(SOURCE_STATUS, DocumentQuery(terms=terms, limit=10_000)):
+        known[doc["id"]] = doc
+    if tracker is not None:
+        known.update({k: v for k, v in list(tracker.last_seen.items())
+                      if scope is None or v["organization"]["id"] == scope})
+    for asset in suite.inventory.assets.values():
+        if asset.agency not in per or not asset.log_sources:
+            continue
+        entry = per[asset.agency]
+        interval = min(cfg.source_intervals.get(s, cfg.default_source_interval_seconds) for s in asset.log_sources)
+        since = ecs.utc_iso(now - timedelta(seconds=interval))
+        last = (known.get(asset.id) or {}).get("last_seen")
+        if not isinstance(last, str) or last > now_iso:
+            last = None  # a time to come is no time heard (an older tracker wrote events' own timestamps)
+        if not last or last < since:
+            # Not seen by the tracker (another process, a restart): ask the store for events of the interval that
+            # this asset sent, or that a key vouched for, and take when they arrived. At most 20 events per
+            # question, two questions per asset not heard from lately: bounded, whatever the store holds.
+            for query_terms, agency_id in (({"soc.sender.asset": asset.id}, None),
+                                           ({"soc.asset.id": asset.id, "soc.sender.trusted": True}, asset.agency)):
+                for doc in data.store.search_events(EventQuery(start=since, agency=agency_id, terms=query_terms,
+                                                               limit=20)):
+                    if reporting_asset(doc) == asset.id:
+                        last = max(last or "", arrived(doc, now_iso))
+        entry["expected"] += len(asset.log_sources)
+        if last and last >= since:
+            entry["reporting"] += len(asset.log_sources)
+        else:
+            entry["silent"].append({"asset": asset.id, "hostname": asset.hostname, "sources": asset.log_sources,
+                                    "interval_seconds": interval, "last_seen": last})
+    return per
 
 
 def build_posture(data: Data, agency: str | None = None) -> dict[str, Any]:
@@ -122,61 +178,40 @@ def build_posture(data: Data, agency: str | None = None) -> dict[str, Any]:
     now_iso = ecs.utc_iso(now)
     window_start = ecs.utc_iso(now - timedelta(days=cfg.window_days))
     per: dict[str, dict] = {a.id: _empty(a) for a in agencies}
+    tracker: SourceTracker | None = suite.service("source_tracker")
 
     # Log sources: every (asset, log source) the inventory expects, and whether it reported within its interval.
-    tracker: SourceTracker | None = suite.service("source_tracker")
-    known: dict[str, dict] = {}
-    terms = {"organization.id": scope} if scope else {}
-    for doc in data.store.find_documents(SOURCE_STATUS, DocumentQuery(terms=terms, limit=10_000)):
-        known[doc["id"]] = doc
-    if tracker is not None:
-        known.update({k: v for k, v in tracker.last_seen.items() if scope is None or v["organization"]["id"] == scope})
-    for asset in inventory.assets.values():
-        if asset.agency not in per or not asset.log_sources:
-            continue
-        entry = per[asset.agency]["log_sources"]
-        interval = min(cfg.source_intervals.get(s, cfg.default_source_interval_seconds) for s in asset.log_sources)
-        since = ecs.utc_iso(now - timedelta(seconds=interval))
-        last = (known.get(asset.id) or {}).get("last_seen")
-        if not isinstance(last, str) or last > now_iso:
-            last = None  # a time to come is no time heard (an older tracker wrote events' own timestamps)
-        if not last or last < since:
-            # Not seen by the tracker (another process, a restart): ask the store for events of the interval that
-            # this asset sent, or that a key vouched for, and take when they arrived.
-            for terms, agency_id in (({"soc.sender.asset": asset.id}, None),
-                                     ({"soc.asset.id": asset.id, "soc.sender.trusted": True}, asset.agency)):
-                for doc in data.store.search_events(EventQuery(start=since, agency=agency_id, terms=terms, limit=20)):
-                    if reporting_asset(doc) == asset.id:
-                        last = max(last or "", arrived(doc, now_iso))
-        entry["expected"] += len(asset.log_sources)
-        if last and last >= since:
-            entry["reporting"] += len(asset.log_sources)
-        else:
-            entry["silent"].append({"asset": asset.id, "hostname": asset.hostname, "sources": asset.log_sources,
-                                    "interval_seconds": interval, "last_seen": last})
+    for agency_id, sources in log_sources(data, list(per), scope, now).items():
+        per[agency_id]["log_sources"] = sources
 
-    # Alerts: open ones by severity (however old), and over the window the times to acknowledge and resolve and the
-    # ATT&CK techniques seen.
-    for status in PRESENTED_OPEN_STATUSES:  # suppressed alerts are never counted as open
-        for alert in data.iter_alerts(AlertFilter(status=status), cap=ALERT_CAP):
-            a = per.get(ecs.get(alert, "organization.id"))
-            if a is not None:
-                severity = alert.get("severity", DEFAULT_SEVERITY.value)
-                a["open_alerts"][severity] = a["open_alerts"].get(severity, 0) + 1
-    tta: dict[str, list[float]] = defaultdict(list)
-    ttr: dict[str, list[float]] = defaultdict(list)
-    for alert in data.iter_alerts(AlertFilter(since=window_start), cap=ALERT_CAP):
-        agency_id = ecs.get(alert, "organization.id")
-        a = per.get(agency_id)
-        if a is None:
-            continue
-        a["alerts_in_window"] += 1
-        a["_seen"].update(t.upper() for t in (alert.get("threat") or {}).get("technique", []))
-        raised = alert.get("created") or alert.get("first_seen")
-        if raised and alert.get("acknowledged_at"):
-            tta[agency_id].append(max(0.0, _seconds_between(raised, alert["acknowledged_at"])))
-        if raised and alert.get("closed_at"):
-            ttr[agency_id].append(max(0.0, _seconds_between(raised, alert["closed_at"])))
+    # Alerts, counted by the store (Data.aggregate keeps a tenant to its own agency): open ones by severity (however
+    # old; a severity the vocabulary does not know counts as the default one, as everywhere alerts are shown).
+    opened = data.aggregate(AggregateQuery(collection="alerts", agency=scope, terms={"status": list(OPEN)},
+                                           group_by=("organization.id", "severity")))
+    for row in opened.rows:
+        a = per.get(row.key[0])
+        if a is not None:
+            severity = known_severity(row.key[1]).value
+            a["open_alerts"][severity] += row.count
+    # Over the window (alerts last seen in it): how many, and their times to acknowledge and resolve (TIMES), as
+    # each agency's (n, mean), which the province's mean is made of.
+    window = data.aggregate(AggregateQuery(collection="alerts", agency=scope, start=window_start,
+                                           time_field="last_seen", group_by=("organization.id",), metrics=TIMES))
+    tta: dict[str, tuple[int, float | None]] = {}
+    ttr: dict[str, tuple[int, float | None]] = {}
+    for row in window.rows:
+        a = per.get(row.key[0])
+        if a is not None:
+            a["alerts_in_window"] += row.count
+            tta[row.key[0]], ttr[row.key[0]] = _duration(row.values, "tta"), _duration(row.values, "ttr")
+    # The ATT&CK techniques of the window's alerts (a list field: one group per technique).
+    techniques = data.aggregate(AggregateQuery(collection="alerts", agency=scope, start=window_start,
+                                               time_field="last_seen",
+                                               group_by=("organization.id", "threat.technique")))
+    for row in techniques.rows:
+        a = per.get(row.key[0])
+        if a is not None and isinstance(row.key[1], str) and row.key[1]:
+            a["_seen"].add(row.key[1].upper())
 
     # Playbook runs (the playbook runner's collection), by state.
     runs_cfg = (cfg.playbook_runs_collection, cfg.playbook_agency_field, cfg.playbook_state_field)
@@ -205,10 +240,10 @@ def build_posture(data: Data, agency: str | None = None) -> dict[str, Any]:
         seen = a.pop("_seen")
         a["events_per_second"] = tracker.events_per_second(agency_id) if tracker is not None else None
         a["events_total"] = data.store.count_events(agency_id)
-        a["mean_time_to_acknowledge_seconds"] = _mean(tta[agency_id])
-        a["mean_time_to_resolve_seconds"] = _mean(ttr[agency_id])
+        a["_tta"], a["_ttr"] = tta.get(agency_id, (0, None)), ttr.get(agency_id, (0, None))
+        a["mean_time_to_acknowledge_seconds"] = _mean([a["_tta"]])
+        a["mean_time_to_resolve_seconds"] = _mean([a["_ttr"]])
         a["attack"] = {"seen": sorted(seen), "seen_not_covered": sorted(seen - covered)}
-        a["_tta"], a["_ttr"] = tta[agency_id], ttr[agency_id]
         out_agencies.append(a)
     document: dict[str, Any] = {
         "generated": now_iso,
@@ -250,8 +285,8 @@ def _rollup(province_id: str, agencies: list[dict], tracker) -> dict:
         "events_total": sum(a["events_total"] for a in agencies),
         "open_alerts": open_alerts,
         "alerts_in_window": sum(a["alerts_in_window"] for a in agencies),
-        "mean_time_to_acknowledge_seconds": _mean([x for a in agencies for x in a["_tta"]]),
-        "mean_time_to_resolve_seconds": _mean([x for a in agencies for x in a["_ttr"]]),
+        "mean_time_to_acknowledge_seconds": _mean([a["_tta"] for a in agencies]),
+        "mean_time_to_resolve_seconds": _mean([a["_ttr"] for a in agencies]),
         "attack_seen": seen,
         "playbook_runs": dict(runs),
     }

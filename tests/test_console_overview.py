@@ -1,13 +1,15 @@
 """The console's province overview and posture pages over real HTTP (a running suite, users signed in through the real
-form): who may open them; the overview's figures for a seeded store (open alerts by severity, times to acknowledge and
-resolve, alerts per day by severity and events per day in the charts' SVG, log sources as the posture API decides
-them); its bounded reads (a cap reached is said on the page, a busy window of events is estimated); the posture page
-showing the API's document, and an agency user never seeing another agency's posture, whatever the URL says."""
+form), on SQLite and on a real OpenSearch node: who may open them; the overview's figures for a seeded store (open
+alerts by severity, times to acknowledge and resolve, alerts per day by severity and events per day in the charts'
+SVG, log sources as the posture API decides them), exact past what the old bounded reads estimated (a day of more
+events than they ever read); an agency's figures its own; the posture page showing the API's document, and an agency
+user never seeing another agency's posture, whatever the URL says."""
 
 from __future__ import annotations
 
 import html
 import re
+import uuid
 from datetime import datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -20,6 +22,7 @@ from soc_api.data import Data
 from soc_api.keys import Principal
 from soc_api.posture import SOURCE_STATUS, build_posture
 from tests.api_fixtures import AGENCY_A, AGENCY_B, alert_doc, call, event_doc, keys_for, running_suite
+from tests.conftest import _drop_indices, need_opensearch
 from tests.console_fixtures import ConsoleClient, add_user, console_api
 
 UTC = ZoneInfo("UTC")
@@ -40,8 +43,10 @@ ALERTS = [
     ("b2", AGENCY_B, 5, "low", "new", None, None),
     ("r0", "retired-agency", 9, "low", "new", None, None),  # of an agency no longer in the inventory
 ]
-# events per day (days ago: (agency, how many))
-EVENTS = {0: (AGENCY_A, 3), 1: (AGENCY_B, 5), 2: (AGENCY_A, 60), 3: (AGENCY_A, 2)}
+# events per day (days ago: (agency, how many)); five days ago more than the old overview read in all (12,000 events
+# for the whole period, about 430 per quarter of a day): it estimated that day, the store's count is exact.
+EVENTS = {0: (AGENCY_A, 3), 1: (AGENCY_B, 5), 2: (AGENCY_A, 60), 3: (AGENCY_A, 2), 5: (AGENCY_B, 12_345)}
+BUSY = 5
 
 
 def moment(days_ago: int) -> datetime:
@@ -76,16 +81,31 @@ def _events() -> list[dict]:
         for i in range(count):
             doc = event_doc(i, agency)
             doc["event"]["id"] = f"{agency}-d{ago}-e{i}"
-            # a busy afternoon: one event every 6 minutes from noon (today: from half-way to now, a second apart)
-            step = timedelta(minutes=6) if ago else timedelta(seconds=1)
+            doc["source"]["ip"] = f"198.51.{100 + i // 256 % 100}.{i % 256}"
+            # an afternoon: one event every 6 minutes from noon (today: from half-way to now, a second apart; the
+            # busy day: one every 2 seconds, until about 19:00)
+            step = timedelta(seconds=1) if not ago else timedelta(seconds=2) if ago == BUSY else timedelta(minutes=6)
             doc["@timestamp"] = iso(moment(ago) + step * i)
             out.append(doc)
     return out
 
 
-@pytest.fixture(scope="module")
-def console(tmp_path_factory):
-    with running_suite(tmp_path_factory.mktemp("console-overview"), api=console_api()) as suite:
+@pytest.fixture(scope="module", params=["sqlite", "opensearch"])
+def console(request, tmp_path_factory):
+    """A running suite on each store in turn (OpenSearch: a fresh index prefix on the real node, dropped after)."""
+    url = prefix = None
+    if request.param == "opensearch":
+        url, prefix = need_opensearch(), f"soctest-{uuid.uuid4().hex[:10]}"
+    try:
+        yield from _console(tmp_path_factory, url, prefix)
+    finally:
+        if prefix:
+            _drop_indices(url, prefix)
+
+
+def _console(tmp_path_factory, url, prefix):
+    with running_suite(tmp_path_factory.mktemp("console-overview"), store_url=url, index_prefix=prefix,
+                       api=console_api()) as suite:
         store = suite.store
         store.write_events(_events())
         store.upsert_alerts(_alerts())
@@ -110,7 +130,7 @@ def console(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch):
-    monkeypatch.setattr(overview, "CACHE_SECONDS", 0.0)  # every request computes (the tests change the caps)
+    monkeypatch.setattr(overview, "CACHE_SECONDS", 0.0)  # every request computes (each backend's suite its own)
     overview.forget_cached()
 
 
@@ -193,7 +213,9 @@ def test_overview_counts_open_alerts_response_times_and_raised_alerts(console):
     assert "Not in the inventory" in gone and _open(gone)["low"] == 1
     # a link to each agency's posture, and to its open alerts
     assert f'href="/console/posture?agency={AGENCY_A}"' in page and f'href="/console/alerts?agency={AGENCY_A}"' in page
-    assert 'id="note-open"' not in page and 'id="note-sample"' not in page and 'id="note-events"' not in page
+    # the cards: the province's open alerts (suppressed and closed ones not) and the alerts raised in the period
+    assert re.search(r'<span class="ov-card-value">7</span>', page)  # a0 a1 a2 a6 b0 b2 r0
+    assert re.search(r'<span class="ov-card-value">9</span>', page)  # every alert raised in the last 7 days
 
 
 def test_overview_charts_draw_the_seeded_numbers(console):
@@ -217,12 +239,17 @@ def test_overview_charts_draw_the_seeded_numbers(console):
     assert 'role="img"' in svg and 'aria-labelledby="chart-severity-title chart-severity-desc"' in svg
     desc = html.unescape(re.search(r'<desc id="chart-severity-desc">(.*?)</desc>', svg).group(1))
     assert "9 alerts in all" in desc and f"the busiest day was {_day(0)} with 3" in desc
+    trend = html.unescape(re.search(r'<desc id="chart-trend-desc">(.*?)</desc>', page).group(1))
+    total = sum(count for ago, (_, count) in EVENTS.items() if ago < 7)
+    assert f"events ({total:,} in all, the most on {_day(BUSY)})" in trend
     table = re.search(r'<details class="chart-data">.*?</details>', page, re.S).group(0)
     assert f'<th scope="row">{_day(0)}</th>' in table and "<caption>" in table
     # 30 days: the same alerts, thirty bars
     month = clients["ana"].get("/console/overview?days=30").text
     assert len(_bars(month)) == 30 and 'aria-current="true">Last 30 days' in month
-    assert clients["ana"].get("/console/overview?days=999").status_code == 200  # anything else: 7 days
+    for odd in ("days=999", "days=abc", "days=-7", "sort=%3Cscript%3E", "days=30&days=7&sort="):  # else: 7 days
+        answer = clients["ana"].get(f"/console/overview?{odd}")
+        assert answer.status_code == 200 and len(_bars(answer.text)) in (7, 30), odd
 
 
 def test_overview_log_sources_are_the_posture_apis(console):
@@ -248,38 +275,70 @@ def test_overview_log_sources_are_the_posture_apis(console):
         assert [s["asset"] for s in ours["silent"]] == [s["asset"] for s in agency["log_sources"]["silent"]]
 
 
-def test_overview_says_when_a_figure_comes_from_a_bounded_read(console, monkeypatch):
-    _, clients, _ = console
-    monkeypatch.setattr(overview, "ALERT_SAMPLE", 4)
-    monkeypatch.setattr(overview, "OPEN_CAP", 2)
-    monkeypatch.setattr(overview, "EVENT_BUDGET", 20 * 7 * overview.EVENT_WINDOWS)  # 20 events a window
+def test_overview_figures_are_exact_past_the_old_bounds(console):
+    """The old overview read at most 12,000 events (and 20,000 alerts) and estimated the rest, saying so with notes,
+    stars and "≈"; the store's counts are exact, so the page has nothing to qualify."""
+    suite, clients, _ = console
     page = clients["ana"].get("/console/overview").text
-    assert 'id="note-open"' in page and 'id="note-sample"' in page and 'id="note-events"' in page
-    # the 4 alerts last seen most recently are today's 3 and yesterday's: only today is whole
-    bars = re.findall(r'<g class="chart-bar" data-category="([^"]+)"[^>]*>(.*?)</g>', page, re.S)
-    starred = [day for day, body in bars if re.search(r"\*</text>", body)]
-    assert set(starred) == {_day(ago) for ago in range(1, 7)}
-    # open alerts: a lower bound, said so
-    assert re.search(r'<span class="ov-card-value">2\+</span>', page)
-    # the busy afternoon: 60 events, one every 6 minutes from noon; 20 read, which took 1 h 54 min: ≈ 63
-    assert _points(page, "events")[_day(2)] == (63.0, True)
-    assert _points(page, "events")[_day(1)] == (5.0, False)
+    assert _points(page, "events")[_day(BUSY)] == (float(EVENTS[BUSY][1]), False)
+    assert "≈" not in page and 'data-estimated="true"' not in page
+    assert not re.search(r"\*</text>", page)  # no bar marked as a day counted in part
+    assert "ov-notes" not in page and "lower bound" not in page
+    assert not re.search(r'<span class="ov-card-value">\d+\+</span>', page)
+    # the figures themselves: each day's events as the store holds them, whichever zone the days are in
+    now = datetime.now(timezone.utc)
+    for zone in (UTC, ZoneInfo("Asia/Ho_Chi_Minh"), ZoneInfo("America/St_Johns")):  # +7, and -3:30 or -2:30
+        figures = overview.build_overview(_data(suite), 7, zone, now)
+        moments = [ecs.parse_time(e["@timestamp"]) for e in _events()]
+        for day in figures["per_day"]:
+            first = datetime.fromisoformat(day["day"]).date()
+            want = sum(1 for m in moments if m <= now and m.astimezone(zone).date() == first)
+            assert day["events"] == want, (zone, day["day"])
 
 
-def test_events_per_day_counts_exactly_within_budget_and_estimates_past_it(console):
+def test_an_agencys_figures_are_its_own(console):
+    """Data.aggregate pins a tenant's questions to its agency: built for agency A, the overview holds A's row, A's
+    open alerts, A's alerts per day and A's events only."""
     suite, _, _ = console
-    days = overview.period_days(7, UTC, datetime.now(timezone.utc))
-    exact = overview.events_per_day(_data(suite), days, datetime.now(timezone.utc), budget=12_000)
-    assert [n for n, _ in exact] == [EVENTS.get(ago, (None, 0))[1] for ago in range(6, -1, -1)]
-    assert not any(e for _, e in exact)
-    bounded = overview.events_per_day(_data(suite), days, datetime.now(timezone.utc), budget=20 * 28)
-    assert bounded[4] == (63, True)
-    # the alert sample: complete within its cap, and where it stopped when not
-    sample = overview.alert_sample(_data(suite), days, UTC, cap=4)
-    assert not sample.complete and sample.looked == 4 and sample.oldest == iso(moment(1))
-    assert [overview.day_complete(d, sample) for d in days] == [False] * 6 + [True]
-    whole = overview.alert_sample(_data(suite), days, UTC)
-    assert whole.complete and whole.looked == 9 and all(overview.day_complete(d, whole) for d in days)
+    figures = overview.build_overview(_data(suite, "agency", AGENCY_A), 7, UTC)
+    assert [row["id"] for row in figures["agencies"]] == [AGENCY_A] and figures["scope"] == AGENCY_A
+    (row,) = figures["agencies"]
+    assert row["open"] == {"critical": 1, "high": 2, "medium": 1, "low": 0, "informational": 0}
+    assert row["raised"] == figures["province"]["raised"] == 6  # a0 to a5: raised in the period
+    mine = [a for a in ALERTS if a[1] == AGENCY_A and a[2] < 7]
+    assert [d["alerts"] for d in figures["per_day"]] == [sum(1 for a in mine if a[2] == ago)
+                                                         for ago in range(6, -1, -1)]
+    assert [d["events"] for d in figures["per_day"]] == [
+        EVENTS[ago][1] if ago in EVENTS and EVENTS[ago][0] == AGENCY_A else 0 for ago in range(6, -1, -1)]
+    # B's figures, for B
+    other = overview.build_overview(_data(suite, "agency", AGENCY_B), 7, UTC)
+    assert [d["events"] for d in other["per_day"]][6 - BUSY] == EVENTS[BUSY][1]
+    assert other["province"]["open_total"] == 2
+
+
+def test_posture_counts_the_seeded_alerts_exactly(console):
+    """The posture document's alert figures (open by severity, the window's alerts, mean times to acknowledge and
+    resolve, techniques seen) against counting the seeded alerts in Python; the window (30 days) holds them all."""
+    suite, _, _ = console
+    document = build_posture(_data(suite))
+    by_id = {a["id"]: a for a in document["agencies"]}
+    for agency in (AGENCY_A, AGENCY_B):
+        mine = [a for a in ALERTS if a[1] == agency]
+        opened = {s: sum(1 for a in mine if a[3] == s and a[4] in ("new", "acknowledged", "in_progress"))
+                  for s in ("informational", "low", "medium", "high", "critical")}
+        assert by_id[agency]["open_alerts"] == opened
+        assert by_id[agency]["alerts_in_window"] == len(mine)
+        acks = [a[5] for a in mine if a[5] is not None]
+        closes = [a[6] for a in mine if a[6] is not None]
+        assert by_id[agency]["mean_time_to_acknowledge_seconds"] == pytest.approx(sum(acks) / len(acks), abs=0.05)
+        assert by_id[agency]["mean_time_to_resolve_seconds"] == pytest.approx(sum(closes) / len(closes), abs=0.05)
+        assert by_id[agency]["attack"]["seen"] == ["T1110"]
+    province = document["province"]
+    known = [a for a in ALERTS if a[1] in (AGENCY_A, AGENCY_B)]  # the retired agency's alert is no agency's here
+    acks = [a[5] for a in known if a[5] is not None]
+    assert province["mean_time_to_acknowledge_seconds"] == pytest.approx(sum(acks) / len(acks), abs=0.05)
+    assert province["alerts_in_window"] == len(known)
+    assert sum(province["open_alerts"].values()) == 6
 
 
 def test_overview_days_follow_the_users_time_zone(console):

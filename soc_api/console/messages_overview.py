@@ -7,14 +7,6 @@ MESSAGES = {
         "overview.period": "Period",
         "overview.days": "Last {days} days",
         "overview.as_of": "From {first} to {last} · figures as of",
-        "overview.notes": "How these figures were counted",
-        "overview.note.open": "Open alerts: more than {count} are open, so only the {count} most recently seen were "
-                              "counted; the counts below are lower bounds.",
-        "overview.note.sample": "Alerts of the period: only the {count} most recently seen were read. Days marked * "
-                                "are counted in part, and the response times are those of the alerts read. The "
-                                "oldest alert read was last seen at",
-        "overview.note.events": "Events per day: a busy part of a day is estimated from how fast its first events "
-                                "arrived (at most {count} events are read in all); estimates are marked ≈.",
         "overview.province": "The province",
         "overview.card.sources": "Log sources reporting",
         "overview.of": "{part} of {whole}",
@@ -68,8 +60,6 @@ MESSAGES = {
         "overview.chart.severity_title": "Alerts raised per day by severity, last {days} days",
         "overview.chart.severity_desc": "Stacked bars, one per day from {first} to {last}: {total} alerts in all "
                                         "({counts}); the busiest day was {busiest} with {most}.",
-        "overview.chart.incomplete_desc": "Days marked with a star are counted in part.",
-        "overview.chart.incomplete": "counted in part (see the note above)",
         "overview.chart.bar_title": "{category}: {total} alerts",
         "overview.chart.day": "Day",
         "overview.chart.total": "Total",
@@ -79,7 +69,6 @@ MESSAGES = {
                                      "most on {peak}) and alerts raised ({alerts} in all).",
         "overview.chart.events": "Events",
         "overview.chart.alerts": "Alerts",
-        "overview.chart.estimated": "estimated (hollow point)",
     },
     "vi": {
         "home.desc.overview": "Toàn cảnh các cơ quan: nguồn nhật ký đang gửi, cảnh báo đang mở, thời gian xử lý, "
@@ -88,14 +77,6 @@ MESSAGES = {
         "overview.period": "Khoảng thời gian",
         "overview.days": "{days} ngày qua",
         "overview.as_of": "Từ {first} đến {last} · số liệu tính đến",
-        "overview.notes": "Cách tính các số liệu này",
-        "overview.note.open": "Cảnh báo đang mở: có hơn {count} cảnh báo đang mở, nên chỉ {count} cảnh báo được "
-                              "ghi nhận gần nhất được đếm; các con số dưới đây là mức tối thiểu.",
-        "overview.note.sample": "Cảnh báo trong kỳ: chỉ đọc {count} cảnh báo được ghi nhận gần nhất. Những ngày có "
-                                "dấu * chỉ được đếm một phần, và thời gian xử lý được tính trên các cảnh báo đã đọc. "
-                                "Cảnh báo cũ nhất đã đọc được ghi nhận lần cuối lúc",
-        "overview.note.events": "Sự kiện mỗi ngày: những khoảng thời gian nhiều sự kiện được ước tính theo tốc độ "
-                                "đến của các sự kiện đầu tiên (đọc tối đa {count} sự kiện); số ước tính có dấu ≈.",
         "overview.province": "Toàn tỉnh",
         "overview.card.sources": "Nguồn nhật ký đang gửi",
         "overview.of": "{part} / {whole}",
@@ -150,8 +131,6 @@ MESSAGES = {
         "overview.chart.severity_desc": "Biểu đồ cột chồng, mỗi cột một ngày từ {first} đến {last}: tổng cộng "
                                         "{total} cảnh báo ({counts}); ngày nhiều nhất là {busiest} với {most} cảnh "
                                         "báo.",
-        "overview.chart.incomplete_desc": "Những ngày có dấu sao chỉ được đếm một phần.",
-        "overview.chart.incomplete": "chỉ đếm một phần (xem ghi chú ở trên)",
         "overview.chart.bar_title": "{category}: {total} cảnh báo",
         "overview.chart.day": "Ngày",
         "overview.chart.total": "Tổng",
@@ -161,6 +140,5 @@ MESSAGES = {
                                      "nhất vào {peak}) và cảnh báo phát sinh (tổng cộng {alerts}).",
         "overview.chart.events": "Sự kiện",
         "overview.chart.alerts": "Cảnh báo",
-        "overview.chart.estimated": "ước tính (điểm rỗng)",
     },
 }

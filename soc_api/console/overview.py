@@ -3,18 +3,19 @@ inventory with its log sources reporting against those expected, its open alerts
 times to acknowledge and to resolve the alerts raised over a period (the last 7 or 30 days, in the user's time zone),
 and the trends: alerts raised per day by severity, events and alerts per day.
 
-Everything is read through the caller's ``Data`` (its scope: a tenant would get its own agency only) with bounded
-queries, because the store has no aggregations and the page must stay fast at a million alerts:
+Every figure is exact, counted by the store's aggregations (soc/storage/aggregations.py) through the caller's
+``Data`` (``Data.aggregate`` keeps a tenant to its own agency), so the page reads no alert or event into Python and
+stays fast however many the store holds:
 
-- log sources: as ``soc_api/posture.py`` decides them (the source tracker's and the stored last-heard times, then a
-  small store query per asset not heard from lately); the test holds both to the same figures;
-- open alerts: the open statuses read newest first, at most OPEN_CAP in all; past it, the counts are lower bounds
-  and the page says so;
-- the period's alerts: read newest first by last seen, at most ALERT_SAMPLE; an alert counts on the day it was
-  first seen, and its times to acknowledge and to resolve count when it was raised in the period. Past the cap, the
-  days before the oldest alert read are incomplete (marked), and the times are those of the alerts read;
-- events per day: each day in EVENT_WINDOWS windows, each window asked for at most its share of EVENT_BUDGET events:
-  a window with fewer is counted exactly, a fuller one is estimated from the time its share took to arrive (shown "≈").
+- log sources: as ``soc_api/posture.py`` decides them (``posture.log_sources``: the source tracker's and the stored
+  last-heard times, then a small store query per asset not heard from lately);
+- open alerts (new, acknowledged, in progress; however old): counted by agency and severity;
+- alerts per day by severity: by when each was first seen, in day buckets starting at the user's local midnight;
+- alerts raised in the period (first seen in it, as the chart counts them), per agency and for the province, with
+  the number acknowledged and closed and the mean and median times to acknowledge and to resolve, from when the
+  suite raised each (the ``percentiles`` duration metric; on the search engines the median is their t-digest
+  estimate, exact for small groups);
+- events per day: by event time, in the same local day buckets, up to now.
 
 The figures are kept CACHE_SECONDS for the same scope, period and time zone (every leadership screen refreshing at
 once costs one computation).
@@ -23,32 +24,25 @@ once costs one computation).
 from __future__ import annotations
 
 import math
-import statistics
 import threading
 import time as clock
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Iterable
 
-from collectors.sources.source_health import reporting_asset
 from soc import ecs
-from soc.storage.base import DocumentQuery, EventQuery
-from soc.vocabulary import PRESENTED_OPEN_STATUSES, SEVERITIES, known_severity
+from soc.storage.aggregations import AggregateQuery
+from soc.vocabulary import SEVERITIES, known_severity
 from soc_api.console.alerts import agency_name, name_key
 from soc_api.console.charts import Series, format_number, line_panels, stacked_bars
 from soc_api.console.i18n import translate
-from soc_api.data import AlertFilter, Data
-from soc_api.posture import SOURCE_STATUS, arrived
-from soc_api.settings import api_settings
+from soc_api.data import Data
+from soc_api.posture import OPEN, TIMES
+from soc_api.posture import log_sources as posture_log_sources
 
 PERIODS = (7, 30)
 DEFAULT_DAYS = 7
-ALERT_SAMPLE = 20_000  # alerts of the period read at most
-OPEN_CAP = 20_000  # open alerts read at most
-EVENT_BUDGET = 12_000  # events read at most for the events per day
-EVENT_WINDOWS = 4  # windows a day is probed in
-EVENT_PROBE_MIN = 20  # the least a window is asked for
 CACHE_SECONDS = 30.0
 SORTS = ("name", "attention")
 UNKNOWN = "-"  # alerts of no agency of the inventory
@@ -59,6 +53,8 @@ SEVERITY_COLOURS = {"critical": "#7f1d1d", "high": "#c2410c", "medium": "#a16207
                     "informational": "#4b5563"}
 EVENTS_COLOUR = "#0b5394"
 ALERTS_COLOUR = "#b91c1c"
+DAY_SECONDS = 86_400
+MEDIAN = 50.0  # the percentile posture.TIMES asks for
 
 
 # --- the period ----------------------------------------------------------------------------------------------------
@@ -88,167 +84,155 @@ def valid_days(value: str | None) -> int:
     return wanted if wanted in PERIODS else DEFAULT_DAYS
 
 
+def day_runs(days: list[Day]) -> list[tuple[list[int], bool]]:
+    """The period's days as runs of consecutive 24-hour days, each run counted by one aggregation in day buckets
+    aligned to its local midnight; a day of another length (a daylight-saving change: 23 or 25 hours, which no
+    fixed bucket fits) is a run of its own, counted whole. (Timestamps, not datetime subtraction: two times of the
+    same zone subtract as wall-clock times, which would make every day 24 hours.)"""
+    runs: list[tuple[list[int], bool]] = []
+    for i, day in enumerate(days):
+        regular = day.end.timestamp() - day.start.timestamp() == DAY_SECONDS
+        if regular and runs and runs[-1][1] and days[runs[-1][0][-1]].end.timestamp() == day.start.timestamp():
+            runs[-1][0].append(i)
+        else:
+            runs.append(([i], regular))
+    return runs
+
+
+def per_local_day(data: Data, query: AggregateQuery, days: list[Day], until: datetime | None = None) -> list[Counter]:
+    """``query`` counted on each local day of ``days`` (its time field in the day), up to ``until`` when given: per
+    day, {the row's key without the day: count}."""
+    out: list[Counter] = [Counter() for _ in days]
+    for indices, regular in day_runs(days):
+        begin = int(days[indices[0]].start.timestamp())
+        end = int(days[indices[-1]].end.timestamp())
+        if until is not None:
+            end = min(end, math.ceil(until.timestamp()))
+        if end <= begin:
+            continue  # the run is still to come
+        counted = data.aggregate(replace(
+            query, start=_iso(begin), end=_iso(end), interval_seconds=DAY_SECONDS if regular else None,
+            offset_seconds=begin % DAY_SECONDS if regular else 0))
+        which = {int(days[i].start.timestamp()): i for i in indices}
+        for row in counted.rows:
+            if regular:
+                index = which.get(_epoch(row.key[-1]))
+                key = row.key[:-1]
+            else:
+                index, key = indices[0], row.key
+            if index is not None:
+                out[index][key] += row.count
+    return out
+
+
+def _iso(epoch: int) -> str:
+    return ecs.utc_iso(datetime.fromtimestamp(epoch, timezone.utc))
+
+
+def _epoch(bucket: Any) -> int | None:
+    try:
+        return int(ecs.parse_time(bucket).timestamp())
+    except (TypeError, ValueError):
+        return None
+
+
 # --- log sources ---------------------------------------------------------------------------------------------------
 def log_sources(data: Data, agencies: Iterable[str], now: datetime) -> dict[str, dict]:
     """Per agency: log sources expected by the inventory, those reporting within their interval, and the silent
-    assets — decided as ``soc_api.posture.build_posture`` decides them (tests hold the two to the same answer)."""
-    suite = data.suite
-    cfg = api_settings(suite).posture
-    scope = data.scope(None)
-    per = {a: {"expected": 0, "reporting": 0, "silent": []} for a in agencies}
-    now_iso = ecs.utc_iso(now)
-    tracker = suite.service("source_tracker")
-    known: dict[str, dict] = {}
-    terms = {"organization.id": scope} if scope else {}
-    for doc in data.store.find_documents(SOURCE_STATUS, DocumentQuery(terms=terms, limit=10_000)):
-        known[doc["id"]] = doc
-    if tracker is not None:
-        known.update({k: v for k, v in list(tracker.last_seen.items())
-                      if scope is None or v["organization"]["id"] == scope})
-    for asset in suite.inventory.assets.values():
-        if asset.agency not in per or not asset.log_sources:
-            continue
-        entry = per[asset.agency]
-        interval = min(cfg.source_intervals.get(s, cfg.default_source_interval_seconds) for s in asset.log_sources)
-        since = ecs.utc_iso(now - timedelta(seconds=interval))
-        last = (known.get(asset.id) or {}).get("last_seen")
-        if not isinstance(last, str) or last > now_iso:
-            last = None
-        if not last or last < since:
-            for query_terms, agency_id in (({"soc.sender.asset": asset.id}, None),
-                                           ({"soc.asset.id": asset.id, "soc.sender.trusted": True}, asset.agency)):
-                for doc in data.store.search_events(EventQuery(start=since, agency=agency_id, terms=query_terms,
-                                                               limit=20)):
-                    if reporting_asset(doc) == asset.id:
-                        last = max(last or "", arrived(doc, now_iso))
-        entry["expected"] += len(asset.log_sources)
-        if last and last >= since:
-            entry["reporting"] += len(asset.log_sources)
-        else:
-            entry["silent"].append({"asset": asset.id, "hostname": asset.hostname, "sources": asset.log_sources,
-                                    "interval_seconds": interval, "last_seen": last})
-    return per
+    assets — ``soc_api.posture.log_sources``, which the posture document uses too."""
+    return posture_log_sources(data, list(agencies), data.scope(None), now)
 
 
 # --- alerts --------------------------------------------------------------------------------------------------------
-def open_alerts(data: Data, cap: int = OPEN_CAP) -> tuple[dict[str, Counter], int, bool]:
-    """Open alerts (not suppressed) by agency and severity, however old: ({agency: Counter(severity)}, how many were
-    read, whether that was all of them)."""
-    counts: dict[str, Counter] = defaultdict(Counter)
-    looked = 0
-    for status in PRESENTED_OPEN_STATUSES:
-        for alert in data.iter_alerts(AlertFilter(status=status), cap=cap - looked + 1):
-            if looked == cap:
-                return counts, looked, False
-            looked += 1
-            counts[ecs.get(alert, "organization.id") or UNKNOWN][known_severity(alert.get("severity")).value] += 1
-    return counts, looked, True
+def open_alerts(data: Data) -> dict[Any, Counter]:
+    """Open alerts (not suppressed) by agency and severity, however old: {agency: Counter(severity)}; alerts of no
+    agency under UNKNOWN, a severity the vocabulary does not know as the default one."""
+    counted = data.aggregate(AggregateQuery(collection="alerts", terms={"status": list(OPEN)},
+                                            group_by=("organization.id", "severity")))
+    counts: dict[Any, Counter] = defaultdict(Counter)
+    for row in counted.rows:
+        agency, severity = row.key
+        counts[UNKNOWN if agency is None else agency][known_severity(severity).value] += row.count
+    return counts
 
 
-def _seconds(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    try:
-        return max(0.0, (ecs.parse_time(end) - ecs.parse_time(start)).total_seconds())
-    except ValueError:
-        return None
+def alerts_per_day(data: Data, days: list[Day]) -> list[Counter]:
+    """Alerts first seen on each local day, by severity."""
+    counted = per_local_day(data, AggregateQuery(collection="alerts", time_field="first_seen", group_by=("severity",)),
+                            days)
+    out = []
+    for day in counted:
+        severities: Counter = Counter()
+        for (severity,), count in day.items():
+            severities[known_severity(severity).value] += count
+        out.append(severities)
+    return out
+
+
+def times(figures: dict | None) -> dict[str, Any]:
+    """A duration metric's figures as the page shows them: how many alerts, mean and median seconds (a tenth)."""
+    figures = figures or {}
+    n = int(figures.get("n") or 0)
+    mean, median = figures.get("mean"), (figures.get("percentiles") or {}).get(MEDIAN)
+    return {"n": n, "mean": round(mean, 1) if n and mean is not None else None,
+            "median": round(median, 1) if n and median is not None else None}
+
+
+def _together(parts: list[dict | None]) -> dict[str, Any]:
+    """Several groups' duration figures (as the store gives them, unrounded) as one: the numbers and the means add
+    up exactly; medians do not, so none."""
+    parts = [p for p in parts if p and p.get("n") and p.get("mean") is not None]
+    n = sum(int(p["n"]) for p in parts)
+    total = sum(int(p["n"]) * p["mean"] for p in parts)
+    return {"n": n, "mean": round(total / n, 1) if n else None, "median": None}
 
 
 @dataclass
-class AlertSample:
-    per_day: list[Counter]  # alerts first seen on each day, by severity
-    raised: Counter  # alerts raised in the period, by agency
-    tta: dict[str, list[float]]  # seconds to acknowledge, by agency
-    ttr: dict[str, list[float]]  # seconds to resolve (close), by agency
-    looked: int
-    complete: bool
-    oldest: str | None  # the last_seen of the oldest alert read (where an incomplete reading stopped)
+class Raised:
+    per_agency: dict[Any, dict]  # agency (UNKNOWN: of none of the inventory) -> {"raised", "tta", "ttr"}
+    total: int  # every alert raised in the period
+    tta: dict[str, Any]  # every agency's together
+    ttr: dict[str, Any]
 
 
-def alert_sample(data: Data, days: list[Day], zone: tzinfo, cap: int = ALERT_SAMPLE) -> AlertSample:
-    """The period's alerts (last seen in it), newest first, at most ``cap``: per day by severity (the day first
-    seen), and the times to acknowledge and resolve of those raised in the period, per agency."""
-    start = days[0].start
-    start_iso = ecs.utc_iso(start)
-    sample = AlertSample([Counter() for _ in days], Counter(), defaultdict(list), defaultdict(list), 0, True, None)
-    # No lower bound in the query: with one as well as the cursor's upper bound, SQLite's planner reads the whole
-    # range for every page instead of walking its index newest first (see alerts.related_since). The reading stops
-    # at the first alert last seen before the period instead.
-    for alert in data.iter_alerts(AlertFilter(), cap=cap + 1):
-        if (alert.get("last_seen") or "") < start_iso:
-            break
-        if sample.looked == cap:
-            sample.complete = False
-            break
-        sample.looked += 1
-        sample.oldest = alert.get("last_seen")
-        try:
-            first = ecs.parse_time(alert.get("first_seen") or alert["last_seen"])
-        except (KeyError, ValueError):
-            continue
-        index = (first.astimezone(zone).date() - days[0].first).days
-        if 0 <= index < len(days):
-            sample.per_day[index][known_severity(alert.get("severity")).value] += 1
-        raised_at = alert.get("created") or alert.get("first_seen")
-        try:
-            if not raised_at or ecs.parse_time(raised_at) < start:
-                continue
-        except ValueError:
-            continue
-        agency = ecs.get(alert, "organization.id") or UNKNOWN
-        sample.raised[agency] += 1
-        if (seconds := _seconds(raised_at, alert.get("acknowledged_at"))) is not None:
-            sample.tta[agency].append(seconds)
-        if (seconds := _seconds(raised_at, alert.get("closed_at"))) is not None:
-            sample.ttr[agency].append(seconds)
-    return sample
-
-
-def day_complete(day: Day, sample: AlertSample) -> bool:
-    """Whether every alert first seen on ``day`` was read (all were, unless the reading stopped at its cap after an
-    alert last seen later than the day began)."""
-    if sample.complete or not sample.oldest:
-        return True
-    try:
-        return day.start > ecs.parse_time(sample.oldest)
-    except ValueError:
-        return False
-
-
-def times(values: list[float]) -> dict[str, Any]:
-    return {"n": len(values), "mean": round(sum(values) / len(values), 1) if values else None,
-            "median": round(statistics.median(values), 1) if values else None}
+def raised_alerts(data: Data, start: str, known: set[str]) -> Raised:
+    """The alerts raised since ``start`` (first seen since: the chart's alerts, and a column on SQLite, where
+    ``created`` would be read out of every alert's JSON to filter), per agency and all together, with their times
+    to acknowledge and resolve. Agencies not in ``known`` (gone from the inventory, or none) are one UNKNOWN row."""
+    query = AggregateQuery(collection="alerts", time_field="first_seen", start=start, metrics=TIMES)
+    per_agency: dict[Any, dict] = {}
+    strays = []
+    for row in data.aggregate(replace(query, group_by=("organization.id",))).rows:
+        if row.key[0] in known:
+            per_agency[row.key[0]] = {"raised": row.count, "tta": times(row.values.get("tta")),
+                                      "ttr": times(row.values.get("ttr"))}
+        else:
+            strays.append(row)
+    if len(strays) == 1:
+        per_agency[UNKNOWN] = {"raised": strays[0].count, "tta": times(strays[0].values.get("tta")),
+                               "ttr": times(strays[0].values.get("ttr"))}
+    elif strays and all(row.key[0] is not None for row in strays):
+        # Several agencies gone from the inventory: asked for together, so that their median is theirs exactly.
+        together = data.aggregate(replace(query, terms={"organization.id": [row.key[0] for row in strays]}))
+        values = together.rows[0].values if together.rows else {}
+        per_agency[UNKNOWN] = {"raised": together.total, "tta": times(values.get("tta")),
+                               "ttr": times(values.get("ttr"))}
+    elif strays:
+        # Alerts of no agency as well: no filter selects "none or these", so the counts and means are added up
+        # (exact) and the median is left out rather than guessed.
+        per_agency[UNKNOWN] = {"raised": sum(row.count for row in strays),
+                               "tta": _together([row.values.get("tta") for row in strays]),
+                               "ttr": _together([row.values.get("ttr") for row in strays])}
+    whole = data.aggregate(query)
+    values = whole.rows[0].values if whole.rows else {}
+    return Raised(per_agency, whole.total, times(values.get("tta")), times(values.get("ttr")))
 
 
 # --- events --------------------------------------------------------------------------------------------------------
-def events_per_day(data: Data, days: list[Day], now: datetime, budget: int = EVENT_BUDGET) -> list[tuple[int, bool]]:
-    """(events, estimated) for each day, by event time: each day in EVENT_WINDOWS windows, each asked for at most
-    its share of ``budget`` events. A window that has fewer is counted exactly; a full one is estimated from how
-    long its share took to arrive (share × window length / that time). Windows still to come count 0."""
-    probe = max(EVENT_PROBE_MIN, budget // max(1, len(days) * EVENT_WINDOWS))
-    out = []
-    for day in days:
-        total, estimated = 0, False
-        length = (day.end - day.start) / EVENT_WINDOWS
-        for w in range(EVENT_WINDOWS):
-            begin = day.start + length * w
-            end = min(begin + length, now)
-            if begin >= now:
-                break
-            found = data.search_events(start=ecs.utc_iso(begin), end=ecs.utc_iso(end), agency=None, terms={},
-                                       text=None, limit=probe, cursor=None).items
-            if len(found) < probe:
-                total += len(found)
-                continue
-            try:
-                took = (ecs.parse_time(found[-1]["@timestamp"]) - begin).total_seconds()
-            except (KeyError, ValueError):
-                took = 0.0
-            span = (end - begin).total_seconds()
-            total += max(len(found), round(len(found) * span / max(took, 1.0)))
-            estimated = True
-        out.append((total, estimated))
-    return out
+def events_per_day(data: Data, days: list[Day], now: datetime) -> list[int]:
+    """Events on each local day, by event time, up to ``now`` (a sender's clock ahead of ours adds nothing to
+    today)."""
+    return [day.get((), 0) for day in per_local_day(data, AggregateQuery(collection="events"), days, until=now)]
 
 
 # --- the overview --------------------------------------------------------------------------------------------------
@@ -263,19 +247,21 @@ def build_overview(data: Data, days: int, zone: tzinfo, now: datetime | None = N
     scope = data.scope(None)
     inventory = data.suite.inventory
     agency_ids = [a for a in inventory.agencies if scope is None or a == scope]
-    sources = log_sources(data, agency_ids, now)
-    opened, open_looked, open_complete = open_alerts(data, OPEN_CAP)
-    sample = alert_sample(data, period, zone, ALERT_SAMPLE)
-    events = events_per_day(data, period, now, EVENT_BUDGET)
-    tracker = data.suite.service("source_tracker")
     known = set(agency_ids)
-    for per_agency in (opened, sample.raised, sample.tta, sample.ttr):  # agencies gone from the inventory: together
-        for agency_id in [a for a in per_agency if a not in known and a != UNKNOWN]:
-            per_agency[UNKNOWN] += per_agency.pop(agency_id)
+    sources = log_sources(data, agency_ids, now)
+    opened = open_alerts(data)
+    for agency_id in [a for a in opened if a not in known and a != UNKNOWN]:  # agencies gone from the inventory
+        opened[UNKNOWN] += opened.pop(agency_id)
+    per_day = alerts_per_day(data, period)
+    raised = raised_alerts(data, ecs.utc_iso(period[0].start), known)
+    events = events_per_day(data, period, now)
+    tracker = data.suite.service("source_tracker")
+    nothing = {"raised": 0, "tta": times(None), "ttr": times(None)}
     rows = []
-    for agency_id in agency_ids + ([UNKNOWN] if opened.get(UNKNOWN) or sample.raised.get(UNKNOWN) else []):
+    for agency_id in agency_ids + ([UNKNOWN] if opened.get(UNKNOWN) or UNKNOWN in raised.per_agency else []):
         src = sources.get(agency_id, {"expected": 0, "reporting": 0, "silent": []})
         counts = opened.get(agency_id, Counter())
+        mine = raised.per_agency.get(agency_id, nothing)
         rows.append({
             "id": agency_id,
             "kind": inventory.agencies[agency_id].kind.value if agency_id in inventory.agencies else "",
@@ -283,26 +269,23 @@ def build_overview(data: Data, days: int, zone: tzinfo, now: datetime | None = N
             "silent_assets": src["silent"],
             "open": {s: counts.get(s, 0) for s in SEVERITY_ORDER},
             "open_total": sum(counts.values()),
-            "raised": sample.raised.get(agency_id, 0),
-            "tta": times(sample.tta.get(agency_id, [])),
-            "ttr": times(sample.ttr.get(agency_id, [])),
+            "raised": mine["raised"],
+            "tta": mine["tta"],
+            "ttr": mine["ttr"],
         })
-    every_tta = [x for values in sample.tta.values() for x in values]
-    every_ttr = [x for values in sample.ttr.values() for x in values]
     province = {
         "sources": {k: sum(r["sources"][k] for r in rows) for k in ("expected", "reporting", "silent")},
         "open": {s: sum(r["open"][s] for r in rows) for s in SEVERITY_ORDER},
         "open_total": sum(r["open_total"] for r in rows),
-        "raised": sum(sample.raised.values()),
-        "tta": times(every_tta),
-        "ttr": times(every_ttr),
+        "raised": raised.total,
+        "tta": raised.tta,
+        "ttr": raised.ttr,
         "events_per_second": tracker.events_per_second(scope) if tracker is not None else None,
     }
-    per_day = []
-    for day, counts, (event_count, estimated) in zip(period, sample.per_day, events):
-        per_day.append({"day": day.first.isoformat(), "severities": {s: counts.get(s, 0) for s in SEVERITY_ORDER},
-                        "alerts": sum(counts.values()), "complete": day_complete(day, sample),
-                        "events": event_count, "events_estimated": estimated})
+    days_out = []
+    for day, counts, event_count in zip(period, per_day, events):
+        days_out.append({"day": day.first.isoformat(), "severities": {s: counts.get(s, 0) for s in SEVERITY_ORDER},
+                         "alerts": sum(counts.values()), "events": event_count})
     return {
         "generated": ecs.utc_iso(now),
         "days": days,
@@ -310,14 +293,7 @@ def build_overview(data: Data, days: int, zone: tzinfo, now: datetime | None = N
         "scope": scope,
         "agencies": rows,
         "province": province,
-        "per_day": per_day,
-        "open_looked": open_looked,
-        "open_complete": open_complete,
-        "sample_looked": sample.looked,
-        "sample_complete": sample.complete,
-        "sample_oldest": sample.oldest,
-        "events_estimated": any(d["events_estimated"] for d in per_day),
-        "limits": {"alerts": ALERT_SAMPLE, "open": OPEN_CAP, "events": EVENT_BUDGET},
+        "per_day": days_out,
     }
 
 
@@ -397,7 +373,6 @@ def view(figures: dict[str, Any], inventory, lang: str, sort: str = "name") -> d
     per_day = figures["per_day"]
     categories = [day_label(d["day"], lang) for d in per_day]
     ticks = [day_label(d["day"], lang, short=True) for d in per_day]
-    notes = ["" if d["complete"] else "*" for d in per_day]
     severity_series = [Series(s, t(f"overview.severity.{s}"), [d["severities"][s] for d in per_day],
                               SEVERITY_COLOURS[s]) for s in reversed(SEVERITY_ORDER)]  # least bad at the bottom
     total_alerts = sum(d["alerts"] for d in per_day)
@@ -407,28 +382,23 @@ def view(figures: dict[str, Any], inventory, lang: str, sort: str = "name") -> d
              busiest=day_label(busiest["day"], lang) if busiest and busiest["alerts"] else "-",
              most=format_number(busiest["alerts"] if busiest else 0, lang),
              counts=", ".join(f"{s.label} {format_number(sum(s.values), lang)}" for s in reversed(severity_series)))
-    if any(notes):
-        desc += " " + t("overview.chart.incomplete_desc")
     by_severity = stacked_bars(
         chart_id="chart-severity", title=t("overview.chart.severity_title", days=figures["days"]), desc=desc,
         categories=categories, ticks=ticks, series=severity_series, lang=lang,
         category_header=t("overview.chart.day"), total_label=t("overview.chart.total"),
-        details=t("overview.chart.table"), notes=notes,
-        note_legend=[("*", t("overview.chart.incomplete"))] if any(notes) else (),
+        details=t("overview.chart.table"),
         bar_title=t("overview.chart.bar_title", category="{category}", total="{total}"))
     events = [d["events"] for d in per_day]
-    estimated = [d["events_estimated"] for d in per_day]
     trend_desc = t("overview.chart.trend_desc", first=categories[0], last=categories[-1],
-                   events=("≈ " if any(estimated) else "") + format_number(sum(events), lang),
+                   events=format_number(sum(events), lang),
                    alerts=format_number(total_alerts, lang),
                    peak=day_label(max(per_day, key=lambda d: d["events"])["day"], lang) if any(events) else "-")
     trend = line_panels(
         chart_id="chart-trend", title=t("overview.chart.trend_title", days=figures["days"]), desc=trend_desc,
         categories=categories, ticks=ticks, lang=lang, category_header=t("overview.chart.day"),
         details=t("overview.chart.table"),
-        panels=[Series("events", t("overview.chart.events"), events, EVENTS_COLOUR, estimated),
-                Series("alerts", t("overview.chart.alerts"), [d["alerts"] for d in per_day], ALERTS_COLOUR)],
-        note_legend=[("≈", t("overview.chart.estimated"))] if any(estimated) else ())
+        panels=[Series("events", t("overview.chart.events"), events, EVENTS_COLOUR),
+                Series("alerts", t("overview.chart.alerts"), [d["alerts"] for d in per_day], ALERTS_COLOUR)])
     return {
         "rows": rows,
         "province": {**province, "percent": percent(province["sources"]["reporting"],

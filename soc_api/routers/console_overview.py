@@ -1,8 +1,8 @@
 """The console's province overview: ``/console/overview`` for analysts, the national centre and admins. Every agency
 of the inventory with its log sources reporting against expected, open alerts by severity, the mean and median times
 to acknowledge and resolve over the last 7 or 30 days (``?days=``), and the trends as charts drawn on the server
-(soc_api/console/charts.py). The figures come from soc_api/console/overview.py: bounded reads through the user's
-Data, kept a few seconds.
+(soc_api/console/charts.py). The figures come from soc_api/console/overview.py: exact counts by the store's
+aggregations through the user's Data, kept a few seconds.
 """
 
 from __future__ import annotations
