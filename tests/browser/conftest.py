@@ -47,7 +47,7 @@ class ConsoleServer:
     """`soc serve` in a process of its own with a configuration of its own (SQLite in a temporary folder, the
     sample inventory, the suite's Linux rules), serving the API and the console on a free loopback port."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, lockout: dict | None = None):
         self.folder = folder
         inventory = folder / "province.yaml"
         shutil.copy(PROJECT / "inventory" / "sample" / "province.yaml", inventory)
@@ -63,7 +63,8 @@ class ConsoleServer:
             "reports": {"schedule_enabled": False},
             "extensions": ["playbooks.service", "detections.indicators.extension", "soc_api.extension"],
             # Every browser signs in from 127.0.0.1: the per-address back-off would count all tests together.
-            "soc_api": {"console": {"lockout": {"address_free_failures": 10000, "address_lock_failures": 20000}}},
+            "soc_api": {"console": {"lockout": {"address_free_failures": 10000, "address_lock_failures": 20000,
+                                                **(lockout or {})}}},
         }))
         self.settings_data = yaml.safe_load(self.config.read_text())
         self.port = self.settings_data["api"]["port"]

@@ -135,3 +135,76 @@ def test_times_follow_the_browsers_time_zone(browser, console_server):
         assert "Europe/Paris" in page.locator("footer").inner_text()
     finally:
         context.close()
+
+
+# --- back-off, lockout and forged forms, in the browser --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def quick_lock_server(tmp_path_factory):
+    """A suite of its own whose back-off is short (1 s, then 2 s) and which locks at the 5th failure, so the whole
+    sequence a person would meet takes seconds, not the minutes of the defaults."""
+    from tests.browser.conftest import ConsoleServer
+
+    server = ConsoleServer(tmp_path_factory.mktemp("quick-lock"), lockout={
+        "free_failures": 3, "lock_failures": 5, "first_wait_seconds": 1, "max_wait_seconds": 2, "lock_seconds": 600})
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _submit(page, user: str, password: str) -> str:
+    page.locator("#username").fill(user)
+    page.locator("#password").fill(password)
+    with page.expect_navigation():
+        page.locator("form.stack button[type=submit]").click()
+    return page.get_by_role("alert").inner_text()
+
+
+def test_repeated_wrong_passwords_are_slowed_then_locked(page, quick_lock_server):
+    import time
+
+    user = quick_lock_server.create_user("analyst")
+    page.goto(quick_lock_server.url + "/console/signin")
+    for _ in range(3):
+        assert _submit(page, user, "not the password at all") == "Tên người dùng hoặc mật khẩu không đúng."
+    # Slowed: even the right password is refused until the wait is over, and the page says how long.
+    assert _submit(page, user, PASSWORD) == "Đăng nhập sai quá nhiều lần. Hãy thử lại sau 1 giây."
+    assert "/console/signin" in page.url
+    time.sleep(1.3)
+    assert _submit(page, user, "not the password at all") == "Tên người dùng hoặc mật khẩu không đúng."
+    assert _submit(page, user, PASSWORD) == "Đăng nhập sai quá nhiều lần. Hãy thử lại sau 2 giây."
+    time.sleep(2.3)
+    _submit(page, user, "not the password at all")  # the 5th failure locks the name
+    # Locked: the right password is refused for the lock's time.
+    assert _submit(page, user, PASSWORD) == "Đăng nhập tạm bị khóa do sai nhiều lần. Hãy thử lại sau 10 phút."
+    time.sleep(2.3)
+    assert _submit(page, user, PASSWORD) == "Đăng nhập tạm bị khóa do sai nhiều lần. Hãy thử lại sau 10 phút."
+    page.goto(quick_lock_server.url + "/console/home")
+    page.wait_for_url("**/console/signin**")  # never signed in
+    screenshot(page, "signin-locked-vi")
+
+
+def test_a_forged_form_without_the_token_is_refused(browser, quick_lock_server):
+    user = quick_lock_server.create_user("analyst")
+    context = new_context(browser)
+    try:
+        page = context.new_page()
+        sign_in(page, quick_lock_server.url, user)
+        # A form put into the console's own page by a script, posting without the session's token.
+        with page.expect_navigation():
+            page.evaluate("""() => { const f = document.createElement('form'); f.method = 'post';
+                f.action = '/console/signout'; document.body.appendChild(f); f.submit(); }""")
+        assert "Biểu mẫu này không còn hợp lệ" in page.content()
+        # A page of another site posting a form to the console: the session cookie is SameSite, so the browser does
+        # not send it and the console sees nobody (sign-in page); were it sent, the token would be wrong.
+        evil = context.new_page()
+        evil.set_content(f"""<form method="post" action="{quick_lock_server.url}/console/signout">
+            <input name="csrf_token" value="guessed"></form>""")
+        with evil.expect_navigation():
+            evil.evaluate("() => document.forms[0].submit()")
+        assert "/console/signin" in evil.url or "Biểu mẫu này không còn hợp lệ" in evil.content()
+        # Nothing happened: still signed in.
+        page.goto(quick_lock_server.url + "/console/home")
+        assert page.url.endswith("/console/home")
+    finally:
+        context.close()
