@@ -38,15 +38,14 @@ def index_for(prefix: str, collection: str, events_pattern: str, alerts_index: s
     return f"{prefix}-doc-{collection}"
 
 
+def time_range(field: str, start: str | None, end: str | None) -> list[dict]:
+    """The range clause for [start, end) on a date field (none when neither is given)."""
+    bounds = {**({"gte": start} if start else {}), **({"lt": end} if end else {})}
+    return [{"range": {field: bounds}}] if bounds else []
+
+
 def filters(query: AggregateQuery) -> dict:
-    clauses: list[dict] = []
-    time_range: dict[str, str] = {}
-    if query.start:
-        time_range["gte"] = query.start
-    if query.end:
-        time_range["lt"] = query.end
-    if time_range:
-        clauses.append({"range": {time_field_of(query): time_range}})
+    clauses: list[dict] = time_range(time_field_of(query), query.start, query.end)
     if query.agency:
         clauses.append({"term": {"organization.id": query.agency}})
     for name, wanted in query.terms.items():

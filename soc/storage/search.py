@@ -365,14 +365,8 @@ class SearchStore(Store):
         return [{"term": {"organization.id": agency}}] if agency else []
 
     def search_events(self, query: EventQuery) -> list[dict]:
-        filters = self._event_filters(query.agency)
-        time_range: dict[str, str] = {}
-        if query.start:
-            time_range["gte"] = query.start
-        if query.end:
-            time_range["lt"] = query.end
-        if time_range:
-            filters.append({"range": {"@timestamp": time_range}})
+        filters = self._event_filters(query.agency) + aggregate_search.time_range("@timestamp", query.start,
+                                                                                  query.end)
         for field, value in query.terms.items():
             filters.append({"term": {field: value}})
         must = []

@@ -188,10 +188,7 @@ class AlertData(DataCore):
         except LifecycleError as exc:
             raise _refusal(exc, "body.ids") from exc
         self.store.put_documents(INCIDENTS, [incident])
-        for alert_id in ids:
-            self.edit_alert(alert_id, lambda a: self._join(a, incident), refresh=False)
-        self.refresh()
-        return incident
+        return self._point_to(incident, ids)
 
     def join_incident(self, incident_id: str, alert_ids: list[str]) -> dict:
         """Visible alerts (of the incident's agency, none in an incident yet) join a visible, existing incident."""
@@ -204,7 +201,11 @@ class AlertData(DataCore):
             except LifecycleError as exc:
                 raise _refusal(exc, "body.ids") from exc
             self.store.put_documents(INCIDENTS, [incident])
-        for alert_id in ids:
+        return self._point_to(incident, ids)
+
+    def _point_to(self, incident: dict, alert_ids: list[str]) -> dict:
+        """Each alert (under the alert manager's lock) points to the stored incident; its history says so."""
+        for alert_id in alert_ids:
             self.edit_alert(alert_id, lambda a: self._join(a, incident), refresh=False)
         self.refresh()
         return incident
