@@ -55,6 +55,40 @@ class Network(BaseModel):
         return str(ipaddress.ip_network(value, strict=False))
 
 
+def _plain(value: str, what: str, longest: int) -> str:
+    """One line of plain text: stripped, printable (no control characters, no line breaks), bounded."""
+    value = value.strip()
+    if len(value) > longest or not value.isprintable() or any(c in value for c in "<>"):
+        raise ValueError(f"{what} must be one line of at most {longest} printable characters, without < or >")
+    return value
+
+
+class SecurityOfficer(BaseModel):
+    """The person an agency names as responsible for its information security (layer 1 of the province's four
+    layers of protection, docs/four-layers.md): a name and at least one way to reach them."""
+
+    model_config = _Strict
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    title: Annotated[str, Field(max_length=120)] = ""  # position, e.g. "Phó Giám đốc"
+    phone: Annotated[str, Field(max_length=24, pattern=r"^(\+?[0-9][0-9 ().-]{5,22})?$")] = ""
+    email: Annotated[str, Field(max_length=254,
+                                pattern=r"^([A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9.-]{1,189}\.[A-Za-z]{2,63})?$")] = ""
+
+    @field_validator("name", "title")
+    @classmethod
+    def _one_line(cls, value: str, info) -> str:
+        value = _plain(value, info.field_name, 120)
+        if info.field_name == "name" and not value:
+            raise ValueError("a security officer needs a name")
+        return value
+
+    @model_validator(mode="after")
+    def _reachable(self) -> "SecurityOfficer":
+        if not (self.phone or self.email):
+            raise ValueError("a security officer needs a phone number or an email address")
+        return self
+
+
 class Agency(BaseModel):
     model_config = _Strict
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
@@ -64,6 +98,7 @@ class Agency(BaseModel):
     parent: str | None = None  # communes belong to a district
     networks: list[Network] = []
     contact: str = ""
+    security_officer: SecurityOfficer | None = None  # named person responsible for information security
 
 
 class Asset(BaseModel):

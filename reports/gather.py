@@ -19,6 +19,7 @@ from detections.sigma.loader import RuleSet
 from detections.sigma.logsource import applies, event_descriptors
 from inventory.lookup import Inventory
 from reports import collections as records
+from reports.layers_section import gather_layers
 from reports.model import MAX_EVIDENCE_EVENTS, AgencyRow, AssetRow, AttackerRow, HandledRow, ReportData, RuleRow, SourceRow
 from reports.periods import Period
 from reports.recommend import recommend
@@ -107,6 +108,7 @@ def gather(store: Store, inventory: Inventory, ruleset: RuleSet, scope: str | No
             ev.add_event(event_id)
     if data.rollup:
         _by_agency(inventory, per_agency_events, alerts, data)
+    gather_layers(store, inventory, scope, agencies, period, data)  # the four layers and the KPI
     data.recommendations = recommend(data, alerts, attackers_of, all_assets, runs_so_far,
                                      options.repeated_alerts_min)
     return data

@@ -13,7 +13,7 @@ from statistics import median
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from reports import charts
+from reports import charts, layers_section
 from reports.i18n import Texts
 from reports.model import Evidence, ReportData
 from soc import ecs
@@ -342,6 +342,9 @@ def build(data: ReportData, lang: str, zone: ZoneInfo) -> Document:
               [r.evidence_key for r in data.recommendations], [r.kind for r in data.recommendations], [1, 7])
     else:
         blocks.append(Paragraph(t("text.no_recommendations"), "note"))
+
+    # 12. the four layers and the KPI L3.N2.PN1.01 --------------------------------------------------------------
+    layers_section.lay_out(data, t, f, blocks, Heading, Paragraph, Table, n.label)
 
     title = t("title_rollup" if data.rollup else "title")
     meta = [t("period_range", start=f.date(data.period_start), end=f.date(data.period_end)),

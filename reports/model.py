@@ -208,6 +208,7 @@ class ReportData:
     sightings: list[Any] = field(default_factory=list)
     recommendations: list[Recommendation] = field(default_factory=list)
     by_agency: list[AgencyRow] = field(default_factory=list)
+    layers: dict[str, Any] | None = None  # the four layers and the KPI (reports/layers.py), reports/layers_section.py
     evidence: dict[str, Evidence] = field(default_factory=dict)
 
     def ev(self, key: str) -> Evidence:

@@ -26,6 +26,7 @@ from soc.storage.aggregations import AggregateQuery, Metric
 from soc.storage.base import DocumentQuery, EventQuery, StoreError
 from soc.vocabulary import PRESENTED_OPEN_STATUSES, SEVERITIES, known_severity
 from soc_api.data import Data
+from soc_api.posture_layers import add_layers
 from soc_api.settings import api_settings
 
 SOURCE_STATUS = "source_status"
@@ -168,7 +169,7 @@ def log_sources(data: Data, agency_ids, scope: str | None, now: datetime) -> dic
     return per
 
 
-def build_posture(data: Data, agency: str | None = None) -> dict[str, Any]:
+def build_posture(data: Data, agency: str | None = None, month: str | None = None) -> dict[str, Any]:
     suite = data.suite
     cfg = api_settings(suite).posture
     scope = data.scope(agency)
@@ -258,6 +259,7 @@ def build_posture(data: Data, agency: str | None = None) -> dict[str, Any]:
     for a in out_agencies:
         a.pop("_tta")
         a.pop("_ttr")
+    add_layers(data, document, now, month, log_sources)  # the four layers and the KPI (docs/four-layers.md)
     return document
 
 

@@ -43,6 +43,14 @@ MESSAGES = {
         "posture.uncovered_list": "Techniques seen that no loaded rule covers:",
         "posture.no_agency": "Your agency is not in the inventory, so there is no posture to show. Ask the SOC to "
                              "check the inventory.",
+        "posture.layers": "The four layers of protection and the KPI L3.N2.PN1.01, {month}",
+        "posture.layers_in_progress": "the month so far",
+        "posture.layers_caption": "Each agency's four layers (ok, partial, missing) and its information-security "
+                                  "assurance KPI; the reasons under each agency",
+        "posture.layers_province": "Province KPI: {percent} (target at least {target} %), {meeting} of {agencies} "
+                                   "agencies reach the target",
+        "posture.layers_kpi": "KPI",
+        "posture.layers_reasons": "Why: {agency}",
     },
     "vi": {
         "posture.title": "Tình trạng an toàn",
@@ -86,5 +94,13 @@ MESSAGES = {
         "posture.uncovered_list": "Các kỹ thuật đã xuất hiện mà chưa có luật nào bao phủ:",
         "posture.no_agency": "Cơ quan của bạn không có trong danh mục tài sản nên chưa có tình trạng an toàn để hiển "
                              "thị. Hãy đề nghị SOC kiểm tra lại danh mục.",
+        "posture.layers": "Bốn lớp bảo vệ và chỉ tiêu L3.N2.PN1.01, {month}",
+        "posture.layers_in_progress": "tháng đang diễn ra",
+        "posture.layers_caption": "Bốn lớp bảo vệ của từng cơ quan (đạt, đạt một phần, chưa có) và chỉ tiêu mức độ "
+                                  "bảo đảm an toàn thông tin; lý do ở dưới từng cơ quan",
+        "posture.layers_province": "Chỉ tiêu của tỉnh: {percent} (mục tiêu tối thiểu {target} %), {meeting}/{agencies} "
+                                   "cơ quan đạt mục tiêu",
+        "posture.layers_kpi": "Chỉ tiêu",
+        "posture.layers_reasons": "Lý do: {agency}",
     },
 }

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from reports.i18n import Texts
+from reports.layers import LAYERS
+from reports.layers_section import reason_text
+from soc import ecs
 from soc_api.console.alerts import agency_name, name_key
 from soc_api.console.i18n import translate
 from soc_api.console.overview import SEVERITY_ORDER, duration, percent
@@ -83,6 +87,7 @@ def posture_view(document: Mapping[str, Any], inventory, lang: str) -> dict[str,
             "runs": run_states(rollup.get("playbook_runs"), lang),
             "seen": list(rollup.get("attack_seen") or []),
         }
+    layers = layers_view(document, rows, lang)
     covered = list(document.get("attack_covered") or [])
     seen = province["seen"] if province else sorted({t for r in rows for t in r["seen"]})
     uncovered = sorted({t for r in rows for t in r["uncovered"]})
@@ -101,4 +106,49 @@ def posture_view(document: Mapping[str, Any], inventory, lang: str) -> dict[str,
         "uncovered": uncovered[:TECHNIQUES_SHOWN],
         "uncovered_total": len(uncovered),
         "severities": SEVERITY_ORDER,
+        "layers": layers,
     }
+
+
+class _Format:
+    """Numbers as the monthly report writes them in each language, times in UTC (reports/layout.py Formatter)."""
+
+    def __init__(self, lang: str):
+        self.lang = lang
+
+    def num(self, value: float | None, digits: int = 1) -> str:
+        if value is None:
+            return "-"
+        text = f"{value:,.{digits}f}"
+        return text.replace(",", "\0").replace(".", ",").replace("\0", ".") if self.lang == "vi" else text
+
+    def time(self, iso: str | None) -> str:
+        try:
+            return ecs.parse_time(iso).strftime("%Y-%m-%d %H:%M UTC") if iso else "-"
+        except ValueError:
+            return str(iso)
+
+
+def layers_view(document: Mapping[str, Any], rows: list[dict], lang: str) -> dict[str, Any] | None:
+    """The four layers and the KPI of each agency (its reasons in the monthly report's words, times in UTC) and the
+    province's KPI, when the document has them."""
+    period = document.get("layers_period")
+    if not period:
+        return None
+    t, f = Texts(lang), _Format(lang)
+    by_id = {a["id"]: a for a in document.get("agencies") or []}
+    agencies = []
+    for row in rows:
+        entry = by_id.get(row["id"]) or {}
+        if "layers" not in entry:
+            continue
+        layers = [{"name": t(f"layers.name.{n}"), "state": entry["layers"][n]["state"],
+                   "state_text": t(f"layers.state.{entry['layers'][n]['state']}"),
+                   "reasons": [reason_text(t, f, r) for r in entry["layers"][n]["reasons"]]} for n in LAYERS]
+        agencies.append({"name": row["name"], "layers": layers, "kpi": entry["kpi"],
+                         "kpi_text": f.num(entry["kpi"]["percent"]) + " %"})
+    province = (document.get("province") or {}).get("kpi")
+    return {"month": period.get("month"), "complete": period.get("complete"), "agencies": agencies,
+            "layer_names": [t(f"layers.name.{n}") for n in LAYERS],
+            "target": f.num((period.get("targets") or {}).get("kpi_target_percent", 30.0), 0),
+            "province": province, "province_text": f.num(province["percent"]) + " %" if province else None}

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from soc_api.data import Data, data_for
+from soc_api.data import Data, data_for, invalid
 from soc_api.posture import build_posture
+from soc_api.posture_layers import LayersPeriodError
 
 router = APIRouter(tags=["posture"])
 Reader = Annotated[Data, Depends(data_for("analyst", "network_admin", "agency", "national_centre"))]
@@ -16,8 +17,13 @@ Leadership = Annotated[Data, Depends(data_for("national_centre", "analyst"))]
 
 
 @router.get("/posture", response_model=dict[str, Any])
-def posture(data: Reader, agency: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
-    return build_posture(data, agency)
+def posture(data: Reader, agency: Annotated[str | None, Query(max_length=64)] = None,
+            month: Annotated[str | None, Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")] = None) -> dict[str, Any]:
+    """``month`` (YYYY-MM): the month the four layers and the KPI are for (default: the current one so far)."""
+    try:
+        return build_posture(data, agency, month=month)
+    except LayersPeriodError as exc:
+        raise invalid("query.month", str(exc), month) from exc
 
 
 @router.get("/posture/pushes", response_model=list[dict[str, Any]])
