@@ -269,7 +269,7 @@ provide_commands(CommandContext(settings=_settings, open_store=_open_store, buil
 # package's commands in that package's cli.py.
 CLI_PLUGINS = ("collectors.cli", "collectors.packets.cli", "detections.cli", "detections.rules_cli",
                "detections.yara.cli", "playbooks.cli", "playbooks.devices_cli", "reports.cli", "soc_api.cli",
-               "soc.storage.cli", "assessment.cli")
+               "soc.storage.cli", "assessment.cli", "field.cli")
 
 
 # Which plugin owns which command: running one command imports only its package (start-up time counts for
@@ -277,7 +277,7 @@ CLI_PLUGINS = ("collectors.cli", "collectors.packets.cli", "detections.cli", "de
 COMMAND_PLUGINS = {"hunt": "detections.cli", "parse": "collectors.cli", "ingest": "collectors.cli", "pcap": "collectors.packets.cli",
                    "yara": "detections.yara.cli", "playbook": "playbooks.cli", "report": "reports.cli",
                    "rules": "detections.rules_cli", "store": "soc.storage.cli",
-                   "assess": "assessment.cli"}
+                   "assess": "assessment.cli", "field": "field.cli"}
 BUILT_IN = {"serve", "demo", "deadletters", "keys", "config"}
 
 
