@@ -184,8 +184,11 @@ class Indicator:
 _NATIONAL = re.compile(r"national|ncsc|trung.?t[aâ]m|quoc.?gia|quốc gia|nc3", re.IGNORECASE)
 
 
-def indicators(store: Store, agency: str | None, start: str, end: str) -> list[Indicator]:
-    """Indicators received from or shared with the national centre in the period (agency-tagged ones filtered)."""
+def indicators(store: Store, agency: str | None, start: str, end: str,
+               readable_tlp: tuple[str, ...] | None = None) -> list[Indicator]:
+    """Indicators received from or shared with the national centre in the period (agency-tagged ones filtered).
+    ``readable_tlp``: the TLP levels the report's reader may see (an agency's report); an indicator above them is
+    listed by type and direction only, its value withheld, as the API's digest does."""
     out = []
     for doc in iter_collection(store, INDICATORS, None):
         owner = _agency(doc)
@@ -199,6 +202,9 @@ def indicators(store: Store, agency: str | None, start: str, end: str) -> list[I
         if direction not in ("received", "shared"):
             direction = "received" if _NATIONAL.search(source) else "shared"
         value = _first(doc, "value", "pattern", "indicator", "name", default="")
+        tlp = str(_first(doc, "tlp", default="amber") or "amber").lower()
+        if readable_tlp is not None and tlp not in readable_tlp:
+            value = f"TLP:{tlp.upper()}"  # withheld: the agency may not read it
         out.append(Indicator(id=str(doc["id"]), type=str(_first(doc, "type", "indicator_type", default="?")),
                              value=str(value), direction=direction, at=_iso(at), source=source))
     return sorted(out, key=lambda i: (i.at, i.id))

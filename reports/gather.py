@@ -19,6 +19,8 @@ from detections.sigma.loader import RuleSet
 from detections.sigma.logsource import applies, event_descriptors
 from inventory.lookup import Inventory
 from reports import collections as records
+from reports.digest_section import gather_digest
+from reports.findings_section import gather_findings
 from reports.layers_section import gather_layers
 from reports.model import MAX_EVIDENCE_EVENTS, AgencyRow, AssetRow, AttackerRow, HandledRow, ReportData, RuleRow, SourceRow
 from reports.periods import Period
@@ -43,6 +45,9 @@ class GatherOptions:
     top_n: int = TOP_N
     repeated_alerts_min: int = 3  # an asset with this many alerts of one rule gets a recommendation
     progress: Callable[[str, int], None] | None = None  # (what, how many so far) for a progress bar
+    # The TLP levels an agency may read (soc_api's taxii.agency_tlp; reports/service.py passes the configured ones):
+    # an agency's report withholds the values of indicators above them.
+    agency_tlp: tuple[str, ...] = ("clear", "green")
 
 
 @dataclass
@@ -95,7 +100,8 @@ def gather(store: Store, inventory: Inventory, ruleset: RuleSet, scope: str | No
     _top_attackers(inventory, alerts, attackers_of, data, options)
     _handled(store, scope, period, alerts, data)
     _coverage(ruleset, datasets, alerts, data)
-    indicators = records.indicators(store, scope, period.start_iso, period.end_iso)
+    readable = None if scope is None else tuple(options.agency_tlp)
+    indicators = records.indicators(store, scope, period.start_iso, period.end_iso, readable)
     data.indicators_received = [i for i in indicators if i.direction == "received"]
     data.indicators_shared = [i for i in indicators if i.direction == "shared"]
     for item in indicators:
@@ -109,6 +115,8 @@ def gather(store: Store, inventory: Inventory, ruleset: RuleSet, scope: str | No
     if data.rollup:
         _by_agency(inventory, per_agency_events, alerts, data)
     gather_layers(store, inventory, scope, agencies, period, data)  # the four layers and the KPI
+    gather_findings(store, inventory, scope, period, data)  # the assessment's open and past-due findings
+    gather_digest(store, scope, period, data, options)  # the threat-update digest
     data.recommendations = recommend(data, alerts, attackers_of, all_assets, runs_so_far,
                                      options.repeated_alerts_min)
     return data

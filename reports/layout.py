@@ -13,7 +13,7 @@ from statistics import median
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from reports import charts, layers_section
+from reports import charts, digest_section, findings_section, layers_section
 from reports.i18n import Texts
 from reports.model import Evidence, ReportData
 from soc import ecs
@@ -345,6 +345,8 @@ def build(data: ReportData, lang: str, zone: ZoneInfo) -> Document:
 
     # 12. the four layers and the KPI L3.N2.PN1.01 --------------------------------------------------------------
     layers_section.lay_out(data, t, f, blocks, Heading, Paragraph, Table, n.label)
+    for extra in (findings_section, digest_section):  # 13. assessment findings, 14. threat-update digest
+        extra.lay_out(data, t, f, blocks, Heading, Paragraph, Table, n.label)
 
     title = t("title_rollup" if data.rollup else "title")
     meta = [t("period_range", start=f.date(data.period_start), end=f.date(data.period_end)),

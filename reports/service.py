@@ -64,7 +64,13 @@ def _build_one(suite, config: ReportsConfig, zone, period: Period, scope: str | 
     return [item.record["id"] for item in build_report(suite.store, suite.inventory, suite.ruleset, scope=scope,
                                                        period=period, langs=langs, formats=config.formats,
                                                        out_dir=output_dir(suite.settings, config), zone=zone,
-                                                       options=GatherOptions(gap_hours_min=config.gap_hours_min))]
+                                                       options=GatherOptions(gap_hours_min=config.gap_hours_min,
+                                                                             agency_tlp=_agency_tlp(suite)))]
+
+
+def _agency_tlp(suite) -> tuple[str, ...]:
+    """The TLP levels agencies may read, as the API's TAXII settings say (its defaults when not configured)."""
+    return tuple(suite.settings.soc_api.taxii.agency_tlp)
 
 
 def register(services, registry) -> None:

@@ -26,6 +26,7 @@ from soc.storage.aggregations import AggregateQuery, Metric
 from soc.storage.base import DocumentQuery, EventQuery, StoreError
 from soc.vocabulary import PRESENTED_OPEN_STATUSES, SEVERITIES, known_severity
 from soc_api.data import Data
+from soc_api.posture_findings import add_findings
 from soc_api.posture_layers import add_layers
 from soc_api.settings import api_settings
 
@@ -260,6 +261,7 @@ def build_posture(data: Data, agency: str | None = None, month: str | None = Non
         a.pop("_tta")
         a.pop("_ttr")
     add_layers(data, document, now, month, log_sources)  # the four layers and the KPI (docs/four-layers.md)
+    add_findings(data, document, now)  # open findings by severity and past due, per agency (docs/assessment.md)
     return document
 
 

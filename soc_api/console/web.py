@@ -67,6 +67,7 @@ NAV: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("posture", "/console/posture", ("analyst", "agency", "national_centre")),
     ("reports", "/console/reports", ("analyst", "agency")),
     ("rules", "/console/rules", ("analyst",)),
+    ("findings", "/console/findings", ("analyst", "network_admin", "agency", "national_centre")),
     ("admin", "/console/admin", ()),
 )
 
