@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from detections.indicators.model import COLLECTION as INDICATORS, SIGHTINGS, readable
+from detections.rule_arrivals import COLLECTION as RULE_ARRIVALS, new_rules_covering
 from reports.i18n import Texts
 from reports.model import ReportData
 from reports.periods import Period
@@ -100,8 +101,13 @@ def gather_digest(store: Store, scope: str | None, period: Period, data: ReportD
     for source in by_source:
         ev = data.ev(evidence_key(f"source:{source}"))
         ev.other[INDICATORS] = [d["id"] for d in added if str(d.get("source")) == source][:500]
+    rules = new_rules_covering(store, scope, start, end)
+    ev = data.ev(evidence_key("new_rules"))
+    for rule in rules["rules"]:
+        ev.add_other(RULE_ARRIVALS, str(rule["id"]))
     data.digest = {"start": start, "end": end, "seen": seen, "withheld": withheld, "older_seen": older,
-                   "new_total": len(added), "by_source": dict(sorted(by_source.items(), key=lambda kv: -kv[1]))}
+                   "new_total": len(added), "by_source": dict(sorted(by_source.items(), key=lambda kv: -kv[1])),
+                   "new_rules": rules}
 
 
 def lay_out(data: ReportData, t: Texts, f, blocks: list, heading, paragraph, table_block, label) -> None:
@@ -135,6 +141,18 @@ def lay_out(data: ReportData, t: Texts, f, blocks: list, heading, paragraph, tab
             blocks.append(paragraph(t("digest.withheld_note", n=f.int(found["withheld"])), "note"))
     else:
         blocks.append(paragraph(t("digest.none_seen"), "note"))
+    rules = found.get("new_rules") or {"total": 0, "rules": []}
+    if rules["total"]:
+        blocks.append(paragraph(t("digest.new_rules", n=f.int(rules["total"]))))
+        rows = [[str(r.get("title") or r["id"]), str(r.get("level") or ""),
+                 ", ".join(f"{k}={v}" for k, v in (r.get("logsource") or {}).items()), f.time(r["arrived"])]
+                for r in rules["rules"][:MAX_ROWS]]
+        labels = [label(evidence_key("new_rules"), "new rules")] * len(rows)
+        blocks.append(table_block([t("digest.col_rule"), t("digest.col_level"), t("digest.col_logsource"),
+                                   t("digest.col_arrived"), t("cols.ev")], rows, labels, [3.4, 0.9, 2.2, 1.3, 0.6],
+                                  set()))
+    else:
+        blocks.append(paragraph(t("digest.new_rules_none"), "note"))
     if found["by_source"]:
         rows = [[source, f.int(n)] for source, n in found["by_source"].items()]
         labels = [label(evidence_key(f"source:{source}"), f"indicators from {source}") for source in found["by_source"]]

@@ -4,9 +4,9 @@ since then, per source. Read through the tenancy-enforcing data layer: an agency
 (asking for another's is refused, as everywhere), and only the TLP levels agencies may read (soc_api.taxii.agency_tlp); an indicator above them
 is listed by id, source and TLP only (``withheld``), never by its values.
 
-Not in it (yet): new rules covering the agency's log sources (the rule set keeps no time a rule arrived nor a mapping
-from an agency's log sources to Sigma log sources that would say it cleanly) and assessment findings (another part
-of issue 17).
+New rules: those that arrived since (detections/rule_arrivals.py records when each rule was first run) whose Sigma
+log source applies to the kinds of events the agency sent since then. Assessment findings have their own API
+(``/api/v1/findings``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from detections.indicators.decay import effective_confidence, why_not_matching
 from detections.indicators.model import COLLECTION as INDICATORS, SIGHTINGS, readable
+from detections.rule_arrivals import new_rules_covering
 from soc import ecs
 from soc.storage.base import DocumentQuery
 from soc_api.data import Data
@@ -79,8 +80,9 @@ def build_digest(data: Data, since: str, agency: str | None = None) -> dict[str,
     by_source: dict[str, int] = {}
     for doc in added:
         by_source[str(doc.get("source"))] = by_source.get(str(doc.get("source")), 0) + 1
+    new_rules = new_rules_covering(data.store, scope, since, now)  # scope: a tenant's own events decide coverage
     return {
-        "agency": scope, "since": since, "generated": now,
+        "agency": scope, "since": since, "generated": now, "new_rules": new_rules,
         "new_indicators_seen": new_seen[:LISTED], "new_indicators_seen_total": len(new_seen),
         "withheld": withheld, "older_indicators_seen": older_seen,
         "new_indicators": {"total": len(added), "by_source": by_source, "capped": len(added) >= NEW_INDICATOR_CAP},

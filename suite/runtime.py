@@ -26,6 +26,7 @@ from collectors.message import RawMessage
 from collectors.pipeline import Pipeline, build_context
 from collectors.sources import syslog as syslog_source
 from collectors.sources import syslog_tls
+from detections import rule_arrivals
 from detections.active_rules import ActiveRules
 from detections.alerts import AlertManager
 from detections.engine import DetectionEngine
@@ -53,6 +54,9 @@ class Suite:
         self.rules = ActiveRules(settings.detections, settings.data_dir, self._placeholders).start()
         self.engine = DetectionEngine(self.rules.current, exceptions=self.rules.exceptions)
         self.rules.subscribe(self.engine.use_rules, self.engine.use_exceptions)
+        # When each rule arrived (for the digest's "new rules covering your sources"): now, and at each new pack.
+        rule_arrivals.record(self.store, self.rules.current)
+        self.rules.subscribe(lambda ruleset: rule_arrivals.record(self.store, ruleset), lambda exceptions: None)
         self.alerts = AlertManager(self.store, dedup_window_seconds=settings.detections.dedup_window_seconds,
                                    max_evidence=settings.detections.max_evidence_per_alert)
         self.registry = Registry()

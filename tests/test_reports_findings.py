@@ -176,3 +176,26 @@ def test_the_province_rollup_shows_everything_to_the_soc(month):
     html = _html(built, "en")
     assert AMBER_VALUE in html  # the SOC's own roll-up withholds nothing
     assert "SSLv3 of health" in html and "Department of Health (test)" in html
+
+
+def test_the_digest_lists_the_rules_that_arrived_in_the_month_for_the_agencys_events(month):
+    """A rule that arrived in October and applies to so-a's SSH logs is listed in so-a's October digest; one that
+    arrived later is not."""
+    from detections import rule_arrivals
+    from soc.storage.base import DocumentQuery
+
+    suite, _, _ = month
+    docs = suite.store.find_documents(rule_arrivals.COLLECTION, DocumentQuery(limit=10_000))
+    ssh = next(d for d in docs if d["logsource"].get("service") in ("auth", "sshd"))
+    for doc in docs:
+        doc["arrived"] = "2026-11-20T00:00:00.000Z"  # after the month
+    ssh["arrived"] = "2026-10-15T03:00:00.000Z"
+    suite.store.put_documents(rule_arrivals.COLLECTION, docs)
+    suite.store.refresh()
+    built = _build(suite, "so-a")
+    assert [r["id"] for r in built[0].data.digest["new_rules"]["rules"]] == [ssh["id"]]
+    for lang in ("vi", "en"):
+        section = _html(built, lang)
+        section = section[section.index('id="s-digest"'):]
+        assert ssh["title"] in section
+    assert "1 luật phát hiện mới" in _html(built, "vi") and "1 detection rules arrived" in _html(built, "en")
