@@ -5,24 +5,27 @@ since then, per source. Read through the tenancy-enforcing data layer: an agency
 is listed by id, source and TLP only (``withheld``), never by its values.
 
 New rules: those that arrived since (detections/rule_arrivals.py records when each rule was first run) whose Sigma
-log source applies to the kinds of events the agency sent since then. Assessment findings have their own API
-(``/api/v1/findings``).
+log source applies to the kinds of events the agency sent since then. New findings: the periodic assessment's
+findings first seen since then (assessment/), by severity and the newest.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from assessment.findings import FINDINGS
 from detections.indicators.decay import effective_confidence, why_not_matching
 from detections.indicators.model import COLLECTION as INDICATORS, SIGHTINGS, readable
 from detections.rule_arrivals import new_rules_covering
 from soc import ecs
+from soc.storage.aggregations import AggregateQuery
 from soc.storage.base import DocumentQuery
 from soc_api.data import Data
 
 SIGHTING_CAP = 20_000
 NEW_INDICATOR_CAP = 50_000
 LISTED = 500
+FINDINGS_LISTED = 50  # newest findings listed (the counts are of them all)
 
 
 def _scan(data: Data, collection: str, query: DocumentQuery, *, agency: str | None, agency_field: str | None,
@@ -36,6 +39,18 @@ def _scan(data: Data, collection: str, query: DocumentQuery, *, agency: str | No
             break
         cursor = page.next_cursor
     return out
+
+
+def _new_findings(data: Data, since: str, scope: str | None) -> dict[str, Any]:
+    """Assessment findings first seen since then (the caller's agency only): how many by severity, the newest."""
+    counted = data.aggregate(AggregateQuery(collection=FINDINGS, time_field="first_seen", start=since, agency=scope,
+                                            group_by=("severity",)))
+    newest = data.find(FINDINGS, DocumentQuery(ranges={"first_seen": (since, None)}, sort="first_seen",
+                                               descending=True, limit=FINDINGS_LISTED), agency=scope,
+                       cursor=None).items
+    return {"total": counted.total, "by_severity": {str(k): n for k, n in counted.counts().items()},
+            "findings": [{k: f.get(k) for k in ("id", "check", "severity", "status", "first_seen", "due")}
+                         | {"asset": (f.get("asset") or {}).get("id")} for f in newest]}
 
 
 def build_digest(data: Data, since: str, agency: str | None = None) -> dict[str, Any]:
@@ -83,6 +98,7 @@ def build_digest(data: Data, since: str, agency: str | None = None) -> dict[str,
     new_rules = new_rules_covering(data.store, scope, since, now)  # scope: a tenant's own events decide coverage
     return {
         "agency": scope, "since": since, "generated": now, "new_rules": new_rules,
+        "new_findings": _new_findings(data, since, scope),
         "new_indicators_seen": new_seen[:LISTED], "new_indicators_seen_total": len(new_seen),
         "withheld": withheld, "older_indicators_seen": older_seen,
         "new_indicators": {"total": len(added), "by_source": by_source, "capped": len(added) >= NEW_INDICATOR_CAP},
