@@ -33,7 +33,7 @@ SORTS = ("newest", "severity")
 FINDING_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 ASSET_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
 MAX_CURSOR = 1024
-MAX_REASON = 2000  # as the API's StatusChange
+MAX_REASON = 2000  # as the API's FindingStatusChange
 EVIDENCE_SHOWN = 40  # evidence entries shown (the rest is counted)
 EVIDENCE_TEXT = 2000  # characters of one evidence value shown
 

@@ -53,7 +53,7 @@ class FindingPage(BaseModel):
     next_cursor: str | None = None
 
 
-class StatusChange(BaseModel):
+class FindingStatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal["open", "accepted", "false_positive"]
     reason: str = Field(default="", max_length=2000)
@@ -99,7 +99,7 @@ def get_finding(finding_id: str, data: Reader) -> Finding:
 
 
 @router.post("/findings/{finding_id}/status", response_model=Finding)
-def change_status(finding_id: str, body: StatusChange, data: Analyst) -> Finding:
+def change_status(finding_id: str, body: FindingStatusChange, data: Analyst) -> Finding:
     """Accept a finding or call it a false positive (a reason is required), or open it again."""
     return Finding.model_validate(findings_data.change_status(data, finding_id, body.status, body.reason))
 
