@@ -57,6 +57,10 @@ def _alert(name: str, last_seen: str) -> dict:
 
 
 def _seed(store) -> None:
+    # "Now" is when the data is written, not when this module was imported: in a long run of the whole suite the
+    # two are many minutes apart, and the periods here are minutes.
+    global NOW
+    NOW = datetime.now(timezone.utc)
     store.write_events([_event("old-two-days", at(days=2)), _event("old-ten-minutes", at(minutes=10)),
                         _event("new-one-minute", at(minutes=1))])
     store.upsert_alerts([_alert("old-alert", at(minutes=10)), _alert("new-alert", at(minutes=1))])
