@@ -175,3 +175,23 @@ def test_an_analyst_opens_rule_health_and_the_attack_matrix(signed_in_page, cons
     answer = page.goto(f"{console_server.url}/console/admin/users")
     assert answer.status == 403
     assert page.locator("nav.mainnav a[href='/console/admin']").count() == 0
+
+
+def test_an_analyst_opens_the_findings_and_one_finding(signed_in_page, console_server):
+    """The periodic assessment's findings: the list and one finding, in both languages, checked by axe-core."""
+    now = datetime.now(timezone.utc)
+    with console_server.store() as store:
+        store.put_documents("findings", [{
+            "id": "browser-finding-1", "check": "tls", "detail": "TLS 1.0 accepted", "severity": "high",
+            "status": "open", "first_seen": ecs.utc_iso(now - timedelta(days=40)), "last_seen": ecs.utc_iso(now),
+            "due": ecs.utc_iso(now - timedelta(days=10)), "organization": {"id": "so-tttt"},
+            "asset": {"id": "so-tttt-web-01", "address": "10.20.17.10"},
+            "evidence": {"tool": "sslyze", "text": "<script>alert('x')</script> TLSv1.0 accepted"}}])
+        store.refresh()
+    page = signed_in_page("analyst", next_path="/console/findings")
+    assert page.locator('#finding-list tr[data-finding-id="browser-finding-1"]').count() == 1
+    _both_languages(page, "findings")
+    page.locator('#finding-list tr[data-finding-id="browser-finding-1"] a').first.click()
+    page.wait_for_url("**/console/findings/browser-finding-1**")
+    assert "<script>alert('x')</script>" in page.locator("main").inner_text()  # shown as text, never run
+    _both_languages(page, "finding")

@@ -26,7 +26,8 @@ def test_sign_in_through_the_form_then_the_home_page_and_the_nav(page, console_s
     assert page.locator("#me-role").inner_text() == "Chuyên viên phân tích"
     nav = page.get_by_role("navigation", name="Chính")
     assert [a.inner_text() for a in nav.get_by_role("link").all()] == [
-        "Tổng quan", "Cảnh báo", "Sự cố", "Sự kiện", "Tình trạng an toàn", "Báo cáo", "Luật phát hiện"]
+        "Tổng quan", "Cảnh báo", "Sự cố", "Sự kiện", "Tình trạng an toàn", "Báo cáo", "Luật phát hiện",
+        "Phát hiện đánh giá"]
     assert nav.get_by_role("link", name="Cảnh báo").get_attribute("href") == "/console/alerts"
     assert page.locator(".who").inner_text() == "Nguyễn Thị Lan"
     # The session cookie is out of the page's reach; the time zone is the browser's.
@@ -37,10 +38,10 @@ def test_sign_in_through_the_form_then_the_home_page_and_the_nav(page, console_s
 
 
 @pytest.mark.parametrize("role, agency, links", [
-    ("agency", "so-tttt", ["Cảnh báo", "Tình trạng an toàn", "Báo cáo"]),
-    ("network_admin", None, ["Cảnh báo", "Phê duyệt"]),
+    ("agency", "so-tttt", ["Cảnh báo", "Tình trạng an toàn", "Báo cáo", "Phát hiện đánh giá"]),
+    ("network_admin", None, ["Cảnh báo", "Phê duyệt", "Phát hiện đánh giá"]),
     ("admin", None, ["Tổng quan", "Cảnh báo", "Sự cố", "Sự kiện", "Phê duyệt", "Tình trạng an toàn", "Báo cáo",
-                     "Luật phát hiện", "Quản trị"]),
+                     "Luật phát hiện", "Phát hiện đánh giá", "Quản trị"]),
 ])
 def test_the_nav_shows_what_the_role_may_open(signed_in_page, role, agency, links):
     page = signed_in_page(role, agency)
