@@ -30,11 +30,13 @@ def _once(what: str, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 class DetectionStage:
-    def __init__(self, engine: DetectionEngine, alerts: AlertManager, store: Store, alert_hooks: list[Hook]):
+    def __init__(self, engine: DetectionEngine, alerts: AlertManager, store: Store, alert_hooks: list[Hook],
+                 edit_hooks: list[Hook] | None = None):
         self.engine = engine
         self.alerts = alerts
         self.store = store
         self.alert_hooks = alert_hooks
+        self.edit_hooks = edit_hooks if edit_hooks is not None else []
 
     @property
     def idle(self) -> bool:
@@ -64,5 +66,9 @@ class DetectionStage:
         run_hooks(self.alert_hooks, raised)
         return raised
 
-    def edit(self, alert_id: str, change: Callable[[dict], Any]) -> Any:
-        return self.alerts.edit(alert_id, change)
+    def edit(self, alert_id: str, change: Callable[[dict], Any], *, notify: bool = True) -> Any:
+        """An analyst's change (or another tier's, with ``notify`` False: it is not echoed back to the edit hooks)."""
+        result = self.alerts.edit(alert_id, change)
+        if result is not None and notify:
+            run_hooks(self.edit_hooks, [result[0]])
+        return result

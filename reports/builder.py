@@ -100,7 +100,7 @@ def list_reports(store: Store, agency: str | None = None, period: str | None = N
     """Report records, newest generated first; ``agency`` limits to that agency's own reports."""
     terms: dict = {}
     if agency is not None:
-        terms["scope"] = agency
+        terms["scope"] = list(agency) if isinstance(agency, tuple) else agency  # a city's: its communes' too
     if period is not None:
         terms["period"] = period
     return store.find_documents(COLLECTION, DocumentQuery(terms=terms, sort="generated", descending=True,

@@ -39,7 +39,7 @@ class AlertSink(Protocol):
 
     def raise_alerts(self, detections: list[Any]) -> list[dict]: ...
 
-    def edit(self, alert_id: str, change: Callable[[dict], Any]) -> Any: ...
+    def edit(self, alert_id: str, change: Callable[[dict], Any], *, notify: bool = True) -> Any: ...
 
 
 class JobRefused(Exception):
@@ -117,6 +117,7 @@ class Registry:
 
     event_hooks: list[Hook] = field(default_factory=list)
     alert_hooks: list[Hook] = field(default_factory=list)
+    alert_edit_hooks: list[Hook] = field(default_factory=list)
     matchers: list[Any] = field(default_factory=list)
     background: list[BackgroundTask] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
@@ -129,6 +130,10 @@ class Registry:
     def on_alerts(self, hook: Hook) -> None:
         """``hook(alerts)`` after each batch of alerts is raised or updated."""
         self.alert_hooks.append(hook)
+
+    def on_alert_edits(self, hook: Hook) -> None:
+        """``hook([alert])`` after a person changed an alert (triage, notes, an incident): the alert as stored."""
+        self.alert_edit_hooks.append(hook)
 
     def matcher(self, matcher: Any) -> None:
         """A detection matcher (``evaluate(events) -> detections``) run beside the Sigma rules."""

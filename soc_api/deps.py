@@ -24,6 +24,7 @@ from soc import ecs
 from soc.storage.base import Store, StoreError
 from soc_api.keys import Principal, cached_principal, verify_key
 from soc_api.settings import api_settings
+from soc_api.tenancy import scoped
 
 log = logging.getLogger(__name__)
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -132,6 +133,7 @@ async def get_principal(
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the API key is unknown, expired or revoked",
                             headers={"WWW-Authenticate": "Bearer"})
+    principal = scoped(request.app.state.suite, principal)  # a tenant sees its agency's subtree
     wait = _limiter(request).take(principal.key_id, settings.rate_limit.requests_per_second,
                                   settings.rate_limit.burst)
     if wait > 0:
@@ -183,7 +185,9 @@ def optional_principal(
     if not presented:
         return None
     seconds = api_settings(request.app.state.suite).key_cache_seconds
-    return cached_principal(presented, seconds) or verify_key(get_store(request), presented, cache_seconds=seconds)
+    principal = cached_principal(presented, seconds) or verify_key(get_store(request), presented,
+                                                                   cache_seconds=seconds)
+    return scoped(request.app.state.suite, principal) if principal is not None else None
 
 
 # Every route takes the caller this way. "function" scope: the code after get_principal's yield (the audit record of
@@ -200,10 +204,21 @@ def require_roles(*roles: str) -> Callable[..., Principal]:
     return check
 
 
-def tenant_scope(principal: Principal, requested: str | None) -> str | None:
-    """The agency a query must be limited to. An agency key is pinned to its own agency whatever it asks for."""
+def tenant_scope(principal: Principal, requested: str | None) -> str | tuple[str, ...] | None:
+    """The agencies a query must be limited to: what was asked for, or None for every agency. A tenant is pinned to
+    its agency's subtree whatever it asks for: one agency of it when it names one, else all of it (a tuple of ids
+    when it has agencies below it, as a city has communes)."""
     if principal.is_tenant:
-        if requested is not None and requested != principal.agency:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "an agency key can only read its own agency")
-        return principal.agency
+        allowed = principal.agencies
+        if isinstance(requested, tuple):  # a subtree asked for again (a page of a scoped listing)
+            if not set(requested) <= allowed:
+                raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                    "an agency key can only read its own agency and the agencies below it")
+            return requested
+        if requested is not None:
+            if requested not in allowed:
+                raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                    "an agency key can only read its own agency and the agencies below it")
+            return requested
+        return principal.agency if len(allowed) <= 1 else tuple(sorted(allowed))
     return requested

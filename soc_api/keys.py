@@ -21,7 +21,10 @@ from datetime import datetime, timedelta, timezone
 from soc import ecs
 from soc.storage.base import DocumentQuery, Store
 
-ROLES = ("admin", "analyst", "network_admin", "agency", "national_centre")
+# "downstream": a suite of a lower tier (a city's) forwarding to this one; bound, like an agency key, to the agency
+# its data belongs under here (tiers/, docs/tiers.md), and a tenant of that agency's subtree.
+ROLES = ("admin", "analyst", "network_admin", "agency", "national_centre", "downstream")
+TENANT_ROLES = ("agency", "downstream")
 USERS = "users"
 USER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -37,11 +40,22 @@ class Principal:
     agency: str | None
     name: str
     user: str | None = None
+    # A tenant's agency and every agency below it in the agency tree (soc_api/tenancy.py sets it for each request);
+    # empty: only its own agency.
+    sees: frozenset[str] = frozenset()
 
     @property
     def is_tenant(self) -> bool:
-        """An agency key sees only its own agency's data."""
-        return self.role == "agency"
+        """An agency key (or a downstream suite's) sees only its own agency's data and its subtree's."""
+        return self.role in TENANT_ROLES
+
+    @property
+    def agencies(self) -> frozenset[str]:
+        """The agencies a tenant may see (meaningless for other roles, which see all)."""
+        return self.sees or frozenset({self.agency} if self.agency else ())
+
+    def may_see(self, agency: str | None) -> bool:
+        return not self.is_tenant or (agency is not None and agency in self.agencies)
 
     @property
     def label(self) -> str:
@@ -55,10 +69,10 @@ def _hash(secret: str) -> str:
 def _check_role(role: str, agency: str | None, known_agencies: set[str] | None) -> None:
     if role not in ROLES:
         raise KeyCreationError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
-    if role == "agency" and not agency:
-        raise KeyCreationError("an agency key needs --agency ID")
-    if role != "agency" and agency:
-        raise KeyCreationError("only agency keys are bound to an agency")
+    if role in TENANT_ROLES and not agency:
+        raise KeyCreationError(f"a{'n' if role == 'agency' else ''} {role} key needs --agency ID")
+    if role not in TENANT_ROLES and agency:
+        raise KeyCreationError("only agency and downstream keys are bound to an agency")
     if agency and known_agencies is not None and agency not in known_agencies:
         raise KeyCreationError(f"agency {agency!r} is not in the inventory")
 

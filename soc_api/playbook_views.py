@@ -21,7 +21,7 @@ def playbook_service(request: Request):
 
 
 def visible_run(run: dict | None, principal: Principal) -> dict:
-    if run is None or (principal.is_tenant and run.get("agency") != principal.agency):
+    if run is None or not principal.may_see(run.get("agency")):
         raise HTTPException(404, "no such run")
     return shown_run(run, principal)
 

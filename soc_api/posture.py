@@ -23,7 +23,7 @@ from typing import Any
 from collectors.sources.source_health import reporting_asset
 from soc import ecs
 from soc.storage.aggregations import AggregateQuery, Metric
-from soc.storage.base import DocumentQuery, EventQuery, StoreError
+from soc.storage.base import DocumentQuery, EventQuery, StoreError, agency_values, in_scope
 from soc.vocabulary import PRESENTED_OPEN_STATUSES, SEVERITIES, known_severity
 from soc_api.data import Data
 from soc_api.posture_findings import add_findings
@@ -136,12 +136,12 @@ def log_sources(data: Data, agency_ids, scope: str | None, now: datetime) -> dic
     per = {a: {"expected": 0, "reporting": 0, "silent": []} for a in agency_ids}
     tracker: SourceTracker | None = suite.service("source_tracker")
     known: dict[str, dict] = {}
-    terms = {"organization.id": scope} if scope else {}
+    terms = {"organization.id": agency_values(scope)} if scope else {}
     for doc in data.store.find_documents(SOURCE_STATUS, DocumentQuery(terms=terms, limit=10_000)):
         known[doc["id"]] = doc
     if tracker is not None:
         known.update({k: v for k, v in list(tracker.last_seen.items())
-                      if scope is None or v["organization"]["id"] == scope})
+                      if in_scope(scope, v["organization"]["id"])})
     for asset in suite.inventory.assets.values():
         if asset.agency not in per or not asset.log_sources:
             continue
@@ -175,7 +175,7 @@ def build_posture(data: Data, agency: str | None = None, month: str | None = Non
     cfg = api_settings(suite).posture
     scope = data.scope(agency)
     inventory = suite.inventory
-    agencies = [a for a in inventory.agencies.values() if scope is None or a.id == scope]
+    agencies = [a for a in inventory.agencies.values() if in_scope(scope, a.id)]
     now = datetime.now(timezone.utc)
     now_iso = ecs.utc_iso(now)
     window_start = ecs.utc_iso(now - timedelta(days=cfg.window_days))
@@ -250,7 +250,7 @@ def build_posture(data: Data, agency: str | None = None, month: str | None = Non
     document: dict[str, Any] = {
         "generated": now_iso,
         "window": {"start": window_start, "end": now_iso, "days": cfg.window_days},
-        "scope": scope or "province",
+        "scope": scope if isinstance(scope, str) else (data.principal.agency if scope else "province"),
         "attack_covered": sorted(covered),
         "rule_health": rule_health,
         "agencies": out_agencies,

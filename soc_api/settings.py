@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from soc.config import Section
 from soc_api.feeds.settings import FeedsConfig
@@ -165,6 +165,20 @@ class ApiConfig(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # HTTPS: the API's certificate and key (PEM). With tls_ca_file and tls_client_certificates "required", a client
+    # must show a certificate that CA signed (mutual TLS: what a downstream suite does, docs/tiers.md).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_client_certificates: Literal["none", "optional", "required"] = "none"
+
+    @model_validator(mode="after")
+    def _tls_whole(self) -> "ApiConfig":
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("api.tls_cert_file and api.tls_key_file go together")
+        if self.tls_client_certificates != "none" and not (self.tls_cert_file and self.tls_ca_file):
+            raise ValueError("client certificates need api.tls_cert_file, api.tls_key_file and api.tls_ca_file")
+        return self
 
 
 def api_settings(suite) -> ApiSettings:

@@ -60,7 +60,8 @@ class Suite:
         self.alerts = AlertManager(self.store, dedup_window_seconds=settings.detections.dedup_window_seconds,
                                    max_evidence=settings.detections.max_evidence_per_alert)
         self.registry = Registry()
-        self.detection = DetectionStage(self.engine, self.alerts, self.store, self.registry.alert_hooks)
+        self.detection = DetectionStage(self.engine, self.alerts, self.store, self.registry.alert_hooks,
+                                        self.registry.alert_edit_hooks)
         self.jobs = JobRunner()
         self.services = Services(settings=settings, store=self.store, inventory_holder=self.inventory_holder,
                                  alerts=self.detection, jobs=self.jobs, ruleset=self.rules,
@@ -161,7 +162,7 @@ class Suite:
         if cfg.api.enabled:
             app = create_app(self)
             server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port, log_level="warning",
-                                                   access_log=False, lifespan="off"))
+                                                   access_log=False, lifespan="off", **_api_tls(cfg.api)))
             server.install_signal_handlers = lambda: None  # the CLI owns signals
             api_task = asyncio.create_task(server.serve())
             while not server.started:
@@ -232,6 +233,17 @@ class Suite:
                 log.exception("closing %s failed", getattr(closer, "__qualname__", closer))
         self.intake.close()
         self.store.close()
+
+
+def _api_tls(api) -> dict[str, Any]:
+    """uvicorn's TLS options for the API (none when it serves plain HTTP)."""
+    if not api.tls_cert_file:
+        return {}
+    import ssl
+
+    required = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+    return {"ssl_certfile": api.tls_cert_file, "ssl_keyfile": api.tls_key_file,
+            "ssl_ca_certs": api.tls_ca_file, "ssl_cert_reqs": required[api.tls_client_certificates]}
 
 
 def register_extensions(names: list[str], services: Services, registry: Registry) -> None:

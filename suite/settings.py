@@ -19,6 +19,7 @@ from playbooks.settings import PlaybookSettings
 from reports.config import ReportsConfig
 from soc.config import Section, StoreConfig, read_config, validate
 from soc_api.settings import ApiConfig, ApiSettings
+from tiers.settings import TiersSettings
 
 
 class Settings(Section):
@@ -38,13 +39,14 @@ class Settings(Section):
     yara: YaraSettings = YaraSettings()
     soc_api: ApiSettings = ApiSettings()  # rate limits, body caps, TAXII pulls, national-centre posture push
     assessment: AssessmentSettings = AssessmentSettings()  # periodic assessment (assessment/, docs/assessment.md)
+    tiers: TiersSettings = TiersSettings()  # forwarding to an upstream suite, taking from downstream ones (docs/tiers.md)
     # Modules with register(services, registry) (soc/plugins.py) that run inside the suite: playbook triggers and
     # expiries (runs on core devices wait for a network admin), log-source health, probes (off until
     # monitoring.probes.enabled), report schedules, indicator matching on ingest, TAXII pulls and the posture push
     # (both off until configured), the store's upkeep (retention, scheduled snapshots: soc/storage/schedule.py).
     extensions: list[str] = ["playbooks.service", "collectors.monitoring", "reports.service",
                              "detections.indicators.extension", "soc_api.extension", "soc.storage.schedule",
-                             "assessment.service"]
+                             "assessment.service", "tiers.extension"]
 
     @field_validator("timezone")
     @classmethod

@@ -21,7 +21,7 @@ from soc.storage.aggregations import (
     time_field_of,
     validate,
 )
-from soc.storage.base import COLLECTION_NAME, StoreError
+from soc.storage.base import COLLECTION_NAME, StoreError, agency_values
 
 PAGE = 10_000  # composite buckets per request (under the engines' default search.max_buckets of 65,535)
 DURATION = ("(doc[params.until].value.toInstant().toEpochMilli() - "
@@ -46,8 +46,9 @@ def time_range(field: str, start: str | None, end: str | None) -> list[dict]:
 
 def filters(query: AggregateQuery) -> dict:
     clauses: list[dict] = time_range(time_field_of(query), query.start, query.end)
-    if query.agency:
-        clauses.append({"term": {"organization.id": query.agency}})
+    agencies = agency_values(query.agency)
+    if agencies is not None:
+        clauses.append({"terms": {"organization.id": agencies}})
     for name, wanted in query.terms.items():
         if isinstance(wanted, (list, tuple, set, frozenset)):
             clauses.append({"terms": {name: list(wanted)}})

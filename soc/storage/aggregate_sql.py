@@ -25,7 +25,7 @@ from soc.storage.aggregations import (
     time_field_of,
     validate,
 )
-from soc.storage.base import COLLECTION_NAME, StoreError
+from soc.storage.base import COLLECTION_NAME, StoreError, agency_values
 
 # Columns kept beside each table's JSON: what the store's own indexes serve.
 COLUMNS = {
@@ -77,10 +77,11 @@ class _Sql:
         if q.end:
             self.where.append(f"{time_sql} < ?")
             self.args += time_args + [q.end]
-        if q.agency:
+        agencies = agency_values(q.agency)
+        if agencies is not None:
             sql, args = self.value("organization.id")
-            self.where.append(f"{sql} = ?")
-            self.args += args + [q.agency]
+            self.where.append(f"{sql} IN ({','.join('?' * len(agencies))})")
+            self.args += args + agencies
         for name, wanted in q.terms.items():
             values = list(wanted) if isinstance(wanted, (list, tuple, set, frozenset)) else [wanted]
             marks = ",".join("?" * len(values))

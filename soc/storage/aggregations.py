@@ -61,7 +61,7 @@ class AggregateQuery:
     start: str | None = None  # on time_field, inclusive (ISO 8601)
     end: str | None = None  # on time_field, exclusive
     time_field: str | None = None  # default: @timestamp for events, last_seen for alerts (required for documents)
-    agency: str | None = None  # organization.id; None means every agency (callers enforce tenancy)
+    agency: str | tuple[str, ...] | None = None  # organization.id or a subtree's ids; None: every agency (callers enforce tenancy)
     terms: dict[str, Any] = field(default_factory=dict)  # exact matches; a list value means any of them
     text: str | None = None  # events only: contained in event.original
     group_by: tuple[str, ...] = ()

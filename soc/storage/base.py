@@ -21,11 +21,32 @@ if TYPE_CHECKING:  # retention and backups (soc/storage/retention.py, soc/storag
     from soc.storage.snapshots import SnapshotTarget
 
 
+# A tenancy filter: one agency's id, or the ids of an agency's subtree (a city sees its communes: inventory/tree.py).
+AgencyFilter = "str | tuple[str, ...] | None"
+
+
+def agency_values(agency: "str | tuple[str, ...] | list[str] | None") -> list[str] | None:
+    """The organization.id values a tenancy filter allows; None when it allows every agency. An empty tuple allows
+    none (a tenant whose subtree is empty sees nothing, never everything)."""
+    if agency is None or agency == "":
+        return None
+    if isinstance(agency, str):
+        return [agency]
+    return sorted(set(agency)) or [""]
+
+
+def in_scope(scope: "str | tuple[str, ...] | None", agency: str | None) -> bool:
+    """Whether a tenancy filter allows ``agency``."""
+    allowed = agency_values(scope)
+    return allowed is None or agency in allowed
+
+
 @dataclass
 class EventQuery:
     start: str | None = None  # ISO 8601, inclusive
     end: str | None = None  # ISO 8601, exclusive
-    agency: str | None = None  # organization.id; None means every agency (callers enforce tenancy)
+    # organization.id, or a subtree's ids (any of them); None means every agency (callers enforce tenancy)
+    agency: str | tuple[str, ...] | None = None
     terms: dict[str, Any] = field(default_factory=dict)  # exact ECS field matches, e.g. {"source.ip": "..."}
     text: str | None = None  # free text, matched against event.original
     limit: int = 100
@@ -34,7 +55,7 @@ class EventQuery:
 
 @dataclass
 class AlertQuery:
-    agency: str | None = None
+    agency: str | tuple[str, ...] | None = None  # as EventQuery.agency
     status: str | None = None
     severity: str | None = None
     rule_id: str | None = None
@@ -140,7 +161,7 @@ class Store(ABC):
         """Events in (@timestamp, id) ascending order, at most query.limit."""
 
     @abstractmethod
-    def count_events(self, agency: str | None = None) -> int: ...
+    def count_events(self, agency: str | tuple[str, ...] | None = None) -> int: ...
 
     # --- aggregations: counts and figures computed where the data is (soc/storage/aggregations.py) ------------
     @abstractmethod

@@ -26,6 +26,7 @@ from soc.storage import aggregate_search
 from soc.storage.aggregations import AggregateQuery, AggregateResult
 
 from soc.storage.base import (
+    agency_values,
     COLLECTION_NAME,
     AlertQuery,
     DeadLetter,
@@ -361,8 +362,9 @@ class SearchStore(Store):
         by_id = {d["event"]["id"]: d for d in found}
         return [by_id[i] for i in ids if i in by_id]
 
-    def _event_filters(self, agency: str | None) -> list[dict]:
-        return [{"term": {"organization.id": agency}}] if agency else []
+    def _event_filters(self, agency: str | tuple[str, ...] | None) -> list[dict]:
+        agencies = agency_values(agency)
+        return [] if agencies is None else [{"terms": {"organization.id": agencies}}]
 
     def search_events(self, query: EventQuery) -> list[dict]:
         filters = self._event_filters(query.agency) + aggregate_search.time_range("@timestamp", query.start,
@@ -393,7 +395,7 @@ class SearchStore(Store):
 
         return aggregate_search.aggregate(search, index, query)
 
-    def count_events(self, agency: str | None = None) -> int:
+    def count_events(self, agency: str | tuple[str, ...] | None = None) -> int:
         body = {"query": {"bool": {"filter": self._event_filters(agency)}}}
         result = self._call("count", self.client.count, index=self.events_pattern, body=body,
                             params={"ignore_unavailable": "true", "allow_no_indices": "true"})
@@ -409,8 +411,8 @@ class SearchStore(Store):
 
     def list_alerts(self, query: AlertQuery) -> list[dict]:
         filters: list[dict] = []
+        filters += self._event_filters(query.agency)
         for field, value in (
-            ("organization.id", query.agency),
             ("status", query.status),
             ("severity", query.severity),
             ("rule.id", query.rule_id),

@@ -18,6 +18,7 @@ from soc.storage import aggregate_sql
 from soc.storage.aggregations import AggregateQuery, AggregateResult
 
 from soc.storage.base import (
+    agency_values,
     COLLECTION_NAME,
     AlertQuery,
     DeadLetter,
@@ -176,9 +177,10 @@ class SqliteStore(Store):
         if query.end:
             where.append("ts < ?")
             args.append(query.end)
-        if query.agency:
-            where.append("agency = ?")
-            args.append(query.agency)
+        agencies = agency_values(query.agency)
+        if agencies is not None:
+            where.append(f"agency IN ({','.join('?' * len(agencies))})")  # nosec B608 - "?" marks only
+            args.extend(agencies)
         for field, value in query.terms.items():
             # json_extract takes a JSON path; ECS names are nested objects in the stored document.
             where.append("json_extract(doc, ?) = ?")
@@ -197,9 +199,11 @@ class SqliteStore(Store):
         args.append(query.limit)
         return [codec.loads(r[0]) for r in self._conn().execute(sql, args).fetchall()]
 
-    def count_events(self, agency: str | None = None) -> int:
-        if agency:
-            return self._conn().execute("SELECT count(*) FROM events WHERE agency = ?", [agency]).fetchone()[0]
+    def count_events(self, agency: str | tuple[str, ...] | None = None) -> int:
+        agencies = agency_values(agency)
+        if agencies is not None:
+            return self._conn().execute(f"SELECT count(*) FROM events WHERE agency IN ({','.join('?' * len(agencies))})",  # nosec B608
+                                        agencies).fetchone()[0]
         return self._conn().execute("SELECT count(*) FROM events").fetchone()[0]
 
     # --- aggregations ----------------------------------------------------------------------------------------
@@ -247,8 +251,11 @@ class SqliteStore(Store):
 
     def list_alerts(self, query: AlertQuery) -> list[dict]:
         where, args = [], []
+        agencies = agency_values(query.agency)
+        if agencies is not None:
+            where.append(f"agency IN ({','.join('?' * len(agencies))})")  # nosec B608 - "?" marks only
+            args.extend(agencies)
         for column, value in (
-            ("agency", query.agency),
             ("status", query.status),
             ("severity", query.severity),
             ("rule_id", query.rule_id),

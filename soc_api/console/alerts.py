@@ -303,7 +303,7 @@ def entity_context(data: Data, alert: Mapping, lang: str) -> list[dict]:
     inventory says of it: its agency, asset (name, kind, criticality) and network zone. An agency user is told
     nothing of another agency's assets or networks (the inventory API does not show them either)."""
     inventory = data.suite.inventory
-    tenant = data.principal.agency if data.principal.is_tenant else None
+    principal = data.principal
     out = []
     for kind in ENTITY_KINDS:
         values = ((alert.get("entities") or {}).get(kind) or [])
@@ -322,7 +322,7 @@ def entity_context(data: Data, alert: Mapping, lang: str) -> list[dict]:
             elif kind == "host":
                 asset = inventory.asset_by_name(value)
             agency = asset.agency if asset is not None else (owner.agency.id if owner is not None else None)
-            if tenant is not None and agency is not None and agency != tenant:
+            if principal.is_tenant and agency is not None and not principal.may_see(agency):
                 item.update(hidden=True, zone=None)
             else:
                 item["agency"] = agency

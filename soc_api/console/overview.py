@@ -33,6 +33,7 @@ from typing import Any, Iterable
 
 from soc import ecs
 from soc.storage.aggregations import AggregateQuery
+from soc.storage.base import in_scope
 from soc.vocabulary import SEVERITIES, known_severity
 from soc_api.console.alerts import agency_name, name_key
 from soc_api.console.charts import Series, format_number, line_panels, stacked_bars
@@ -246,7 +247,7 @@ def build_overview(data: Data, days: int, zone: tzinfo, now: datetime | None = N
     period = period_days(days, zone, now)
     scope = data.scope(None)
     inventory = data.suite.inventory
-    agency_ids = [a for a in inventory.agencies if scope is None or a == scope]
+    agency_ids = [a for a in inventory.agencies if in_scope(scope, a)]
     known = set(agency_ids)
     sources = log_sources(data, agency_ids, now)
     opened = open_alerts(data)

@@ -41,6 +41,7 @@ from soc_api.console import auth, sessions
 from soc_api.console.i18n import LANGUAGES, translate, translator
 from soc_api.data import Data
 from soc_api.deps import RateLimiter, store_error_http
+from soc_api.tenancy import scoped
 from soc_api.keys import Principal
 from soc_api.settings import ConsoleConfig, api_settings
 
@@ -306,7 +307,7 @@ def session_principal(request: Request) -> Principal | None:
         request.state.console_session = None
         return None
     record, account = found
-    principal = principal_of(record, account)
+    principal = scoped(request.app.state.suite, principal_of(record, account))
     request.state.console_principal = principal
     request.state.console_session = record
     return principal

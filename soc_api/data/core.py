@@ -71,8 +71,8 @@ class DataCore:
     def source(self) -> str | None:
         return client_address(self.request) if self.request is not None else None
 
-    def scope(self, requested: str | None = None) -> str | None:
-        """The agency every query of this caller is limited to (None: all agencies)."""
+    def scope(self, requested: str | None = None) -> str | tuple[str, ...] | None:
+        """The agency (or a tenant's subtree of agencies) every query of this caller is limited to (None: all)."""
         return tenant_scope(self.principal, requested)
 
     def aggregate(self, query: AggregateQuery) -> AggregateResult:
@@ -86,8 +86,8 @@ class DataCore:
             return True
         value = ecs.get(doc, agency_field)
         if isinstance(value, list):
-            return value == [self.principal.agency]
-        return value == self.principal.agency
+            return len(value) == 1 and self.principal.may_see(value[0])
+        return self.principal.may_see(value)
 
     def refresh(self) -> None:
         """Make what this caller just wrote visible to its next read (a search store shows writes after a refresh)."""
@@ -129,7 +129,7 @@ class DataCore:
         if agency_field is not None:
             scope = self.scope(agency)
             if scope is not None:
-                terms[agency_field] = scope
+                terms[agency_field] = list(scope) if isinstance(scope, tuple) else scope
         filters = {"c": collection, "t": query.terms, "r": query.ranges, "s": query.sort, "d": query.descending,
                    "a": agency, "f": agency_field}
         position = self.decode_cursor("docs", filters, cursor)

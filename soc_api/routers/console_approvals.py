@@ -116,7 +116,7 @@ def _notice(request: Request, records, data: Data) -> dict | None:
     run_id = request.query_params.get("run")
     if valid_id(run_id):
         run = records.get_run(run_id)
-        if run is not None and not (data.principal.is_tenant and run.get("agency") != data.principal.agency):
+        if run is not None and data.principal.may_see(run.get("agency")):
             notice["run"] = {"id": run["id"], "playbook": run.get("playbook_title") or run.get("playbook"),
                              "state": run.get("state")}
     block_id = request.query_params.get("block")

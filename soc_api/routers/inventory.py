@@ -32,14 +32,13 @@ def _edit(data: Data, change: Callable[[dict], None]) -> None:
 # --- agencies ------------------------------------------------------------------------------------------------------
 @router.get("/agencies", response_model=list[Agency])
 def agencies(data: Reader) -> list[Agency]:
-    scope = data.scope()
-    return [a for a in data.suite.inventory.agencies.values() if scope is None or a.id == scope]
+    return [a for a in data.suite.inventory.agencies.values() if data.principal.may_see(a.id)]
 
 
 @router.get("/agencies/{agency_id}", response_model=Agency)
 def agency(agency_id: ItemId, data: Reader) -> Agency:
     found = data.suite.inventory.agencies.get(agency_id)
-    if found is None or (data.principal.is_tenant and agency_id != data.principal.agency):
+    if found is None or not data.principal.may_see(agency_id):
         raise HTTPException(404, "no such agency")
     return found
 
@@ -78,13 +77,14 @@ def delete_agency(agency_id: ItemId, data: Admin) -> None:
 @router.get("/assets", response_model=list[Asset])
 def assets(data: Reader, agency: Annotated[str | None, Query(max_length=64)] = None) -> list[Asset]:
     scope = data.scope(agency)
-    return [a for a in data.suite.inventory.assets.values() if scope is None or a.agency == scope]
+    wanted = None if scope is None else ({scope} if isinstance(scope, str) else set(scope))
+    return [a for a in data.suite.inventory.assets.values() if wanted is None or a.agency in wanted]
 
 
 @router.get("/assets/{asset_id}", response_model=Asset)
 def asset(asset_id: ItemId, data: Reader) -> Asset:
     found = data.suite.inventory.assets.get(asset_id)
-    if found is None or (data.principal.is_tenant and found.agency != data.principal.agency):
+    if found is None or not data.principal.may_see(found.agency):
         raise HTTPException(404, "no such asset")
     return found
 

@@ -1,0 +1,176 @@
+"""A city suite forwarding to a province suite: two real `soc serve` processes on loopback (issue 16, "Tiers").
+
+The city takes syslog from two communes (each from a loopback address of its own network), detects, stores, and
+forwards events, alerts and its agencies; the province keeps them under the city's agency. The test cuts the link
+(the province killed with SIGKILL mid-stream, then restarted), kills the city with a backlog and restarts it, and
+checks that nothing was lost or duplicated (the same event ids and alert ids on both sides), that a status change
+at either tier reaches the other, that a commune's key at the province sees its commune only, and that the
+province's own correlation across the city's communes raises what neither commune's count reached.
+
+On the embedded store (SQLite) and on the real OpenSearch node (both suites on it, each its own index prefix).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.conftest import need_opensearch, wait_for
+from tests.tier_suites import CITY_INVENTORY, TierSuite, ordinary_lines, send_syslog, sshd_failures
+
+CITY = "h-an-binh"
+
+
+def _stores(request, tmp_path):
+    if request.param == "sqlite":
+        return None, None
+    url = need_opensearch()
+    return url, url
+
+
+@pytest.fixture(params=["sqlite", "opensearch"])
+def tiers(request, tmp_path):
+    province_url, city_url = _stores(request, tmp_path)
+    run = uuid.uuid4().hex[:8]
+    province = TierSuite(tmp_path / "province", "province", store_url=province_url, index_prefix=f"tp{run}",
+                         inventory="inventory/sample/province.yaml",
+                         tiers={"receive": {"rules": ["soc_ssh_brute_force"]}})
+    downstream_key = province.key("downstream", CITY)
+    city = TierSuite(tmp_path / "city", "city", store_url=city_url, index_prefix=f"tc{run}",
+                     inventory=CITY_INVENTORY,
+                     tiers={"upstream": {"url": province.api, "key_env": "SOC_UPSTREAM_KEY", "interval_seconds": 0.2,
+                                         "retry_max_seconds": 1.0, "status_every_seconds": 0.5,
+                                         "batch_max_events": 300}})
+    city.env = {"SOC_UPSTREAM_KEY": downstream_key}
+    suites = [province.start(), city.start()]
+    try:
+        yield province, city
+    finally:
+        for suite in suites:
+            if suite.proc is not None and suite.proc.poll() is None:
+                suite.proc.kill()
+                suite.proc.wait()
+        if province_url:
+            from tests.conftest import _drop_indices
+
+            _drop_indices(province_url, f"tp{run}")
+            _drop_indices(city_url, f"tc{run}")
+
+
+def _drained(city: TierSuite, key: str):
+    state = city.get(key, "/api/v1/tier/upstream").json()
+    waiting = sum(b["records"] for b in state["backlog"].values())
+    return state if waiting == 0 and state["last_error"] is None or waiting == 0 and state["sent"] else None
+
+
+def test_a_city_forwards_to_the_province_through_outages_losing_and_duplicating_nothing(tiers):
+    province, city = tiers
+    p_analyst, c_analyst = province.key("analyst"), city.key("analyst")
+    port = city.settings.syslog.tcp_port
+
+    # 1. Ordinary traffic and a brute force at one commune: the city alerts, the province gets it all.
+    send_syslog(port, "127.0.0.2", ordinary_lines("tan-an-srv", 40))
+    send_syslog(port, "127.0.0.3", ordinary_lines("moi-srv", 40, start=40))
+    send_syslog(port, "127.0.0.2", sshd_failures("tan-an-srv", "203.0.113.50", 8))
+    city_alert = wait_for(lambda: [a for a in city.all_alerts(c_analyst) if a["rule"]["name"] == "soc_ssh_brute_force"],
+                          60, "the city's brute-force alert")[0]
+    assert city_alert["organization"]["id"] == "p-tan-an"
+    at_province = wait_for(lambda: province.get(p_analyst, f"/api/v1/alerts/{city_alert['id']}").status_code == 200
+                           and province.get(p_analyst, f"/api/v1/alerts/{city_alert['id']}").json()["alert"], 60,
+                           "the same alert, same id, at the province")
+    assert at_province["organization"]["id"] == "p-tan-an" and at_province["tier"]["link"] == CITY
+    wait_for(lambda: _drained(city, c_analyst), 60, "the city's outbox drained")
+
+    # 2. The link cut mid-stream: the province killed with SIGKILL while the city keeps taking lines.
+    send_syslog(port, "127.0.0.3", ordinary_lines("moi-srv", 200, start=100))
+    province.kill()
+    for round_ in range(5):
+        send_syslog(port, "127.0.0.2", ordinary_lines("tan-an-srv", 100, start=1000 + 100 * round_))
+    state = wait_for(lambda: (s := city.get(c_analyst, "/api/v1/tier/upstream").json())["backlog"]["event"]["records"]
+                     > 0 and s["last_error"] and s, 30, "a backlog and the error while the province is down")
+    assert state["lag_seconds"] > 0
+    metrics = city.get(c_analyst, "/metrics").text
+    assert "soc_tier_backlog_records{kind=\"event\"}" in metrics
+
+    # 3. The city killed too, with its backlog on disk; then both back.
+    city.kill()
+    province.start()
+    city.start()
+    send_syslog(port, "127.0.0.3", ordinary_lines("moi-srv", 50, start=5000))
+    sent = 40 + 40 + 8 + 200 + 500 + 50
+    wait_for(lambda: len(city.event_ids(c_analyst)) == sent, 60, "every line stored at the city")
+    wait_for(lambda: _drained(city, c_analyst), 90, "the backlog drained after the restarts")
+
+    # Nothing lost, nothing duplicated: the city's events are all at the province, each once.
+    def all_there():
+        city_events = city.event_ids(c_analyst)
+        province_events = province.event_ids(p_analyst)
+        mine = [e for e in province_events if e in set(city_events)]
+        return (city_events, province_events, mine) if len(mine) == len(city_events) else None
+
+    city_events, province_events, mine = wait_for(all_there, 60, "every city event at the province")
+    assert len(city_events) == sent
+    assert len(mine) == len(set(mine)) == len(city_events)
+    city_alerts = {a["id"] for a in city.all_alerts(c_analyst)}
+    province_alerts = [a["id"] for a in province.all_alerts(p_analyst) if (a.get("tier") or {}).get("link") == CITY]
+    assert set(province_alerts) == city_alerts and len(province_alerts) == len(city_alerts)
+
+    # The province's view of the link: last contact, counts, the city's reported backlog.
+    links = province.get(p_analyst, "/api/v1/tier/links").json()
+    assert [link["id"] for link in links] == [CITY]
+    assert links[0]["received"]["events"] >= len(city_events)
+
+    # 4. A status change at the province reaches the city; one at the city reaches the province.
+    answer = province.post(p_analyst, f"/api/v1/alerts/{city_alert['id']}/acknowledge", {})
+    assert answer.status_code == 200, answer.text
+    wait_for(lambda: city.get(c_analyst, f"/api/v1/alerts/{city_alert['id']}").json()["alert"]["status"] == "acknowledged",
+             30, "the province's acknowledgement at the city")
+    answer = city.post(c_analyst, f"/api/v1/alerts/{city_alert['id']}/status",
+                       {"status": "closed", "reason": "true_positive", "comment": "blocked at the city"})
+    assert answer.status_code == 200, answer.text
+    closed = wait_for(lambda: (a := province.get(p_analyst, f"/api/v1/alerts/{city_alert['id']}").json()["alert"])["status"]
+                      == "closed" and a, 30, "the city's closing at the province")
+    # Both tiers' steps are in the one history, each once, in time order.
+    steps = [(h.get("to"), h["at"]) for h in closed["history"] if h["action"] == "status"]
+    assert [to for to, _ in steps] == ["acknowledged", "closed"] and steps == sorted(steps, key=lambda s: s[1])
+    at_city = city.get(c_analyst, f"/api/v1/alerts/{city_alert['id']}").json()["alert"]
+    assert at_city["history"] == closed["history"]
+
+
+def test_tenancy_of_the_agency_tree_and_correlation_across_the_city(tiers):
+    province, city = tiers
+    p_analyst, c_analyst = province.key("analyst"), city.key("analyst")
+    port = city.settings.syslog.tcp_port
+    # Four failed logins from one address at each commune: under five, the city raises nothing for either.
+    send_syslog(port, "127.0.0.2", sshd_failures("tan-an-srv", "198.51.100.77", 3))
+    send_syslog(port, "127.0.0.3", sshd_failures("moi-srv", "198.51.100.77", 3, start=10))
+    send_syslog(port, "127.0.0.3", sshd_failures("moi-srv", "203.0.113.9", 6, start=20))  # a brute force at x-moi
+    wait_for(lambda: [a for a in city.all_alerts(c_analyst) if a["organization"]["id"] == "x-moi"], 60,
+             "the city's alert at x-moi")
+    # The province counts the city's communes together: six from 198.51.100.77 is a brute force of the province.
+    across = wait_for(lambda: [a for a in province.all_alerts(p_analyst)
+                               if "198.51.100.77" in (a.get("entities") or {}).get("ip", [])
+                               and not a.get("tier")], 60, "the province's own correlation across communes")
+    assert across[0]["organization"]["id"] == "province" and across[0]["rule"]["name"] == "soc_ssh_brute_force"
+    assert not [a for a in city.all_alerts(c_analyst) if "198.51.100.77" in (a.get("entities") or {}).get("ip", [])]
+
+    # The agencies the city sent are in the province's tree: a key can be made for the commune it did not know.
+    wait_for(lambda: _drained(city, c_analyst), 60, "the city's outbox drained")
+    moi_key, tan_an_key, city_key = province.key("agency", "x-moi"), province.key("agency", "p-tan-an"), \
+        province.key("agency", CITY)
+    sibling_key = province.key("agency", "h-phu-thinh")
+    moi_alerts = province.all_alerts(moi_key)
+    assert moi_alerts and {a["organization"]["id"] for a in moi_alerts} == {"x-moi"}
+    assert province.all_alerts(tan_an_key) == []  # p-tan-an had no alert in this test
+    city_view = province.all_alerts(city_key)
+    assert {a["organization"]["id"] for a in city_view} == {"x-moi"}  # its commune's, not the province's own
+    assert province.all_alerts(sibling_key) == []
+    assert province.get(tan_an_key, f"/api/v1/alerts/{moi_alerts[0]['id']}").status_code == 404
+    assert province.get(moi_key, "/api/v1/alerts", agency="p-tan-an").status_code == 403
+    moi_events = province.event_ids(moi_key)
+    tan_an_events = province.event_ids(tan_an_key)
+    city_events = province.event_ids(city_key)
+    assert moi_events and tan_an_events and set(moi_events).isdisjoint(tan_an_events)
+    assert set(city_events) == set(moi_events) | set(tan_an_events)
+    assert province.event_ids(sibling_key) == []
