@@ -36,9 +36,14 @@ def _text(value, longest: int = 200) -> str:
 
 
 def stored_agencies(store: Store) -> list[AgencyNode]:
-    docs = store.find_documents(COLLECTION, DocumentQuery(limit=MAX_AGENCIES * 4))
-    return [AgencyNode(d["id"], d.get("parent"), d.get("name_vi", ""), d.get("name_en", ""), d.get("kind", ""))
-            for d in docs]
+    nodes, after = [], None
+    while True:  # page by page: a search engine answers at most 10,000 documents a query
+        docs = store.find_documents(COLLECTION, DocumentQuery(limit=5000, after=after))
+        nodes += [AgencyNode(d["id"], d.get("parent"), d.get("name_vi", ""), d.get("name_en", ""),
+                             d.get("kind", "")) for d in docs]
+        if len(docs) < 5000:
+            return nodes
+        after = (docs[-1]["id"], docs[-1]["id"])
 
 
 class DownstreamAgencies:
