@@ -51,7 +51,8 @@ def assess(settings: AssessmentSettings, target: Target, port: int, tls: bool) -
     address = check_allowed(settings, target.address)
     url = _url(address, port, tls)
     try:
-        with httpx.Client(verify=False, timeout=settings.timeout_seconds, follow_redirects=False,  # nosec B501
+        with httpx.Client(verify=False, timeout=settings.timeout_seconds, follow_redirects=False,  # nosec B501 - the
+                          # scanned host's certificate is another check's (tls.py): the headers are read whatever it is
                           trust_env=False) as client:
             response = client.get(url, headers={"Host": target.hostname, "User-Agent": "soc-assessment"})
     except httpx.HTTPError as exc:

@@ -10,7 +10,7 @@ parsed with defusedxml (no entities, no external references).
 from __future__ import annotations
 
 import shutil
-import subprocess  # nosec B404: an argument list, never a shell
+import subprocess  # nosec B404 - an argument list, never a shell
 from dataclasses import dataclass, field
 
 from defusedxml import ElementTree
@@ -93,7 +93,7 @@ def parse(xml_text: str) -> tuple[list[OpenPort], dict]:
 def scan(settings: AssessmentSettings, address: str, expected: list[int]) -> tuple[list[OpenPort], dict]:
     argv = command(settings, address, port_list(settings, expected))
     try:
-        result = subprocess.run(argv, capture_output=True, text=True,  # nosec B603: argument list, checked address
+        result = subprocess.run(argv, capture_output=True, text=True,  # nosec B603 - an argument list, a checked address
                                 timeout=settings.nmap_timeout_seconds + 30)
     except subprocess.TimeoutExpired as exc:
         raise ToolError(f"nmap did not finish within {settings.nmap_timeout_seconds + 30:.0f} s") from exc

@@ -10,7 +10,7 @@ banner is returned for that.
 from __future__ import annotations
 
 import json
-import subprocess  # nosec B404: an argument list, never a shell
+import subprocess  # nosec B404 - an argument list, never a shell
 import sys
 
 from assessment.findings import Observation
@@ -47,7 +47,7 @@ def judge(report: dict, port: int) -> list[Observation]:
 def assess(settings: AssessmentSettings, target: Target, port: int) -> tuple[list[Observation], list[str]]:
     argv = command(settings, target.address, port)
     try:
-        result = subprocess.run(argv, capture_output=True, text=True,  # nosec B603: argument list, checked address
+        result = subprocess.run(argv, capture_output=True, text=True,  # nosec B603 - an argument list, a checked address
                                 timeout=settings.timeout_seconds * 6 + 30)
     except subprocess.TimeoutExpired as exc:
         raise ToolError("ssh-audit did not finish in time") from exc

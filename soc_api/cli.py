@@ -86,6 +86,7 @@ def create_user(
     from inventory.lookup import Inventory
     from soc_api.console.auth import PasswordError, set_password as store_password
     from soc_api.keys import KeyCreationError, create_user as make
+    from tiers.agencies import stored_agencies
 
     from soc_api.keys import USERS
 
@@ -95,7 +96,8 @@ def create_user(
             raise KeyCreationError(f"user {user_id!r} exists already")
         password = _read_password(user_id, password_stdin, settings) if password_prompt or password_stdin else None
         record = make(store, user_id, role=role, agency=agency, name=name,
-                      known_agencies=set(Inventory.load(settings.inventory.path).agencies), created_by="cli")
+                      known_agencies=set(Inventory.load(settings.inventory.path).agencies)
+                      | {a.id for a in stored_agencies(store)}, created_by="cli")
         if password is not None:
             store_password(store, user_id, password, settings.soc_api.console.passwords, by="cli")
     except (KeyCreationError, PasswordError) as exc:

@@ -139,8 +139,9 @@ def demo(
 
 @keys_app.command("create")
 def keys_create(
-    role: Annotated[str, typer.Option(help="admin, analyst, network_admin, agency or national_centre")],
-    agency: Annotated[Optional[str], typer.Option(help="the agency an agency key is bound to")] = None,
+    role: Annotated[str, typer.Option(help="admin, analyst, network_admin, agency, national_centre or downstream "
+                                           "(a lower tier's suite forwarding here: docs/tiers.md)")],
+    agency: Annotated[Optional[str], typer.Option(help="the agency an agency or downstream key is bound to")] = None,
     name: Annotated[str, typer.Option(help="what the key is for")] = "",
     expires_days: Annotated[Optional[float], typer.Option(help="days until the key expires")] = None,
     config: ConfigOption = None,
@@ -148,11 +149,13 @@ def keys_create(
     """Create an API key and print it once."""
     from inventory.lookup import Inventory
     from soc_api.keys import KeyCreationError, create_key
+    from tiers.agencies import stored_agencies
 
     settings = _settings(config)
     store = _open_store(settings)
     try:
-        agencies = set(Inventory.load(settings.inventory.path).agencies)
+        # The inventory's agencies and those downstream suites forwarded (a city's communes: tiers/agencies.py).
+        agencies = set(Inventory.load(settings.inventory.path).agencies) | {a.id for a in stored_agencies(store)}
         key, record = create_key(store, role, agency=agency, name=name, expires_in_days=expires_days,
                                  known_agencies=agencies)
     except KeyCreationError as exc:

@@ -120,6 +120,9 @@ def test_a_city_forwards_to_the_province_through_outages_losing_and_duplicating_
     links = province.get(p_analyst, "/api/v1/tier/links").json()
     assert [link["id"] for link in links] == [CITY]
     assert links[0]["received"]["events"] >= len(city_events)
+    reported = wait_for(lambda: province.get(p_analyst, "/api/v1/tier/links").json()[0].get("reported"), 30,
+                        "the city's reported state at the province")
+    assert set(reported["backlog"]) == {"event", "alert", "agencies"} and reported["lag_seconds"] is not None
 
     # 4. A status change at the province reaches the city; one at the city reaches the province.
     answer = province.post(p_analyst, f"/api/v1/alerts/{city_alert['id']}/acknowledge", {})
@@ -174,3 +177,50 @@ def test_tenancy_of_the_agency_tree_and_correlation_across_the_city(tiers):
     assert moi_events and tan_an_events and set(moi_events).isdisjoint(tan_an_events)
     assert set(city_events) == set(moi_events) | set(tan_an_events)
     assert province.event_ids(sibling_key) == []
+
+
+def test_forwarding_over_mutual_tls_and_a_client_without_a_certificate_is_refused(tmp_path):
+    """The province's API over HTTPS requiring client certificates from its CA; the city shows its own."""
+    import ssl
+
+    import httpx
+
+    from tests.test_syslog_tls import _ca, _leaf
+
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca, rogue = _ca(pki, "tier-ca"), _ca(pki, "rogue-ca")
+    server = _leaf(pki, "province", ca, cn="localhost", dns=["localhost"], ips=["127.0.0.1"], server=True)
+    city_cert = _leaf(pki, "city", ca, cn="h-an-binh.city", dns=["h-an-binh.city"], server=False)
+    rogue_cert = _leaf(pki, "rogue", rogue, cn="h-an-binh.city", dns=["h-an-binh.city"], server=False)
+    ca_file = str(pki / "tier-ca.pem")
+    province = TierSuite(tmp_path / "province", "province", store_url=None, index_prefix="tp",
+                         inventory="inventory/sample/province.yaml",
+                         api={"tls_cert_file": server[0], "tls_key_file": server[1], "tls_ca_file": ca_file,
+                              "tls_client_certificates": "required"})
+    province.verify, province.cert = ca_file, city_cert
+    city = TierSuite(tmp_path / "city", "city", store_url=None, index_prefix="tc", inventory=CITY_INVENTORY,
+                     tiers={"upstream": {"url": province.api, "key_env": "SOC_UPSTREAM_KEY", "ca_file": ca_file,
+                                         "client_cert_file": city_cert[0], "client_key_file": city_cert[1],
+                                         "interval_seconds": 0.2, "retry_max_seconds": 1.0}})
+    city.env = {"SOC_UPSTREAM_KEY": province.key("downstream", CITY)}
+    try:
+        province.start()
+        city.start()
+        p_analyst, c_analyst = province.key("analyst"), city.key("analyst")
+        send_syslog(city.settings.syslog.tcp_port, "127.0.0.2", sshd_failures("tan-an-srv", "203.0.113.60", 8))
+        alert = wait_for(lambda: city.all_alerts(c_analyst), 60, "the city's alert")[0]
+        wait_for(lambda: province.get(p_analyst, f"/api/v1/alerts/{alert['id']}").status_code == 200, 60,
+                 "the alert at the province, over mutual TLS")
+        assert province.api.startswith("https://")
+        for cert in (None, rogue_cert):  # no certificate, or one from a CA the province does not trust
+            context = ssl.create_default_context(cafile=ca_file)
+            if cert:
+                context.load_cert_chain(*cert)
+            with pytest.raises(httpx.HTTPError):
+                httpx.get(f"{province.api}/api/v1/health", verify=context, timeout=5)
+    finally:
+        for suite in (city, province):
+            if suite.proc is not None and suite.proc.poll() is None:
+                suite.proc.kill()
+                suite.proc.wait()

@@ -65,7 +65,18 @@ class TierSuite:
         self.api = f"{scheme}://127.0.0.1:{self.settings.api.port}"
         self.proc: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
-        self.verify: str | bool = True
+        self.verify: str | bool = True  # the CA of an HTTPS suite
+        self.cert: tuple[str, str] | None = None  # a client certificate, for a suite that requires one
+
+    def _tls(self):
+        """httpx's verify: the CA, with the client certificate when the suite requires one."""
+        if self.cert is None:
+            return self.verify
+        import ssl
+
+        context = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
+        context.load_cert_chain(*self.cert)
+        return context
 
     def key(self, role: str, agency: str | None = None) -> str:
         store = open_store(self.settings)
@@ -83,7 +94,7 @@ class TierSuite:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log_text()
             try:
-                if httpx.get(f"{self.api}/api/v1/health", timeout=1, verify=self.verify).status_code == 200:
+                if httpx.get(f"{self.api}/api/v1/health", timeout=1, verify=self._tls()).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -108,10 +119,10 @@ class TierSuite:
     # --- reading through the API ---------------------------------------------------------------------------------
     def get(self, key: str, path: str, **params) -> httpx.Response:
         return httpx.get(f"{self.api}{path}", params=params, headers={"X-API-Key": key}, timeout=30,
-                         verify=self.verify)
+                         verify=self._tls())
 
     def post(self, key: str, path: str, body: dict) -> httpx.Response:
-        return httpx.post(f"{self.api}{path}", json=body, headers={"X-API-Key": key}, timeout=30, verify=self.verify)
+        return httpx.post(f"{self.api}{path}", json=body, headers={"X-API-Key": key}, timeout=30, verify=self._tls())
 
     def all_alerts(self, key: str, **params) -> list[dict]:
         out, cursor = [], None

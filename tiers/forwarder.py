@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import time
 from pathlib import Path
 from typing import Callable
@@ -54,6 +55,14 @@ def read_key(link: UpstreamLink) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+def tls_context(link: UpstreamLink) -> ssl.SSLContext:
+    """Verify the upstream's certificate (against ``ca_file``, else the system's CAs); show ours when set."""
+    context = ssl.create_default_context(cafile=link.ca_file) if link.ca_file else ssl.create_default_context()
+    if link.client_cert_file:
+        context.load_cert_chain(link.client_cert_file, link.client_key_file)
+    return context
+
+
 class Forwarder:
     def __init__(self, link: UpstreamLink, outbox: Outbox, apply_change: Callable[[str, dict], bool]):
         self.link = link
@@ -68,9 +77,7 @@ class Forwarder:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            verify = self.link.ca_file or True
-            cert = (self.link.client_cert_file, self.link.client_key_file) if self.link.client_cert_file else None
-            self._client = httpx.AsyncClient(base_url=self.link.url or "", verify=verify, cert=cert,
+            self._client = httpx.AsyncClient(base_url=self.link.url or "", verify=tls_context(self.link),
                                              timeout=self.link.timeout_seconds, follow_redirects=False,
                                              headers={"X-API-Key": read_key(self.link)})
         return self._client

@@ -145,9 +145,9 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 if kind == EVENT:
-                    gone = self._db.execute(
-                        f"SELECT coalesce(sum(size), 0) FROM outbox WHERE seq IN ({','.join('?' * len(batch))})",
-                        [p.seq for p in batch]).fetchone()[0]
+                    marks = ",".join("?" * len(batch))
+                    gone = self._db.execute(f"SELECT coalesce(sum(size), 0) FROM outbox WHERE seq IN ({marks})",  # nosec B608 - "?" marks
+                                            [p.seq for p in batch]).fetchone()[0]
                     self._event_bytes -= gone
                 self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(p.seq,) for p in batch])
                 self._count(f"sent_{kind}", len(batch))

@@ -41,9 +41,9 @@ from soc_api.console import auth, sessions
 from soc_api.console.i18n import LANGUAGES, translate, translator
 from soc_api.data import Data
 from soc_api.deps import RateLimiter, store_error_http
-from soc_api.tenancy import scoped
 from soc_api.keys import Principal
 from soc_api.settings import ConsoleConfig, api_settings
+from soc_api.tenancy import scoped
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent

@@ -10,6 +10,7 @@ from soc_api.deps import AUDIT
 from soc_api.keys import (
     USERS, create_user, create_user_key, list_users, public_key_record, revoke_key, set_user_disabled,
 )
+from soc_api.tenancy import known_agencies
 
 
 def store_health(suite) -> dict[str, Any]:
@@ -29,7 +30,7 @@ class AdminData(DataCore):
     def create_user(self, user_id: str, *, role: str, agency: str | None, name: str, email: str) -> dict:
         """A new user (KeyCreationError: it exists, or the role and agency do not fit)."""
         return create_user(self.store, user_id, role=role, agency=agency, name=name, email=email,
-                           known_agencies=set(self.suite.inventory.agencies), created_by=self.actor)
+                           known_agencies=known_agencies(self.suite), created_by=self.actor)
 
     def set_user_disabled(self, user_id: str, disabled: bool) -> dict | None:
         """The user after the change; None when there is no such user."""

@@ -9,7 +9,8 @@ import sys
 
 from tests.conftest import PROJECT
 
-PACKAGES = ["soc", "collectors", "detections", "playbooks", "inventory", "soc_api", "reports"]
+PACKAGES = ["soc", "collectors", "detections", "playbooks", "inventory", "soc_api", "reports", "tiers", "field",
+            "assessment"]
 
 
 def test_bandit_finds_nothing_unjustified():
