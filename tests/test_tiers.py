@@ -224,3 +224,54 @@ def test_forwarding_over_mutual_tls_and_a_client_without_a_certificate_is_refuse
             if suite.proc is not None and suite.proc.poll() is None:
                 suite.proc.kill()
                 suite.proc.wait()
+
+
+NATIONAL_INVENTORY = {
+    "province": {"id": "vn-ncsc", "name_vi": "Trung tâm Giám sát an toàn không gian mạng quốc gia",
+                 "name_en": "National Cyberspace Security Monitoring Centre", "kind": "province"},
+    "agencies": [{"id": "province", "name_vi": "Tỉnh", "name_en": "The province", "kind": "province",
+                  "parent": "vn-ncsc"},
+                 {"id": "other-province", "name_vi": "Tỉnh khác", "name_en": "Another province", "kind": "province",
+                  "parent": "vn-ncsc"}],
+    "assets": [],
+}
+
+
+def test_three_tiers_city_province_national_one_alert_everywhere_and_changes_all_the_way_down(tmp_path):
+    """City → province → national: the city's alert and events reach the national centre through the province,
+    under the same ids and the right agencies; the national centre's acknowledgement comes back to the city."""
+    national = TierSuite(tmp_path / "national", "national", store_url=None, index_prefix="tn",
+                         inventory=NATIONAL_INVENTORY)
+    fast = {"key_env": "SOC_UPSTREAM_KEY", "interval_seconds": 0.2, "retry_max_seconds": 1.0}
+    province = TierSuite(tmp_path / "province", "province", store_url=None, index_prefix="tp",
+                         inventory="inventory/sample/province.yaml", tiers={"upstream": {"url": national.api, **fast}})
+    province.env = {"SOC_UPSTREAM_KEY": national.key("downstream", "province")}
+    city = TierSuite(tmp_path / "city", "city", store_url=None, index_prefix="tc", inventory=CITY_INVENTORY,
+                     tiers={"upstream": {"url": province.api, **fast}})
+    city.env = {"SOC_UPSTREAM_KEY": province.key("downstream", CITY)}
+    suites = [national, province, city]
+    try:
+        for suite in suites:
+            suite.start()
+        n_analyst, c_analyst = national.key("analyst"), city.key("analyst")
+        send_syslog(city.settings.syslog.tcp_port, "127.0.0.3", ordinary_lines("moi-srv", 30))
+        send_syslog(city.settings.syslog.tcp_port, "127.0.0.3", sshd_failures("moi-srv", "203.0.113.70", 8))
+        alert = wait_for(lambda: city.all_alerts(c_analyst), 60, "the city's alert")[0]
+        at_national = wait_for(lambda: (r := national.get(n_analyst, f"/api/v1/alerts/{alert['id']}")).status_code
+                               == 200 and r.json()["alert"], 60, "the city's alert at the national centre")
+        assert at_national["organization"]["id"] == "x-moi" and at_national["tier"]["link"] == "province"
+        city_events = set(city.event_ids(c_analyst))
+        wait_for(lambda: city_events <= set(national.event_ids(n_analyst)), 60, "the city's events at the centre")
+        # The province's key at the centre sees the city's commune (forwarded twice up); another province's does not.
+        province_key, other_key = national.key("agency", "province"), national.key("agency", "other-province")
+        assert national.get(province_key, f"/api/v1/alerts/{alert['id']}").status_code == 200
+        assert national.get(other_key, f"/api/v1/alerts/{alert['id']}").status_code == 404
+        # The national centre acknowledges: the province, then the city hear of it.
+        assert national.post(n_analyst, f"/api/v1/alerts/{alert['id']}/acknowledge", {}).status_code == 200
+        wait_for(lambda: city.get(c_analyst, f"/api/v1/alerts/{alert['id']}").json()["alert"]["status"]
+                 == "acknowledged", 60, "the centre's acknowledgement at the city")
+    finally:
+        for suite in suites:
+            if suite.proc is not None and suite.proc.poll() is None:
+                suite.proc.kill()
+                suite.proc.wait()

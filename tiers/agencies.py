@@ -56,6 +56,11 @@ class DownstreamAgencies:
         self._nodes: tuple[AgencyNode, ...] = ()
         self._read_at = float("-inf")
         self.version = 0
+        self._listeners: list = []
+
+    def subscribe(self, listener) -> None:
+        """``listener()`` after agencies were added (a suite in the middle sends its list on up)."""
+        self._listeners.append(listener)
 
     def nodes(self) -> tuple[AgencyNode, ...]:
         with self._lock:
@@ -127,4 +132,6 @@ class DownstreamAgencies:
         if accepted:
             self.store.put_documents(COLLECTION, accepted)
             self.invalidate()
+            for listener in self._listeners:
+                listener()
         return [a["id"] for a in accepted], refused

@@ -45,7 +45,18 @@ def register(services: Services, registry: Registry) -> None:
     if not link.url:
         return
     outbox = Outbox(Path(services.settings.data_dir) / link.spool_dir, max_bytes=link.spool_max_bytes)
-    forwarder = Forwarder(link, outbox, _guarded(apply_upstream_change(services.alerts)))
+    apply = _guarded(apply_upstream_change(services.alerts))
+
+    def apply_and_pass_down(alert_id: str, triage: dict) -> bool:
+        """An upstream change lands here, and goes on down when the alert came from a suite below this one."""
+        applied = apply(alert_id, triage)
+        if applied:
+            alert = services.store.get_alert(alert_id)
+            if alert is not None:
+                receiver.record_changes([alert])
+        return applied
+
+    forwarder = Forwarder(link, outbox, apply_and_pass_down)
     registry.provide("tier_forwarder", forwarder)
     queued_evidence: dict[str, None] = {}
 
@@ -67,16 +78,20 @@ def register(services: Services, registry: Registry) -> None:
             while len(queued_evidence) > _EVIDENCE_MEMORY:
                 queued_evidence.pop(next(iter(queued_evidence)))
 
-    def send_agencies(inventory) -> None:
-        listed = [{"id": a.id, "parent": a.parent, "kind": a.kind.value, "name_vi": a.name_vi, "name_en": a.name_en}
-                  for a in inventory.agencies.values()]
+    def send_agencies(_inventory=None) -> None:
+        """The inventory's agencies and those the suites below forwarded (the whole tree below this suite)."""
+        listed = [{"id": a.id, "parent": a.parent, "kind": a.kind, "name_vi": a.name_vi, "name_en": a.name_en}
+                  for a in tree().nodes.values()]
         outbox.put_latest(AGENCIES, [("all", codec.dumps_bytes(listed))])
 
     registry.on_events(on_events)
     registry.on_alerts(on_alerts)
     registry.on_alert_edits(on_alerts)
     services.inventory_holder.subscribe(send_agencies)
-    send_agencies(services.inventory)
+    agencies.subscribe(send_agencies)
+    receiver.relay_events = on_events
+    receiver.relay_alerts = on_alerts
+    send_agencies()
     registry.run_in_background(forwarder.run)
     registry.on_close(outbox.close)
 

@@ -78,6 +78,9 @@ class TierReceiver:
         self._ruleset_source = ruleset_source
         self._links_lock = threading.Lock()
         self._link_docs: dict[str, dict] = {}
+        # A suite in the middle (the province, between a city and the national centre) passes on what it took.
+        self.relay_events: Callable[[list[dict]], None] | None = None
+        self.relay_alerts: Callable[[list[dict]], None] | None = None
 
     # --- agencies ----------------------------------------------------------------------------------------------
     def take_agencies(self, link: str, offered: Any) -> dict:
@@ -106,6 +109,8 @@ class TierReceiver:
             self.store.write_events(docs)  # idempotent by event.id: a batch sent again is stored once
             outcome.stored = len(docs)
             RECEIVED.labels(link=link, kind="event").inc(len(docs))
+            if self.relay_events is not None:
+                self.relay_events(docs)
             self._correlate(docs)
         self._touch(link, events=outcome.stored)
         return outcome.answer()
@@ -203,7 +208,12 @@ class TierReceiver:
         edited = self.alerts.edit(alert["id"], lambda local: _replace(local, merge.merged(
             local, alert, remote_owns_detection=True) | {"tier": tier}), notify=False)
         if edited is None:  # new here
-            self.store.upsert_alerts([merge.merged(None, alert, remote_owns_detection=True) | {"tier": tier}])
+            kept = merge.merged(None, alert, remote_owns_detection=True) | {"tier": tier}
+            self.store.upsert_alerts([kept])
+        else:
+            kept = edited[0]
+        if self.relay_alerts is not None:
+            self.relay_alerts([kept])
 
     # --- changes made here, for the link to pull ---------------------------------------------------------------
     def record_changes(self, alerts: list[dict]) -> None:
