@@ -57,6 +57,7 @@ class DownstreamAgencies:
         self._read_at = float("-inf")
         self.version = 0
         self._listeners: list = []
+        self._accepting = threading.Lock()
 
     def subscribe(self, listener) -> None:
         """``listener()`` after agencies were added (a suite in the middle sends its list on up)."""
@@ -88,11 +89,18 @@ class DownstreamAgencies:
         by_id: dict[str, dict] = {}
         refused: list[Refusal] = []
         for item in offered:
-            agency_id = str(item.get("id") or "") if isinstance(item, dict) else ""
+            agency_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else ""
             if not AGENCY_ID.match(agency_id):
-                refused.append(Refusal(_text(agency_id, 64) or "?", "not a valid agency id"))
+                refused.append(Refusal(_text(item.get("id") if isinstance(item, dict) else "", 64) or "?",
+                                       "not a valid agency id"))
                 continue
             by_id[agency_id] = item
+        with self._accepting:  # two links offering one new id at once: the first takes it
+            return self._accept(tree, link_agency, own_subtree, by_id, refused)
+
+    def _accept(self, tree, link_agency, own_subtree, by_id, refused):
+        tree = AgencyTree(list(tree.nodes.values()) + list(stored_agencies(self.store)))  # what is there now
+        own_subtree = tree.subtree(link_agency)
         accepted: list[dict] = []
         now = ecs.now_iso()
         for agency_id, item in by_id.items():
@@ -100,6 +108,9 @@ class DownstreamAgencies:
                 continue  # the link's own agency: the province's record of it stands
             if agency_id in tree and agency_id not in own_subtree:
                 refused.append(Refusal(agency_id, "the agency exists here outside this link's agencies"))
+                continue
+            if not isinstance(item.get("parent"), str) or not isinstance(item.get("kind", ""), str):
+                refused.append(Refusal(agency_id, "parent and kind must be text"))
                 continue
             # Walk up inside the offer until the link's agency: the chain must end there.
             parent, seen, reason = item.get("parent"), {agency_id}, None

@@ -99,6 +99,7 @@ class Forwarder:
                 FAILURES.inc()
                 self.last_error = f"{ecs.now_iso()} {type(exc).__name__}: {str(exc)[:300]}"
                 log.warning("forwarding to %s failed (will retry in %.1f s): %s", self.link.url, wait, exc)
+                await asyncio.to_thread(self._gauges)  # the backlog and the lag grow while the link is down
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, self.link.retry_max_seconds)
                 continue
@@ -113,8 +114,9 @@ class Forwarder:
             busy |= await self._send(kind)
         await self._pull_changes()
         await self._report()
-        self._gauges()
+        await asyncio.to_thread(self._gauges)
         self.last_success = ecs.now_iso()
+        self.last_error = None  # the link works again (``failures`` keeps the count)
         return busy
 
     async def _send(self, kind: str) -> bool:
@@ -202,14 +204,20 @@ def apply_upstream_change(alerts) -> Callable[[str, dict], bool]:
     def apply(alert_id: str, triage: dict) -> bool:
         if not isinstance(triage, dict) or triage.get("id") != alert_id:
             return False
-        result = alerts.edit(alert_id, lambda local: _merge_in(local, triage), notify=False)
+        try:
+            result = alerts.edit(alert_id, lambda local: _merge_in(local, triage), notify=False)
+        except ValueError as exc:  # the change would make an alert the API cannot show: nothing is written
+            log.warning("a change from the upstream to alert %s was refused: %s", alert_id[:64], exc)
+            return False
         return result is not None
 
     return apply
 
 
 def _merge_in(local: dict, triage: dict) -> dict:
-    after = merge.merged(local, triage, remote_owns_detection=False)
+    from tiers.receive import shown
+
+    after = shown(merge.merged(local, triage, remote_owns_detection=False))
     local.clear()
     local.update(after)
     return local

@@ -9,7 +9,10 @@ so both tiers end with the same record of who did what, wherever they did it. In
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from soc import ecs
 
 TRIAGE_FIELDS = ("status", "assignee", "acknowledged_at", "acknowledged_by", "close_reason", "closed_at", "closed_by",
                  "reopened_at")
@@ -17,10 +20,22 @@ LOCAL_FIELDS = ("incident", "tier")  # never taken from the other tier
 _PIPELINE_ACTIONS = {"raised", "suppressed", "unsuppressed", "merge"}
 
 
+def valid_entry(entry: Any) -> bool:
+    """A history entry another tier may add: an object with a time that parses and is not ahead of now (a forged
+    entry dated in 9999 would otherwise win every later merge), and text for who and what."""
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("at", "by", "action")):
+        return False
+    try:
+        moment = ecs.parse_time(entry["at"])
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return moment <= datetime.now(timezone.utc) + timedelta(seconds=ecs.FUTURE_TOLERANCE_SECONDS)
+
+
 def triage_at(alert: dict) -> str:
-    """When a person last changed the alert's triage (ISO 8601), or "" if nobody did."""
-    times = [str(h.get("at") or "") for h in alert.get("history") or []
-             if isinstance(h, dict) and h.get("by") != "detections" and h.get("action") not in _PIPELINE_ACTIONS]
+    """When a person last changed the alert's triage (ISO 8601 UTC), or "" if nobody did."""
+    times = [ecs.utc_iso(ecs.parse_time(h["at"])) for h in alert.get("history") or []
+             if valid_entry(h) and h.get("by") != "detections" and h.get("action") not in _PIPELINE_ACTIONS]
     return max(times, default="")
 
 
@@ -37,6 +52,7 @@ def _union(mine: list, theirs: list, *, sort_key: str = "at") -> list:
 
 def merged(local: dict | None, remote: dict, *, remote_owns_detection: bool) -> dict:
     """The alert as this tier keeps it after ``remote`` (the other tier's version) arrived."""
+    remote = dict(remote, history=[h for h in remote.get("history") or [] if valid_entry(h)])
     if local is None:
         out = {k: v for k, v in remote.items() if k not in LOCAL_FIELDS}
         return out

@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from detections.engine import DetectionEngine
 from detections.sigma.loader import RuleSet
 from inventory.tree import AgencyTree
-from soc import ecs, metrics
+import orjson
+from pydantic import ValidationError
+
+from soc import codec, ecs, metrics
 from soc.storage.base import DeadLetter, DocumentQuery, Store
+from soc.vocabulary import ALERT_STATUSES, SEVERITIES
 from tiers import merge
 from tiers.agencies import DownstreamAgencies
 from tiers.settings import ReceiveSettings
@@ -33,6 +39,9 @@ LINKS = "tier_links"
 CHANGES = "tier_changes"
 RECORD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
 SETTLE_NS = 2_000_000_000  # a change is served once older than this: one written a moment earlier is visible by then
+MAX_DEPTH = 32  # as the pipeline's json_max_depth: deeper is an attack, not a log
+MAX_FIGURE = 1e12  # a reported backlog or lag beyond this is nonsense
+DROPPED_KINDS = ("events", "evidence")
 
 RECEIVED = metrics.Counter("soc_tier_received_total", "Records taken from downstream suites", ["link", "kind"])
 REFUSED = metrics.Counter("soc_tier_refused_total", "Records from downstream suites refused (dead letters)",
@@ -102,6 +111,7 @@ class TierReceiver:
                                           raw=line[: self.settings.max_line_bytes]))
                 continue
             docs.append(doc)
+        docs = self._not_others(link, docs, outcome, letters, received)
         if letters:
             self.store.write_dead_letters(letters)
             REFUSED.labels(link=link, kind="event").inc(len(letters))
@@ -124,6 +134,9 @@ class TierReceiver:
             return None, "not a JSON object"
         if not isinstance(doc, dict):
             return None, "not a JSON object"
+        doc, reason = _clean(doc)
+        if doc is None:
+            return None, reason
         event_id = ecs.get(doc, "event.id")
         if not isinstance(event_id, str) or not RECORD_ID.match(event_id):
             return None, "no valid event.id"
@@ -137,12 +150,31 @@ class TierReceiver:
         doc["tier"] = {"link": link}
         return doc, ""
 
+    def _not_others(self, link: str, docs: list[dict], outcome: Outcome, letters: list[DeadLetter],
+                    received: str) -> list[dict]:
+        """Only this link's own events may be written again (a batch sent twice): an event id the province holds from
+        elsewhere (its own senders, another link) is refused, so a link cannot overwrite another's evidence."""
+        held = {ecs.get(e, "event.id"): e for e in self.store.get_events([ecs.get(d, "event.id") for d in docs])}
+        kept = []
+        for doc in docs:
+            before = held.get(ecs.get(doc, "event.id"))
+            if before is not None and (before.get("tier") or {}).get("link") != link:
+                reason = "an event of this id is here and is not this link's"
+                outcome.refused.append({"id": ecs.get(doc, "event.id"), "reason": reason})
+                letters.append(DeadLetter(received=received, source=f"tier:{link}", reason=f"tier_event: {reason}",
+                                          raw=codec.dumps_bytes(doc)[: self.settings.max_line_bytes]))
+            else:
+                kept.append(doc)
+        return kept
+
     @staticmethod
     def _own_agency(doc: dict, link: str, subtree: frozenset[str]) -> str:
         organization = doc.get("organization")
         if organization is not None and not isinstance(organization, dict):
             return "organization is not an object"
         agency = (organization or {}).get("id")
+        if agency is not None and not isinstance(agency, str):
+            return f"agency {str(agency)[:64]!r} is not an agency id"
         if agency is None:
             doc["organization"] = {**(organization or {}), "id": link}  # unattributed below: the link's own
             return ""
@@ -171,15 +203,19 @@ class TierReceiver:
         outcome = Outcome()
         for alert in alerts if isinstance(alerts, list) else []:
             reason = self._alert_problem(alert, link, subtree)
+            if not reason:
+                try:
+                    self._merge_alert(link, alert)
+                except ValueError as exc:  # merged with what is here, it would not be an alert the API can show
+                    reason = f"merged, not an alert: {str(exc)[:200]}"
             if reason:
                 outcome.refused.append({"id": str(alert.get("id"))[:64] if isinstance(alert, dict) else None,
                                         "reason": reason})
                 self.store.write_dead_letters([DeadLetter(
                     received=ecs.now_iso(), source=f"tier:{link}", reason=f"tier_alert: {reason}",
-                    raw=json.dumps(alert, default=str)[: self.settings.max_line_bytes].encode())])
+                    raw=_raw(alert)[: self.settings.max_line_bytes])])
                 REFUSED.labels(link=link, kind="alert").inc()
                 continue
-            self._merge_alert(link, alert)
             outcome.stored += 1
         RECEIVED.labels(link=link, kind="alert").inc(outcome.stored)
         self._touch(link, alerts=outcome.stored)
@@ -188,14 +224,17 @@ class TierReceiver:
     def _alert_problem(self, alert: Any, link: str, subtree: frozenset[str]) -> str:
         if not isinstance(alert, dict):
             return "not a JSON object"
+        if not _depth(alert, MAX_DEPTH):
+            return f"nested deeper than {MAX_DEPTH}"
+        # An alert's labels are keyed by dotted field names (source.ip) on purpose; its own fields never are: a
+        # top-level "organization.id" would be a second agency to a search engine.
+        organization = alert.get("organization")
+        if any("." in str(k) for k in alert) or (isinstance(organization, dict) and any("." in str(k)
+                                                                                           for k in organization)):
+            return "dotted field names in an alert's own fields"
         if not isinstance(alert.get("id"), str) or not RECORD_ID.match(alert["id"]):
             return "no valid id"
-        for name in ("fingerprint", "status", "severity", "first_seen", "last_seen"):
-            if not isinstance(alert.get(name), str):
-                return f"no {name}"
-        if not isinstance(alert.get("history", []), list) or not isinstance(alert.get("rule"), dict):
-            return "history or rule of the wrong type"
-        reason = self._own_agency(alert, link, subtree)
+        reason = self._own_agency(alert, link, subtree) or _alert_shape(alert)
         if reason:
             return reason
         existing = self.store.get_alert(alert["id"])
@@ -205,8 +244,8 @@ class TierReceiver:
 
     def _merge_alert(self, link: str, alert: dict) -> None:
         tier = {"link": link, "received": ecs.now_iso()}
-        edited = self.alerts.edit(alert["id"], lambda local: _replace(local, merge.merged(
-            local, alert, remote_owns_detection=True) | {"tier": tier}), notify=False)
+        edited = self.alerts.edit(alert["id"], lambda local: _replace(local, shown(merge.merged(
+            local, alert, remote_owns_detection=True) | {"tier": tier})), notify=False)
         if edited is None:  # new here
             kept = merge.merged(None, alert, remote_owns_detection=True) | {"tier": tier}
             self.store.upsert_alerts([kept])
@@ -239,12 +278,12 @@ class TierReceiver:
     # --- the link's state --------------------------------------------------------------------------------------
     def take_status(self, link: str, status: Any) -> dict:
         status = status if isinstance(status, dict) else {}
+        backlog = status.get("backlog") if isinstance(status.get("backlog"), dict) else {}
+        dropped = status.get("dropped") if isinstance(status.get("dropped"), dict) else {}
         reported = {"lag_seconds": _number(status.get("lag_seconds")),
-                    "backlog": {k: {"records": _number((v or {}).get("records")), "bytes": _number((v or {}).get("bytes"))}
-                                for k, v in (status.get("backlog") or {}).items()
-                                if k in ("event", "alert", "agencies") and isinstance(v, dict)},
-                    "dropped": {k: _number(v) for k, v in (status.get("dropped") or {}).items()
-                                if isinstance(k, str) and len(k) < 40},
+                    "backlog": {k: {"records": _number(v.get("records")), "bytes": _number(v.get("bytes"))}
+                                for k, v in backlog.items() if k in ("event", "alert", "agencies") and isinstance(v, dict)},
+                    "dropped": {k: _number(dropped.get(k)) for k in DROPPED_KINDS if k in dropped},
                     "reported_at": ecs.now_iso()}
         if reported["lag_seconds"] is not None:
             LINK_LAG.labels(link=link).set(reported["lag_seconds"])
@@ -279,5 +318,83 @@ def _replace(target: dict, source: dict) -> dict:
     return target
 
 
+def _raw(value: Any) -> bytes:
+    """What was sent, for the dead letter, whatever it holds (a lone surrogate, a depth json cannot write)."""
+    try:
+        return json.dumps(value, default=str).encode("utf-8", "replace")
+    except (ValueError, RecursionError):
+        return repr(value)[:10_000].encode("utf-8", "replace")
+
+
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A figure a downstream reported: a finite number from 0 to MAX_FIGURE, else unknown (None)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and 0 <= value <= MAX_FIGURE else None
+
+
+def _depth(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests no deeper than ``limit`` (iteratively: a deep document cannot exhaust the stack)."""
+    todo = [(value, 0)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > limit:
+            return False
+        if isinstance(node, dict):
+            todo.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            todo.extend((v, depth + 1) for v in node)
+    return True
+
+
+def _clean(doc: dict) -> tuple[dict | None, str]:
+    """A forwarded document as every reader sees it: dotted names made nested (a dotted ``organization.id`` beside
+    the nested one must not be a second value), no deeper than MAX_DEPTH, and encodable (no lone surrogates)."""
+    if not _depth(doc, MAX_DEPTH):
+        return None, f"nested deeper than {MAX_DEPTH}"
+    try:
+        nested = ecs.nest(doc)
+    except ecs.FieldNameError as exc:
+        return None, f"{exc.kind}: {str(exc)[:200]}"
+    try:
+        orjson.dumps(nested)
+    except TypeError:  # a lone surrogate (not UTF-8: no answer could carry it), or merely a big integer
+        try:
+            json.dumps(nested, ensure_ascii=False, default=str).encode("utf-8")
+        except (ValueError, RecursionError) as exc:
+            return None, f"not encodable as UTF-8 JSON: {str(exc)[:120]}"
+    return nested, ""
+
+
+def _alert_shape(alert: dict) -> str:
+    """An alert this suite can hold and show: its vocabulary, times that parse and are not ahead of now, and the
+    API's own model of an alert (an alert the queue cannot show would break the queue for everyone)."""
+    if alert.get("status") not in ALERT_STATUSES:
+        return "an unknown status"
+    if alert.get("severity") not in SEVERITIES:
+        return "an unknown severity"
+    latest = datetime.now(timezone.utc) + timedelta(seconds=ecs.FUTURE_TOLERANCE_SECONDS)
+    for name in ("first_seen", "last_seen"):
+        try:
+            if ecs.parse_time(str(alert.get(name))) > latest:
+                return f"{name} is ahead of now"
+        except (ValueError, TypeError, OverflowError):
+            return f"no valid {name}"
+    try:
+        shown(alert)
+    except ValueError as exc:
+        return f"not an alert: {str(exc)[:200]}"
+    return ""
+
+
+def shown(alert: dict) -> dict:
+    """``alert`` if the API can show it (soc_api.models.Alert), else ValueError."""
+    from soc_api.models import Alert
+
+    try:
+        Alert.model_validate(alert)
+    except ValidationError as exc:
+        raise ValueError(f"{exc.error_count()} problems, first: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") \
+            from exc
+    return alert

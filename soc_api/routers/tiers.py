@@ -36,8 +36,11 @@ def _receiver(request: Request):
     return receiver
 
 
-async def _body(request: Request) -> bytes:
-    limit = request.app.state.suite.settings.tiers.receive.max_body_bytes
+STATUS_BYTES = 64 << 10  # a status report is a few hundred bytes
+
+
+async def _body(request: Request, limit: int | None = None) -> bytes:
+    limit = limit or request.app.state.suite.settings.tiers.receive.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"a batch may be at most {limit} bytes (tiers.receive.max_body_bytes)")
@@ -50,16 +53,16 @@ async def _body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def _json(request: Request, key: str) -> Any:
+async def _json(request: Request, key: str, limit: int | None = None) -> Any:
     import json
 
     try:
-        value = json.loads(await _body(request))
+        value = json.loads(await _body(request, limit))
     except (ValueError, RecursionError) as exc:
         raise HTTPException(400, "the body is not JSON") from exc
-    if not isinstance(value, dict) or not isinstance(value.get(key), list):
-        raise HTTPException(400, f'the body is {{"{key}": [...]}}')
-    return value[key]
+    if not isinstance(value, dict) or (key and not isinstance(value.get(key), list)):
+        raise HTTPException(400, f'the body is {{"{key}": [...]}}' if key else "the body is a JSON object")
+    return value[key] if key else value
 
 
 @router.post("/agencies", openapi_extra=_OWN_LIMIT, summary="A downstream suite's agencies")
@@ -89,20 +92,19 @@ async def take_alerts(request: Request, principal: Downstream) -> dict:
 
 @router.post("/status", summary="A downstream suite's backlog and lag")
 async def take_status(request: Request, principal: Downstream) -> dict:
-    try:
-        status = await request.json()
-    except ValueError as exc:
-        raise HTTPException(400, "the body is not JSON") from exc
+    status = await _json(request, "", STATUS_BYTES)
     return await run_in_threadpool(_receiver(request).take_status, principal.agency, status)
 
 
 @router.get("/changes", summary="Changes made here to the link's alerts, oldest first, after a cursor")
 def changes(request: Request, principal: Downstream,
-            after: Annotated[str | None, Query(max_length=120, pattern=r"^[0-9]{1,20}:[0-9a-f]{1,64}$")] = None,
+            after: Annotated[str | None, Query(max_length=90, pattern=r"^[0-9]{1,19}:[0-9a-f]{1,64}$")] = None,
             limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> dict:
     cursor = None
     if after:
         seq, change_id = after.split(":", 1)
+        if int(seq) >= 1 << 63:  # the store keeps 64-bit integers
+            raise HTTPException(422, "not a cursor this suite gave")
         cursor = (int(seq), change_id)
     answer = _receiver(request).changes(principal.agency, cursor, limit)
     answer["next"] = f"{answer['next'][0]}:{answer['next'][1]}" if answer["next"] else None
@@ -112,7 +114,9 @@ def changes(request: Request, principal: Downstream,
 @router.get("/links", summary="Downstream suites: last contact, what they sent, their reported backlog and lag")
 def links(request: Request, principal: Annotated[Principal, Depends(require_roles("analyst", "downstream"))]
           ) -> list[dict]:
-    receiver = _receiver(request)
+    receiver = request.app.state.suite.service("tier_receiver")
+    if receiver is None:  # the tiers extension is not loaded: no suite forwards here
+        return []
     return receiver.links(principal.agencies if principal.is_tenant else None)
 
 
