@@ -1,4 +1,5 @@
-"""`soc field …`: the field kit's commands (new, collect, scan, note, seal, verify). No network in any of them."""
+"""`soc field …`: the field kit's commands (new, collect, scan, note, seal, verify: no network in any of them; and
+forward, which sends a sealed case to the provincial SOC)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ def _fail(exc: Exception, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _progress():
+def _progress(in_bytes: bool = False):
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TransferSpeedColumn)
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+    extra = (DownloadColumn(binary_units=True), TransferSpeedColumn()) if in_bytes else ()
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), *extra, TimeElapsedColumn(),
                     console=Console(stderr=True), transient=False)
 
 
@@ -167,10 +170,90 @@ def verify(case_dir: Annotated[Path, typer.Argument(help="the case folder")],
         raise typer.Exit(1)
 
 
+def forward(case_dir: Annotated[Path, typer.Argument(help="the sealed case folder")],
+            to: Annotated[str, typer.Option("--to", help="the provincial SOC's API, e.g. https://province:8000")],
+            key_env: Annotated[str, typer.Option("--key-env", help="environment variable holding an analyst API "
+                                                 "key")] = "SOC_API_KEY",
+            key_file: Annotated[Optional[Path], typer.Option("--key-file", help="a file (0600, outside the case) "
+                                                             "holding the API key, instead of --key-env")] = None,
+            ca_file: Annotated[Optional[Path], typer.Option("--ca-file", help="the CA certificate(s) the province's "
+                                                            "TLS certificate is checked against (PEM)")] = None,
+            client_cert: Annotated[Optional[Path], typer.Option("--client-cert", help="this laptop's TLS client "
+                                                                "certificate (PEM), when the province asks for "
+                                                                "one")] = None,
+            client_key: Annotated[Optional[Path], typer.Option("--client-key", help="its private key (PEM)")] = None,
+            retry_seconds: Annotated[float, typer.Option("--retry-seconds", min=0, help="keep trying this long "
+                                                         "without progress while the province cannot be reached or "
+                                                         "answers 5xx / 429")] = 3600.0,
+            limit_rate: Annotated[Optional[float], typer.Option("--limit-rate", min=1, help="send at most this "
+                                                                "many KiB a second (a thin link the agency "
+                                                                "shares)")] = None,
+            state_file: Annotated[Optional[Path], typer.Option("--state-file", help="where to keep what the "
+                                                               "province acknowledged (default: "
+                                                               "$XDG_STATE_HOME/soc-suite/field/forward/<case "
+                                                               "id>.json); never inside the case")] = None,
+            quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False) -> None:
+    """Send a sealed case to the provincial SOC, where it becomes an incident of its agency; resumable, and kept
+    trying while the province cannot be reached. Exit 0 when the province verified the case (every file as sealed,
+    signature valid, kit key trusted), 1 when it reported anything, 2 when refused, 3 when it gave up."""
+    import httpx
+
+    from field import forward as sending
+    from field.case import printable
+    from field.errors import FieldError
+
+    progress = _progress(in_bytes=True)
+    progress.disable = quiet
+
+    def say(message: str) -> None:
+        progress.console.print(f"soc field: {printable(message)}", markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        link = sending.Link(url=to, api_key=sending.api_key(key_env, key_file, case_dir),
+                            verify=sending.tls(ca_file, client_cert, client_key), retry_seconds=retry_seconds,
+                            limit_rate=limit_rate * 1024 if limit_rate else None, client_cert=client_cert is not None)
+        if to.startswith("http://") and not _loopback(to):
+            say(f"{to} is plain HTTP: the API key and the evidence cross the network unencrypted")
+        with progress:
+            outcome = sending.forward(case_dir, link, state_file=state_file, progress=progress, say=say)
+    except sending.GaveUp as exc:
+        raise _fail(exc, 3) from exc
+    except (FieldError, OSError, httpx.HTTPError) as exc:  # httpx: what is not a link problem (a bad URL...)
+        raise _fail(exc) from exc
+    for name, why in outcome.refused:
+        typer.echo(f"soc field: the province refused {printable(name)}: {printable(why)}", err=True)
+    result, answer = outcome.verification, outcome.answer
+    typer.echo(f"case {outcome.case_id} at {to}: {len(outcome.sent)} files sent ({outcome.sent_bytes} bytes), "
+               f"{outcome.already} already there")
+    typer.echo(f"signature: {'valid' if result.get('signature_valid') else 'INVALID'} (kit key "
+               f"{printable(answer.get('kit_key_id'))}, {'trusted' if result.get('key_trusted') else 'NOT trusted'} "
+               f"by the province)")
+    for label in ("changed", "missing", "unexpected"):
+        for name in result.get(label) or []:
+            typer.echo(f"{label}: {printable(name)}")
+    counts = result.get("counts") or {}
+    typer.echo(f"province verification: {'OK' if result.get('ok') else 'NOT OK'} ({counts.get('ok', 0)} files ok); "
+               f"incident {answer.get('incident_id')} of agency {printable(answer.get('agency'))}")
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def _loopback(url: str) -> bool:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def register(app: typer.Typer) -> None:
-    field_app = typer.Typer(help="Field kit: collect, scan and seal a case on a responder's laptop, offline.",
+    field_app = typer.Typer(help="Field kit: collect, scan and seal a case on a responder's laptop, offline; "
+                                 "forward it to the provincial SOC once there is a link.",
                             no_args_is_help=True)
     app.add_typer(field_app, name="field")
     for name, command in (("new", new), ("collect", collect), ("scan", scan), ("note", note), ("seal", seal),
-                          ("verify", verify)):
+                          ("verify", verify), ("forward", forward)):
         field_app.command(name)(command)

@@ -26,7 +26,7 @@ MAX_MANIFEST = 64 * 1024 * 1024
 SKIP = {MANIFEST, SIGNATURE}
 
 
-def _hash(path: Path) -> tuple[int, str] | None:
+def file_hash(path: Path) -> tuple[int, str] | None:
     """(size, sha256) of a regular file of the case; None when it is not one (a link, a device...)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -68,7 +68,7 @@ def seal(case_dir: Path, private_key) -> dict:
                          "give the case's key with --key")
     files = []
     for rel, st in sorted(case_files(case_dir).items()):
-        hashed = _hash(case_dir / rel)
+        hashed = file_hash(case_dir / rel)
         if hashed is None:
             raise FieldError(f"{rel}: not a regular file in the case; nothing sealed")
         files.append({"path": rel, "size": hashed[0], "sha256": hashed[1]})
@@ -102,7 +102,9 @@ class Verification:
         return self.signature_ok and self.trusted is not False and not (self.changed or self.missing or self.added)
 
 
-def _safe_rel(value) -> str:
+def safe_name(value) -> str:
+    """``value`` if it names a file inside the case (relative, POSIX, no ``.``/``..``, no NUL or backslash, not the
+    manifest itself), else FieldError."""
     if not isinstance(value, str) or not value or "\x00" in value or "\\" in value:
         raise FieldError(f"manifest names an invalid path {value!r}; refused")
     p = PurePosixPath(value)
@@ -113,7 +115,7 @@ def _safe_rel(value) -> str:
     return value
 
 
-def _read_small(path: Path, limit: int) -> bytes:
+def read_small(path: Path, limit: int) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError as exc:
@@ -129,14 +131,13 @@ def _read_small(path: Path, limit: int) -> bytes:
     return data
 
 
-def verify(case_dir: Path, trusted_public: str | None = None) -> tuple[Verification, dict]:
-    """Check the signature (against the manifest's key, and ``trusted_public`` when given) and every file."""
-    open_case(case_dir)
-    data = _read_small(case_dir / MANIFEST, MAX_MANIFEST)
-    sig_text = _read_small(case_dir / SIGNATURE, 4096)
+def parse_manifest(data: bytes) -> tuple[dict, dict[str, dict]]:
+    """A manifest's bytes read and checked: (the manifest, its file entries by path). Any entry naming a path outside
+    the case, or without a size and SHA-256, refuses the whole manifest (FieldError). What the kit's ``verify`` and
+    the province's receiving end (soc_api/field_cases) both read a manifest with."""
     try:
         manifest = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than any manifest is
         raise FieldError("manifest.json is not valid JSON") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
         raise FieldError("manifest.json is not a field-kit manifest")
@@ -144,20 +145,39 @@ def verify(case_dir: Path, trusted_public: str | None = None) -> tuple[Verificat
     for entry in manifest["files"]:
         if not isinstance(entry, dict):
             raise FieldError("manifest.json: a file entry is not an object")
-        rel = _safe_rel(entry.get("path"))
+        rel = safe_name(entry.get("path"))
         if not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("size"), int):
             raise FieldError(f"manifest.json: entry {rel!r} has no size or sha256")
         expected[rel] = entry
-    result = Verification()
-    public = manifest.get("public_key")
-    if not isinstance(public, str):
+    if not isinstance(manifest.get("public_key"), str):
         raise FieldError("manifest.json names no public key")
-    result.key_id = keys.key_id(public) if _b64ok(public) else "?"
+    return manifest, expected
+
+
+def signature_valid(data: bytes, signature_text: bytes, public: str) -> bool:
+    """Whether ``signature_text`` (manifest.sig: base64) is an Ed25519 signature of exactly ``data`` by ``public``."""
     try:
-        keys.public_from_text(public).verify(base64.b64decode(sig_text.strip(), validate=True), data)
-        result.signature_ok = True
+        keys.public_from_text(public).verify(base64.b64decode(signature_text.strip(), validate=True), data)
+        return True
     except (InvalidSignature, ValueError, FieldError):
-        result.signature_ok = False
+        return False
+
+
+def public_key_id(public: str) -> str:
+    """The id of the manifest's public key, or "?" when the text is not base64."""
+    return keys.key_id(public) if _b64ok(public) else "?"
+
+
+def verify(case_dir: Path, trusted_public: str | None = None) -> tuple[Verification, dict]:
+    """Check the signature (against the manifest's key, and ``trusted_public`` when given) and every file."""
+    open_case(case_dir)
+    data = read_small(case_dir / MANIFEST, MAX_MANIFEST)
+    sig_text = read_small(case_dir / SIGNATURE, 4096)
+    manifest, expected = parse_manifest(data)
+    result = Verification()
+    public = manifest["public_key"]
+    result.key_id = public_key_id(public)
+    result.signature_ok = signature_valid(data, sig_text, public)
     if trusted_public is not None:
         result.trusted = trusted_public.strip() == public
     present = case_files(case_dir)
@@ -165,7 +185,7 @@ def verify(case_dir: Path, trusted_public: str | None = None) -> tuple[Verificat
         if rel not in present:
             result.missing.append(rel)
             continue
-        hashed = _hash(case_dir / rel)
+        hashed = file_hash(case_dir / rel)
         result.checked += 1
         if hashed is None or hashed != (entry["size"], entry["sha256"]):
             result.changed.append(rel)

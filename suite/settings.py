@@ -19,6 +19,7 @@ from playbooks.settings import PlaybookSettings
 from reports.config import ReportsConfig
 from soc.config import Section, StoreConfig, read_config, validate
 from soc_api.settings import ApiConfig, ApiSettings
+from soc_api.field_cases.settings import FieldCaseSettings
 from tiers.settings import TiersSettings
 
 
@@ -39,6 +40,7 @@ class Settings(Section):
     yara: YaraSettings = YaraSettings()
     soc_api: ApiSettings = ApiSettings()  # rate limits, body caps, TAXII pulls, national-centre posture push
     assessment: AssessmentSettings = AssessmentSettings()  # periodic assessment (assessment/, docs/assessment.md)
+    field_cases: FieldCaseSettings = FieldCaseSettings()  # cases the field kit forwards: trusted kit keys, caps
     tiers: TiersSettings = TiersSettings()  # forwarding to an upstream suite, taking from downstream ones (docs/tiers.md)
     # Modules with register(services, registry) (soc/plugins.py) that run inside the suite: playbook triggers and
     # expiries (runs on core devices wait for a network admin), log-source health, probes (off until

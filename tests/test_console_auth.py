@@ -388,8 +388,11 @@ def test_the_cli_creates_a_user_with_a_password_that_signs_in(suite, browser, tm
 # --- console_data: tenancy and roles -------------------------------------------------------------------------------
 class _Suite:
     def __init__(self, settings):
+        from inventory.lookup import Inventory
+
         self.settings = settings
         self.store = open_store(settings)
+        self.inventory = Inventory.load(settings.inventory.path)  # tenancy reads the agency tree from it
 
     def service(self, name):
         return None
