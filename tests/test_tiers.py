@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from tests.conftest import need_opensearch, wait_for
-from tests.tier_suites import CITY_INVENTORY, TierSuite, ordinary_lines, send_syslog, sshd_failures
+from tests.tier_suites import CITY_INVENTORY, LinkProxy, TierSuite, ordinary_lines, send_syslog, sshd_failures
 
 CITY = "h-an-binh"
 
@@ -37,16 +37,20 @@ def tiers(request, tmp_path):
                          inventory="inventory/sample/province.yaml",
                          tiers={"receive": {"rules": ["soc_ssh_brute_force"]}})
     downstream_key = province.key("downstream", CITY)
+    link = LinkProxy(province.settings.api.port).up()  # the WAN between them, which a test may cut
     city = TierSuite(tmp_path / "city", "city", store_url=city_url, index_prefix=f"tc{run}",
                      inventory=CITY_INVENTORY,
-                     tiers={"upstream": {"url": province.api, "key_env": "SOC_UPSTREAM_KEY", "interval_seconds": 0.2,
+                     tiers={"upstream": {"url": f"http://127.0.0.1:{link.port}", "key_env": "SOC_UPSTREAM_KEY",
+                                         "interval_seconds": 0.2,
                                          "retry_max_seconds": 1.0, "status_every_seconds": 0.5,
                                          "batch_max_events": 300}})
     city.env = {"SOC_UPSTREAM_KEY": downstream_key}
+    city.link = link
     suites = [province.start(), city.start()]
     try:
         yield province, city
     finally:
+        link.cut()
         for suite in suites:
             if suite.proc is not None and suite.proc.poll() is None:
                 suite.proc.kill()
@@ -82,7 +86,15 @@ def test_a_city_forwards_to_the_province_through_outages_losing_and_duplicating_
     assert at_province["organization"]["id"] == "p-tan-an" and at_province["tier"]["link"] == CITY
     wait_for(lambda: _drained(city, c_analyst), 60, "the city's outbox drained")
 
-    # 2. The link cut mid-stream: the province killed with SIGKILL while the city keeps taking lines.
+    # 2. The link cut while both run: the city queues, and sends when the link is back.
+    city.link.cut()
+    send_syslog(port, "127.0.0.3", ordinary_lines("moi-srv", 100, start=8000))
+    wait_for(lambda: city.get(c_analyst, "/api/v1/tier/upstream").json()["backlog"]["event"]["records"] >= 100, 30,
+             "the city's backlog while the link is cut")
+    city.link.up()
+    wait_for(lambda: _drained(city, c_analyst), 60, "the backlog sent once the link is back")
+
+    # 3. The province killed with SIGKILL mid-stream while the city keeps taking lines.
     send_syslog(port, "127.0.0.3", ordinary_lines("moi-srv", 200, start=100))
     province.kill()
     for round_ in range(5):
@@ -93,12 +105,12 @@ def test_a_city_forwards_to_the_province_through_outages_losing_and_duplicating_
     metrics = city.get(c_analyst, "/metrics").text
     assert "soc_tier_backlog_records{kind=\"event\"}" in metrics
 
-    # 3. The city killed too, with its backlog on disk; then both back.
+    # 4. The city killed too, with its backlog on disk; then both back.
     city.kill()
     province.start()
     city.start()
     send_syslog(port, "127.0.0.3", ordinary_lines("moi-srv", 50, start=5000))
-    sent = 40 + 40 + 8 + 200 + 500 + 50
+    sent = 40 + 40 + 8 + 100 + 200 + 500 + 50
     wait_for(lambda: len(city.event_ids(c_analyst)) == sent, 60, "every line stored at the city")
     wait_for(lambda: _drained(city, c_analyst), 90, "the backlog drained after the restarts")
 
@@ -124,7 +136,7 @@ def test_a_city_forwards_to_the_province_through_outages_losing_and_duplicating_
                         "the city's reported state at the province")
     assert set(reported["backlog"]) == {"event", "alert", "agencies"} and reported["lag_seconds"] is not None
 
-    # 4. A status change at the province reaches the city; one at the city reaches the province.
+    # 5. A status change at the province reaches the city; one at the city reaches the province.
     answer = province.post(p_analyst, f"/api/v1/alerts/{city_alert['id']}/acknowledge", {})
     assert answer.status_code == 200, answer.text
     wait_for(lambda: city.get(c_analyst, f"/api/v1/alerts/{city_alert['id']}").json()["alert"]["status"] == "acknowledged",
