@@ -65,29 +65,30 @@ async def _json(request: Request, key: str, limit: int | None = None) -> Any:
     return value[key] if key else value
 
 
+async def _taken(request: Request, principal: Principal, what: str, payload: Any) -> dict:
+    """Hand ``payload`` to the receiver's ``take_<what>`` for the key's link (in a worker thread: it writes to the
+    store); the audit record says how much was stored and refused, never the content."""
+    answer = await run_in_threadpool(getattr(_receiver(request), f"take_{what}"), principal.agency, payload)
+    stored = answer.get("stored", len(answer.get("accepted", [])))
+    refused = answer.get("refused_count", len(answer.get("refused", [])))
+    request.state.audit_detail = f"tier {what}: {stored} taken, {refused} refused"
+    return answer
+
+
 @router.post("/agencies", openapi_extra=_OWN_LIMIT, summary="A downstream suite's agencies")
 async def take_agencies(request: Request, principal: Downstream) -> dict:
-    offered = await _json(request, "agencies")
-    answer = await run_in_threadpool(_receiver(request).take_agencies, principal.agency, offered)
-    request.state.audit_detail = f"tier agencies: {len(answer['accepted'])} accepted, {len(answer['refused'])} refused"
-    return answer
+    return await _taken(request, principal, "agencies", await _json(request, "agencies"))
 
 
 @router.post("/events", openapi_extra=_OWN_LIMIT, summary="A batch of a downstream suite's events (NDJSON)")
 async def take_events(request: Request, principal: Downstream) -> dict:
     body = await _body(request)
-    lines = [line for line in body.split(b"\n") if line.strip()]
-    answer = await run_in_threadpool(_receiver(request).take_events, principal.agency, lines)
-    request.state.audit_detail = f"tier events: {answer['stored']} stored, {answer['refused_count']} refused"
-    return answer
+    return await _taken(request, principal, "events", [line for line in body.split(b"\n") if line.strip()])
 
 
 @router.post("/alerts", openapi_extra=_OWN_LIMIT, summary="Alerts of a downstream suite, as they are now")
 async def take_alerts(request: Request, principal: Downstream) -> dict:
-    alerts = await _json(request, "alerts")
-    answer = await run_in_threadpool(_receiver(request).take_alerts, principal.agency, alerts)
-    request.state.audit_detail = f"tier alerts: {answer['stored']} stored, {answer['refused_count']} refused"
-    return answer
+    return await _taken(request, principal, "alerts", await _json(request, "alerts"))
 
 
 @router.post("/status", summary="A downstream suite's backlog and lag")
