@@ -10,6 +10,7 @@ a POST with the session's CSRF token and leaves an audit record."""
 from __future__ import annotations
 
 import html
+import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,7 +25,7 @@ from soc_api.console import admin
 from tests.api_fixtures import AGENCY_A, AGENCY_B, call, keys_for, running_suite
 from tests.console_fixtures import PASSWORD, ConsoleClient, add_user, console_api
 
-EXTENSIONS = "[detections.indicators.extension, soc_api.extension, collectors.monitoring]"
+EXTENSIONS = "[detections.indicators.extension, soc_api.extension, collectors.monitoring, tiers.extension]"
 ASSET = "so-tttt-web-01"  # of AGENCY_A in the sample inventory: criticality high, log_sources [linux-auth]
 NEW_KEY = re.compile(r'id="new-key-value" readonly value="([^"]+)"')
 
@@ -87,7 +88,7 @@ def _rows(page, attribute: str) -> dict[str, str]:
 
 
 PAGES = ("/console/admin/inventory", f"/console/admin/inventory/assets/{ASSET}", "/console/admin/users",
-         "/console/admin/users/ana", "/console/admin/deadletters", "/console/admin/sources")
+         "/console/admin/users/ana", "/console/admin/deadletters", "/console/admin/sources", "/console/admin/tiers")
 CHANGES = ((f"/console/admin/inventory/assets/{ASSET}", {"criticality": "low", "log_sources": "nginx"}),
            (f"/console/admin/inventory/agencies/{AGENCY_A}/contact", {"contact": "someone else"}),
            ("/console/admin/users", {"id": "sneaky", "role": "admin"}),
@@ -257,7 +258,7 @@ def test_create_a_user_with_a_password_who_then_signs_in(console):
 @pytest.mark.parametrize("form, expected", [
     ({"id": "Bad Name", "role": "analyst"}, "body.id: String should match pattern"),
     ({"id": "no-agency", "role": "agency"}, "body: an agency key needs --agency ID"),
-    ({"id": "bound", "role": "analyst", "agency": AGENCY_A}, "body: only agency keys are bound to an agency"),
+    ({"id": "bound", "role": "analyst", "agency": AGENCY_A}, "body: only agency and downstream keys are bound to an agency"),
     ({"id": "ana", "role": "analyst"}, "user 'ana' exists already"),
     ({"id": "mismatch", "role": "analyst", "password": "one long passphrase", "password_again": "another one"},
      "password: the two passwords are not the same"),
@@ -454,3 +455,25 @@ def test_every_admin_message_has_both_languages():
     english, vietnamese = messages_admin.MESSAGES["en"], messages_admin.MESSAGES["vi"]
     assert not [key for key in english if english[key] == vietnamese[key]]  # each one translated
     assert all(ch in " ".join(vietnamese.values()) for ch in "âđêôơưạảấầậắếềệịọốồộớờởợụủứừự")
+
+
+def test_the_tiers_page_shows_the_links_as_the_api_does(console):
+    """A city's suite sends a batch here with its downstream key; the page shows the link with what it received,
+    and that this suite forwards to none — the figures of GET /api/v1/tier/links and /tier/upstream."""
+    from soc_api.keys import create_key
+
+    city = create_key(console.suite.store, "downstream", agency="h-an-binh", name="city")[0]
+    lines = "\n".join(json.dumps({"@timestamp": ecs.now_iso(), "event": {"id": f"city-{i}"},
+                                  "organization": {"id": "p-tan-an"}, "message": f"line {i}"}) for i in range(3))
+    answer = call(console.clients["root"].http, "POST", "/api/v1/tier/events", city, content=lines,
+                  headers={"Content-Type": "application/x-ndjson"})
+    assert answer.status_code == 200 and answer.json()["stored"] == 3, answer.text
+    links = console.api("GET", "/tier/links").json()
+    for lang, name in (("en", "An Binh City"), ("vi", "Thành phố An Bình")):
+        page = console.page("root", "/console/admin/tiers", lang=lang)
+        assert page.status_code == 200
+        rows = _rows(page, "data-link")
+        assert set(rows) == {link["id"] for link in links} == {"h-an-binh"}
+        assert 'data-events="3"' in rows["h-an-binh"] and name in rows["h-an-binh"]
+        assert 'id="no-upstream"' in page.text  # this suite forwards to no other
+    assert console.page("ana", "/console/admin/tiers").status_code == 403

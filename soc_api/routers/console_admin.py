@@ -19,6 +19,7 @@ what the API writes and what is refused is refused with the API's words:
 | POST /console/admin/keys/{id}/revoke                  | DELETE /keys/{id}                                     |
 | /console/admin/deadletters                            | GET /deadletters                                      |
 | /console/admin/sources                                | the source-health monitor (/metrics soc_log_source_*) |
+| /console/admin/tiers                                  | GET /tier/upstream, /tier/links (docs/tiers.md)       |
 
 Each change is a POST form with the session's CSRF token (web.CsrfChecked, which writes the audit record with what
 was done, never a password or a key) and answers 303 back to its page with a notice, or the page again with the
@@ -45,6 +46,7 @@ from soc_api.data import Data
 from soc_api.keys import ROLES
 from soc_api.models import KeyIn, UserIn, UserUpdate
 from soc_api.routers import deadletters as deadletters_api
+from soc_api.routers import tiers as tiers_api
 from soc_api.routers import inventory as inventory_api
 from soc_api.routers import users as users_api
 from soc_api.settings import api_settings
@@ -62,6 +64,7 @@ INVENTORY = ADMIN + "/inventory"
 USERS = ADMIN + "/users"
 DEADLETTERS = ADMIN + "/deadletters"
 SOURCES = ADMIN + "/sources"
+TIERS = ADMIN + "/tiers"
 TEXT = Annotated[str, Form(max_length=admin.MAX_LIST_TEXT)]
 SHORT = Annotated[str, Form(max_length=200)]
 # No max_length: a form value that failed validation would be quoted in the audit record (web.verify_csrf);
@@ -452,3 +455,16 @@ def sources_page(request: Request, data: Admin) -> Response:
         "expected": sum(a["expected"] for a in view.agencies),
     }
     return render(request, "admin_sources.html", context)
+
+
+@router.get(TIERS, response_class=HTMLResponse, name="console_admin_tiers")
+def tiers_page(request: Request, data: Admin) -> Response:
+    inventory = data.suite.inventory
+    lang = _lang(request)
+    links = tiers_api.links(request, data.principal)
+    for link in links:
+        agency = inventory.agencies.get(link["id"])
+        link["name"] = (agency.name_vi if lang == "vi" else agency.name_en) if agency is not None else link["id"]
+    return render(request, "admin_tiers.html", {"active": "admin", "tab": "tiers",
+                                                "upstream": tiers_api.upstream(request, data.principal),
+                                                "links": links})

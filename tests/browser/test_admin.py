@@ -142,6 +142,12 @@ def test_an_admin_opens_each_tab_edits_an_asset_and_creates_a_user(request, brow
     assert page.locator("#sources-by-agency").is_visible()
     _both_languages(page, "admin-sources")
 
+    # Tiers: this suite forwards to none, and (here) no suite forwards to it.
+    page.get_by_role("link", name="Tiers").click()
+    page.wait_for_url("**/console/admin/tiers")
+    assert page.locator("#no-upstream").is_visible() and page.locator("#upstream-heading").is_visible()
+    _both_languages(page, "admin-tiers")
+
 
 def test_an_analyst_opens_rule_health_and_the_attack_matrix(signed_in_page, console_server, seeded):
     page = signed_in_page("analyst", next_path="/console/rules")
