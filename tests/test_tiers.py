@@ -325,3 +325,37 @@ def test_a_full_outbox_drops_the_oldest_events_counted_and_never_an_alert(tmp_pa
             if suite.proc is not None and suite.proc.poll() is None:
                 suite.proc.kill()
                 suite.proc.wait()
+
+
+def test_a_filtered_link_sends_the_alerts_with_their_evidence_and_leaves_the_rest_at_the_city(tmp_path):
+    """``events: filtered`` with no category or severity: only what an alert rests on goes up, with the alert."""
+    province = TierSuite(tmp_path / "province", "province", store_url=None, index_prefix="tp",
+                         inventory="inventory/sample/province.yaml")
+    city = TierSuite(tmp_path / "city", "city", store_url=None, index_prefix="tc", inventory=CITY_INVENTORY,
+                     tiers={"upstream": {"url": province.api, "key_env": "SOC_UPSTREAM_KEY", "interval_seconds": 0.2,
+                                         "retry_max_seconds": 1.0, "events": "filtered",
+                                         "event_filter": {"evidence": True}}})
+    city.env = {"SOC_UPSTREAM_KEY": province.key("downstream", CITY)}
+    try:
+        province.start()
+        city.start()
+        p_analyst, c_analyst = province.key("analyst"), city.key("analyst")
+        port = city.settings.syslog.tcp_port
+        send_syslog(port, "127.0.0.3", ordinary_lines("moi-srv", 30))
+        send_syslog(port, "127.0.0.2", sshd_failures("tan-an-srv", "203.0.113.90", 8))
+        wait_for(lambda: len(city.event_ids(c_analyst)) == 38, 60, "every line stored at the city")
+        alert = wait_for(lambda: city.all_alerts(c_analyst), 60, "the city's alert")[0]
+        wait_for(lambda: _drained(city, c_analyst), 60, "the outbox drained")
+
+        def evidence_there():
+            evidence = set(city.get(c_analyst, f"/api/v1/alerts/{alert['id']}").json()["alert"]["evidence"])
+            return evidence if evidence and set(province.event_ids(p_analyst)) == evidence else None
+
+        evidence = wait_for(evidence_there, 30, "the alert's evidence, and nothing else, at the province")
+        assert len(evidence) == 8  # the eight failed logins; none of the thirty cron lines
+        assert province.get(p_analyst, f"/api/v1/alerts/{alert['id']}").status_code == 200
+    finally:
+        for suite in (city, province):
+            if suite.proc is not None and suite.proc.poll() is None:
+                suite.proc.kill()
+                suite.proc.wait()
