@@ -42,6 +42,9 @@ def test_a_batch_leaves_only_when_confirmed_and_a_newer_alert_version_survives_a
     outbox.put_latest(ALERT, [("a1", b'{"v":2}')])  # changed while version 1 was being sent
     outbox.confirm(ALERT, in_flight)
     assert [p.body for p in outbox.next_batch(ALERT, 10, 1 << 20)] == [b'{"v":2}']
+    # The figures kept in memory are the outbox's own (what a scan of it says).
+    assert outbox.backlog()[ALERT]["records"] == 1 and outbox.backlog()[ALERT]["bytes"] == len(b'{"v":2}')
+    assert outbox.backlog()[EVENT]["records"] == 2 and outbox.backlog()[EVENT]["oldest"] is not None
     outbox.put_latest(AGENCIES, [("all", b"[1]")])
     outbox.put_latest(AGENCIES, [("all", b"[1,2]")])
     assert [p.body for p in outbox.next_batch(AGENCIES, 10, 1 << 20)] == [b"[1,2]"]

@@ -73,6 +73,7 @@ class Forwarder:
         self.last_error: str | None = None
         self.failures = 0
         self._status_sent = 0.0
+        self._pulled = self._gauged = float("-inf")
         self._client: httpx.AsyncClient | None = None
 
     def _http(self) -> httpx.AsyncClient:
@@ -112,9 +113,14 @@ class Forwarder:
         busy = False
         for kind in (AGENCIES, ALERT, EVENT):
             busy |= await self._send(kind)
-        await self._pull_changes()
+        now = time.monotonic()
+        if now - self._pulled >= self.link.interval_seconds:  # not after every batch of a long drain
+            await self._pull_changes()
+            self._pulled = now
         await self._report()
-        await asyncio.to_thread(self._gauges)
+        if now - self._gauged >= 1.0:
+            await asyncio.to_thread(self._gauges)
+            self._gauged = now
         self.last_success = ecs.now_iso()
         self.last_error = None  # the link works again (``failures`` keeps the count)
         return busy

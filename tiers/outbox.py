@@ -60,8 +60,21 @@ class Outbox:
         # power cut may lose the last moments, which the events' own store still holds.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
-        self._event_bytes = self._db.execute("SELECT coalesce(sum(size), 0) FROM outbox WHERE kind = ?",
-                                             [EVENT]).fetchone()[0]
+        # What waits, per kind, kept in memory (read once here): the figures shown after every batch must not cost
+        # a scan of the whole outbox under its lock.
+        self._waiting = {kind: [0, 0] for kind in (EVENT, ALERT, AGENCIES)}  # kind -> [records, bytes]
+        for kind, records, size in self._db.execute("SELECT kind, count(*), coalesce(sum(size), 0) FROM outbox "
+                                                    "GROUP BY kind"):
+            self._waiting[kind] = [records, size]
+
+    @property
+    def _event_bytes(self) -> int:
+        return self._waiting[EVENT][1]
+
+    def _changed(self, kind: str, records: int, size: int) -> None:
+        figures = self._waiting.setdefault(kind, [0, 0])
+        figures[0] += records
+        figures[1] += size
 
     def close(self) -> None:
         with self._lock:
@@ -78,7 +91,7 @@ class Outbox:
             try:
                 self._db.executemany("INSERT INTO outbox (kind, key, value, added, size, body) VALUES (?,?,?,?,?,?)",
                                      rows)
-                self._event_bytes += sum(r[4] for r in rows)
+                self._changed(EVENT, len(rows), sum(r[4] for r in rows))
                 dropped = self._keep_bound()
                 self._db.execute("COMMIT")
             except BaseException:
@@ -102,7 +115,7 @@ class Outbox:
                     if freed >= over:
                         break
                 self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in chosen])
-                self._event_bytes -= freed
+                self._changed(EVENT, -len(chosen), -freed)
                 dropped += len(chosen)
                 self._count(f"dropped_{'evidence' if value == EVIDENCE else 'events'}", len(chosen))
         return dropped
@@ -116,7 +129,12 @@ class Outbox:
                 for key, body in items:
                     # Deleted and inserted under a new seq, never updated in place: the confirmation of a version
                     # already in flight (by its seq) must not take this newer one with it.
-                    self._db.execute("DELETE FROM outbox WHERE kind = ? AND key = ?", [kind, key])
+                    before = self._db.execute("SELECT size FROM outbox WHERE kind = ? AND key = ?",
+                                              [kind, key]).fetchone()
+                    if before is not None:
+                        self._db.execute("DELETE FROM outbox WHERE kind = ? AND key = ?", [kind, key])
+                        self._changed(kind, -1, -before[0])
+                    self._changed(kind, 1, len(body))
                     self._db.execute("INSERT INTO outbox (kind, key, value, added, size, body) VALUES (?,?,?,?,?,?)",
                                      [kind, key, 1, now, len(body), body])
                 self._db.execute("COMMIT")
@@ -144,11 +162,11 @@ class Outbox:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if kind == EVENT:
-                    marks = ",".join("?" * len(batch))
-                    gone = self._db.execute(f"SELECT coalesce(sum(size), 0) FROM outbox WHERE seq IN ({marks})",  # nosec B608 - "?" marks
-                                            [p.seq for p in batch]).fetchone()[0]
-                    self._event_bytes -= gone
+                marks = ",".join("?" * len(batch))
+                records, gone = self._db.execute(  # what of the batch is still here (a newer version replaced some)
+                    f"SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE seq IN ({marks})",  # nosec B608 - "?" marks
+                    [p.seq for p in batch]).fetchone()
+                self._changed(kind, -records, -gone)
                 self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(p.seq,) for p in batch])
                 self._count(f"sent_{kind}", len(batch))
                 self._db.execute("COMMIT")
@@ -171,12 +189,12 @@ class Outbox:
 
     def backlog(self) -> dict[str, dict]:
         """Per kind: records and bytes waiting, and when the oldest was added (epoch seconds, or None)."""
+        out = {}
         with self._lock:
-            rows = self._db.execute("SELECT kind, count(*), coalesce(sum(size), 0), min(added) FROM outbox "
-                                    "GROUP BY kind").fetchall()
-        out = {kind: {"records": 0, "bytes": 0, "oldest": None} for kind in (EVENT, ALERT, AGENCIES)}
-        for kind, records, size, oldest in rows:
-            out[kind] = {"records": records, "bytes": size, "oldest": oldest}
+            for kind, (records, size) in self._waiting.items():
+                oldest = self._db.execute("SELECT added FROM outbox WHERE kind = ? ORDER BY seq LIMIT 1",
+                                          [kind]).fetchone() if records else None
+                out[kind] = {"records": records, "bytes": size, "oldest": oldest[0] if oldest else None}
         return out
 
     def get_state(self, name: str) -> str | None:

@@ -334,27 +334,34 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) and 0 <= value <= MAX_FIGURE else None
 
 
-def _depth(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests no deeper than ``limit`` (iteratively: a deep document cannot exhaust the stack)."""
-    todo = [(value, 0)]
+def _shape(value: Any, limit: int) -> tuple[bool, bool]:
+    """(nests no deeper than ``limit``, has a dotted key somewhere), in one pass, iteratively (a deep document
+    cannot exhaust the stack)."""
+    todo, dotted = [(value, 0)], False
     while todo:
         node, depth = todo.pop()
         if depth > limit:
-            return False
+            return False, dotted
         if isinstance(node, dict):
+            dotted = dotted or any("." in k for k in node if type(k) is str)
             todo.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
             todo.extend((v, depth + 1) for v in node)
-    return True
+    return True, dotted
+
+
+def _depth(value: Any, limit: int) -> bool:
+    return _shape(value, limit)[0]
 
 
 def _clean(doc: dict) -> tuple[dict | None, str]:
     """A forwarded document as every reader sees it: dotted names made nested (a dotted ``organization.id`` beside
     the nested one must not be a second value), no deeper than MAX_DEPTH, and encodable (no lone surrogates)."""
-    if not _depth(doc, MAX_DEPTH):
+    shallow, dotted = _shape(doc, MAX_DEPTH)
+    if not shallow:
         return None, f"nested deeper than {MAX_DEPTH}"
     try:
-        nested = ecs.nest(doc)
+        nested = ecs.nest(doc) if dotted else doc  # a forwarded event was nested at its own tier: mostly no work
     except ecs.FieldNameError as exc:
         return None, f"{exc.kind}: {str(exc)[:200]}"
     try:
