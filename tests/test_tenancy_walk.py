@@ -367,3 +367,31 @@ def test_every_route_keeps_each_agency_to_its_own(world):
         assert requests > 2 * len(operations)
         suite.store.refresh()
         assert {a: _snapshot(world, a) for a in (AGENCY_A, AGENCY_B)} == before
+
+
+def test_a_city_key_sees_its_subtree_on_every_read_and_nothing_of_the_departments(world):
+    """A district's key (An Binh City, with communes below it: its scope is a subtree of agencies, not one id) reads
+    every route with each department's ids, cursors and markers: no answer fails, none carries their data."""
+    city = create_key(world.suite.store, "agency", agency="h-an-binh", name="city walk")[0]
+    with client_for(world.suite) as client:
+        spec = client.get("/openapi.json").json()
+        components = spec.get("components", {}).get("schemas", {})
+        leaks, server_errors, requests = [], [], 0
+        for path, ops in spec["paths"].items():
+            op = ops.get("get")
+            if op is None:
+                continue
+            for other in (AGENCY_A, AGENCY_B):
+                for url, query, _ in _requests(op, path, "get", world, other, {}, components):
+                    headers = {"Accept": TAXII} if path.startswith("/taxii2") else {}
+                    response = call(client, "GET", url, city, params=query, headers=headers)
+                    requests += 1
+                    if response.status_code >= 500:
+                        server_errors.append((url, query, response.status_code, response.text[:200]))
+                        continue
+                    for needle in world.forbidden(other, 200 <= response.status_code < 300):
+                        if needle in response.text:
+                            leaks.append((url, query, response.status_code, needle))
+        assert requests > 50
+        assert not server_errors, server_errors[:10]
+        assert not leaks, leaks[:20]
