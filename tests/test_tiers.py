@@ -168,6 +168,8 @@ def test_tenancy_of_the_agency_tree_and_correlation_across_the_city(tiers):
                                if "198.51.100.77" in (a.get("entities") or {}).get("ip", [])
                                and not a.get("tier")], 60, "the province's own correlation across communes")
     assert across[0]["organization"]["id"] == "province" and across[0]["rule"]["name"] == "soc_ssh_brute_force"
+    # Counted here from what the city vouched for: never evidence for automatic containment at the province.
+    assert across[0]["trust"]["trusted"] is False and across[0]["trust"]["untrusted_events"] >= 6
     assert not [a for a in city.all_alerts(c_analyst) if "198.51.100.77" in (a.get("entities") or {}).get("ip", [])]
 
     # The agencies the city sent are in the province's tree: a key can be made for the commune it did not know.

@@ -192,7 +192,7 @@ class TierReceiver:
             self._engine = DetectionEngine(cross_tier_rules(ruleset, self.settings.rules))
             self._engine_rules = ruleset
         province = self.province()
-        views = [{**d, "organization": {"id": province, "name": ecs.get(d, "organization.name")}} for d in docs]
+        views = [_as_province(d, province) for d in docs]
         detections = self._engine.evaluate(views)
         if detections:
             self.alerts.raise_alerts(detections)
@@ -309,6 +309,15 @@ class TierReceiver:
     def links(self, only: frozenset[str] | None = None) -> list[dict]:
         docs = self.store.find_documents(LINKS, DocumentQuery(limit=1000))
         return [d for d in docs if only is None or d["id"] in only]
+
+
+def _as_province(doc: dict, province: str) -> dict:
+    """A forwarded event as this tier's own rules see it: the province's, and never evidence for automatic
+    containment here (the city vouched for its sender; this suite cannot), whatever the city's copy says."""
+    soc = doc.get("soc") if isinstance(doc.get("soc"), dict) else {}
+    sender = soc.get("sender") if isinstance(soc.get("sender"), dict) else {}
+    return {**doc, "organization": {"id": province, "name": ecs.get(doc, "organization.name")},
+            "soc": {**soc, "sender": {**sender, "trusted": False}}}
 
 
 def _replace(target: dict, source: dict) -> dict:
