@@ -194,6 +194,10 @@ class LinkProxy:
     def cut(self) -> None:
         server, self._server = self._server, None
         if server is not None:
+            try:  # wakes the thread blocked in accept(): a bare close() would leave it accepting on the socket
+                server.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             server.close()
         with self._lock:
             for sock in self._open:
@@ -209,6 +213,9 @@ class LinkProxy:
             try:
                 client, _ = server.accept()
             except OSError:
+                return
+            if self._server is not server:  # cut meanwhile: this link is down
+                client.close()
                 return
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
