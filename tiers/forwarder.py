@@ -212,7 +212,7 @@ def apply_upstream_change(alerts) -> Callable[[str, dict], bool]:
             return False
         try:
             result = alerts.edit(alert_id, lambda local: _merge_in(local, triage), notify=False)
-        except ValueError as exc:  # the change would make an alert the API cannot show: nothing is written
+        except (ValueError, TypeError) as exc:  # it would make an alert this suite cannot show: nothing is written
             log.warning("a change from the upstream to alert %s was refused: %s", alert_id[:64], exc)
             return False
         return result is not None

@@ -52,7 +52,9 @@ def _union(mine: list, theirs: list, *, sort_key: str = "at") -> list:
 
 def merged(local: dict | None, remote: dict, *, remote_owns_detection: bool) -> dict:
     """The alert as this tier keeps it after ``remote`` (the other tier's version) arrived."""
-    remote = dict(remote, history=[h for h in remote.get("history") or [] if valid_entry(h)])
+    history, notes = remote.get("history"), remote.get("notes")
+    remote = dict(remote, history=[h for h in history if valid_entry(h)] if isinstance(history, list) else [],
+                  notes=notes if isinstance(notes, list) else [])
     if local is None:
         out = {k: v for k, v in remote.items() if k not in LOCAL_FIELDS}
         return out
@@ -75,12 +77,6 @@ def merged(local: dict | None, remote: dict, *, remote_owns_detection: bool) -> 
         base.pop("notes")
     base["updated"] = max(str(local.get("updated") or ""), str(remote.get("updated") or ""))
     return base
-
-
-def same_triage(a: dict, b: dict) -> bool:
-    pick = lambda d: ({k: d.get(k) for k in TRIAGE_FIELDS}, len(d.get("history") or []),  # noqa: E731
-                      len(d.get("notes") or []))
-    return pick(a) == pick(b)
 
 
 def triage_of(alert: dict) -> dict[str, Any]:
