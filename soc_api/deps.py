@@ -133,7 +133,8 @@ async def get_principal(
     if principal is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "the API key is unknown, expired or revoked",
                             headers={"WWW-Authenticate": "Bearer"})
-    principal = scoped(request.app.state.suite, principal)  # a tenant sees its agency's subtree
+    if principal.is_tenant:  # its agency's subtree; in the pool: the forwarded agencies are read from the store
+        principal = await run_in_threadpool(scoped, request.app.state.suite, principal)
     wait = _limiter(request).take(principal.key_id, settings.rate_limit.requests_per_second,
                                   settings.rate_limit.burst)
     if wait > 0:

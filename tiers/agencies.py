@@ -85,7 +85,6 @@ class DownstreamAgencies:
         """
         if len(offered) > MAX_AGENCIES:
             return [], [Refusal("*", f"more than {MAX_AGENCIES} agencies in one offer")]
-        own_subtree = tree.subtree(link_agency)
         by_id: dict[str, dict] = {}
         refused: list[Refusal] = []
         for item in offered:
@@ -96,10 +95,12 @@ class DownstreamAgencies:
                 continue
             by_id[agency_id] = item
         with self._accepting:  # two links offering one new id at once: the first takes it
-            return self._accept(tree, link_agency, own_subtree, by_id, refused)
+            return self._accept(tree, link_agency, by_id, refused)
 
-    def _accept(self, tree, link_agency, own_subtree, by_id, refused):
-        tree = AgencyTree(list(tree.nodes.values()) + list(stored_agencies(self.store)))  # what is there now
+    def _accept(self, tree: AgencyTree, link_agency: str, by_id: dict[str, dict],
+                refused: list[Refusal]) -> tuple[list[str], list[Refusal]]:
+        # The tree as it is now, with what another link's offer stored a moment ago (the cache may be seconds old).
+        tree = AgencyTree(list(tree.nodes.values()) + list(stored_agencies(self.store)))
         own_subtree = tree.subtree(link_agency)
         accepted: list[dict] = []
         now = ecs.now_iso()

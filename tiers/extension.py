@@ -13,7 +13,6 @@ from pathlib import Path
 
 from soc import codec, ecs
 from soc.plugins import Registry, Services
-from soc.vocabulary import ALERT_STATUSES
 from tiers.agencies import DownstreamAgencies
 from tiers.forwarder import Forwarder, apply_upstream_change
 from tiers.outbox import AGENCIES, ALERT, EVIDENCE, LOW, Outbox
@@ -45,7 +44,7 @@ def register(services: Services, registry: Registry) -> None:
     if not link.url:
         return
     outbox = Outbox(Path(services.settings.data_dir) / link.spool_dir, max_bytes=link.spool_max_bytes)
-    apply = _guarded(apply_upstream_change(services.alerts))
+    apply = apply_upstream_change(services.alerts)
 
     def apply_and_pass_down(alert_id: str, triage: dict) -> bool:
         """An upstream change lands here, and goes on down when the alert came from a suite below this one."""
@@ -109,21 +108,6 @@ def _wanted(event: dict, wanted: EventFilter) -> bool:
     if wanted.outcomes and ecs.get(event, "event.outcome") in wanted.outcomes:
         return True
     return False
-
-
-def _guarded(apply):
-    """A change from upstream is taken only with a status this suite knows."""
-
-    def checked(alert_id: str, triage: dict) -> bool:
-        status = triage.get("status") if isinstance(triage, dict) else None
-        if status is not None and status not in ALERT_STATUSES:
-            log.warning("an upstream change to alert %s with an unknown status was ignored", alert_id[:64])
-            return False
-        if not isinstance(triage.get("history", []), list) or not isinstance(triage.get("notes", []), list):
-            return False
-        return apply(alert_id, triage)
-
-    return checked
 
 
 class _SuiteView:

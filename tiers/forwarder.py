@@ -20,7 +20,7 @@ from typing import Callable
 
 import httpx
 
-from soc import codec, ecs, metrics
+from soc import ecs, metrics
 from tiers import merge
 from tiers.outbox import AGENCIES, ALERT, EVENT, Outbox
 from tiers.settings import UpstreamLink
@@ -199,10 +199,6 @@ class Forwarder:
                 "changes_after": self.outbox.get_state("changes_after")}
 
 
-def encode(doc: dict) -> bytes:
-    return codec.dumps_bytes(doc)
-
-
 def apply_upstream_change(alerts) -> Callable[[str, dict], bool]:
     """How a change made upstream lands here: merged into the alert under the alert manager's lock (not echoed to
     the edit hooks, so it does not go back up as a change of ours)."""
@@ -221,9 +217,9 @@ def apply_upstream_change(alerts) -> Callable[[str, dict], bool]:
 
 
 def _merge_in(local: dict, triage: dict) -> dict:
-    from tiers.receive import shown
+    from tiers.receive import held
 
-    after = shown(merge.merged(local, triage, remote_owns_detection=False))
+    after = held(merge.merged(local, triage, remote_owns_detection=False))
     local.clear()
     local.update(after)
     return local

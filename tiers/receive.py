@@ -20,12 +20,12 @@ from datetime import datetime, timedelta, timezone
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from detections.engine import DetectionEngine
-from detections.sigma.loader import RuleSet
-from inventory.tree import AgencyTree
 import orjson
 from pydantic import ValidationError
 
+from detections.engine import DetectionEngine
+from detections.sigma.loader import RuleSet
+from inventory.tree import AgencyTree
 from soc import codec, ecs, metrics
 from soc.storage.base import DeadLetter, DocumentQuery, Store
 from soc.vocabulary import ALERT_STATUSES, SEVERITIES
@@ -244,7 +244,7 @@ class TierReceiver:
 
     def _merge_alert(self, link: str, alert: dict) -> None:
         tier = {"link": link, "received": ecs.now_iso()}
-        edited = self.alerts.edit(alert["id"], lambda local: _replace(local, shown(merge.merged(
+        edited = self.alerts.edit(alert["id"], lambda local: _replace(local, held(merge.merged(
             local, alert, remote_owns_detection=True) | {"tier": tier})), notify=False)
         if edited is None:  # new here
             kept = merge.merged(None, alert, remote_owns_detection=True) | {"tier": tier}
@@ -402,6 +402,15 @@ def _alert_shape(alert: dict) -> str:
     except ValueError as exc:
         return f"not an alert: {str(exc)[:200]}"
     return ""
+
+
+def held(alert: dict) -> dict:
+    """``alert`` if this suite can hold and show it (the checks of ``_alert_shape``), else ValueError: what a merge
+    of two tiers' versions must still be, on either side."""
+    problem = _alert_shape(alert)
+    if problem:
+        raise ValueError(problem)
+    return alert
 
 
 def shown(alert: dict) -> dict:

@@ -21,12 +21,9 @@ if TYPE_CHECKING:  # retention and backups (soc/storage/retention.py, soc/storag
     from soc.storage.snapshots import SnapshotTarget
 
 
-# A tenancy filter: one agency's id, or the ids of an agency's subtree (a city sees its communes: inventory/tree.py).
-AgencyFilter = "str | tuple[str, ...] | None"
-
-
 def agency_values(agency: "str | tuple[str, ...] | list[str] | None") -> list[str] | None:
-    """The organization.id values a tenancy filter allows; None when it allows every agency. An empty tuple allows
+    """The organization.id values a tenancy filter (one agency's id, or the ids of an agency's subtree: a city sees
+    its communes, inventory/tree.py) allows; None when it allows every agency. An empty tuple allows
     none (a tenant whose subtree is empty sees nothing, never everything)."""
     if agency is None or agency == "":
         return None
